@@ -1,0 +1,106 @@
+/* The front's core: the session table, the zygote and workers it talks
+   to, and the limits that must hold even when a worker misbehaves.  It
+   runs on the caller's event loop and never blocks on a worker.  */
+#ifndef KILN_FRONT_H
+#define KILN_FRONT_H
+
+#include "config.h"
+#include "error.h"
+#include "loop.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+enum reply_status
+{
+  REPLY_OK,
+  REPLY_ERROR,       /* the cell raised */
+  REPLY_INTERRUPTED, /* KeyboardInterrupt: deadline, cancel or the cell's own */
+  REPLY_KILLED,      /* did not stop after the interrupt: worker killed */
+  REPLY_CRASHED,     /* the worker died during the cell */
+};
+
+/* What a cell produced.  Every pointer is borrowed from the front and
+   valid only during the callback; strings are valid UTF-8.  */
+struct cell_reply
+{
+  const char *session_id;
+  enum reply_status status;
+  uint64_t execution_count;
+  const char *result; /* NULL when there is none */
+  const char *out;
+  size_t out_len;
+  uint64_t out_dropped;
+  const char *err;
+  size_t err_len;
+  uint64_t err_dropped;
+  const char *err_type; /* NULL when the cell succeeded */
+  const char *err_message;
+  const char *err_traceback;
+  int64_t err_lineno, err_offset; /* -1 when unknown */
+  bool new_session;
+  bool state_lost;
+  const char *notice; /* NULL or a sentence for the reader */
+  double duration_ms;
+};
+
+typedef void (*front_reply_cb) (void *ctx, const struct cell_reply *r);
+
+struct front_info
+{
+  const char *python_version;
+  const char *preloaded;
+  const char *preload_failed;
+};
+/* Called once the zygote is ready (INFO) or could not start (ERR).  */
+typedef void (*front_ready_cb) (void *ctx, const struct front_info *info, kiln_error_t err);
+
+struct session_info
+{
+  char session_id[40];
+  const char *state; /* "starting", "idle", "running", "lost" */
+  pid_t pid;         /* 0 when no worker */
+  uint64_t execution_count;
+  size_t queued;
+  time_t created_at, last_used_at;
+};
+
+struct front;
+
+/* Forks the zygote (the caller must not have started threads) and watches
+   everything on LOOP.  The front keeps pointers to CFG and LOOP, which
+   must outlive it.  Returns NULL with ERR.  */
+struct front *front_new (const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready, void *ctx,
+                         kiln_error_t *err);
+
+/* Queues CODE (LEN bytes, copied) to run in SESSION_ID, or in a new
+   session when SESSION_ID is NULL.  TIMEOUT_S <= 0 means the default.  CB
+   is called exactly once with the reply, unless the cell is cancelled
+   first.  Returns a handle for front_cancel (> 0), or -1 with ERR when
+   the call is refused (unknown session, too many sessions, queue full,
+   code too large); then CB is never called.  */
+int64_t front_run_cell (struct front *f, const char *session_id, const char *code, size_t len, double timeout_s,
+                        front_reply_cb cb, void *ctx, kiln_error_t *err);
+
+/* Forgets HANDLE's callback: a queued cell is dropped, a running one is
+   interrupted.  Unknown handles are ignored.  */
+void front_cancel (struct front *f, int64_t handle);
+
+/* Closes a session: its worker is killed, queued cells are answered as
+   errors.  Returns -1 with ERR when the id is unknown.  */
+int front_close_session (struct front *f, const char *session_id, kiln_error_t *err);
+
+/* Returns a snapshot of the session table (allocated, the caller frees
+   it) and its length in *N.  */
+struct session_info *front_list_sessions (struct front *f, size_t *n);
+
+/* The protocol protection level line for the banner.  */
+const char *front_protections (void);
+
+/* Kills every worker and the zygote and waits (bounded) until no child
+   process is left, then frees F.  */
+void front_free (struct front *f);
+
+#endif

@@ -1,0 +1,218 @@
+"""kiln's Python side: loaded into the zygote, inherited by every worker.
+
+The C kernel calls three functions:
+
+* ``zygote_init(site_packages, preload)`` once in the zygote, before any fork:
+  adds the sandbox's packages, imports the preload list, warms matplotlib and
+  freezes the heap so forks share it.
+* ``worker_init()`` once in each worker after the fork: fresh random streams,
+  signal handlers, the worker's stdio and ``__main__``.
+* ``run_cell(source, cell_no, max_result)`` for every cell, with notebook
+  semantics: the last expression's value is the result, top-level ``await``
+  works, tracebacks show the cell's own lines and none of kiln's frames.
+
+This module never runs in a process that serves more than one session.
+"""
+
+import ast
+import asyncio
+import builtins
+import gc
+import importlib
+import io
+import linecache
+import os
+import signal
+import site
+import sys
+import traceback
+import types
+
+# How run_cell reports a cell's end; the values match the C enum cell_status.
+OK, ERROR, INTERRUPTED = 0, 1, 2
+
+_CO_COROUTINE = 0x0080
+_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+_main = None
+_loop = None
+
+
+def zygote_init(site_packages, preload):
+    """Returns (preloaded, failed): the names imported and, for each
+    module that could not be, "name: reason"."""
+    site.addsitedir(site_packages)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    preloaded, failed = [], []
+    for name in [n.strip() for n in preload.split(",") if n.strip()]:
+        try:
+            importlib.import_module(name)
+            preloaded.append(name)
+        except Exception as exc:  # a missing package is logged, not fatal
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+    if "matplotlib" in sys.modules:
+        _warm_matplotlib()
+    gc.collect()
+    gc.freeze()
+    return ",".join(preloaded), "; ".join(failed)
+
+
+def _warm_matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # Loading the font list and drawing text once moves that cost (and
+    # the font cache's file I/O) into the zygote, shared by every fork.
+    from matplotlib import font_manager
+
+    font_manager.fontManager.findfont("DejaVu Sans")
+    if "matplotlib.pyplot" in sys.modules:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(1, 1))
+        fig.text(0.5, 0.5, "kiln")
+        fig.canvas.draw()
+        plt.close(fig)
+
+
+def _no_input(prompt=""):
+    raise EOFError(
+        "input() is not available: cells run without a terminal or stdin; "
+        "put the data in the code or in a file instead"
+    )
+
+
+def worker_init():
+    global _main
+    # Forks of one zygote share numpy's global generator state; random was
+    # reseeded by PyOS_AfterFork_Child.  Two sessions must never produce
+    # the same stream.
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # With no Python handlers installed these would kill the worker
+    # instead of raising OSError in the cell.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = _stream(1)
+    sys.stderr = _stream(2)
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+    builtins.input = _no_input
+    _main = types.ModuleType("__main__")
+    _main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = _main
+    sys.argv = [""]
+
+
+def _stream(fd):
+    # Buffered, flushed at the end of every cell; fd-level writes by C code
+    # and subprocesses go straight to the same pipe.
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw, 65536), encoding="utf-8", errors="backslashreplace", line_buffering=False
+    )
+
+
+def _flush():
+    for s in (sys.stdout, sys.stderr):
+        try:
+            s.flush()
+        except Exception:
+            pass
+
+
+def _cell_filename(cell_no):
+    return f"<cell {cell_no}>"
+
+
+def _compile(source, filename):
+    """Returns (body_code, expr_code or None).  Raises SyntaxError."""
+    tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST | _FLAGS)
+    expr = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = tree.body.pop()
+        expr = compile(ast.Expression(last.value), filename, "eval", _FLAGS)
+    body = compile(tree, filename, "exec", _FLAGS)
+    return body, expr
+
+
+def _run(code, ns):
+    global _loop
+    if code.co_flags & _CO_COROUTINE:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+        return _loop.run_until_complete(eval(code, ns))
+    return eval(code, ns)
+
+
+def _trim(tb, filename):
+    """Drops kiln's own frames: the traceback starts at the cell."""
+    t = tb
+    while t is not None and t.tb_frame.f_code.co_filename != filename:
+        t = t.tb_next
+    if t is not None:
+        return t
+    here = __file__
+    while tb is not None and tb.tb_frame.f_code.co_filename == here:
+        tb = tb.tb_next
+    return tb
+
+
+def _error(exc, filename):
+    tb = _trim(exc.__traceback__, filename)
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    lineno = offset = None
+    if isinstance(exc, SyntaxError):
+        lineno, offset = exc.lineno, exc.offset
+        message = exc.msg
+    elif isinstance(exc, SystemExit):
+        message = f"SystemExit({exc.code!r}): the cell called sys.exit(); the session is still usable"
+    else:
+        try:
+            message = str(exc)
+        except Exception:
+            message = "(unprintable exception)"
+    return type(exc).__name__, message, text, lineno, offset
+
+
+def _repr(value, limit):
+    try:
+        text = repr(value)
+    except Exception as exc:
+        text = f"<repr failed: {type(exc).__name__}: {exc}>"
+    if len(text) > limit:
+        text = text[:limit] + f"... [{len(text) - limit} more characters]"
+    return text
+
+
+def run_cell(source, cell_no, max_result):
+    """Runs one cell in the session's globals.
+
+    Returns (status, result, err_type, err_message, traceback, lineno,
+    offset); result and the error fields are None when absent.
+    """
+    filename = _cell_filename(cell_no)
+    ns = _main.__dict__
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    status, result, err = OK, None, (None, None, None, None, None)
+    try:
+        try:
+            body, expr = _compile(source, filename)
+            _run(body, ns)
+            value = _run(expr, ns) if expr is not None else None
+            if value is not None:
+                ns["_"] = value
+                result = _repr(value, max_result)
+        except KeyboardInterrupt as exc:
+            status, err = INTERRUPTED, _error(exc, filename)
+        except BaseException as exc:
+            status, err = ERROR, _error(exc, filename)
+        finally:
+            _flush()
+    except KeyboardInterrupt as exc:
+        # The interrupt landed in kiln's own code after the cell: report it.
+        status, err = INTERRUPTED, ("KeyboardInterrupt", "", "KeyboardInterrupt\n", None, None)
+        _flush()
+    return (status, result) + err
