@@ -10,7 +10,7 @@ jrpc_parse (const char *text, size_t len, struct jrpc_msg *msg, json_t **reply)
   json_error_t jerr;
   *reply = NULL;
   memset (msg, 0, sizeof *msg);
-  json_t *root = json_loadb (text, len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *root = json_loadb (text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
   if (root == NULL)
     {
       cleanup_free char *m = xasprintf ("parse error: %s (at byte %d)", jerr.text, jerr.position);
