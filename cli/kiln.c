@@ -37,7 +37,8 @@ static const char usage[]
       "  --max-sessions N      open sessions (KILN_MAX_SESSIONS, 256)\n"
       "  --max-queued N        cells waiting per session (KILN_MAX_QUEUED, 64)\n"
       "  --preload LIST        modules the zygote imports, comma-separated\n"
-      "                        (KILN_PRELOAD, numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas)\n"
+      "                        (KILN_PRELOAD, "
+      "numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas)\n"
       "  --home DIR            state directory; sessions' files live in DIR/sessions/ID\n"
       "                        (KILN_HOME, $XDG_DATA_HOME/kiln or ~/.local/share/kiln)\n"
       "  --venv DIR            the sandbox's virtual environment (KILN_VENV, set at build time)\n"
@@ -47,8 +48,7 @@ static const char usage[]
       "to sys.exit(), 124 when it is interrupted at its deadline, 137 when it had to be\n"
       "killed, and 70 when its worker crashed.\n";
 
-struct app
-{
+struct app {
   struct kiln_config cfg;
   struct loop *loop;
   struct front *front;
@@ -59,248 +59,231 @@ struct app
 };
 
 static void
-on_ready (void *ctx, const struct front_info *info, kiln_error_t err)
+on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
 {
   struct app *a = ctx;
-  if (err)
-    {
-      fprintf (stderr, "kiln: cannot start: %s\n", err->msg);
-      a->exit_code = 1;
-      loop_stop (a->loop);
-      return;
-    }
+  if (err) {
+    fprintf(stderr, "kiln: cannot start: %s\n", err->msg);
+    a->exit_code = 1;
+    loop_stop(a->loop);
+    return;
+  }
   if (a->script)
     return;
-  fprintf (stderr, "kiln %s: Python %.*s, preloaded: %s%s%s; protections: %s\n", KILN_VERSION,
-           (int) strcspn (info->python_version, " "), info->python_version,
-           info->preloaded[0] ? info->preloaded : "nothing", info->preload_failed[0] ? "; not loaded: " : "",
-           info->preload_failed, front_protections ());
+  fprintf(stderr, "kiln %s: Python %.*s, preloaded: %s%s%s; protections: %s\n", KILN_VERSION,
+          (int)strcspn(info->python_version, " "), info->python_version,
+          info->preloaded[0] ? info->preloaded : "nothing",
+          info->preload_failed[0] ? "; not loaded: " : "", info->preload_failed,
+          front_protections());
 }
 
 static void
-send_stdio (void *ctx, json_t *msg)
+send_stdio(void *ctx, json_t *msg)
 {
   struct app *a = ctx;
-  mcp_stdio_send (a->stdio, msg);
+  mcp_stdio_send(a->stdio, msg);
 }
 
 static void
-on_line (void *ctx, const char *line, size_t len, size_t too_long)
+on_line(void *ctx, const char *line, size_t len, size_t too_long)
 {
   struct app *a = ctx;
-  mcp_server_handle (a->server, line, len, too_long);
+  mcp_server_handle(a->server, line, len, too_long);
 }
 
 static void
-on_eof (void *ctx)
+on_eof(void *ctx)
 {
   struct app *a = ctx;
-  loop_stop (a->loop);
+  loop_stop(a->loop);
 }
 
 /* Parses "--key value" / "--key=value" options from ARGV[*I] onwards,
    stopping at the first non-option.  */
 static int
-parse_options (struct app *a, int argc, char **argv, int *i)
+parse_options(struct app *a, int argc, char **argv, int *i)
 {
   kiln_error_t err = NULL;
-  for (; *i < argc; (*i)++)
-    {
-      char *arg = argv[*i];
-      if (strncmp (arg, "--", 2) != 0)
-        break;
-      if (strcmp (arg, "--") == 0)
-        {
-          (*i)++;
-          break;
-        }
-      char *key = arg + 2, *value;
-      char *eq = strchr (key, '=');
-      cleanup_free char *k = NULL;
-      if (eq)
-        {
-          k = xstrndup (key, (size_t) (eq - key));
-          value = eq + 1;
-        }
-      else
-        {
-          if (*i + 1 >= argc)
-            {
-              fprintf (stderr, "kiln: --%s needs a value\n", key);
-              return -1;
-            }
-          k = xstrdup (key);
-          value = argv[++(*i)];
-        }
-      if (config_set (&a->cfg, k, value, &err) < 0)
-        {
-          fprintf (stderr, "kiln: %s\n", err->msg);
-          kiln_error_release (&err);
-          return -1;
-        }
+  for (; *i < argc; (*i)++) {
+    char *arg = argv[*i];
+    if (strncmp(arg, "--", 2) != 0)
+      break;
+    if (strcmp(arg, "--") == 0) {
+      (*i)++;
+      break;
     }
-  if (a->cfg.grace_s > 600)
-    {
-      fprintf (stderr, "kiln: --grace must be at most 600 seconds\n");
+    char *key = arg + 2, *value;
+    char *eq = strchr(key, '=');
+    cleanup_free char *k = NULL;
+    if (eq) {
+      k = xstrndup(key, (size_t)(eq - key));
+      value = eq + 1;
+    } else {
+      if (*i + 1 >= argc) {
+        fprintf(stderr, "kiln: --%s needs a value\n", key);
+        return -1;
+      }
+      k = xstrdup(key);
+      value = argv[++(*i)];
+    }
+    if (config_set(&a->cfg, k, value, &err) < 0) {
+      fprintf(stderr, "kiln: %s\n", err->msg);
+      kiln_error_release(&err);
       return -1;
     }
+  }
+  if (a->cfg.grace_s > 600) {
+    fprintf(stderr, "kiln: --grace must be at most 600 seconds\n");
+    return -1;
+  }
   return 0;
 }
 
 static int
-serve (struct app *a)
+serve(struct app *a)
 {
   kiln_error_t err = NULL;
-  a->stdio = mcp_stdio_new (a->loop, a->cfg.max_message, on_line, on_eof, a, &err);
-  if (a->stdio == NULL)
-    {
-      fprintf (stderr, "kiln: stdio: %s\n", err->msg);
-      kiln_error_release (&err);
-      return 1;
-    }
-  a->server = mcp_server_new (&a->cfg, a->front, send_stdio, a);
-  if (loop_run (a->loop, &err) < 0)
-    {
-      fprintf (stderr, "kiln: %s\n", err->msg);
-      kiln_error_release (&err);
-      a->exit_code = 1;
-    }
+  a->stdio = mcp_stdio_new(a->loop, a->cfg.max_message, on_line, on_eof, a, &err);
+  if (a->stdio == NULL) {
+    fprintf(stderr, "kiln: stdio: %s\n", err->msg);
+    kiln_error_release(&err);
+    return 1;
+  }
+  a->server = mcp_server_new(&a->cfg, a->front, send_stdio, a);
+  if (loop_run(a->loop, &err) < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+    a->exit_code = 1;
+  }
   /* The client is gone or asked us to stop: kill every worker first, so
      nothing outlives the server, then say what is still queued.  */
-  front_free (a->front);
+  front_free(a->front);
   a->front = NULL;
-  mcp_stdio_flush (a->stdio, 1000);
-  mcp_server_free (a->server);
-  mcp_stdio_free (a->stdio);
+  mcp_stdio_flush(a->stdio, 1000);
+  mcp_server_free(a->server);
+  mcp_stdio_free(a->stdio);
   return a->exit_code;
 }
 
 static void
-on_script_done (void *ctx, const struct cell_reply *r)
+on_script_done(void *ctx, const struct cell_reply *r)
 {
   struct app *a = ctx;
-  fwrite (r->out, 1, r->out_len, stdout);
-  fflush (stdout);
-  fwrite (r->err, 1, r->err_len, stderr);
-  if (r->err_type)
-    {
-      if (r->err_traceback && r->err_traceback[0])
-        fputs (r->err_traceback, stderr);
-      else
-        fprintf (stderr, "%s: %s\n", r->err_type, r->err_message ? r->err_message : "");
-      if (r->notice)
-        fprintf (stderr, "kiln: %s\n", r->notice);
-    }
+  fwrite(r->out, 1, r->out_len, stdout);
+  fflush(stdout);
+  fwrite(r->err, 1, r->err_len, stderr);
+  if (r->err_type) {
+    if (r->err_traceback && r->err_traceback[0])
+      fputs(r->err_traceback, stderr);
+    else
+      fprintf(stderr, "%s: %s\n", r->err_type, r->err_message ? r->err_message : "");
+    if (r->notice)
+      fprintf(stderr, "kiln: %s\n", r->notice);
+  }
   int code;
-  switch (r->status)
-    {
-    case REPLY_OK: code = 0; break;
-    case REPLY_INTERRUPTED: code = 124; break;
-    case REPLY_KILLED: code = 137; break;
-    case REPLY_CRASHED: code = 70; break;
-    default:
-      code = 1;
-      if (r->err_type && strcmp (r->err_type, "SystemExit") == 0 && r->err_message
-          && sscanf (r->err_message, "SystemExit(%d)", &code) != 1)
-        code = strncmp (r->err_message, "SystemExit(None)", 16) == 0 ? 0 : 1;
-    }
+  switch (r->status) {
+  case REPLY_OK:
+    code = 0;
+    break;
+  case REPLY_INTERRUPTED:
+    code = 124;
+    break;
+  case REPLY_KILLED:
+    code = 137;
+    break;
+  case REPLY_CRASHED:
+    code = 70;
+    break;
+  default:
+    code = 1;
+    if (r->err_type && strcmp(r->err_type, "SystemExit") == 0 && r->err_message
+        && sscanf(r->err_message, "SystemExit(%d)", &code) != 1)
+      code = strncmp(r->err_message, "SystemExit(None)", 16) == 0 ? 0 : 1;
+  }
   a->exit_code = code;
-  loop_stop (a->loop);
+  loop_stop(a->loop);
 }
 
 static int
-run_script (struct app *a)
+run_script(struct app *a)
 {
   kiln_error_t err = NULL;
-  cleanup_close int fd = open (a->script, O_RDONLY | O_CLOEXEC);
+  cleanup_close int fd = open(a->script, O_RDONLY | O_CLOEXEC);
   struct stat st;
-  if (fd < 0 || fstat (fd, &st) < 0)
-    {
-      fprintf (stderr, "kiln: %s: %s\n", a->script, strerror (errno));
-      return 2;
-    }
-  if (!S_ISREG (st.st_mode) || (size_t) st.st_size > a->cfg.max_code)
-    {
-      fprintf (stderr, "kiln: %s: not a regular file of at most %zu bytes (--max-code)\n", a->script,
-               a->cfg.max_code);
-      return 2;
-    }
-  cleanup_free char *code = xmalloc ((size_t) st.st_size + 1);
-  if (read_full (fd, code, (size_t) st.st_size) < 0)
-    {
-      fprintf (stderr, "kiln: %s: %s\n", a->script, strerror (errno));
-      return 2;
-    }
-  if (front_run_cell (a->front, NULL, code, (size_t) st.st_size, 0, on_script_done, a, &err) < 0)
-    {
-      fprintf (stderr, "kiln: %s\n", err->msg);
-      kiln_error_release (&err);
-      return 2;
-    }
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    fprintf(stderr, "kiln: %s: %s\n", a->script, strerror(errno));
+    return 2;
+  }
+  if (!S_ISREG(st.st_mode) || (size_t)st.st_size > a->cfg.max_code) {
+    fprintf(stderr, "kiln: %s: not a regular file of at most %zu bytes (--max-code)\n", a->script,
+            a->cfg.max_code);
+    return 2;
+  }
+  cleanup_free char *code = xmalloc((size_t)st.st_size + 1);
+  if (read_full(fd, code, (size_t)st.st_size) < 0) {
+    fprintf(stderr, "kiln: %s: %s\n", a->script, strerror(errno));
+    return 2;
+  }
+  if (front_run_cell(a->front, NULL, code, (size_t)st.st_size, 0, on_script_done, a, &err) < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+    return 2;
+  }
   a->exit_code = 1;
-  if (loop_run (a->loop, &err) < 0)
-    {
-      fprintf (stderr, "kiln: %s\n", err->msg);
-      kiln_error_release (&err);
-    }
-  front_free (a->front);
+  if (loop_run(a->loop, &err) < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+  }
+  front_free(a->front);
   a->front = NULL;
   return a->exit_code;
 }
 
 int
-main (int argc, char **argv)
+main(int argc, char **argv)
 {
   struct app a = { 0 };
   kiln_error_t err = NULL;
-  if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "help") == 0)
-    {
-      fputs (usage, argc < 2 ? stderr : stdout);
-      return argc < 2 ? 2 : 0;
-    }
-  if (strcmp (argv[1], "--version") == 0)
-    {
-      printf ("kiln %s (Python %s)\n", KILN_VERSION, emb_python_version ());
-      return 0;
-    }
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
+      || strcmp(argv[1], "help") == 0) {
+    fputs(usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("kiln %s (Python %s)\n", KILN_VERSION, emb_python_version());
+    return 0;
+  }
   const char *cmd = argv[1];
-  if (strcmp (cmd, "serve") != 0 && strcmp (cmd, "run") != 0)
-    {
-      fprintf (stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage);
-      return 2;
-    }
-  if (config_init (&a.cfg, &err) < 0)
-    {
-      fprintf (stderr, "kiln: %s\n", err->msg);
-      return 2;
-    }
-  int i = 2;
-  if (parse_options (&a, argc, argv, &i) < 0)
+  if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "run") != 0) {
+    fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
-  if (strcmp (cmd, "run") == 0)
-    {
-      if (i != argc - 1)
-        {
-          fprintf (stderr, "kiln run: expected exactly one FILE.py\n");
-          return 2;
-        }
-      a.script = argv[i];
-    }
-  else if (i != argc)
-    {
-      fprintf (stderr, "kiln serve: unexpected argument '%s'\n", argv[i]);
+  }
+  if (config_init(&a.cfg, &err) < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    return 2;
+  }
+  int i = 2;
+  if (parse_options(&a, argc, argv, &i) < 0)
+    return 2;
+  if (strcmp(cmd, "run") == 0) {
+    if (i != argc - 1) {
+      fprintf(stderr, "kiln run: expected exactly one FILE.py\n");
       return 2;
     }
-  a.loop = loop_new (&err);
+    a.script = argv[i];
+  } else if (i != argc) {
+    fprintf(stderr, "kiln serve: unexpected argument '%s'\n", argv[i]);
+    return 2;
+  }
+  a.loop = loop_new(&err);
   if (a.loop)
-    a.front = front_new (&a.cfg, a.loop, on_ready, &a, &err);
-  if (a.front == NULL)
-    {
-      fprintf (stderr, "kiln: %s\n", err ? err->msg : "start-up failed");
-      return 1;
-    }
-  int code = a.script ? run_script (&a) : serve (&a);
-  loop_free (a.loop);
-  config_free (&a.cfg);
+    a.front = front_new(&a.cfg, a.loop, on_ready, &a, &err);
+  if (a.front == NULL) {
+    fprintf(stderr, "kiln: %s\n", err ? err->msg : "start-up failed");
+    return 1;
+  }
+  int code = a.script ? run_script(&a) : serve(&a);
+  loop_free(a.loop);
+  config_free(&a.cfg);
   return code;
 }

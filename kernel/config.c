@@ -12,130 +12,135 @@
 
 /* Each setting once: its flag name, its environment variable and how to
    parse it.  `kiln --help` prints the same table.  */
-enum kind
-{
-  K_SECONDS,
-  K_SIZE,
-  K_COUNT,
-  K_STRING
-};
+enum kind { K_SECONDS, K_SIZE, K_COUNT, K_STRING };
 
-struct setting
-{
+struct setting {
   const char *key;
   const char *env;
   enum kind kind;
   size_t offset;
 };
 
-#define S(key, env, kind, field) { key, env, kind, offsetof (struct kiln_config, field) }
+#define S(key, env, kind, field)                                                                   \
+  {                                                                                                \
+    key, env, kind, offsetof(struct kiln_config, field)                                            \
+  }
 static const struct setting settings[] = {
-  S ("timeout", "KILN_TIMEOUT", K_SECONDS, timeout_s),
-  S ("max-timeout", "KILN_MAX_TIMEOUT", K_SECONDS, max_timeout_s),
-  S ("grace", "KILN_GRACE", K_SECONDS, grace_s),
-  S ("max-output", "KILN_MAX_OUTPUT", K_SIZE, max_output),
-  S ("max-result", "KILN_MAX_RESULT", K_SIZE, max_result),
-  S ("max-code", "KILN_MAX_CODE", K_SIZE, max_code),
-  S ("max-message", "KILN_MAX_MESSAGE", K_SIZE, max_message),
-  S ("max-sessions", "KILN_MAX_SESSIONS", K_COUNT, max_sessions),
-  S ("max-queued", "KILN_MAX_QUEUED", K_COUNT, max_queued),
-  S ("preload", "KILN_PRELOAD", K_STRING, preload),
-  S ("home", "KILN_HOME", K_STRING, home),
-  S ("venv", "KILN_VENV", K_STRING, venv),
-  S ("runtime-dir", "KILN_RUNTIME_DIR", K_STRING, runtime_dir),
+  S("timeout", "KILN_TIMEOUT", K_SECONDS, timeout_s),
+  S("max-timeout", "KILN_MAX_TIMEOUT", K_SECONDS, max_timeout_s),
+  S("grace", "KILN_GRACE", K_SECONDS, grace_s),
+  S("max-output", "KILN_MAX_OUTPUT", K_SIZE, max_output),
+  S("max-result", "KILN_MAX_RESULT", K_SIZE, max_result),
+  S("max-code", "KILN_MAX_CODE", K_SIZE, max_code),
+  S("max-message", "KILN_MAX_MESSAGE", K_SIZE, max_message),
+  S("max-sessions", "KILN_MAX_SESSIONS", K_COUNT, max_sessions),
+  S("max-queued", "KILN_MAX_QUEUED", K_COUNT, max_queued),
+  S("preload", "KILN_PRELOAD", K_STRING, preload),
+  S("home", "KILN_HOME", K_STRING, home),
+  S("venv", "KILN_VENV", K_STRING, venv),
+  S("runtime-dir", "KILN_RUNTIME_DIR", K_STRING, runtime_dir),
 };
 #undef S
 
 int
-config_parse_size (const char *s, size_t *out)
+config_parse_size(const char *s, size_t *out)
 {
   char *end;
   errno = 0;
-  unsigned long long v = strtoull (s, &end, 10);
+  unsigned long long v = strtoull(s, &end, 10);
   if (errno || end == s || s[0] == '-')
     return -1;
   unsigned long long mul = 1;
-  switch (toupper ((unsigned char) *end))
-    {
-    case 'K': mul = 1ULL << 10; end++; break;
-    case 'M': mul = 1ULL << 20; end++; break;
-    case 'G': mul = 1ULL << 30; end++; break;
-    default: break;
-    }
+  switch (toupper((unsigned char)*end)) {
+  case 'K':
+    mul = 1ULL << 10;
+    end++;
+    break;
+  case 'M':
+    mul = 1ULL << 20;
+    end++;
+    break;
+  case 'G':
+    mul = 1ULL << 30;
+    end++;
+    break;
+  default:
+    break;
+  }
   if (*end == 'i' || *end == 'B')
     end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
   if (*end != '\0' || v == 0 || v > SIZE_MAX / mul)
     return -1;
-  *out = (size_t) (v * mul);
+  *out = (size_t)(v * mul);
   return 0;
 }
 
 int
-config_parse_seconds (const char *s, double *out)
+config_parse_seconds(const char *s, double *out)
 {
   char *end;
   errno = 0;
-  double v = strtod (s, &end);
-  if (errno || end == s || *end != '\0' || !isfinite (v) || v <= 0 || v > 86400 * 365)
+  double v = strtod(s, &end);
+  if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 || v > 86400 * 365)
     return -1;
   *out = v;
   return 0;
 }
 
 int
-config_set (struct kiln_config *cfg, const char *key, const char *value, kiln_error_t *err)
+config_set(struct kiln_config *cfg, const char *key, const char *value, kiln_error_t *err)
 {
-  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
-    {
-      const struct setting *s = &settings[i];
-      if (strcmp (s->key, key) != 0)
-        continue;
-      void *field = (char *) cfg + s->offset;
-      switch (s->kind)
-        {
-        case K_SECONDS:
-          if (config_parse_seconds (value, field) < 0)
-            return kiln_error_make (err, 0, "--%s: '%s' is not a positive number of seconds", key, value);
-          return 0;
-        case K_SIZE:
-          if (config_parse_size (value, field) < 0)
-            return kiln_error_make (err, 0, "--%s: '%s' is not a size (e.g. 65536, 256K, 16M)", key, value);
-          return 0;
-        case K_COUNT:
-          {
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul (value, &end, 10);
-            if (errno || end == value || *end || v == 0 || value[0] == '-' || v > 1000000)
-              return kiln_error_make (err, 0, "--%s: '%s' is not a count between 1 and 1000000", key, value);
-            *(size_t *) field = v;
-            return 0;
-          }
-        case K_STRING:
-          free (*(char **) field);
-          *(char **) field = xstrdup (value);
-          return 0;
-        }
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+    const struct setting *s = &settings[i];
+    if (strcmp(s->key, key) != 0)
+      continue;
+    void *field = (char *)cfg + s->offset;
+    switch (s->kind) {
+    case K_SECONDS:
+      if (config_parse_seconds(value, field) < 0)
+        return kiln_error_make(err, 0, "--%s: '%s' is not a positive number of seconds", key,
+                               value);
+      return 0;
+    case K_SIZE:
+      if (config_parse_size(value, field) < 0)
+        return kiln_error_make(err, 0, "--%s: '%s' is not a size (e.g. 65536, 256K, 16M)", key,
+                               value);
+      return 0;
+    case K_COUNT: {
+      char *end;
+      errno = 0;
+      unsigned long v = strtoul(value, &end, 10);
+      if (errno || end == value || *end || v == 0 || value[0] == '-' || v > 1000000)
+        return kiln_error_make(err, 0, "--%s: '%s' is not a count between 1 and 1000000", key,
+                               value);
+      *(size_t *)field = v;
+      return 0;
     }
-  return kiln_error_make (err, 0, "unknown option --%s", key);
+    case K_STRING:
+      free(*(char **)field);
+      *(char **)field = xstrdup(value);
+      return 0;
+    }
+  }
+  return kiln_error_make(err, 0, "unknown option --%s", key);
 }
 
 static char *
-default_home (void)
+default_home(void)
 {
-  const char *xdg = getenv ("XDG_DATA_HOME");
+  const char *xdg = getenv("XDG_DATA_HOME");
   if (xdg && xdg[0] == '/')
-    return xasprintf ("%s/kiln", xdg);
-  const char *home = getenv ("HOME");
+    return xasprintf("%s/kiln", xdg);
+  const char *home = getenv("HOME");
   if (home && home[0] == '/')
-    return xasprintf ("%s/.local/share/kiln", home);
-  return xstrdup ("/var/lib/kiln");
+    return xasprintf("%s/.local/share/kiln", home);
+  return xstrdup("/var/lib/kiln");
 }
 
 int
-config_init (struct kiln_config *cfg, kiln_error_t *err)
+config_init(struct kiln_config *cfg, kiln_error_t *err)
 {
-  *cfg = (struct kiln_config) {
+  *cfg = (struct kiln_config){
     .timeout_s = 30,
     .max_timeout_s = 3600,
     .grace_s = 2,
@@ -145,27 +150,26 @@ config_init (struct kiln_config *cfg, kiln_error_t *err)
     .max_message = 16 << 20,
     .max_sessions = 256,
     .max_queued = 64,
-    .preload = xstrdup ("numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas"),
-    .home = default_home (),
-    .venv = xstrdup (KILN_DEFAULT_VENV),
-    .runtime_dir = xstrdup (KILN_DEFAULT_RUNTIME_DIR),
+    .preload = xstrdup("numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas"),
+    .home = default_home(),
+    .venv = xstrdup(KILN_DEFAULT_VENV),
+    .runtime_dir = xstrdup(KILN_DEFAULT_RUNTIME_DIR),
   };
-  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
-    {
-      const char *v = getenv (settings[i].env);
-      if (v == NULL || v[0] == '\0')
-        continue;
-      if (config_set (cfg, settings[i].key, v, err) < 0)
-        return kiln_error_wrap (err, "environment variable %s", settings[i].env);
-    }
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+    const char *v = getenv(settings[i].env);
+    if (v == NULL || v[0] == '\0')
+      continue;
+    if (config_set(cfg, settings[i].key, v, err) < 0)
+      return kiln_error_wrap(err, "environment variable %s", settings[i].env);
+  }
   return 0;
 }
 
 void
-config_free (struct kiln_config *cfg)
+config_free(struct kiln_config *cfg)
 {
-  free (cfg->preload);
-  free (cfg->home);
-  free (cfg->venv);
-  free (cfg->runtime_dir);
+  free(cfg->preload);
+  free(cfg->home);
+  free(cfg->venv);
+  free(cfg->runtime_dir);
 }

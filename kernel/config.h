@@ -8,8 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct kiln_config
-{
+struct kiln_config {
   double timeout_s;     /* default per-cell deadline */
   double max_timeout_s; /* the largest timeout_s a call may ask for */
   double grace_s;       /* from SIGINT at the deadline to SIGKILL */
@@ -18,29 +17,29 @@ struct kiln_config
   size_t max_code;      /* bytes of a cell's source */
   size_t max_message;   /* bytes of one JSON-RPC message */
   size_t max_sessions;
-  size_t max_queued;    /* cells waiting behind a running one, per session */
-  char *preload;        /* comma-separated module names */
-  char *home;           /* KILN_HOME: state directory */
-  char *venv;           /* the sandbox's virtual environment */
-  char *runtime_dir;    /* python/sitecustomize */
+  size_t max_queued; /* cells waiting behind a running one, per session */
+  char *preload;     /* comma-separated module names */
+  char *home;        /* KILN_HOME: state directory */
+  char *venv;        /* the sandbox's virtual environment */
+  char *runtime_dir; /* python/sitecustomize */
   int verbose;
 };
 
 /* Fills CFG with defaults and KILN_* environment variables; the strings are
    allocated and freed by config_free.  Returns -1 with ERR on a malformed
    variable.  */
-int config_init (struct kiln_config *cfg, kiln_error_t *err);
-void config_free (struct kiln_config *cfg);
+int config_init(struct kiln_config *cfg, kiln_error_t *err);
+void config_free(struct kiln_config *cfg);
 
 /* Parses NAME=VALUE style settings shared by flags and the environment.
    KEY is the flag name without dashes ("timeout", "max-output").  Returns
    -1 with ERR if the key is unknown or the value malformed.  */
-int config_set (struct kiln_config *cfg, const char *key, const char *value, kiln_error_t *err);
+int config_set(struct kiln_config *cfg, const char *key, const char *value, kiln_error_t *err);
 
 /* Parses a size such as "262144", "256K", "16M".  Returns -1 when
    malformed or zero.  */
-int config_parse_size (const char *s, size_t *out);
+int config_parse_size(const char *s, size_t *out);
 /* Parses a positive number of seconds ("30", "0.5").  */
-int config_parse_seconds (const char *s, double *out);
+int config_parse_seconds(const char *s, double *out);
 
 #endif

@@ -9,36 +9,36 @@
 #include <string.h>
 
 static int
-status_error (PyStatus st, kiln_error_t *err, const char *what)
+status_error(PyStatus st, kiln_error_t *err, const char *what)
 {
-  return kiln_error_make (err, 0, "%s: %s%s%s", what, st.func ? st.func : "",
-                          st.func ? ": " : "", st.err_msg ? st.err_msg : "failed");
+  return kiln_error_make(err, 0, "%s: %s%s%s", what, st.func ? st.func : "", st.func ? ": " : "",
+                         st.err_msg ? st.err_msg : "failed");
 }
 
 static int
-append_path (PyConfig *config, const char *path, kiln_error_t *err)
+append_path(PyConfig *config, const char *path, kiln_error_t *err)
 {
-  wchar_t *w = Py_DecodeLocale (path, NULL);
+  wchar_t *w = Py_DecodeLocale(path, NULL);
   if (w == NULL)
-    return kiln_error_make (err, 0, "cannot decode path %s", path);
-  PyStatus st = PyWideStringList_Append (&config->module_search_paths, w);
-  PyMem_RawFree (w);
-  if (PyStatus_Exception (st))
-    return status_error (st, err, "module search path");
+    return kiln_error_make(err, 0, "cannot decode path %s", path);
+  PyStatus st = PyWideStringList_Append(&config->module_search_paths, w);
+  PyMem_RawFree(w);
+  if (PyStatus_Exception(st))
+    return status_error(st, err, "module search path");
   return 0;
 }
 
 int
-emb_init (const struct kiln_config *cfg, kiln_error_t *err)
+emb_init(const struct kiln_config *cfg, kiln_error_t *err)
 {
   PyConfig config;
   PyStatus st;
-  cleanup_free char *python = xasprintf ("%s/bin/python3", cfg->venv);
+  cleanup_free char *python = xasprintf("%s/bin/python3", cfg->venv);
 
   /* Isolated: no environment variables, no user site, no current
      directory on sys.path.  Every path is given explicitly, so nothing
      of the host's Python setup leaks in.  */
-  PyConfig_InitIsolatedConfig (&config);
+  PyConfig_InitIsolatedConfig(&config);
   config.site_import = 0;
   config.write_bytecode = 0;
   config.parse_argv = 0;
@@ -47,56 +47,54 @@ emb_init (const struct kiln_config *cfg, kiln_error_t *err)
      wanted (SIGINT in workers); SIGPIPE and SIGXFSZ are ignored there.  */
   config.install_signal_handlers = 0;
 
-  st = PyConfig_SetBytesString (&config, &config.home, KILN_PYTHON_HOME);
-  if (PyStatus_Exception (st))
+  st = PyConfig_SetBytesString(&config, &config.home, KILN_PYTHON_HOME);
+  if (PyStatus_Exception(st))
     goto fail;
   /* sys.executable must name a Python, not kiln, so that user code that
      runs [sys.executable, ...] gets the sandbox's interpreter.  */
-  st = PyConfig_SetBytesString (&config, &config.executable, python);
-  if (PyStatus_Exception (st))
+  st = PyConfig_SetBytesString(&config, &config.executable, python);
+  if (PyStatus_Exception(st))
     goto fail;
-  st = PyConfig_SetBytesString (&config, &config.program_name, python);
-  if (PyStatus_Exception (st))
+  st = PyConfig_SetBytesString(&config, &config.program_name, python);
+  if (PyStatus_Exception(st))
     goto fail;
-  if (append_path (&config, KILN_PYTHON_STDLIB, err) < 0
-      || append_path (&config, KILN_PYTHON_PLATSTDLIB, err) < 0
-      || append_path (&config, cfg->runtime_dir, err) < 0)
-    {
-      PyConfig_Clear (&config);
-      return -1;
-    }
-  st = Py_InitializeFromConfig (&config);
-  PyConfig_Clear (&config);
-  if (PyStatus_Exception (st))
-    return status_error (st, err, "initialise Python");
+  if (append_path(&config, KILN_PYTHON_STDLIB, err) < 0
+      || append_path(&config, KILN_PYTHON_PLATSTDLIB, err) < 0
+      || append_path(&config, cfg->runtime_dir, err) < 0) {
+    PyConfig_Clear(&config);
+    return -1;
+  }
+  st = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(st))
+    return status_error(st, err, "initialise Python");
   return 0;
 
 fail:
-  PyConfig_Clear (&config);
-  return status_error (st, err, "configure Python");
+  PyConfig_Clear(&config);
+  return status_error(st, err, "configure Python");
 }
 
 int
-emb_error_from_python (kiln_error_t *err, const char *context)
+emb_error_from_python(kiln_error_t *err, const char *context)
 {
-  PyObject *exc = PyErr_GetRaisedException ();
+  PyObject *exc = PyErr_GetRaisedException();
   char *text = NULL;
-  if (exc != NULL)
-    {
-      PyObject *s = PyObject_Str (exc);
-      const char *msg = s ? PyUnicode_AsUTF8 (s) : NULL;
-      text = xasprintf ("%s: %s", Py_TYPE (exc)->tp_name, msg ? msg : "(unprintable)");
-      Py_XDECREF (s);
-      PyErr_Clear ();
-      Py_DECREF (exc);
-    }
-  int r = kiln_error_make (err, 0, "%s: %s", context, text ? text : "unknown Python error");
-  free (text);
+  if (exc != NULL) {
+    PyObject *s = PyObject_Str(exc);
+    const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
+    text = xasprintf("%s: %s", Py_TYPE(exc)->tp_name, msg ? msg : "(unprintable)");
+    Py_XDECREF(s);
+    PyErr_Clear();
+    Py_DECREF(exc);
+  }
+  int r = kiln_error_make(err, 0, "%s: %s", context, text ? text : "unknown Python error");
+  free(text);
   return r;
 }
 
 const char *
-emb_python_version (void)
+emb_python_version(void)
 {
   return PY_VERSION;
 }

@@ -10,13 +10,13 @@
    explicit paths (the stdlib, lib-dynload and kiln's runtime directory;
    the venv's site-packages is added by the runtime), then imports
    kiln_runtime.  Returns -1 with ERR on failure.  */
-int emb_init (const struct kiln_config *cfg, kiln_error_t *err);
+int emb_init(const struct kiln_config *cfg, kiln_error_t *err);
 
 /* Fetches the current Python exception, formats it ("Type: message") into
    a new error in ERR, and clears it.  Returns -1.  */
-int emb_error_from_python (kiln_error_t *err, const char *context);
+int emb_error_from_python(kiln_error_t *err, const char *context);
 
 /* The Python version this binary embeds ("3.12.1").  */
-const char *emb_python_version (void);
+const char *emb_python_version(void);
 
 #endif

@@ -22,15 +22,14 @@
 #define FRAME_MAX_PAYLOAD (64u << 20)
 #define FRAME_MAX_FDS     4
 
-enum frame_type
-{
+enum frame_type {
   /* front -> zygote */
   FRAME_SPAWN = 1,   /* fields: SPAWN_* */
   FRAME_COMPILE = 2, /* reserved for the code cache: compile without running */
   /* zygote -> front */
-  FRAME_ZYGOTE_READY = 10, /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED */
-  FRAME_SPAWNED = 11,      /* fields: PID; fds: control socket, stdout, stderr */
-  FRAME_SPAWN_FAILED = 12, /* fields: MESSAGE */
+  FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED */
+  FRAME_SPAWNED = 11,       /* fields: PID; fds: control socket, stdout, stderr */
+  FRAME_SPAWN_FAILED = 12,  /* fields: MESSAGE */
   FRAME_ZYGOTE_FAILED = 13, /* fields: MESSAGE; start-up failed, zygote exits */
   /* front -> worker */
   FRAME_EXEC = 20, /* fields: CODE, CELL_NO */
@@ -40,15 +39,14 @@ enum frame_type
   FRAME_DONE = 32,          /* fields: STATUS, RESULT, ERR_* */
 };
 
-enum frame_tag
-{
+enum frame_tag {
   TAG_MESSAGE = 1,
   TAG_PID = 2,
   TAG_PYTHON_VERSION = 3,
-  TAG_PRELOADED = 4,     /* comma-separated module names */
+  TAG_PRELOADED = 4, /* comma-separated module names */
   TAG_PRELOAD_FAILED = 5,
   TAG_SESSION_ID = 6,
-  TAG_MAX_RESULT = 7,    /* u64: repr cap in characters */
+  TAG_MAX_RESULT = 7, /* u64: repr cap in characters */
   TAG_CODE = 8,
   TAG_CELL_NO = 9, /* u64 */
   TAG_STATUS = 10, /* u64: enum cell_status */
@@ -63,8 +61,7 @@ enum frame_tag
 };
 
 /* How a cell ended, as the worker reports it.  */
-enum cell_status
-{
+enum cell_status {
   CELL_OK = 0,
   CELL_ERROR = 1,       /* an exception, SyntaxError or SystemExit */
   CELL_INTERRUPTED = 2, /* KeyboardInterrupt */
@@ -72,25 +69,23 @@ enum cell_status
 };
 
 /* A growable frame under construction.  */
-struct fbuf
-{
+struct fbuf {
   uint8_t *data;
   size_t len, cap;
 };
 
 /* Starts a frame of TYPE in FB (whose memory it owns; fbuf_free releases
    it).  */
-void fbuf_init (struct fbuf *fb, enum frame_type type);
-void fbuf_free (struct fbuf *fb);
-void fbuf_put (struct fbuf *fb, enum frame_tag tag, const void *data, size_t len);
-void fbuf_put_str (struct fbuf *fb, enum frame_tag tag, const char *s);
-void fbuf_put_u64 (struct fbuf *fb, enum frame_tag tag, uint64_t v);
+void fbuf_init(struct fbuf *fb, enum frame_type type);
+void fbuf_free(struct fbuf *fb);
+void fbuf_put(struct fbuf *fb, enum frame_tag tag, const void *data, size_t len);
+void fbuf_put_str(struct fbuf *fb, enum frame_tag tag, const char *s);
+void fbuf_put_u64(struct fbuf *fb, enum frame_tag tag, uint64_t v);
 /* Writes the final length into the header; FB->data[0..len) is the frame.  */
-void fbuf_finish (struct fbuf *fb);
+void fbuf_finish(struct fbuf *fb);
 
 /* A parsed field: DATA points into the payload it was parsed from.  */
-struct field
-{
+struct field {
   uint16_t tag;
   uint32_t len;
   const uint8_t *data;
@@ -98,8 +93,7 @@ struct field
 
 #define FRAME_MAX_FIELDS 16
 
-struct frame
-{
+struct frame {
   uint16_t type;
   size_t nfields;
   struct field fields[FRAME_MAX_FIELDS];
@@ -109,20 +103,23 @@ struct frame
 
 /* Decodes a header; returns the payload length, or -1 if it exceeds
    MAX_PAYLOAD.  */
-int64_t frame_header_decode (const uint8_t hdr[FRAME_HDR_SIZE], uint16_t *type, uint32_t max_payload);
+int64_t frame_header_decode(const uint8_t hdr[FRAME_HDR_SIZE], uint16_t *type,
+                            uint32_t max_payload);
 
 /* Parses PAYLOAD into F->fields (F->type must already be set).  The fields
    point into PAYLOAD, which must outlive F.  Returns 0, or -1 with an error
    if a field runs past the end, there are too many, or a tag repeats.  */
-int frame_parse_fields (struct frame *f, const uint8_t *payload, size_t len, kiln_error_t *err);
+int frame_parse_fields(struct frame *f, const uint8_t *payload, size_t len, kiln_error_t *err);
 
 /* Field lookup.  frame_get returns NULL when TAG is absent.  The typed
    getters return -1 with an error when the field is absent (unless
    OPTIONAL) or has the wrong size; a string getter also refuses embedded
    NUL bytes and returns a newly allocated copy the caller frees.  */
-const struct field *frame_get (const struct frame *f, enum frame_tag tag);
-int frame_get_u64 (const struct frame *f, enum frame_tag tag, bool optional, uint64_t *out, kiln_error_t *err);
-int frame_get_str (const struct frame *f, enum frame_tag tag, bool optional, char **out, size_t *len, kiln_error_t *err);
+const struct field *frame_get(const struct frame *f, enum frame_tag tag);
+int frame_get_u64(const struct frame *f, enum frame_tag tag, bool optional, uint64_t *out,
+                  kiln_error_t *err);
+int frame_get_str(const struct frame *f, enum frame_tag tag, bool optional, char **out, size_t *len,
+                  kiln_error_t *err);
 
 /* Blocking I/O for the zygote and workers (the front uses its own
    non-blocking reader).  frame_send sends FB's frame and, if NFDS > 0,
@@ -130,13 +127,13 @@ int frame_get_str (const struct frame *f, enum frame_tag tag, bool optional, cha
    is stored in *BUF (allocated, the caller frees it after using F) and any
    received fds in F->fds (owned by the caller).  Returns 0, or -1 with an
    error; on EOF the error's status is ECONNRESET.  */
-int frame_send (int fd, const struct fbuf *fb, const int *fds, size_t nfds, kiln_error_t *err);
-int frame_recv (int fd, struct frame *f, uint8_t **buf, uint32_t max_payload, kiln_error_t *err);
+int frame_send(int fd, const struct fbuf *fb, const int *fds, size_t nfds, kiln_error_t *err);
+int frame_recv(int fd, struct frame *f, uint8_t **buf, uint32_t max_payload, kiln_error_t *err);
 
 /* Receives whatever the socket holds (up to CAP bytes) and any fds passed
    with it, non-blocking.  Returns bytes read, 0 at EOF, -1 with errno
    (EAGAIN included).  Received fds are appended to FDS (count in NFDS) (at most
    FRAME_MAX_FDS); extra ones are closed.  */
-ssize_t frame_recv_some (int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds);
+ssize_t frame_recv_some(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds);
 
 #endif

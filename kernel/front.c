@@ -31,8 +31,7 @@
 /* Consecutive zygote deaths before start-up is declared broken.  */
 #define ZYGOTE_MAX_RESTARTS 5
 
-enum session_state
-{
+enum session_state {
   S_STARTING,
   S_IDLE,
   S_RUNNING,
@@ -43,14 +42,12 @@ static const char *const state_names[] = { "starting", "idle", "running", "lost"
 
 /* A byte stream kept for the front: a reassembly buffer for frames, or a
    queue of bytes not yet written.  */
-struct buf
-{
+struct buf {
   uint8_t *data;
   size_t len, cap;
 };
 
-struct cell
-{
+struct cell {
   struct cell *next;
   int64_t handle;
   char *code;
@@ -61,8 +58,7 @@ struct cell
   bool new_session;
 };
 
-struct worker
-{
+struct worker {
   struct worker *next; /* in front->workers */
   struct front *front;
   struct session *session; /* NULL once detached */
@@ -77,8 +73,7 @@ struct worker
   bool killed;
 };
 
-struct session
-{
+struct session {
   struct session *next;
   struct front *front;
   char id[40];
@@ -90,21 +85,19 @@ struct session
   struct cell *running;
   uint64_t execution_count;
   int64_t started_ns, deadline_ns, kill_ns; /* kill_ns != 0: interrupted */
-  bool cancel_interrupt; /* the interrupt came from a cancel, not the clock */
-  char *lost_reason;     /* set while the next cell must say state was lost */
-  bool ever_ran;         /* a worker has existed: a new one means lost state */
+  bool cancel_interrupt;                    /* the interrupt came from a cancel, not the clock */
+  char *lost_reason;                        /* set while the next cell must say state was lost */
+  bool ever_ran;                            /* a worker has existed: a new one means lost state */
   time_t created_at, last_used_at;
 };
 
 /* Workers reaped before the zygote's SPAWNED named them.  */
-struct early_exit
-{
+struct early_exit {
   pid_t pid;
   int status;
 };
 
-struct front
-{
+struct front {
   const struct kiln_config *cfg;
   struct loop *loop;
   front_ready_cb ready_cb;
@@ -134,57 +127,56 @@ struct front
   int64_t next_handle;
 };
 
-static void worker_fault (struct worker *w, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
-static void session_dispatch (struct session *s);
-static void zygote_start (struct front *f);
+static void worker_fault(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void session_dispatch(struct session *s);
+static void zygote_start(struct front *f);
 
 /* ---------------------------------------------------------------- buffers */
 
 static void
-buf_append (struct buf *b, const void *data, size_t n)
+buf_append(struct buf *b, const void *data, size_t n)
 {
-  if (b->len + n > b->cap)
-    {
-      size_t cap = b->cap ? b->cap : 4096;
-      while (cap < b->len + n)
-        cap *= 2;
-      b->data = xrealloc (b->data, cap);
-      b->cap = cap;
-    }
-  memcpy (b->data + b->len, data, n);
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n)
+      cap *= 2;
+    b->data = xrealloc(b->data, cap);
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, n);
   b->len += n;
 }
 
 static void
-buf_consume (struct buf *b, size_t n)
+buf_consume(struct buf *b, size_t n)
 {
-  memmove (b->data, b->data + n, b->len - n);
+  memmove(b->data, b->data + n, b->len - n);
   b->len -= n;
 }
 
 static void
-buf_free (struct buf *b)
+buf_free(struct buf *b)
 {
-  free (b->data);
-  *b = (struct buf) { 0 };
+  free(b->data);
+  *b = (struct buf){ 0 };
 }
 
 /* Writes as much of Q to FD as it takes without blocking.  Returns 0, or
    -1 when the peer is gone.  */
 static int
-flush_queue (int fd, struct buf *q)
+flush_queue(int fd, struct buf *q)
 {
-  while (q->len > 0)
-    {
-      ssize_t r = send (fd, q->data, q->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return 0;
-      if (r < 0)
-        return -1;
-      buf_consume (q, (size_t) r);
-    }
+  while (q->len > 0) {
+    ssize_t r = send(fd, q->data, q->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    if (r < 0)
+      return -1;
+    buf_consume(q, (size_t)r);
+  }
   return 0;
 }
 
@@ -192,42 +184,41 @@ flush_queue (int fd, struct buf *q)
    *PAYLOAD, a copy the caller frees).  Returns 1 for a frame, 0 when more
    bytes are needed, -1 with ERR for a malformed one.  */
 static int
-next_frame (struct buf *in, uint32_t max, struct frame *f, uint8_t **payload, kiln_error_t *err)
+next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload, kiln_error_t *err)
 {
   if (in->len < FRAME_HDR_SIZE)
     return 0;
-  int64_t len = frame_header_decode (in->data, &f->type, max);
+  int64_t len = frame_header_decode(in->data, &f->type, max);
   if (len < 0)
-    return kiln_error_make (err, 0, "frame of type %u over the %u-byte limit", f->type, max);
-  if (in->len < FRAME_HDR_SIZE + (size_t) len)
+    return kiln_error_make(err, 0, "frame of type %u over the %u-byte limit", f->type, max);
+  if (in->len < FRAME_HDR_SIZE + (size_t)len)
     return 0;
-  *payload = xmalloc ((size_t) len);
-  memcpy (*payload, in->data + FRAME_HDR_SIZE, (size_t) len);
-  buf_consume (in, FRAME_HDR_SIZE + (size_t) len);
-  return frame_parse_fields (f, *payload, (size_t) len, err) < 0 ? -1 : 1;
+  *payload = xmalloc((size_t)len);
+  memcpy(*payload, in->data + FRAME_HDR_SIZE, (size_t)len);
+  buf_consume(in, FRAME_HDR_SIZE + (size_t)len);
+  return frame_parse_fields(f, *payload, (size_t)len, err) < 0 ? -1 : 1;
 }
 
 /* ---------------------------------------------------------------- workers */
 
 static void
-worker_watch_out (struct worker *w)
+worker_watch_out(struct worker *w)
 {
   struct front *f = w->front;
   uint32_t ev = EPOLLIN | (w->outq.len ? EPOLLOUT : 0);
-  loop_mod (f->loop, w->ctl, ev, NULL);
+  loop_mod(f->loop, w->ctl, ev, NULL);
 }
 
 static void
-worker_send (struct worker *w, const struct fbuf *fb)
+worker_send(struct worker *w, const struct fbuf *fb)
 {
-  buf_append (&w->outq, fb->data, fb->len);
-  if (flush_queue (w->ctl, &w->outq) < 0)
-    {
-      worker_fault (w, "the worker's control socket is closed");
-      return;
-    }
+  buf_append(&w->outq, fb->data, fb->len);
+  if (flush_queue(w->ctl, &w->outq) < 0) {
+    worker_fault(w, "the worker's control socket is closed");
+    return;
+  }
   if (w->outq.len)
-    worker_watch_out (w);
+    worker_watch_out(w);
 }
 
 /* Reads what a pipe holds into its output buffer.  At most
@@ -235,142 +226,136 @@ worker_send (struct worker *w, const struct fbuf *fb)
    empty (bounded by a large multiple, since a background process could
    write forever).  */
 static void
-read_pipe (struct worker *w, int *fd, struct output *o, bool drain)
+read_pipe(struct worker *w, int *fd, struct output *o, bool drain)
 {
   char chunk[READ_CHUNK];
   int limit = drain ? 4096 : READS_PER_EVENT;
-  for (int i = 0; i < limit && *fd >= 0; i++)
-    {
-      ssize_t r = read (*fd, chunk, sizeof chunk);
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r < 0)
-        return;
-      if (r == 0)
-        {
-          /* Every writer is gone (the worker and what it started).  */
-          loop_del (w->front->loop, *fd);
-          close (*fd);
-          *fd = -1;
-          return;
-        }
-      output_add (o, chunk, (size_t) r);
+  for (int i = 0; i < limit && *fd >= 0; i++) {
+    ssize_t r = read(*fd, chunk, sizeof chunk);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return;
+    if (r == 0) {
+      /* Every writer is gone (the worker and what it started).  */
+      loop_del(w->front->loop, *fd);
+      close(*fd);
+      *fd = -1;
+      return;
     }
+    output_add(o, chunk, (size_t)r);
+  }
 }
 
-static void on_worker_ctl (struct loop *loop, int fd, uint32_t events, void *data);
+static void on_worker_ctl(struct loop *loop, int fd, uint32_t events, void *data);
 
 static void
-on_worker_pipe (struct loop *loop, int fd, uint32_t events, void *data)
+on_worker_pipe(struct loop *loop, int fd, uint32_t events, void *data)
 {
-  (void) loop;
-  (void) events;
+  (void)loop;
+  (void)events;
   struct worker *w = data;
   if (fd == w->out)
-    read_pipe (w, &w->out, &w->cap_out, false);
+    read_pipe(w, &w->out, &w->cap_out, false);
   else if (fd == w->err)
-    read_pipe (w, &w->err, &w->cap_err, false);
+    read_pipe(w, &w->err, &w->cap_err, false);
 }
 
 /* Kills W's whole process group.  Reaping and the final reply happen
    when SIGCHLD says it is gone.  */
 static void
-worker_kill (struct worker *w)
+worker_kill(struct worker *w)
 {
-  if (w->pid > 0)
-    {
-      kill (-w->pid, SIGKILL);
-      kill (w->pid, SIGKILL);
-    }
+  if (w->pid > 0) {
+    kill(-w->pid, SIGKILL);
+    kill(w->pid, SIGKILL);
+  }
   w->killed = true;
 }
 
 static void
-worker_fault (struct worker *w, const char *fmt, ...)
+worker_fault(struct worker *w, const char *fmt, ...)
 {
-  if (w->fault == NULL)
-    {
-      va_list ap;
-      va_start (ap, fmt);
-      if (vasprintf (&w->fault, fmt, ap) < 0)
-        xoom ();
-      va_end (ap);
-    }
+  if (w->fault == NULL) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&w->fault, fmt, ap) < 0)
+      xoom();
+    va_end(ap);
+  }
   if (w->ctl >= 0)
-    loop_del (w->front->loop, w->ctl);
-  worker_kill (w);
+    loop_del(w->front->loop, w->ctl);
+  worker_kill(w);
 }
 
 static void
-worker_close_fds (struct worker *w)
+worker_close_fds(struct worker *w)
 {
   struct loop *loop = w->front->loop;
   int *fds[] = { &w->ctl, &w->out, &w->err };
   for (size_t i = 0; i < 3; i++)
-    if (*fds[i] >= 0)
-      {
-        loop_del (loop, *fds[i]);
-        close (*fds[i]);
-        *fds[i] = -1;
-      }
+    if (*fds[i] >= 0) {
+      loop_del(loop, *fds[i]);
+      close(*fds[i]);
+      *fds[i] = -1;
+    }
 }
 
 static void
-worker_free (struct worker *w)
+worker_free(struct worker *w)
 {
   struct front *f = w->front;
   for (struct worker **pp = &f->workers; *pp; pp = &(*pp)->next)
-    if (*pp == w)
-      {
-        *pp = w->next;
-        break;
-      }
-  worker_close_fds (w);
-  buf_free (&w->in);
-  buf_free (&w->outq);
-  output_free (&w->cap_out);
-  output_free (&w->cap_err);
-  free (w->fault);
-  free (w);
+    if (*pp == w) {
+      *pp = w->next;
+      break;
+    }
+  worker_close_fds(w);
+  buf_free(&w->in);
+  buf_free(&w->outq);
+  output_free(&w->cap_out);
+  output_free(&w->cap_err);
+  free(w->fault);
+  free(w);
 }
 
 /* ---------------------------------------------------------------- replies */
 
 static void
-cell_free (struct cell *c)
+cell_free(struct cell *c)
 {
   if (c == NULL)
     return;
-  free (c->code);
-  free (c);
+  free(c->code);
+  free(c);
 }
 
 /* Answers the running cell of S with R (whose output fields are filled
    here from the worker's buffers) and frees the cell.  */
 static void
-session_reply (struct session *s, struct cell_reply *r)
+session_reply(struct session *s, struct cell_reply *r)
 {
   struct cell *c = s->running;
   s->running = NULL;
   s->kill_ns = 0;
-  s->last_used_at = time (NULL);
+  s->last_used_at = time(NULL);
   r->session_id = s->id;
   r->new_session = c->new_session;
-  r->duration_ms = (double) (now_ns () - s->started_ns) / 1e6;
+  r->duration_ms = (double)(now_ns() - s->started_ns) / 1e6;
   struct output empty = { 0 };
   struct output *oo = s->w ? &s->w->cap_out : &empty, *oe = s->w ? &s->w->cap_err : &empty;
-  cleanup_free char *out = output_take (oo, &r->out_len, &r->out_dropped);
-  cleanup_free char *err = output_take (oe, &r->err_len, &r->err_dropped);
+  cleanup_free char *out = output_take(oo, &r->out_len, &r->out_dropped);
+  cleanup_free char *err = output_take(oe, &r->err_len, &r->err_dropped);
   r->out = out;
   r->err = err;
   if (c->cb)
-    c->cb (c->ctx, r);
-  cell_free (c);
+    c->cb(c->ctx, r);
+  cell_free(c);
 }
 
 /* Replies to a cell that never reached a worker.  */
 static void
-cell_fail (struct session *s, struct cell *c, const char *type, const char *message)
+cell_fail(struct session *s, struct cell *c, const char *type, const char *message)
 {
   struct cell_reply r = {
     .session_id = s->id,
@@ -386,344 +371,327 @@ cell_fail (struct session *s, struct cell *c, const char *type, const char *mess
     .new_session = c->new_session,
   };
   if (c->cb)
-    c->cb (c->ctx, &r);
-  cell_free (c);
+    c->cb(c->ctx, &r);
+  cell_free(c);
 }
 
 static void
-fail_queue (struct session *s, const char *type, const char *message)
+fail_queue(struct session *s, const char *type, const char *message)
 {
-  while (s->queue)
-    {
-      struct cell *c = s->queue;
-      s->queue = c->next;
-      s->nqueued--;
-      cell_fail (s, c, type, message);
-    }
+  while (s->queue) {
+    struct cell *c = s->queue;
+    s->queue = c->next;
+    s->nqueued--;
+    cell_fail(s, c, type, message);
+  }
   s->queue_tail = NULL;
 }
 
 /* Describes a wait status for a reply: "was killed by SIGSEGV".  */
 static char *
-describe_exit (int status)
+describe_exit(int status)
 {
-  if (WIFSIGNALED (status))
-    {
-      int sig = WTERMSIG (status);
-      if (sig == SIGKILL)
-        return xasprintf ("was killed by SIGKILL (signal 9; the system may have run out of memory)");
-      return xasprintf ("was killed by %s (signal %d)", signal_name (sig), sig);
-    }
-  return xasprintf ("exited with code %d", WEXITSTATUS (status));
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    if (sig == SIGKILL)
+      return xasprintf("was killed by SIGKILL (signal 9; the system may have run out of memory)");
+    return xasprintf("was killed by %s (signal %d)", signal_name(sig), sig);
+  }
+  return xasprintf("exited with code %d", WEXITSTATUS(status));
 }
 
 /* The worker of S is gone (reaped, or killed and detached).  Answers the
    running cell, if any, and leaves S lost; the next cell gets a fresh
    worker.  */
 static void
-session_lose (struct session *s, enum reply_status status, const char *type, const char *why)
+session_lose(struct session *s, enum reply_status status, const char *type, const char *why)
 {
   struct worker *w = s->w;
-  if (s->running)
-    {
-      cleanup_free char *msg = xasprintf ("The session's worker %s; the session's state (variables, imports) was "
-                                          "lost. The next call with this session_id starts a fresh interpreter.",
-                                          why);
-      struct cell_reply r = {
-        .status = status,
-        .execution_count = s->execution_count,
-        .err_type = type,
-        .err_message = msg,
-        .err_traceback = "",
-        .err_lineno = -1,
-        .err_offset = -1,
-        .state_lost = false,
-        .notice = msg,
-      };
-      session_reply (s, &r);
-    }
-  if (w)
-    {
-      w->session = NULL;
-      s->w = NULL;
-    }
-  free (s->lost_reason);
-  s->lost_reason = xstrdup (why);
+  if (s->running) {
+    cleanup_free char *msg
+        = xasprintf("The session's worker %s; the session's state (variables, imports) was "
+                    "lost. The next call with this session_id starts a fresh interpreter.",
+                    why);
+    struct cell_reply r = {
+      .status = status,
+      .execution_count = s->execution_count,
+      .err_type = type,
+      .err_message = msg,
+      .err_traceback = "",
+      .err_lineno = -1,
+      .err_offset = -1,
+      .state_lost = false,
+      .notice = msg,
+    };
+    session_reply(s, &r);
+  }
+  if (w) {
+    w->session = NULL;
+    s->w = NULL;
+  }
+  free(s->lost_reason);
+  s->lost_reason = xstrdup(why);
   s->state = S_LOST;
   s->execution_count = 0;
   /* Cells queued behind the lost one run in the replacement.  */
   if (s->queue)
-    session_dispatch (s);
+    session_dispatch(s);
 }
 
 /* ---------------------------------------------------------------- worker frames */
 
 static void
-handle_done (struct worker *w, struct frame *fr)
+handle_done(struct worker *w, struct frame *fr)
 {
   struct session *s = w->session;
   kiln_error_t err = NULL;
   uint64_t status = 0, lineno = 0, offset = 0;
-  if (s == NULL || s->running == NULL || s->state != S_RUNNING)
-    {
-      worker_fault (w, "the worker sent a reply with no cell running");
-      return;
-    }
-  if (frame_get_u64 (fr, TAG_STATUS, false, &status, &err) < 0 || status > CELL_STATUS_MAX
-      || frame_get_u64 (fr, TAG_ERR_LINENO, true, &lineno, &err) < 0
-      || frame_get_u64 (fr, TAG_ERR_OFFSET, true, &offset, &err) < 0)
-    {
-      worker_fault (w, "the worker sent a malformed reply: %s", err ? err->msg : "bad status");
-      kiln_error_release (&err);
-      return;
-    }
+  if (s == NULL || s->running == NULL || s->state != S_RUNNING) {
+    worker_fault(w, "the worker sent a reply with no cell running");
+    return;
+  }
+  if (frame_get_u64(fr, TAG_STATUS, false, &status, &err) < 0 || status > CELL_STATUS_MAX
+      || frame_get_u64(fr, TAG_ERR_LINENO, true, &lineno, &err) < 0
+      || frame_get_u64(fr, TAG_ERR_OFFSET, true, &offset, &err) < 0) {
+    worker_fault(w, "the worker sent a malformed reply: %s", err ? err->msg : "bad status");
+    kiln_error_release(&err);
+    return;
+  }
   /* Everything the cell wrote is in the pipes by now (the worker flushes
      before DONE): collect it so it belongs to this cell.  */
-  read_pipe (w, &w->out, &w->cap_out, true);
-  read_pipe (w, &w->err, &w->cap_err, true);
+  read_pipe(w, &w->out, &w->cap_out, true);
+  read_pipe(w, &w->err, &w->cap_err, true);
 
-  static const enum frame_tag tags[] = { TAG_RESULT, TAG_ERR_TYPE, TAG_ERR_MESSAGE, TAG_ERR_TRACEBACK };
+  static const enum frame_tag tags[]
+      = { TAG_RESULT, TAG_ERR_TYPE, TAG_ERR_MESSAGE, TAG_ERR_TRACEBACK };
   char *text[4] = { NULL };
-  for (size_t i = 0; i < 4; i++)
-    {
-      const struct field *fl = frame_get (fr, tags[i]);
-      if (fl)
-        text[i] = utf8_sanitize ((const char *) fl->data, fl->len, NULL);
-    }
+  for (size_t i = 0; i < 4; i++) {
+    const struct field *fl = frame_get(fr, tags[i]);
+    if (fl)
+      text[i] = utf8_sanitize((const char *)fl->data, fl->len, NULL);
+  }
   cleanup_free char *notice = NULL;
   const char *message = text[2];
-  if (status == CELL_INTERRUPTED && s->kill_ns != 0)
-    {
-      if (s->cancel_interrupt)
-        notice = xstrdup ("The cell was interrupted because the request was cancelled; the session's state is kept.");
-      else
-        notice = xasprintf ("The cell was interrupted at its %g s deadline; the session's state is kept.",
-                            s->running->timeout_s);
-      message = notice;
-    }
+  if (status == CELL_INTERRUPTED && s->kill_ns != 0) {
+    if (s->cancel_interrupt)
+      notice = xstrdup("The cell was interrupted because the request was cancelled; the session's "
+                       "state is kept.");
+    else
+      notice
+          = xasprintf("The cell was interrupted at its %g s deadline; the session's state is kept.",
+                      s->running->timeout_s);
+    message = notice;
+  }
   struct cell_reply r = {
-    .status = status == CELL_OK ? REPLY_OK : status == CELL_ERROR ? REPLY_ERROR : REPLY_INTERRUPTED,
+    .status = status == CELL_OK      ? REPLY_OK
+              : status == CELL_ERROR ? REPLY_ERROR
+                                     : REPLY_INTERRUPTED,
     .execution_count = s->execution_count,
     .result = text[0],
     .err_type = text[1],
     .err_message = message ? message : (text[1] ? "" : NULL),
     .err_traceback = text[3] ? text[3] : (text[1] ? "" : NULL),
-    .err_lineno = frame_get (fr, TAG_ERR_LINENO) ? (int64_t) lineno : -1,
-    .err_offset = frame_get (fr, TAG_ERR_OFFSET) ? (int64_t) offset : -1,
+    .err_lineno = frame_get(fr, TAG_ERR_LINENO) ? (int64_t)lineno : -1,
+    .err_offset = frame_get(fr, TAG_ERR_OFFSET) ? (int64_t)offset : -1,
     .notice = notice,
   };
-  if (s->lost_reason)
-    {
-      r.state_lost = true;
-      if (notice == NULL)
-        notice = xasprintf ("This cell ran in a fresh interpreter: the session's previous worker %s, and its "
-                            "variables and imports are gone.",
-                            s->lost_reason);
-      r.notice = notice;
-      free (s->lost_reason);
-      s->lost_reason = NULL;
-    }
+  if (s->lost_reason) {
+    r.state_lost = true;
+    if (notice == NULL)
+      notice = xasprintf(
+          "This cell ran in a fresh interpreter: the session's previous worker %s, and its "
+          "variables and imports are gone.",
+          s->lost_reason);
+    r.notice = notice;
+    free(s->lost_reason);
+    s->lost_reason = NULL;
+  }
   s->state = S_IDLE;
-  session_reply (s, &r);
+  session_reply(s, &r);
   for (size_t i = 0; i < 4; i++)
-    free (text[i]);
-  session_dispatch (s);
+    free(text[i]);
+  session_dispatch(s);
 }
 
 static void
-handle_worker_frame (struct worker *w, struct frame *fr)
+handle_worker_frame(struct worker *w, struct frame *fr)
 {
   struct session *s = w->session;
-  switch (fr->type)
-    {
-    case FRAME_WORKER_READY:
-      if (w->ready || s == NULL || s->state != S_STARTING)
-        {
-          worker_fault (w, "the worker said it was ready twice");
-          return;
-        }
-      w->ready = true;
-      s->state = S_IDLE;
-      session_dispatch (s);
+  switch (fr->type) {
+  case FRAME_WORKER_READY:
+    if (w->ready || s == NULL || s->state != S_STARTING) {
+      worker_fault(w, "the worker said it was ready twice");
       return;
-    case FRAME_WORKER_FAILED:
-      {
-        cleanup_free char *msg = NULL;
-        frame_get_str (fr, TAG_MESSAGE, true, &msg, NULL, NULL);
-        if (w->ready)
-          {
-            worker_fault (w, "the worker sent a start-up failure after start-up");
-            return;
-          }
-        cleanup_free char *text = xasprintf ("the session's worker could not start: %s", msg ? msg : "unknown error");
-        fprintf (stderr, "kiln: %s\n", text);
-        worker_fault (w, "%s", text);
-        if (s)
-          {
-            w->session = NULL;
-            s->w = NULL;
-            s->state = S_LOST;
-            fail_queue (s, "WorkerStartError", text);
-          }
-        return;
-      }
-    case FRAME_DONE:
-      handle_done (w, fr);
-      return;
-    default:
-      worker_fault (w, "the worker sent an unexpected frame (type %u)", fr->type);
     }
+    w->ready = true;
+    s->state = S_IDLE;
+    session_dispatch(s);
+    return;
+  case FRAME_WORKER_FAILED: {
+    cleanup_free char *msg = NULL;
+    frame_get_str(fr, TAG_MESSAGE, true, &msg, NULL, NULL);
+    if (w->ready) {
+      worker_fault(w, "the worker sent a start-up failure after start-up");
+      return;
+    }
+    cleanup_free char *text
+        = xasprintf("the session's worker could not start: %s", msg ? msg : "unknown error");
+    fprintf(stderr, "kiln: %s\n", text);
+    worker_fault(w, "%s", text);
+    if (s) {
+      w->session = NULL;
+      s->w = NULL;
+      s->state = S_LOST;
+      fail_queue(s, "WorkerStartError", text);
+    }
+    return;
+  }
+  case FRAME_DONE:
+    handle_done(w, fr);
+    return;
+  default:
+    worker_fault(w, "the worker sent an unexpected frame (type %u)", fr->type);
+  }
 }
 
 static void
-on_worker_ctl (struct loop *loop, int fd, uint32_t events, void *data)
+on_worker_ctl(struct loop *loop, int fd, uint32_t events, void *data)
 {
-  (void) loop;
+  (void)loop;
   struct worker *w = data;
-  if (events & EPOLLOUT)
-    {
-      if (flush_queue (fd, &w->outq) < 0)
-        {
-          worker_fault (w, "the worker's control socket is closed");
-          return;
-        }
-      if (w->outq.len == 0)
-        worker_watch_out (w);
+  if (events & EPOLLOUT) {
+    if (flush_queue(fd, &w->outq) < 0) {
+      worker_fault(w, "the worker's control socket is closed");
+      return;
     }
+    if (w->outq.len == 0)
+      worker_watch_out(w);
+  }
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
     return;
   uint8_t chunk[READ_CHUNK];
-  for (int i = 0; i < READS_PER_EVENT; i++)
-    {
-      int fds[FRAME_MAX_FDS];
-      size_t nfds = 0;
-      ssize_t r = frame_recv_some (fd, chunk, sizeof chunk, fds, &nfds);
-      for (size_t k = 0; k < nfds; k++)
-        close (fds[k]);
-      if (nfds)
-        {
-          worker_fault (w, "the worker sent file descriptors");
-          return;
-        }
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        break;
-      if (r <= 0)
-        {
-          /* EOF on the control socket: either the worker died (SIGCHLD
-             will say how) or the cell closed fd 3.  Either way it is
-             finished; the reply waits for the exit status.  */
-          loop_del (w->front->loop, fd);
-          worker_kill (w);
-          return;
-        }
-      buf_append (&w->in, chunk, (size_t) r);
-      if (w->in.len > WORKER_MAX_FRAME + FRAME_HDR_SIZE)
-        {
-          worker_fault (w, "the worker sent more than a frame's worth of data at once");
-          return;
-        }
-      for (;;)
-        {
-          struct frame fr;
-          uint8_t *payload = NULL;
-          kiln_error_t err = NULL;
-          int n = next_frame (&w->in, WORKER_MAX_FRAME, &fr, &payload, &err);
-          if (n < 0)
-            {
-              worker_fault (w, "the worker broke the protocol: %s", err->msg);
-              kiln_error_release (&err);
-              free (payload);
-              return;
-            }
-          if (n == 0)
-            break;
-          handle_worker_frame (w, &fr);
-          free (payload);
-          if (w->fault || w->killed || w->session == NULL)
-            return;
-        }
+  for (int i = 0; i < READS_PER_EVENT; i++) {
+    int fds[FRAME_MAX_FDS];
+    size_t nfds = 0;
+    ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds);
+    for (size_t k = 0; k < nfds; k++)
+      close(fds[k]);
+    if (nfds) {
+      worker_fault(w, "the worker sent file descriptors");
+      return;
     }
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (r <= 0) {
+      /* EOF on the control socket: either the worker died (SIGCHLD
+         will say how) or the cell closed fd 3.  Either way it is
+         finished; the reply waits for the exit status.  */
+      loop_del(w->front->loop, fd);
+      worker_kill(w);
+      return;
+    }
+    buf_append(&w->in, chunk, (size_t)r);
+    if (w->in.len > WORKER_MAX_FRAME + FRAME_HDR_SIZE) {
+      worker_fault(w, "the worker sent more than a frame's worth of data at once");
+      return;
+    }
+    for (;;) {
+      struct frame fr;
+      uint8_t *payload = NULL;
+      kiln_error_t err = NULL;
+      int n = next_frame(&w->in, WORKER_MAX_FRAME, &fr, &payload, &err);
+      if (n < 0) {
+        worker_fault(w, "the worker broke the protocol: %s", err->msg);
+        kiln_error_release(&err);
+        free(payload);
+        return;
+      }
+      if (n == 0)
+        break;
+      handle_worker_frame(w, &fr);
+      free(payload);
+      if (w->fault || w->killed || w->session == NULL)
+        return;
+    }
+  }
 }
 
 /* The worker process W is gone: STATUS is its wait status.  */
 static void
-worker_reaped (struct worker *w, int status)
+worker_reaped(struct worker *w, int status)
 {
   struct session *s = w->session;
   /* A DONE frame sent just before exiting is still worth reading.  */
   if (w->ctl >= 0 && !w->fault && s && s->running)
-    on_worker_ctl (w->front->loop, w->ctl, EPOLLIN, w);
+    on_worker_ctl(w->front->loop, w->ctl, EPOLLIN, w);
   s = w->session;
   if (w->out >= 0)
-    read_pipe (w, &w->out, &w->cap_out, true);
+    read_pipe(w, &w->out, &w->cap_out, true);
   if (w->err >= 0)
-    read_pipe (w, &w->err, &w->cap_err, true);
-  if (s)
-    {
-      cleanup_free char *why = w->fault ? xasprintf ("was stopped: %s", w->fault) : describe_exit (status);
-      session_lose (s, REPLY_CRASHED, "WorkerCrashed", why);
-    }
-  worker_free (w);
+    read_pipe(w, &w->err, &w->cap_err, true);
+  if (s) {
+    cleanup_free char *why
+        = w->fault ? xasprintf("was stopped: %s", w->fault) : describe_exit(status);
+    session_lose(s, REPLY_CRASHED, "WorkerCrashed", why);
+  }
+  worker_free(w);
 }
 
 /* ---------------------------------------------------------------- sessions */
 
 static struct session *
-session_find (struct front *f, const char *id)
+session_find(struct front *f, const char *id)
 {
   for (struct session *s = f->sessions; s; s = s->next)
-    if (strcmp (s->id, id) == 0)
+    if (strcmp(s->id, id) == 0)
       return s;
   return NULL;
 }
 
 static void
-spawnq_push (struct front *f, struct session *s)
+spawnq_push(struct front *f, struct session *s)
 {
-  if (f->nspawn == f->spawn_cap)
-    {
-      f->spawn_cap = f->spawn_cap ? f->spawn_cap * 2 : 16;
-      f->spawnq = xrealloc (f->spawnq, f->spawn_cap * sizeof *f->spawnq);
-    }
+  if (f->nspawn == f->spawn_cap) {
+    f->spawn_cap = f->spawn_cap ? f->spawn_cap * 2 : 16;
+    f->spawnq = xrealloc(f->spawnq, f->spawn_cap * sizeof *f->spawnq);
+  }
   f->spawnq[f->nspawn++] = s;
 }
 
 static void
-zygote_send_spawns (struct front *f)
+zygote_send_spawns(struct front *f)
 {
   if (!f->zygote_ready)
     return;
-  for (; f->spawn_sent < f->nspawn; f->spawn_sent++)
-    {
-      struct session *s = f->spawnq[f->spawn_sent];
-      struct fbuf fb;
-      fbuf_init (&fb, FRAME_SPAWN);
-      fbuf_put_str (&fb, TAG_SESSION_ID, s ? s->id : "closed");
-      fbuf_put_str (&fb, TAG_WORKDIR, s ? s->workdir : "/");
-      fbuf_put_u64 (&fb, TAG_FRONT_PID, (uint64_t) getpid ());
-      fbuf_finish (&fb);
-      buf_append (&f->zoutq, fb.data, fb.len);
-      fbuf_free (&fb);
-    }
-  if (flush_queue (f->zygote, &f->zoutq) == 0 && f->zoutq.len)
-    loop_mod (f->loop, f->zygote, EPOLLIN | EPOLLOUT, NULL);
+  for (; f->spawn_sent < f->nspawn; f->spawn_sent++) {
+    struct session *s = f->spawnq[f->spawn_sent];
+    struct fbuf fb;
+    fbuf_init(&fb, FRAME_SPAWN);
+    fbuf_put_str(&fb, TAG_SESSION_ID, s ? s->id : "closed");
+    fbuf_put_str(&fb, TAG_WORKDIR, s ? s->workdir : "/");
+    fbuf_put_u64(&fb, TAG_FRONT_PID, (uint64_t)getpid());
+    fbuf_finish(&fb);
+    buf_append(&f->zoutq, fb.data, fb.len);
+    fbuf_free(&fb);
+  }
+  if (flush_queue(f->zygote, &f->zoutq) == 0 && f->zoutq.len)
+    loop_mod(f->loop, f->zygote, EPOLLIN | EPOLLOUT, NULL);
 }
 
 /* Sends the next queued cell of S to its worker, asking for a worker
    first when S has none.  */
 static void
-session_dispatch (struct session *s)
+session_dispatch(struct session *s)
 {
   struct front *f = s->front;
   if (s->queue == NULL)
     return;
-  if (s->state == S_LOST)
-    {
-      s->state = S_STARTING;
-      spawnq_push (f, s);
-      zygote_send_spawns (f);
-      return;
-    }
+  if (s->state == S_LOST) {
+    s->state = S_STARTING;
+    spawnq_push(f, s);
+    zygote_send_spawns(f);
+    return;
+  }
   if (s->state != S_IDLE)
     return;
   struct cell *c = s->queue;
@@ -732,126 +700,124 @@ session_dispatch (struct session *s)
     s->queue_tail = NULL;
   s->nqueued--;
   c->next = NULL;
-  if (c->cb == NULL)
-    {
-      /* Cancelled while queued.  */
-      cell_free (c);
-      session_dispatch (s);
-      return;
-    }
+  if (c->cb == NULL) {
+    /* Cancelled while queued.  */
+    cell_free(c);
+    session_dispatch(s);
+    return;
+  }
   s->running = c;
   s->state = S_RUNNING;
   s->execution_count++;
-  s->started_ns = now_ns ();
-  s->deadline_ns = s->started_ns + (int64_t) (c->timeout_s * 1e9);
+  s->started_ns = now_ns();
+  s->deadline_ns = s->started_ns + (int64_t)(c->timeout_s * 1e9);
   s->kill_ns = 0;
   s->cancel_interrupt = false;
   s->ever_ran = true;
   struct fbuf fb;
-  fbuf_init (&fb, FRAME_EXEC);
-  fbuf_put (&fb, TAG_CODE, c->code, c->len);
-  fbuf_put_u64 (&fb, TAG_CELL_NO, s->execution_count);
-  fbuf_finish (&fb);
-  worker_send (s->w, &fb);
-  fbuf_free (&fb);
+  fbuf_init(&fb, FRAME_EXEC);
+  fbuf_put(&fb, TAG_CODE, c->code, c->len);
+  fbuf_put_u64(&fb, TAG_CELL_NO, s->execution_count);
+  fbuf_finish(&fb);
+  worker_send(s->w, &fb);
+  fbuf_free(&fb);
 }
 
 static void
-session_interrupt (struct session *s, int64_t now, bool cancel)
+session_interrupt(struct session *s, int64_t now, bool cancel)
 {
   if (s->kill_ns != 0 || s->w == NULL)
     return;
-  kill (s->w->pid, SIGINT);
-  s->kill_ns = now + (int64_t) (s->front->cfg->grace_s * 1e9);
+  kill(s->w->pid, SIGINT);
+  s->kill_ns = now + (int64_t)(s->front->cfg->grace_s * 1e9);
   s->cancel_interrupt = cancel;
 }
 
 static void
-session_free (struct session *s)
+session_free(struct session *s)
 {
-  free (s->workdir);
-  free (s->lost_reason);
-  free (s);
+  free(s->workdir);
+  free(s->lost_reason);
+  free(s);
 }
 
 static char *
-new_session_id (struct front *f)
+new_session_id(struct front *f)
 {
-  for (;;)
-    {
-      uint8_t raw[8];
-      random_bytes (raw, sizeof raw);
-      char id[17];
-      for (size_t i = 0; i < 8; i++)
-        snprintf (id + 2 * i, 3, "%02x", raw[i]);
-      if (session_find (f, id) == NULL)
-        return xstrdup (id);
-    }
+  for (;;) {
+    uint8_t raw[8];
+    random_bytes(raw, sizeof raw);
+    char id[17];
+    for (size_t i = 0; i < 8; i++)
+      snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    if (session_find(f, id) == NULL)
+      return xstrdup(id);
+  }
 }
 
 static int
-make_workdir (struct front *f, const char *id, char **out, kiln_error_t *err)
+make_workdir(struct front *f, const char *id, char **out, kiln_error_t *err)
 {
-  cleanup_free char *sessions = xasprintf ("%s/sessions", f->cfg->home);
-  if (mkdir (sessions, 0700) < 0 && errno != EEXIST)
-    return kiln_error_make (err, errno, "mkdir %s", sessions);
-  char *dir = xasprintf ("%s/%s", sessions, id);
-  if (mkdir (dir, 0700) < 0 && errno != EEXIST)
-    {
-      free (dir);
-      return kiln_error_make (err, errno, "mkdir session directory");
-    }
+  cleanup_free char *sessions = xasprintf("%s/sessions", f->cfg->home);
+  if (mkdir(sessions, 0700) < 0 && errno != EEXIST)
+    return kiln_error_make(err, errno, "mkdir %s", sessions);
+  char *dir = xasprintf("%s/%s", sessions, id);
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    free(dir);
+    return kiln_error_make(err, errno, "mkdir session directory");
+  }
   *out = dir;
   return 0;
 }
 
 int64_t
-front_run_cell (struct front *f, const char *session_id, const char *code, size_t len, double timeout_s,
-                front_reply_cb cb, void *ctx, kiln_error_t *err)
+front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
+               double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err)
 {
   const struct kiln_config *cfg = f->cfg;
   if (len > cfg->max_code)
-    return kiln_error_make (err, 0, "the code is %zu bytes, over the %zu-byte limit (--max-code)", len, cfg->max_code);
+    return kiln_error_make(err, 0, "the code is %zu bytes, over the %zu-byte limit (--max-code)",
+                           len, cfg->max_code);
   if (timeout_s > cfg->max_timeout_s)
-    return kiln_error_make (err, 0, "timeout_s %g is over the %g s limit (--max-timeout)", timeout_s,
-                            cfg->max_timeout_s);
+    return kiln_error_make(err, 0, "timeout_s %g is over the %g s limit (--max-timeout)", timeout_s,
+                           cfg->max_timeout_s);
   struct session *s;
   bool created = false;
-  if (session_id)
-    {
-      s = session_find (f, session_id);
-      if (s == NULL)
-        return kiln_error_make (err, 0,
-                                "unknown session '%s' (closed, or never created); omit session_id to start a new "
-                                "session",
-                                session_id);
-      if (s->nqueued >= cfg->max_queued)
-        return kiln_error_make (err, 0, "session %s already has %zu cells waiting (--max-queued)", s->id, s->nqueued);
-    }
-  else
-    {
-      if (f->nsessions >= cfg->max_sessions)
-        return kiln_error_make (err, 0, "%zu sessions are open, the limit (--max-sessions); close one with close_session",
-                                f->nsessions);
-      cleanup_free char *id = new_session_id (f);
-      char *dir = NULL;
-      if (make_workdir (f, id, &dir, err) < 0)
-        return -1;
-      s = xzalloc (sizeof *s);
-      s->front = f;
-      snprintf (s->id, sizeof s->id, "%s", id);
-      s->workdir = dir;
-      s->state = S_LOST;
-      s->created_at = s->last_used_at = time (NULL);
-      s->next = f->sessions;
-      f->sessions = s;
-      f->nsessions++;
-      created = true;
-    }
-  struct cell *c = xzalloc (sizeof *c);
+  if (session_id) {
+    s = session_find(f, session_id);
+    if (s == NULL)
+      return kiln_error_make(
+          err, 0,
+          "unknown session '%s' (closed, or never created); omit session_id to start a new "
+          "session",
+          session_id);
+    if (s->nqueued >= cfg->max_queued)
+      return kiln_error_make(err, 0, "session %s already has %zu cells waiting (--max-queued)",
+                             s->id, s->nqueued);
+  } else {
+    if (f->nsessions >= cfg->max_sessions)
+      return kiln_error_make(
+          err, 0, "%zu sessions are open, the limit (--max-sessions); close one with close_session",
+          f->nsessions);
+    cleanup_free char *id = new_session_id(f);
+    char *dir = NULL;
+    if (make_workdir(f, id, &dir, err) < 0)
+      return -1;
+    s = xzalloc(sizeof *s);
+    s->front = f;
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->workdir = dir;
+    s->state = S_LOST;
+    s->created_at = s->last_used_at = time(NULL);
+    s->next = f->sessions;
+    f->sessions = s;
+    f->nsessions++;
+    created = true;
+  }
+  struct cell *c = xzalloc(sizeof *c);
   c->handle = ++f->next_handle;
-  c->code = xmalloc (len ? len : 1);
-  memcpy (c->code, code, len);
+  c->code = xmalloc(len ? len : 1);
+  memcpy(c->code, code, len);
   c->len = len;
   c->timeout_s = timeout_s > 0 ? timeout_s : cfg->timeout_s;
   c->cb = cb;
@@ -863,90 +829,84 @@ front_run_cell (struct front *f, const char *session_id, const char *code, size_
     s->queue = c;
   s->queue_tail = c;
   s->nqueued++;
-  session_dispatch (s);
+  session_dispatch(s);
   return c->handle;
 }
 
 void
-front_cancel (struct front *f, int64_t handle)
+front_cancel(struct front *f, int64_t handle)
 {
-  for (struct session *s = f->sessions; s; s = s->next)
-    {
-      if (s->running && s->running->handle == handle)
-        {
-          s->running->cb = NULL;
-          session_interrupt (s, now_ns (), true);
-          return;
-        }
-      for (struct cell *c = s->queue; c; c = c->next)
-        if (c->handle == handle)
-          {
-            c->cb = NULL;
-            return;
-          }
+  for (struct session *s = f->sessions; s; s = s->next) {
+    if (s->running && s->running->handle == handle) {
+      s->running->cb = NULL;
+      session_interrupt(s, now_ns(), true);
+      return;
     }
+    for (struct cell *c = s->queue; c; c = c->next)
+      if (c->handle == handle) {
+        c->cb = NULL;
+        return;
+      }
+  }
 }
 
 /* Detaches S's worker and kills it; the worker is reaped later.  */
 static void
-session_drop_worker (struct session *s)
+session_drop_worker(struct session *s)
 {
-  if (s->w)
-    {
-      s->w->session = NULL;
-      worker_kill (s->w);
-      s->w = NULL;
-    }
+  if (s->w) {
+    s->w->session = NULL;
+    worker_kill(s->w);
+    s->w = NULL;
+  }
 }
 
 int
-front_close_session (struct front *f, const char *session_id, kiln_error_t *err)
+front_close_session(struct front *f, const char *session_id, kiln_error_t *err)
 {
   struct session **pp = &f->sessions;
-  while (*pp && strcmp ((*pp)->id, session_id) != 0)
+  while (*pp && strcmp((*pp)->id, session_id) != 0)
     pp = &(*pp)->next;
   struct session *s = *pp;
   if (s == NULL)
-    return kiln_error_make (err, 0, "unknown session '%s'", session_id);
+    return kiln_error_make(err, 0, "unknown session '%s'", session_id);
   *pp = s->next;
   f->nsessions--;
   for (size_t i = 0; i < f->nspawn; i++)
     if (f->spawnq[i] == s)
       f->spawnq[i] = NULL;
-  if (s->running)
-    {
-      struct cell_reply r = {
-        .status = REPLY_ERROR,
-        .execution_count = s->execution_count,
-        .err_type = "SessionClosed",
-        .err_message = "the session was closed while this cell ran",
-        .err_traceback = "",
-        .err_lineno = -1,
-        .err_offset = -1,
-      };
-      session_reply (s, &r);
-    }
-  fail_queue (s, "SessionClosed", "the session was closed before this cell ran");
-  session_drop_worker (s);
-  session_free (s);
+  if (s->running) {
+    struct cell_reply r = {
+      .status = REPLY_ERROR,
+      .execution_count = s->execution_count,
+      .err_type = "SessionClosed",
+      .err_message = "the session was closed while this cell ran",
+      .err_traceback = "",
+      .err_lineno = -1,
+      .err_offset = -1,
+    };
+    session_reply(s, &r);
+  }
+  fail_queue(s, "SessionClosed", "the session was closed before this cell ran");
+  session_drop_worker(s);
+  session_free(s);
   return 0;
 }
 
 struct session_info *
-front_list_sessions (struct front *f, size_t *n)
+front_list_sessions(struct front *f, size_t *n)
 {
-  struct session_info *v = xzalloc ((f->nsessions ? f->nsessions : 1) * sizeof *v);
+  struct session_info *v = xzalloc((f->nsessions ? f->nsessions : 1) * sizeof *v);
   size_t i = 0;
-  for (struct session *s = f->sessions; s; s = s->next, i++)
-    {
-      snprintf (v[i].session_id, sizeof v[i].session_id, "%s", s->id);
-      v[i].state = state_names[s->state];
-      v[i].pid = s->w ? s->w->pid : 0;
-      v[i].execution_count = s->execution_count;
-      v[i].queued = s->nqueued;
-      v[i].created_at = s->created_at;
-      v[i].last_used_at = s->last_used_at;
-    }
+  for (struct session *s = f->sessions; s; s = s->next, i++) {
+    snprintf(v[i].session_id, sizeof v[i].session_id, "%s", s->id);
+    v[i].state = state_names[s->state];
+    v[i].pid = s->w ? s->w->pid : 0;
+    v[i].execution_count = s->execution_count;
+    v[i].queued = s->nqueued;
+    v[i].created_at = s->created_at;
+    v[i].last_used_at = s->last_used_at;
+  }
   *n = i;
   return v;
 }
@@ -954,481 +914,447 @@ front_list_sessions (struct front *f, size_t *n)
 /* ---------------------------------------------------------------- zygote */
 
 static void
-spawn_arrived (struct front *f, struct frame *fr)
+spawn_arrived(struct front *f, struct frame *fr)
 {
   struct session *s = f->nspawn ? f->spawnq[0] : NULL;
   bool expected = f->nspawn > 0 && f->spawn_sent > 0;
-  if (expected)
-    {
-      memmove (f->spawnq, f->spawnq + 1, (f->nspawn - 1) * sizeof *f->spawnq);
-      f->nspawn--;
-      f->spawn_sent--;
-    }
+  if (expected) {
+    memmove(f->spawnq, f->spawnq + 1, (f->nspawn - 1) * sizeof *f->spawnq);
+    f->nspawn--;
+    f->spawn_sent--;
+  }
   uint64_t pid = 0;
-  bool ok = fr->type == FRAME_SPAWNED && fr->nfds == 3 && frame_get_u64 (fr, TAG_PID, false, &pid, NULL) == 0 && pid > 1;
-  if (!ok || !expected)
-    {
-      for (size_t i = 0; i < fr->nfds; i++)
-        close (fr->fds[i]);
-      cleanup_free char *msg = NULL;
-      frame_get_str (fr, TAG_MESSAGE, true, &msg, NULL, NULL);
-      cleanup_free char *text = xasprintf ("the zygote could not start a worker: %s", msg ? msg : "malformed reply");
-      fprintf (stderr, "kiln: %s\n", text);
-      if (s)
-        {
-          s->state = S_LOST;
-          fail_queue (s, "WorkerStartError", text);
-        }
-      return;
+  bool ok = fr->type == FRAME_SPAWNED && fr->nfds == 3
+            && frame_get_u64(fr, TAG_PID, false, &pid, NULL) == 0 && pid > 1;
+  if (!ok || !expected) {
+    for (size_t i = 0; i < fr->nfds; i++)
+      close(fr->fds[i]);
+    cleanup_free char *msg = NULL;
+    frame_get_str(fr, TAG_MESSAGE, true, &msg, NULL, NULL);
+    cleanup_free char *text
+        = xasprintf("the zygote could not start a worker: %s", msg ? msg : "malformed reply");
+    fprintf(stderr, "kiln: %s\n", text);
+    if (s) {
+      s->state = S_LOST;
+      fail_queue(s, "WorkerStartError", text);
     }
-  struct worker *w = xzalloc (sizeof *w);
+    return;
+  }
+  struct worker *w = xzalloc(sizeof *w);
   w->front = f;
-  w->pid = (pid_t) pid;
+  w->pid = (pid_t)pid;
   w->ctl = fr->fds[0];
   w->out = fr->fds[1];
   w->err = fr->fds[2];
-  output_init (&w->cap_out, f->cfg->max_output);
-  output_init (&w->cap_err, f->cfg->max_output);
+  output_init(&w->cap_out, f->cfg->max_output);
+  output_init(&w->cap_err, f->cfg->max_output);
   w->next = f->workers;
   f->workers = w;
-  set_nonblock (w->ctl, true);
-  set_nonblock (w->out, true);
-  set_nonblock (w->err, true);
-  loop_add (f->loop, w->ctl, EPOLLIN, on_worker_ctl, w, NULL);
-  loop_add (f->loop, w->out, EPOLLIN, on_worker_pipe, w, NULL);
-  loop_add (f->loop, w->err, EPOLLIN, on_worker_pipe, w, NULL);
+  set_nonblock(w->ctl, true);
+  set_nonblock(w->out, true);
+  set_nonblock(w->err, true);
+  loop_add(f->loop, w->ctl, EPOLLIN, on_worker_ctl, w, NULL);
+  loop_add(f->loop, w->out, EPOLLIN, on_worker_pipe, w, NULL);
+  loop_add(f->loop, w->err, EPOLLIN, on_worker_pipe, w, NULL);
 
   /* It may already have been reaped (a start-up failure is quick).  */
   for (size_t i = 0; i < f->nearly; i++)
-    if (f->early[i].pid == w->pid)
-      {
-        int status = f->early[i].status;
-        f->early[i] = f->early[--f->nearly];
-        if (s)
-          {
-            w->session = s;
-            s->w = w;
-          }
-        worker_reaped (w, status);
-        return;
+    if (f->early[i].pid == w->pid) {
+      int status = f->early[i].status;
+      f->early[i] = f->early[--f->nearly];
+      if (s) {
+        w->session = s;
+        s->w = w;
       }
-  if (s == NULL)
-    {
-      /* Its session was closed while the worker was being made.  */
-      worker_kill (w);
+      worker_reaped(w, status);
       return;
     }
+  if (s == NULL) {
+    /* Its session was closed while the worker was being made.  */
+    worker_kill(w);
+    return;
+  }
   w->session = s;
   s->w = w;
 }
 
 static void
-zygote_ready (struct front *f, struct frame *fr)
+zygote_ready(struct front *f, struct frame *fr)
 {
   cleanup_free char *version = NULL, *preloaded = NULL, *failed = NULL;
-  frame_get_str (fr, TAG_PYTHON_VERSION, true, &version, NULL, NULL);
-  frame_get_str (fr, TAG_PRELOADED, true, &preloaded, NULL, NULL);
-  frame_get_str (fr, TAG_PRELOAD_FAILED, true, &failed, NULL, NULL);
+  frame_get_str(fr, TAG_PYTHON_VERSION, true, &version, NULL, NULL);
+  frame_get_str(fr, TAG_PRELOADED, true, &preloaded, NULL, NULL);
+  frame_get_str(fr, TAG_PRELOAD_FAILED, true, &failed, NULL, NULL);
   f->zygote_ready = true;
   f->zygote_failures = 0;
-  if (!f->zygote_ever_ready)
-    {
-      f->zygote_ever_ready = true;
-      struct front_info info = { version ? version : "?", preloaded ? preloaded : "", failed ? failed : "" };
-      if (f->ready_cb)
-        f->ready_cb (f->ready_ctx, &info, NULL);
-    }
-  zygote_send_spawns (f);
+  if (!f->zygote_ever_ready) {
+    f->zygote_ever_ready = true;
+    struct front_info info
+        = { version ? version : "?", preloaded ? preloaded : "", failed ? failed : "" };
+    if (f->ready_cb)
+      f->ready_cb(f->ready_ctx, &info, NULL);
+  }
+  zygote_send_spawns(f);
 }
 
 static void
-zygote_lost (struct front *f, const char *why)
+zygote_lost(struct front *f, const char *why)
 {
-  if (f->zygote >= 0)
-    {
-      loop_del (f->loop, f->zygote);
-      close (f->zygote);
-      f->zygote = -1;
-    }
+  if (f->zygote >= 0) {
+    loop_del(f->loop, f->zygote);
+    close(f->zygote);
+    f->zygote = -1;
+  }
   if (f->zygote_pid > 0)
-    kill (f->zygote_pid, SIGKILL);
+    kill(f->zygote_pid, SIGKILL);
   f->zygote_ready = false;
   for (size_t i = 0; i < f->npending; i++)
-    close (f->pending[i]);
+    close(f->pending[i]);
   f->npending = 0;
-  buf_free (&f->zin);
-  buf_free (&f->zoutq);
+  buf_free(&f->zin);
+  buf_free(&f->zoutq);
   /* Requests the dead zygote had not answered are sent again.  */
   f->spawn_sent = 0;
   f->zygote_failures++;
-  fprintf (stderr, "kiln: the zygote %s\n", why);
-  if (!f->zygote_ever_ready && f->zygote_failures >= 1)
-    {
-      kiln_error_t err = NULL;
-      kiln_error_make (&err, 0, "the zygote %s", why);
-      if (f->ready_cb)
-        f->ready_cb (f->ready_ctx, NULL, err);
-      kiln_error_release (&err);
-      return;
-    }
-  if (f->zygote_failures > ZYGOTE_MAX_RESTARTS)
-    {
-      for (size_t i = 0; i < f->nspawn; i++)
-        if (f->spawnq[i])
-          {
-            f->spawnq[i]->state = S_LOST;
-            fail_queue (f->spawnq[i], "WorkerStartError", "the zygote keeps dying; no worker can be started");
-          }
-      f->nspawn = 0;
-      f->zygote_failures = 0;
-    }
-  zygote_start (f);
+  fprintf(stderr, "kiln: the zygote %s\n", why);
+  if (!f->zygote_ever_ready && f->zygote_failures >= 1) {
+    kiln_error_t err = NULL;
+    kiln_error_make(&err, 0, "the zygote %s", why);
+    if (f->ready_cb)
+      f->ready_cb(f->ready_ctx, NULL, err);
+    kiln_error_release(&err);
+    return;
+  }
+  if (f->zygote_failures > ZYGOTE_MAX_RESTARTS) {
+    for (size_t i = 0; i < f->nspawn; i++)
+      if (f->spawnq[i]) {
+        f->spawnq[i]->state = S_LOST;
+        fail_queue(f->spawnq[i], "WorkerStartError",
+                   "the zygote keeps dying; no worker can be started");
+      }
+    f->nspawn = 0;
+    f->zygote_failures = 0;
+  }
+  zygote_start(f);
 }
 
 static void
-on_zygote (struct loop *loop, int fd, uint32_t events, void *data)
+on_zygote(struct loop *loop, int fd, uint32_t events, void *data)
 {
-  (void) loop;
+  (void)loop;
   struct front *f = data;
-  if (events & EPOLLOUT)
-    {
-      if (flush_queue (fd, &f->zoutq) < 0)
-        {
-          zygote_lost (f, "closed its socket");
-          return;
-        }
-      if (f->zoutq.len == 0)
-        loop_mod (f->loop, fd, EPOLLIN, NULL);
+  if (events & EPOLLOUT) {
+    if (flush_queue(fd, &f->zoutq) < 0) {
+      zygote_lost(f, "closed its socket");
+      return;
     }
+    if (f->zoutq.len == 0)
+      loop_mod(f->loop, fd, EPOLLIN, NULL);
+  }
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
     return;
   uint8_t chunk[READ_CHUNK];
   int fds[FRAME_MAX_FDS];
   size_t nfds = 0;
-  ssize_t r = frame_recv_some (fd, chunk, sizeof chunk, fds, &nfds);
+  ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
     return;
-  if (r <= 0)
-    {
-      for (size_t i = 0; i < nfds; i++)
-        close (fds[i]);
-      zygote_lost (f, "exited");
-      return;
-    }
+  if (r <= 0) {
+    for (size_t i = 0; i < nfds; i++)
+      close(fds[i]);
+    zygote_lost(f, "exited");
+    return;
+  }
   /* SCM_RIGHTS fds arrive with the first byte of a SPAWNED frame; the
      zygote sends one frame at a time, so they belong to the frame whose
      header starts this chunk.  Keep them with the buffered bytes.  */
-  for (size_t i = 0; i < nfds; i++)
-    {
-      if (f->npending < FRAME_MAX_FDS)
-        f->pending[f->npending++] = fds[i];
-      else
-        close (fds[i]);
+  for (size_t i = 0; i < nfds; i++) {
+    if (f->npending < FRAME_MAX_FDS)
+      f->pending[f->npending++] = fds[i];
+    else
+      close(fds[i]);
+  }
+  buf_append(&f->zin, chunk, (size_t)r);
+  for (;;) {
+    struct frame fr;
+    uint8_t *payload = NULL;
+    kiln_error_t err = NULL;
+    int n = next_frame(&f->zin, ZYGOTE_MAX_FRAME, &fr, &payload, &err);
+    if (n < 0) {
+      fprintf(stderr, "kiln: zygote protocol error: %s\n", err->msg);
+      kiln_error_release(&err);
+      free(payload);
+      zygote_lost(f, "broke the protocol");
+      return;
     }
-  buf_append (&f->zin, chunk, (size_t) r);
-  for (;;)
-    {
-      struct frame fr;
-      uint8_t *payload = NULL;
-      kiln_error_t err = NULL;
-      int n = next_frame (&f->zin, ZYGOTE_MAX_FRAME, &fr, &payload, &err);
-      if (n < 0)
-        {
-          fprintf (stderr, "kiln: zygote protocol error: %s\n", err->msg);
-          kiln_error_release (&err);
-          free (payload);
-          zygote_lost (f, "broke the protocol");
-          return;
-        }
-      if (n == 0)
-        break;
-      fr.nfds = 0;
-      if (fr.type == FRAME_SPAWNED)
-        {
-          memcpy (fr.fds, f->pending, f->npending * sizeof *f->pending);
-          fr.nfds = f->npending;
-          f->npending = 0;
-        }
-      switch (fr.type)
-        {
-        case FRAME_ZYGOTE_READY:
-          zygote_ready (f, &fr);
-          break;
-        case FRAME_SPAWNED:
-        case FRAME_SPAWN_FAILED:
-          spawn_arrived (f, &fr);
-          break;
-        case FRAME_ZYGOTE_FAILED:
-          {
-            cleanup_free char *msg = NULL;
-            frame_get_str (&fr, TAG_MESSAGE, true, &msg, NULL, NULL);
-            cleanup_free char *why = xasprintf ("failed to start: %s", msg ? msg : "unknown error");
-            free (payload);
-            zygote_lost (f, why);
-            return;
-          }
-        default:
-          break;
-        }
-      free (payload);
+    if (n == 0)
+      break;
+    fr.nfds = 0;
+    if (fr.type == FRAME_SPAWNED) {
+      memcpy(fr.fds, f->pending, f->npending * sizeof *f->pending);
+      fr.nfds = f->npending;
+      f->npending = 0;
     }
+    switch (fr.type) {
+    case FRAME_ZYGOTE_READY:
+      zygote_ready(f, &fr);
+      break;
+    case FRAME_SPAWNED:
+    case FRAME_SPAWN_FAILED:
+      spawn_arrived(f, &fr);
+      break;
+    case FRAME_ZYGOTE_FAILED: {
+      cleanup_free char *msg = NULL;
+      frame_get_str(&fr, TAG_MESSAGE, true, &msg, NULL, NULL);
+      cleanup_free char *why = xasprintf("failed to start: %s", msg ? msg : "unknown error");
+      free(payload);
+      zygote_lost(f, why);
+      return;
+    }
+    default:
+      break;
+    }
+    free(payload);
+  }
 }
 
 static void
-zygote_start (struct front *f)
+zygote_start(struct front *f)
 {
   int sv[2];
-  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-    {
-      fprintf (stderr, "kiln: socketpair for the zygote: %s\n", strerror (errno));
-      return;
-    }
-  pid_t pid = fork ();
-  if (pid < 0)
-    {
-      fprintf (stderr, "kiln: fork the zygote: %s\n", strerror (errno));
-      close (sv[0]);
-      close (sv[1]);
-      return;
-    }
-  if (pid == 0)
-    {
-      /* The front's signal mask (SIGCHLD blocked for the signalfd) must
-         not reach the zygote or its workers.  */
-      sigset_t none;
-      sigemptyset (&none);
-      sigprocmask (SIG_SETMASK, &none, NULL);
-      zyg_main (sv[1], f->cfg);
-    }
-  close (sv[1]);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    fprintf(stderr, "kiln: socketpair for the zygote: %s\n", strerror(errno));
+    return;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    fprintf(stderr, "kiln: fork the zygote: %s\n", strerror(errno));
+    close(sv[0]);
+    close(sv[1]);
+    return;
+  }
+  if (pid == 0) {
+    /* The front's signal mask (SIGCHLD blocked for the signalfd) must
+       not reach the zygote or its workers.  */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    zyg_main(sv[1], f->cfg);
+  }
+  close(sv[1]);
   f->zygote_pid = pid;
   f->zygote = sv[0];
-  set_nonblock (f->zygote, true);
-  loop_add (f->loop, f->zygote, EPOLLIN, on_zygote, f, NULL);
+  set_nonblock(f->zygote, true);
+  loop_add(f->loop, f->zygote, EPOLLIN, on_zygote, f, NULL);
 }
 
 /* ---------------------------------------------------------------- signals, timers */
 
 static void
-reap (struct front *f)
+reap(struct front *f)
 {
-  for (;;)
-    {
-      int status;
-      pid_t pid = waitpid (-1, &status, WNOHANG);
-      if (pid <= 0)
-        return;
-      if (pid == f->zygote_pid)
-        {
-          f->zygote_pid = 0;
-          if (f->zygote >= 0)
-            zygote_lost (f, "died");
-          continue;
-        }
-      struct worker *w = f->workers;
-      while (w && w->pid != pid)
-        w = w->next;
-      if (w)
-        {
-          worker_reaped (w, status);
-          continue;
-        }
-      /* Either a worker the zygote has not reported yet, or a process a
-         cell started whose parent died (the front is their subreaper).  */
-      if (f->nearly == sizeof f->early / sizeof f->early[0])
-        memmove (f->early, f->early + 1, (--f->nearly) * sizeof *f->early);
-      f->early[f->nearly++] = (struct early_exit) { pid, status };
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0)
+      return;
+    if (pid == f->zygote_pid) {
+      f->zygote_pid = 0;
+      if (f->zygote >= 0)
+        zygote_lost(f, "died");
+      continue;
     }
+    struct worker *w = f->workers;
+    while (w && w->pid != pid)
+      w = w->next;
+    if (w) {
+      worker_reaped(w, status);
+      continue;
+    }
+    /* Either a worker the zygote has not reported yet, or a process a
+       cell started whose parent died (the front is their subreaper).  */
+    if (f->nearly == sizeof f->early / sizeof f->early[0])
+      memmove(f->early, f->early + 1, (--f->nearly) * sizeof *f->early);
+    f->early[f->nearly++] = (struct early_exit){ pid, status };
+  }
 }
 
 static void
-on_signal (struct loop *loop, int fd, uint32_t events, void *data)
+on_signal(struct loop *loop, int fd, uint32_t events, void *data)
 {
-  (void) events;
+  (void)events;
   struct front *f = data;
   struct signalfd_siginfo si;
-  while (read (fd, &si, sizeof si) == (ssize_t) sizeof si)
-    {
-      if (si.ssi_signo == SIGCHLD)
-        reap (f);
-      else
-        loop_stop (loop);
-    }
+  while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo == SIGCHLD)
+      reap(f);
+    else
+      loop_stop(loop);
+  }
 }
 
 static int64_t
-next_deadline (void *data)
+next_deadline(void *data)
 {
   struct front *f = data;
   int64_t d = -1;
-  for (struct session *s = f->sessions; s; s = s->next)
-    {
-      if (s->state != S_RUNNING)
-        continue;
-      int64_t t = s->kill_ns ? s->kill_ns : s->deadline_ns;
-      if (d < 0 || t < d)
-        d = t;
-    }
+  for (struct session *s = f->sessions; s; s = s->next) {
+    if (s->state != S_RUNNING)
+      continue;
+    int64_t t = s->kill_ns ? s->kill_ns : s->deadline_ns;
+    if (d < 0 || t < d)
+      d = t;
+  }
   return d;
 }
 
 static void
-tick (int64_t now, void *data)
+tick(int64_t now, void *data)
 {
   struct front *f = data;
-  for (struct session *s = f->sessions; s; s = s->next)
-    {
-      if (s->state != S_RUNNING)
-        continue;
-      if (s->kill_ns == 0 && now >= s->deadline_ns)
-        session_interrupt (s, now, false);
-      else if (s->kill_ns != 0 && now >= s->kill_ns)
-        {
-          struct cell *c = s->running;
-          cleanup_free char *why
-              = s->cancel_interrupt
-                    ? xasprintf ("was killed: the cancelled cell did not stop within %g s of the interrupt",
-                                 f->cfg->grace_s)
-                    : xasprintf ("was killed: the cell did not stop within %g s of the interrupt at its %g s deadline",
-                                 f->cfg->grace_s, c->timeout_s);
-          struct worker *w = s->w;
-          session_lose (s, REPLY_KILLED, "Timeout", why);
-          if (w)
-            worker_kill (w);
-        }
+  for (struct session *s = f->sessions; s; s = s->next) {
+    if (s->state != S_RUNNING)
+      continue;
+    if (s->kill_ns == 0 && now >= s->deadline_ns)
+      session_interrupt(s, now, false);
+    else if (s->kill_ns != 0 && now >= s->kill_ns) {
+      struct cell *c = s->running;
+      cleanup_free char *why
+          = s->cancel_interrupt ? xasprintf(
+                "was killed: the cancelled cell did not stop within %g s of the interrupt",
+                f->cfg->grace_s)
+                                : xasprintf("was killed: the cell did not stop within %g s of the "
+                                            "interrupt at its %g s deadline",
+                                            f->cfg->grace_s, c->timeout_s);
+      struct worker *w = s->w;
+      session_lose(s, REPLY_KILLED, "Timeout", why);
+      if (w)
+        worker_kill(w);
     }
+  }
 }
 
 /* ---------------------------------------------------------------- life cycle */
 
 struct front *
-front_new (const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready, void *ctx, kiln_error_t *err)
+front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready, void *ctx,
+          kiln_error_t *err)
 {
-  if (mkdir (cfg->home, 0700) < 0 && errno != EEXIST)
-    {
-      kiln_error_make (err, errno, "create KILN_HOME %s", cfg->home);
-      return NULL;
-    }
+  if (mkdir(cfg->home, 0700) < 0 && errno != EEXIST) {
+    kiln_error_make(err, errno, "create KILN_HOME %s", cfg->home);
+    return NULL;
+  }
   /* Workers are double-forked from the zygote so that they end up as the
      front's children: the front alone waits for, signals and reaps them,
      and anything a cell leaves behind is reparented here too.  */
-  if (prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-    {
-      kiln_error_make (err, errno, "prctl PR_SET_CHILD_SUBREAPER");
-      return NULL;
-    }
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+    kiln_error_make(err, errno, "prctl PR_SET_CHILD_SUBREAPER");
+    return NULL;
+  }
   sigset_t mask;
-  sigemptyset (&mask);
-  sigaddset (&mask, SIGCHLD);
-  sigaddset (&mask, SIGTERM);
-  sigaddset (&mask, SIGINT);
-  sigaddset (&mask, SIGHUP);
-  sigprocmask (SIG_BLOCK, &mask, NULL);
-  signal (SIGPIPE, SIG_IGN);
-  int sigfd = signalfd (-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sigfd < 0)
-    {
-      kiln_error_make (err, errno, "signalfd");
-      return NULL;
-    }
-  struct front *f = xzalloc (sizeof *f);
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sigfd < 0) {
+    kiln_error_make(err, errno, "signalfd");
+    return NULL;
+  }
+  struct front *f = xzalloc(sizeof *f);
   f->cfg = cfg;
   f->loop = loop;
   f->ready_cb = ready;
   f->ready_ctx = ctx;
   f->zygote = -1;
   f->sigfd = sigfd;
-  if (loop_add (loop, sigfd, EPOLLIN, on_signal, f, err) < 0)
-    {
-      close (sigfd);
-      free (f);
-      return NULL;
-    }
-  loop_set_timers (loop, next_deadline, tick, f);
-  zygote_start (f);
-  if (f->zygote < 0)
-    {
-      kiln_error_make (err, 0, "could not start the zygote");
-      front_free (f);
-      return NULL;
-    }
+  if (loop_add(loop, sigfd, EPOLLIN, on_signal, f, err) < 0) {
+    close(sigfd);
+    free(f);
+    return NULL;
+  }
+  loop_set_timers(loop, next_deadline, tick, f);
+  zygote_start(f);
+  if (f->zygote < 0) {
+    kiln_error_make(err, 0, "could not start the zygote");
+    front_free(f);
+    return NULL;
+  }
   return f;
 }
 
 const char *
-front_protections (void)
+front_protections(void)
 {
-  return sbx_describe ();
+  return sbx_describe();
 }
 
 /* Sends SIGKILL to every direct child.  Workers' descendants are
    reparented to the front as their parents die, so repeating this until
    no child is left catches everything a cell started.  */
 static void
-kill_children (void)
+kill_children(void)
 {
-  DIR *d = opendir ("/proc/self/task");
+  DIR *d = opendir("/proc/self/task");
   if (d == NULL)
     return;
   struct dirent *de;
-  while ((de = readdir (d)) != NULL)
-    {
-      if (de->d_name[0] == '.')
-        continue;
-      cleanup_free char *path = xasprintf ("/proc/self/task/%s/children", de->d_name);
-      FILE *fp = fopen (path, "re");
-      if (fp == NULL)
-        continue;
-      int pid;
-      while (fscanf (fp, "%d", &pid) == 1)
-        if (pid > 1)
-          kill (pid, SIGKILL);
-      fclose (fp);
-    }
-  closedir (d);
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    cleanup_free char *path = xasprintf("/proc/self/task/%s/children", de->d_name);
+    FILE *fp = fopen(path, "re");
+    if (fp == NULL)
+      continue;
+    int pid;
+    while (fscanf(fp, "%d", &pid) == 1)
+      if (pid > 1)
+        kill(pid, SIGKILL);
+    fclose(fp);
+  }
+  closedir(d);
 }
 
 void
-front_free (struct front *f)
+front_free(struct front *f)
 {
   if (f == NULL)
     return;
-  while (f->sessions)
-    {
-      struct session *s = f->sessions;
-      front_close_session (f, s->id, NULL);
-    }
+  while (f->sessions) {
+    struct session *s = f->sessions;
+    front_close_session(f, s->id, NULL);
+  }
   for (struct worker *w = f->workers; w; w = w->next)
-    worker_kill (w);
+    worker_kill(w);
   if (f->zygote_pid > 0)
-    kill (f->zygote_pid, SIGKILL);
-  if (f->zygote >= 0)
-    {
-      loop_del (f->loop, f->zygote);
-      close (f->zygote);
-    }
-  int64_t give_up = now_ns () + 5 * (int64_t) 1000000000;
-  for (;;)
-    {
-      kill_children ();
-      int status;
-      pid_t pid = waitpid (-1, &status, WNOHANG);
-      if (pid < 0 && errno == ECHILD)
+    kill(f->zygote_pid, SIGKILL);
+  if (f->zygote >= 0) {
+    loop_del(f->loop, f->zygote);
+    close(f->zygote);
+  }
+  int64_t give_up = now_ns() + 5 * (int64_t)1000000000;
+  for (;;) {
+    kill_children();
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid < 0 && errno == ECHILD)
+      break;
+    if (pid == 0) {
+      if (now_ns() > give_up)
         break;
-      if (pid == 0)
-        {
-          if (now_ns () > give_up)
-            break;
-          struct timespec ts = { 0, 2000000 };
-          nanosleep (&ts, NULL);
-        }
+      struct timespec ts = { 0, 2000000 };
+      nanosleep(&ts, NULL);
     }
+  }
   while (f->workers)
-    worker_free (f->workers);
-  loop_del (f->loop, f->sigfd);
-  close (f->sigfd);
-  buf_free (&f->zin);
-  buf_free (&f->zoutq);
-  free (f->spawnq);
-  free (f);
+    worker_free(f->workers);
+  loop_del(f->loop, f->sigfd);
+  close(f->sigfd);
+  buf_free(&f->zin);
+  buf_free(&f->zoutq);
+  free(f->spawnq);
+  free(f);
 }

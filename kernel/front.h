@@ -13,8 +13,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-enum reply_status
-{
+enum reply_status {
   REPLY_OK,
   REPLY_ERROR,       /* the cell raised */
   REPLY_INTERRUPTED, /* KeyboardInterrupt: deadline, cancel or the cell's own */
@@ -24,8 +23,7 @@ enum reply_status
 
 /* What a cell produced.  Every pointer is borrowed from the front and
    valid only during the callback; strings are valid UTF-8.  */
-struct cell_reply
-{
+struct cell_reply {
   const char *session_id;
   enum reply_status status;
   uint64_t execution_count;
@@ -46,19 +44,17 @@ struct cell_reply
   double duration_ms;
 };
 
-typedef void (*front_reply_cb) (void *ctx, const struct cell_reply *r);
+typedef void (*front_reply_cb)(void *ctx, const struct cell_reply *r);
 
-struct front_info
-{
+struct front_info {
   const char *python_version;
   const char *preloaded;
   const char *preload_failed;
 };
 /* Called once the zygote is ready (INFO) or could not start (ERR).  */
-typedef void (*front_ready_cb) (void *ctx, const struct front_info *info, kiln_error_t err);
+typedef void (*front_ready_cb)(void *ctx, const struct front_info *info, kiln_error_t err);
 
-struct session_info
-{
+struct session_info {
   char session_id[40];
   const char *state; /* "starting", "idle", "running", "lost" */
   pid_t pid;         /* 0 when no worker */
@@ -72,8 +68,8 @@ struct front;
 /* Forks the zygote (the caller must not have started threads) and watches
    everything on LOOP.  The front keeps pointers to CFG and LOOP, which
    must outlive it.  Returns NULL with ERR.  */
-struct front *front_new (const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready, void *ctx,
-                         kiln_error_t *err);
+struct front *front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready,
+                        void *ctx, kiln_error_t *err);
 
 /* Queues CODE (LEN bytes, copied) to run in SESSION_ID, or in a new
    session when SESSION_ID is NULL.  TIMEOUT_S <= 0 means the default.  CB
@@ -81,26 +77,26 @@ struct front *front_new (const struct kiln_config *cfg, struct loop *loop, front
    first.  Returns a handle for front_cancel (> 0), or -1 with ERR when
    the call is refused (unknown session, too many sessions, queue full,
    code too large); then CB is never called.  */
-int64_t front_run_cell (struct front *f, const char *session_id, const char *code, size_t len, double timeout_s,
-                        front_reply_cb cb, void *ctx, kiln_error_t *err);
+int64_t front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
+                       double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err);
 
 /* Forgets HANDLE's callback: a queued cell is dropped, a running one is
    interrupted.  Unknown handles are ignored.  */
-void front_cancel (struct front *f, int64_t handle);
+void front_cancel(struct front *f, int64_t handle);
 
 /* Closes a session: its worker is killed, queued cells are answered as
    errors.  Returns -1 with ERR when the id is unknown.  */
-int front_close_session (struct front *f, const char *session_id, kiln_error_t *err);
+int front_close_session(struct front *f, const char *session_id, kiln_error_t *err);
 
 /* Returns a snapshot of the session table (allocated, the caller frees
    it) and its length in *N.  */
-struct session_info *front_list_sessions (struct front *f, size_t *n);
+struct session_info *front_list_sessions(struct front *f, size_t *n);
 
 /* The protocol protection level line for the banner.  */
-const char *front_protections (void);
+const char *front_protections(void);
 
 /* Kills every worker and the zygote and waits (bounded) until no child
    process is left, then frees F.  */
-void front_free (struct front *f);
+void front_free(struct front *f);
 
 #endif

@@ -6,101 +6,95 @@
 #include <string.h>
 
 void
-output_init (struct output *o, size_t cap)
+output_init(struct output *o, size_t cap)
 {
-  *o = (struct output) { .half = cap / 2 ? cap / 2 : 1 };
+  *o = (struct output){ .half = cap / 2 ? cap / 2 : 1 };
 }
 
 void
-output_free (struct output *o)
+output_free(struct output *o)
 {
-  free (o->head);
-  free (o->ring);
-  *o = (struct output) { .half = o->half };
+  free(o->head);
+  free(o->ring);
+  *o = (struct output){ .half = o->half };
 }
 
 void
-output_add (struct output *o, const char *data, size_t n)
+output_add(struct output *o, const char *data, size_t n)
 {
-  if (o->head_len < o->half)
-    {
-      if (o->head == NULL)
-        o->head = xmalloc (o->half);
-      size_t k = o->half - o->head_len < n ? o->half - o->head_len : n;
-      memcpy (o->head + o->head_len, data, k);
-      o->head_len += k;
-      data += k;
-      n -= k;
-    }
+  if (o->head_len < o->half) {
+    if (o->head == NULL)
+      o->head = xmalloc(o->half);
+    size_t k = o->half - o->head_len < n ? o->half - o->head_len : n;
+    memcpy(o->head + o->head_len, data, k);
+    o->head_len += k;
+    data += k;
+    n -= k;
+  }
   if (n == 0)
     return;
   if (o->ring == NULL)
-    o->ring = xmalloc (o->half);
+    o->ring = xmalloc(o->half);
   /* Only the last HALF bytes of this write can survive.  */
-  if (n > o->half)
-    {
-      o->dropped += n - o->half;
-      data += n - o->half;
-      n = o->half;
-    }
+  if (n > o->half) {
+    o->dropped += n - o->half;
+    data += n - o->half;
+    n = o->half;
+  }
   /* The ring fills from 0; once full, RING_POS marks the oldest byte and
      each write overwrites from there.  */
-  while (n > 0)
-    {
-      size_t at = (o->ring_pos + o->ring_len) % o->half;
-      size_t k = n < o->half - at ? n : o->half - at;
-      memcpy (o->ring + at, data, k);
-      if (o->ring_len + k > o->half)
-        {
-          size_t over = o->ring_len + k - o->half;
-          o->dropped += over;
-          o->ring_pos = (o->ring_pos + over) % o->half;
-          o->ring_len = o->half;
-        }
-      else
-        o->ring_len += k;
-      data += k;
-      n -= k;
-    }
+  while (n > 0) {
+    size_t at = (o->ring_pos + o->ring_len) % o->half;
+    size_t k = n < o->half - at ? n : o->half - at;
+    memcpy(o->ring + at, data, k);
+    if (o->ring_len + k > o->half) {
+      size_t over = o->ring_len + k - o->half;
+      o->dropped += over;
+      o->ring_pos = (o->ring_pos + over) % o->half;
+      o->ring_len = o->half;
+    } else
+      o->ring_len += k;
+    data += k;
+    n -= k;
+  }
 }
 
 char *
-output_take (struct output *o, size_t *len, uint64_t *dropped)
+output_take(struct output *o, size_t *len, uint64_t *dropped)
 {
   size_t total = o->head_len + o->ring_len;
-  char *raw = xmalloc (total + 1);
-  memcpy (raw, o->head ? o->head : "", o->head_len);
-  size_t first = o->ring_len ? (o->ring_len < o->half ? o->ring_len : o->half - o->ring_pos) : 0;
-  if (o->ring_len < o->half)
-    memcpy (raw + o->head_len, o->ring, o->ring_len);
-  else
-    {
-      memcpy (raw + o->head_len, o->ring + o->ring_pos, first);
-      memcpy (raw + o->head_len + first, o->ring, o->ring_pos);
-    }
+  char *raw = xmalloc(total + 1);
+  memcpy(raw, o->head ? o->head : "", o->head_len);
+  if (o->ring_len > 0 && o->ring_len < o->half)
+    memcpy(raw + o->head_len, o->ring, o->ring_len);
+  else if (o->ring_len > 0) {
+    /* Full: the oldest byte is at RING_POS.  */
+    size_t first = o->half - o->ring_pos;
+    memcpy(raw + o->head_len, o->ring + o->ring_pos, first);
+    memcpy(raw + o->head_len + first, o->ring, o->ring_pos);
+  }
   char *out;
   size_t out_len;
   if (o->dropped == 0)
-    out = utf8_sanitize (raw, total, &out_len);
-  else
-    {
-      /* Cut each side on a character boundary so the marker does not sit
-         in the middle of one.  */
-      size_t h = utf8_boundary_before (raw, o->head_len);
-      size_t t = o->head_len;
-      while (t < total && ((unsigned char) raw[t] & 0xc0) == 0x80)
-        t++;
-      char marker[96];
-      int m = snprintf (marker, sizeof marker, "\n[... %llu bytes dropped ...]\n",
-                        (unsigned long long) (o->dropped + (o->head_len - h) + (t - o->head_len)));
-      char *joined = xmalloc (h + (size_t) m + (total - t));
-      memcpy (joined, raw, h);
-      memcpy (joined + h, marker, (size_t) m);
-      memcpy (joined + h + m, raw + t, total - t);
-      out = utf8_sanitize (joined, h + (size_t) m + (total - t), &out_len);
-      free (joined);
-    }
-  free (raw);
+    out = utf8_sanitize(raw, total, &out_len);
+  else {
+    /* Cut each side on a character boundary so the marker does not sit
+       in the middle of one.  */
+    size_t h = utf8_boundary_before(raw, o->head_len);
+    size_t t = o->head_len;
+    while (t < total && ((unsigned char)raw[t] & 0xc0) == 0x80)
+      t++;
+    char marker[96];
+    int m = snprintf(marker, sizeof marker, "\n[... %llu bytes dropped ...]\n",
+                     (unsigned long long)(o->dropped + (o->head_len - h) + (t - o->head_len)));
+    char *joined = xmalloc(h + (size_t)m + (total - t));
+    memcpy(joined, raw, h);
+    memcpy(joined + h, marker, (size_t)m);
+    memcpy(joined + h + m, raw + t, total - t);
+    out = utf8_sanitize(joined, h + (size_t)m + (total - t), &out_len);
+    free(joined);
+  }
+  free(raw);
   *len = out_len;
   *dropped = o->dropped;
   o->head_len = o->ring_len = o->ring_pos = 0;

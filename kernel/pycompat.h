@@ -9,15 +9,15 @@
 #if PY_VERSION_HEX < 0x030C0000
 /* 3.12 replaced the (type, value, traceback) triple with one object.  */
 static inline PyObject *
-PyErr_GetRaisedException (void)
+PyErr_GetRaisedException(void)
 {
   PyObject *type, *value, *tb;
-  PyErr_Fetch (&type, &value, &tb);
-  PyErr_NormalizeException (&type, &value, &tb);
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
   if (value != NULL && tb != NULL)
-    PyException_SetTraceback (value, tb);
-  Py_XDECREF (type);
-  Py_XDECREF (tb);
+    PyException_SetTraceback(value, tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
   return value;
 }
 #endif

@@ -13,199 +13,193 @@
 #include <time.h>
 
 void
-xoom (void)
+xoom(void)
 {
   static const char msg[] = "kiln: out of memory\n";
-  (void) !write (2, msg, sizeof msg - 1);
-  abort ();
+  (void)!write(2, msg, sizeof msg - 1);
+  abort();
 }
 
 void *
-xmalloc (size_t n)
+xmalloc(size_t n)
 {
-  void *p = malloc (n ? n : 1);
+  void *p = malloc(n ? n : 1);
   if (p == NULL)
-    xoom ();
+    xoom();
   return p;
 }
 
 void *
-xzalloc (size_t n)
+xzalloc(size_t n)
 {
-  void *p = calloc (1, n ? n : 1);
+  void *p = calloc(1, n ? n : 1);
   if (p == NULL)
-    xoom ();
+    xoom();
   return p;
 }
 
 void *
-xrealloc (void *p, size_t n)
+xrealloc(void *p, size_t n)
 {
-  p = realloc (p, n ? n : 1);
+  p = realloc(p, n ? n : 1);
   if (p == NULL)
-    xoom ();
+    xoom();
   return p;
 }
 
 char *
-xstrdup (const char *s)
+xstrdup(const char *s)
 {
-  char *p = strdup (s);
+  char *p = strdup(s);
   if (p == NULL)
-    xoom ();
+    xoom();
   return p;
 }
 
 char *
-xstrndup (const char *s, size_t n)
+xstrndup(const char *s, size_t n)
 {
-  char *p = xmalloc (n + 1);
-  memcpy (p, s, n);
+  char *p = xmalloc(n + 1);
+  memcpy(p, s, n);
   p[n] = '\0';
   return p;
 }
 
 char *
-xasprintf (const char *fmt, ...)
+xasprintf(const char *fmt, ...)
 {
   char *s = NULL;
   va_list ap;
-  va_start (ap, fmt);
-  int r = vasprintf (&s, fmt, ap);
-  va_end (ap);
+  va_start(ap, fmt);
+  int r = vasprintf(&s, fmt, ap);
+  va_end(ap);
   if (r < 0)
-    xoom ();
+    xoom();
   return s;
 }
 
 int64_t
-now_ns (void)
+now_ns(void)
 {
   struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int
-set_nonblock (int fd, bool on)
+set_nonblock(int fd, bool on)
 {
-  int fl = fcntl (fd, F_GETFL);
+  int fl = fcntl(fd, F_GETFL);
   if (fl < 0)
     return -1;
   fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
-  return fcntl (fd, F_SETFL, fl);
+  return fcntl(fd, F_SETFL, fl);
 }
 
 int
-set_cloexec (int fd, bool on)
+set_cloexec(int fd, bool on)
 {
-  int fl = fcntl (fd, F_GETFD);
+  int fl = fcntl(fd, F_GETFD);
   if (fl < 0)
     return -1;
   fl = on ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC);
-  return fcntl (fd, F_SETFD, fl);
+  return fcntl(fd, F_SETFD, fl);
 }
 
 int
-read_full (int fd, void *buf, size_t n)
+read_full(int fd, void *buf, size_t n)
 {
   char *p = buf;
-  while (n > 0)
-    {
-      ssize_t r = read (fd, p, n);
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r < 0)
-        return -1;
-      if (r == 0)
-        {
-          errno = ECONNRESET;
-          return -1;
-        }
-      p += r;
-      n -= (size_t) r;
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return -1;
+    if (r == 0) {
+      errno = ECONNRESET;
+      return -1;
     }
+    p += r;
+    n -= (size_t)r;
+  }
   return 0;
 }
 
 int
-write_full (int fd, const void *buf, size_t n)
+write_full(int fd, const void *buf, size_t n)
 {
   const char *p = buf;
-  while (n > 0)
-    {
-      ssize_t r = write (fd, p, n);
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r < 0)
-        return -1;
-      p += r;
-      n -= (size_t) r;
-    }
+  while (n > 0) {
+    ssize_t r = write(fd, p, n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return -1;
+    p += r;
+    n -= (size_t)r;
+  }
   return 0;
 }
 
 static int
-cmp_int (const void *a, const void *b)
+cmp_int(const void *a, const void *b)
 {
-  int x = *(const int *) a, y = *(const int *) b;
+  int x = *(const int *)a, y = *(const int *)b;
   return (x > y) - (x < y);
 }
 
 void
-close_fds_except (int first, const int *keep, size_t nkeep)
+close_fds_except(int first, const int *keep, size_t nkeep)
 {
   int sorted[16];
   if (nkeep > 16)
-    abort ();
-  memcpy (sorted, keep, nkeep * sizeof *keep);
-  qsort (sorted, nkeep, sizeof *sorted, cmp_int);
-  unsigned lo = (unsigned) first;
-  for (size_t i = 0; i < nkeep; i++)
-    {
-      if (sorted[i] < first)
-        continue;
-      if ((unsigned) sorted[i] > lo)
-        syscall (SYS_close_range, lo, (unsigned) sorted[i] - 1, 0);
-      lo = (unsigned) sorted[i] + 1;
-    }
-  syscall (SYS_close_range, lo, ~0U, 0);
+    abort();
+  memcpy(sorted, keep, nkeep * sizeof *keep);
+  qsort(sorted, nkeep, sizeof *sorted, cmp_int);
+  unsigned lo = (unsigned)first;
+  for (size_t i = 0; i < nkeep; i++) {
+    if (sorted[i] < first)
+      continue;
+    if ((unsigned)sorted[i] > lo)
+      syscall(SYS_close_range, lo, (unsigned)sorted[i] - 1, 0);
+    lo = (unsigned)sorted[i] + 1;
+  }
+  syscall(SYS_close_range, lo, ~0U, 0);
 }
 
 void
-random_bytes (void *buf, size_t n)
+random_bytes(void *buf, size_t n)
 {
   char *p = buf;
-  while (n > 0)
-    {
-      ssize_t r = getrandom (p, n, 0);
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r < 0)
-        abort ();
-      p += r;
-      n -= (size_t) r;
-    }
+  while (n > 0) {
+    ssize_t r = getrandom(p, n, 0);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      abort();
+    p += r;
+    n -= (size_t)r;
+  }
 }
 
 const char *
-signal_name (int sig)
+signal_name(int sig)
 {
   static char buf[32];
-  const char *abbrev = sigabbrev_np (sig);
-  if (abbrev != NULL)
-    {
-      snprintf (buf, sizeof buf, "SIG%s", abbrev);
-      return buf;
-    }
-  snprintf (buf, sizeof buf, "signal %d", sig);
+  const char *abbrev = sigabbrev_np(sig);
+  if (abbrev != NULL) {
+    snprintf(buf, sizeof buf, "SIG%s", abbrev);
+    return buf;
+  }
+  snprintf(buf, sizeof buf, "signal %d", sig);
   return buf;
 }
 
 /* Returns the length of the valid UTF-8 sequence at S (at most N bytes
    available), or 0 if it is invalid or truncated.  */
 static size_t
-utf8_seq_len (const unsigned char *s, size_t n)
+utf8_seq_len(const unsigned char *s, size_t n)
 {
   unsigned char c = s[0];
   size_t len;
@@ -222,12 +216,11 @@ utf8_seq_len (const unsigned char *s, size_t n)
     return 0;
   if (len > n)
     return 0;
-  for (size_t i = 1; i < len; i++)
-    {
-      if ((s[i] & 0xc0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (s[i] & 0x3f);
-    }
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3f);
+  }
   if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
       || (cp >= 0xd800 && cp <= 0xdfff))
     return 0;
@@ -235,26 +228,24 @@ utf8_seq_len (const unsigned char *s, size_t n)
 }
 
 char *
-utf8_sanitize (const char *s, size_t n, size_t *out_len)
+utf8_sanitize(const char *s, size_t n, size_t *out_len)
 {
-  const unsigned char *u = (const unsigned char *) s;
+  const unsigned char *u = (const unsigned char *)s;
   /* Every invalid byte becomes three: size for the worst case.  */
-  char *out = xmalloc (n * 3 + 1);
+  char *out = xmalloc(n * 3 + 1);
   size_t o = 0;
-  for (size_t i = 0; i < n;)
-    {
-      size_t l = utf8_seq_len (u + i, n - i);
-      if (l == 0)
-        {
-          memcpy (out + o, "\xef\xbf\xbd", 3);
-          o += 3;
-          i++;
-          continue;
-        }
-      memcpy (out + o, s + i, l);
-      o += l;
-      i += l;
+  for (size_t i = 0; i < n;) {
+    size_t l = utf8_seq_len(u + i, n - i);
+    if (l == 0) {
+      memcpy(out + o, "\xef\xbf\xbd", 3);
+      o += 3;
+      i++;
+      continue;
     }
+    memcpy(out + o, s + i, l);
+    o += l;
+    i += l;
+  }
   out[o] = '\0';
   if (out_len)
     *out_len = o;
@@ -262,9 +253,9 @@ utf8_sanitize (const char *s, size_t n, size_t *out_len)
 }
 
 size_t
-utf8_boundary_before (const char *s, size_t n)
+utf8_boundary_before(const char *s, size_t n)
 {
-  const unsigned char *u = (const unsigned char *) s;
+  const unsigned char *u = (const unsigned char *)s;
   /* Step back over at most three continuation bytes to the lead byte.  */
   size_t i = n;
   for (int k = 0; k < 3 && i > 0 && (u[i - 1] & 0xc0) == 0x80; k++)

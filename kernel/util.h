@@ -11,33 +11,33 @@
 
 /* Out of memory is not recoverable anywhere in kiln: every allocation goes
    through these, which abort with a message instead of returning NULL.  */
-_Noreturn void xoom (void);
-void *xmalloc (size_t n);
-void *xzalloc (size_t n);
-void *xrealloc (void *p, size_t n);
-char *xstrdup (const char *s);
-char *xstrndup (const char *s, size_t n);
+_Noreturn void xoom(void);
+void *xmalloc(size_t n);
+void *xzalloc(size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
 /* Returns a newly allocated string; the caller frees it.  */
-char *xasprintf (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static inline void
-cleanup_freep (void *p)
+cleanup_freep(void *p)
 {
-  free (*(void **) p);
+  free(*(void **)p);
 }
 static inline void
-cleanup_closep (int *fd)
+cleanup_closep(int *fd)
 {
   if (*fd >= 0)
-    close (*fd);
+    close(*fd);
 }
-#define cleanup_free  __attribute__ ((cleanup (cleanup_freep)))
-#define cleanup_close __attribute__ ((cleanup (cleanup_closep)))
+#define cleanup_free  __attribute__((cleanup(cleanup_freep)))
+#define cleanup_close __attribute__((cleanup(cleanup_closep)))
 
 /* Hands ownership of *PP to the caller and leaves NULL behind, so that a
    cleanup attribute on the source does not free it.  */
 static inline void *
-steal_pointer (void *pp)
+steal_pointer(void *pp)
 {
   void **p = pp;
   void *v = *p;
@@ -45,7 +45,7 @@ steal_pointer (void *pp)
   return v;
 }
 static inline int
-steal_fd (int *fd)
+steal_fd(int *fd)
 {
   int v = *fd;
   *fd = -1;
@@ -53,33 +53,33 @@ steal_fd (int *fd)
 }
 
 /* Monotonic clock in nanoseconds.  */
-int64_t now_ns (void);
+int64_t now_ns(void);
 
-int set_nonblock (int fd, bool on);
-int set_cloexec (int fd, bool on);
+int set_nonblock(int fd, bool on);
+int set_cloexec(int fd, bool on);
 
 /* Reads or writes exactly N bytes on a blocking fd, retrying on EINTR and
    short transfers.  Returns 0, or -1 with errno set (EPIPE-like errors, and
    0 bytes read at EOF gives errno = ECONNRESET).  */
-int read_full (int fd, void *buf, size_t n);
-int write_full (int fd, const void *buf, size_t n);
+int read_full(int fd, void *buf, size_t n);
+int write_full(int fd, const void *buf, size_t n);
 
 /* Closes every fd >= FIRST except those listed in KEEP.  */
-void close_fds_except (int first, const int *keep, size_t nkeep);
+void close_fds_except(int first, const int *keep, size_t nkeep);
 
 /* Fills BUF with N random bytes from the kernel.  */
-void random_bytes (void *buf, size_t n);
+void random_bytes(void *buf, size_t n);
 
 /* The name of a signal ("SIGSEGV"), or "signal N" in a static buffer.  */
-const char *signal_name (int sig);
+const char *signal_name(int sig);
 
 /* Replaces invalid UTF-8 in [S, S+N) with U+FFFD.  Returns a newly
    allocated NUL-terminated string (which may contain NUL bytes before the
    end: *OUT_LEN says how long it is); the caller frees it.  */
-char *utf8_sanitize (const char *s, size_t n, size_t *out_len);
+char *utf8_sanitize(const char *s, size_t n, size_t *out_len);
 
 /* Length of the longest prefix of [S, S+N) that does not end in the middle
    of a UTF-8 sequence (N itself when S+N falls on a boundary).  */
-size_t utf8_boundary_before (const char *s, size_t n);
+size_t utf8_boundary_before(const char *s, size_t n);
 
 #endif

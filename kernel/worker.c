@@ -22,194 +22,191 @@
 /* Reports a setup failure to the front and exits: between the fork and
    the first user statement nothing is allowed to half-succeed.  */
 static _Noreturn void
-fail (int ctl, kiln_error_t *err)
+fail(int ctl, kiln_error_t *err)
 {
   struct fbuf fb;
-  fbuf_init (&fb, FRAME_WORKER_FAILED);
-  fbuf_put_str (&fb, TAG_MESSAGE, (err && *err) ? (*err)->msg : "worker setup failed");
-  fbuf_finish (&fb);
-  frame_send (ctl, &fb, NULL, 0, NULL);
-  _exit (127);
+  fbuf_init(&fb, FRAME_WORKER_FAILED);
+  fbuf_put_str(&fb, TAG_MESSAGE, (err && *err) ? (*err)->msg : "worker setup failed");
+  fbuf_finish(&fb);
+  frame_send(ctl, &fb, NULL, 0, NULL);
+  _exit(127);
 }
 
 /* Waits until the middle process has exited and this worker has been
    reparented to the front (a child subreaper), then arms the parent-death
    signal.  Arming it earlier would fire when the middle process exits.  */
 static int
-attach_to_front (pid_t front_pid, kiln_error_t *err)
+attach_to_front(pid_t front_pid, kiln_error_t *err)
 {
   struct timespec pause = { 0, 20000 };
-  for (int i = 0; getppid () != front_pid; i++)
-    {
-      if (i > 100000)
-        return kiln_error_make (err, 0, "worker was not reparented to the front (pid %d)", (int) front_pid);
-      nanosleep (&pause, NULL);
-    }
-  if (prctl (PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-    return kiln_error_make (err, errno, "prctl PR_SET_PDEATHSIG");
+  for (int i = 0; getppid() != front_pid; i++) {
+    if (i > 100000)
+      return kiln_error_make(err, 0, "worker was not reparented to the front (pid %d)",
+                             (int)front_pid);
+    nanosleep(&pause, NULL);
+  }
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    return kiln_error_make(err, errno, "prctl PR_SET_PDEATHSIG");
   /* The front may have died between the check and the prctl.  */
-  if (getppid () != front_pid)
-    return kiln_error_make (err, 0, "the front exited during worker start-up");
+  if (getppid() != front_pid)
+    return kiln_error_make(err, 0, "the front exited during worker start-up");
   return 0;
 }
 
 /* Puts the pipes on 1 and 2, /dev/null on 0, the control socket on 3, and
    closes every other fd the zygote had open.  */
 static int
-setup_fds (const struct wrk_params *p, kiln_error_t *err)
+setup_fds(const struct wrk_params *p, kiln_error_t *err)
 {
-  int null = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null < 0)
-    return kiln_error_make (err, errno, "open /dev/null");
+    return kiln_error_make(err, errno, "open /dev/null");
   /* Move the sources above the targets first so no dup2 clobbers one.  */
-  int ctl = fcntl (p->ctl, F_DUPFD_CLOEXEC, 10);
-  int out = fcntl (p->out, F_DUPFD_CLOEXEC, 10);
-  int errfd = fcntl (p->err, F_DUPFD_CLOEXEC, 10);
+  int ctl = fcntl(p->ctl, F_DUPFD_CLOEXEC, 10);
+  int out = fcntl(p->out, F_DUPFD_CLOEXEC, 10);
+  int errfd = fcntl(p->err, F_DUPFD_CLOEXEC, 10);
   if (ctl < 0 || out < 0 || errfd < 0)
-    return kiln_error_make (err, errno, "dup worker fds");
-  if (dup2 (null, 0) < 0 || dup2 (out, 1) < 0 || dup2 (errfd, 2) < 0 || dup3 (ctl, CTL_FD, O_CLOEXEC) < 0)
-    return kiln_error_make (err, errno, "dup2 worker fds");
+    return kiln_error_make(err, errno, "dup worker fds");
+  if (dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0
+      || dup3(ctl, CTL_FD, O_CLOEXEC) < 0)
+    return kiln_error_make(err, errno, "dup2 worker fds");
   int keep[] = { 0, 1, 2, CTL_FD };
-  close_fds_except (0, keep, sizeof keep / sizeof keep[0]);
+  close_fds_except(0, keep, sizeof keep / sizeof keep[0]);
   return 0;
 }
 
 static void
-put_pystr (struct fbuf *fb, enum frame_tag tag, PyObject *s)
+put_pystr(struct fbuf *fb, enum frame_tag tag, PyObject *s)
 {
-  if (s == NULL || s == Py_None || !PyUnicode_Check (s))
+  if (s == NULL || s == Py_None || !PyUnicode_Check(s))
     return;
   /* backslashreplace: a lone surrogate in a repr must not lose the reply.  */
-  PyObject *b = PyUnicode_AsEncodedString (s, "utf-8", "backslashreplace");
-  if (b == NULL)
-    {
-      PyErr_Clear ();
-      return;
-    }
-  fbuf_put (fb, tag, PyBytes_AS_STRING (b), (size_t) PyBytes_GET_SIZE (b));
-  Py_DECREF (b);
+  PyObject *b = PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace");
+  if (b == NULL) {
+    PyErr_Clear();
+    return;
+  }
+  fbuf_put(fb, tag, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+  Py_DECREF(b);
 }
 
 static void
-put_pyint (struct fbuf *fb, enum frame_tag tag, PyObject *v)
+put_pyint(struct fbuf *fb, enum frame_tag tag, PyObject *v)
 {
-  if (v == NULL || !PyLong_Check (v))
+  if (v == NULL || !PyLong_Check(v))
     return;
-  long long n = PyLong_AsLongLong (v);
-  if (n < 0 || PyErr_Occurred ())
-    {
-      PyErr_Clear ();
-      return;
-    }
-  fbuf_put_u64 (fb, tag, (uint64_t) n);
+  long long n = PyLong_AsLongLong(v);
+  if (n < 0 || PyErr_Occurred()) {
+    PyErr_Clear();
+    return;
+  }
+  fbuf_put_u64(fb, tag, (uint64_t)n);
 }
 
 /* Runs one cell through kiln_runtime.run_cell and builds the DONE frame
    into FB.  */
 static void
-run_cell (PyObject *run, const char *code, size_t len, uint64_t cell_no, size_t max_result, struct fbuf *fb)
+run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no, size_t max_result,
+         struct fbuf *fb)
 {
-  fbuf_init (fb, FRAME_DONE);
+  fbuf_init(fb, FRAME_DONE);
   /* An interrupt meant for the previous cell may have arrived after it
      ended; it must not hit this one.  */
-  if (PyErr_CheckSignals () < 0)
-    PyErr_Clear ();
+  if (PyErr_CheckSignals() < 0)
+    PyErr_Clear();
 
   PyObject *ret = NULL;
-  PyObject *src = PyUnicode_DecodeUTF8 (code, (Py_ssize_t) len, "surrogateescape");
+  PyObject *src = PyUnicode_DecodeUTF8(code, (Py_ssize_t)len, "surrogateescape");
   if (src != NULL)
-    ret = PyObject_CallFunction (run, "OKn", src, (unsigned long long) cell_no, (Py_ssize_t) max_result);
-  Py_XDECREF (src);
-  if (ret == NULL || !PyTuple_Check (ret) || PyTuple_GET_SIZE (ret) != 7)
-    {
-      kiln_error_t e = NULL;
-      if (PyErr_Occurred ())
-        emb_error_from_python (&e, "kiln runtime");
-      fbuf_put_u64 (fb, TAG_STATUS, CELL_ERROR);
-      fbuf_put_str (fb, TAG_ERR_TYPE, "KilnInternalError");
-      fbuf_put_str (fb, TAG_ERR_MESSAGE, e ? e->msg : "kiln runtime returned a malformed result");
-      kiln_error_release (&e);
-      Py_XDECREF (ret);
-      return;
-    }
-  long status = PyLong_AsLong (PyTuple_GET_ITEM (ret, 0));
-  fbuf_put_u64 (fb, TAG_STATUS, (uint64_t) (status < 0 ? CELL_ERROR : status));
-  put_pystr (fb, TAG_RESULT, PyTuple_GET_ITEM (ret, 1));
-  put_pystr (fb, TAG_ERR_TYPE, PyTuple_GET_ITEM (ret, 2));
-  put_pystr (fb, TAG_ERR_MESSAGE, PyTuple_GET_ITEM (ret, 3));
-  put_pystr (fb, TAG_ERR_TRACEBACK, PyTuple_GET_ITEM (ret, 4));
-  put_pyint (fb, TAG_ERR_LINENO, PyTuple_GET_ITEM (ret, 5));
-  put_pyint (fb, TAG_ERR_OFFSET, PyTuple_GET_ITEM (ret, 6));
-  Py_DECREF (ret);
+    ret = PyObject_CallFunction(run, "OKn", src, (unsigned long long)cell_no,
+                                (Py_ssize_t)max_result);
+  Py_XDECREF(src);
+  if (ret == NULL || !PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 7) {
+    kiln_error_t e = NULL;
+    if (PyErr_Occurred())
+      emb_error_from_python(&e, "kiln runtime");
+    fbuf_put_u64(fb, TAG_STATUS, CELL_ERROR);
+    fbuf_put_str(fb, TAG_ERR_TYPE, "KilnInternalError");
+    fbuf_put_str(fb, TAG_ERR_MESSAGE, e ? e->msg : "kiln runtime returned a malformed result");
+    kiln_error_release(&e);
+    Py_XDECREF(ret);
+    return;
+  }
+  long status = PyLong_AsLong(PyTuple_GET_ITEM(ret, 0));
+  fbuf_put_u64(fb, TAG_STATUS, (uint64_t)(status < 0 ? CELL_ERROR : status));
+  put_pystr(fb, TAG_RESULT, PyTuple_GET_ITEM(ret, 1));
+  put_pystr(fb, TAG_ERR_TYPE, PyTuple_GET_ITEM(ret, 2));
+  put_pystr(fb, TAG_ERR_MESSAGE, PyTuple_GET_ITEM(ret, 3));
+  put_pystr(fb, TAG_ERR_TRACEBACK, PyTuple_GET_ITEM(ret, 4));
+  put_pyint(fb, TAG_ERR_LINENO, PyTuple_GET_ITEM(ret, 5));
+  put_pyint(fb, TAG_ERR_OFFSET, PyTuple_GET_ITEM(ret, 6));
+  Py_DECREF(ret);
 }
 
 void
-wrk_main (const struct wrk_params *p)
+wrk_main(const struct wrk_params *p)
 {
   kiln_error_t err = NULL;
-  PyOS_AfterFork_Child ();
+  PyOS_AfterFork_Child();
 
-  if (attach_to_front (p->front_pid, &err) < 0)
-    fail (p->ctl, &err);
+  if (attach_to_front(p->front_pid, &err) < 0)
+    fail(p->ctl, &err);
   /* Its own session and process group, so that the front can signal
      everything the cell started at once.  */
-  if (setsid () < 0)
-    {
-      kiln_error_make (&err, errno, "setsid");
-      fail (p->ctl, &err);
-    }
-  if (setup_fds (p, &err) < 0)
-    fail (p->ctl, &err);
+  if (setsid() < 0) {
+    kiln_error_make(&err, errno, "setsid");
+    fail(p->ctl, &err);
+  }
+  if (setup_fds(p, &err) < 0)
+    fail(p->ctl, &err);
 
   struct sbx_params sp = { .session_id = p->session_id, .workdir = p->workdir };
-  if (sbx_enter (&sp, &err) < 0)
-    fail (CTL_FD, &err);
+  if (sbx_enter(&sp, &err) < 0)
+    fail(CTL_FD, &err);
 
-  PyObject *rt = PyImport_ImportModule ("kiln_runtime");
-  PyObject *init = rt ? PyObject_CallMethod (rt, "worker_init", NULL) : NULL;
-  PyObject *run = rt ? PyObject_GetAttrString (rt, "run_cell") : NULL;
-  if (init == NULL || run == NULL)
-    {
-      emb_error_from_python (&err, "worker_init");
-      fail (CTL_FD, &err);
-    }
-  Py_DECREF (init);
-  Py_DECREF (rt);
+  PyObject *rt = PyImport_ImportModule("kiln_runtime");
+  PyObject *init = rt ? PyObject_CallMethod(rt, "worker_init", NULL) : NULL;
+  PyObject *run = rt ? PyObject_GetAttrString(rt, "run_cell") : NULL;
+  if (init == NULL || run == NULL) {
+    emb_error_from_python(&err, "worker_init");
+    fail(CTL_FD, &err);
+  }
+  Py_DECREF(init);
+  Py_DECREF(rt);
 
   struct fbuf fb;
-  fbuf_init (&fb, FRAME_WORKER_READY);
-  fbuf_finish (&fb);
-  if (frame_send (CTL_FD, &fb, NULL, 0, NULL) < 0)
-    _exit (1);
-  fbuf_free (&fb);
+  fbuf_init(&fb, FRAME_WORKER_READY);
+  fbuf_finish(&fb);
+  if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
+    _exit(1);
+  fbuf_free(&fb);
 
   /* From here on user code runs.  The loop ends when the front closes the
      socket (session closed) or sends something it should not.  */
-  for (;;)
-    {
-      struct frame f;
-      uint8_t *payload = NULL;
-      if (frame_recv (CTL_FD, &f, &payload, FRAME_MAX_PAYLOAD, NULL) < 0 || f.type != FRAME_EXEC)
-        break;
-      for (size_t i = 0; i < f.nfds; i++)
-        close (f.fds[i]);
-      uint64_t cell_no = 0;
-      const struct field *code = frame_get (&f, TAG_CODE);
-      if (code == NULL || frame_get_u64 (&f, TAG_CELL_NO, false, &cell_no, NULL) < 0)
-        break;
-      run_cell (run, (const char *) code->data, code->len, cell_no, p->max_result, &fb);
-      free (payload);
-      /* C-level stdio (printf from extensions) is block-buffered on a pipe;
-         everything the cell wrote must be in the pipes before DONE.  */
-      fflush (stdout);
-      fflush (stderr);
-      fbuf_finish (&fb);
-      if (frame_send (CTL_FD, &fb, NULL, 0, NULL) < 0)
-        break;
-      fbuf_free (&fb);
-    }
+  for (;;) {
+    struct frame f;
+    uint8_t *payload = NULL;
+    if (frame_recv(CTL_FD, &f, &payload, FRAME_MAX_PAYLOAD, NULL) < 0 || f.type != FRAME_EXEC)
+      break;
+    for (size_t i = 0; i < f.nfds; i++)
+      close(f.fds[i]);
+    uint64_t cell_no = 0;
+    const struct field *code = frame_get(&f, TAG_CODE);
+    if (code == NULL || frame_get_u64(&f, TAG_CELL_NO, false, &cell_no, NULL) < 0)
+      break;
+    run_cell(run, (const char *)code->data, code->len, cell_no, p->max_result, &fb);
+    free(payload);
+    /* C-level stdio (printf from extensions) is block-buffered on a pipe;
+       everything the cell wrote must be in the pipes before DONE.  */
+    fflush(stdout);
+    fflush(stderr);
+    fbuf_finish(&fb);
+    if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
+      break;
+    fbuf_free(&fb);
+  }
   /* Workers never finalise Python: flush and go.  */
-  fflush (stdout);
-  fflush (stderr);
-  _exit (0);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(0);
 }

@@ -6,8 +6,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-struct wrk_params
-{
+struct wrk_params {
   pid_t front_pid; /* the subreaper the worker must end up under */
   int ctl;         /* control socket to the front */
   int out, err;    /* write ends of the stdout and stderr pipes */
@@ -18,6 +17,6 @@ struct wrk_params
 
 /* Runs in the freshly forked worker (Python's fork state not yet
    restored); never returns.  Takes ownership of the fds in P.  */
-_Noreturn void wrk_main (const struct wrk_params *p);
+_Noreturn void wrk_main(const struct wrk_params *p);
 
 #endif

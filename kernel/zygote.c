@@ -20,71 +20,71 @@
 #define ZYG_FD 3
 
 static _Noreturn void
-fail (kiln_error_t *err)
+fail(kiln_error_t *err)
 {
   struct fbuf fb;
-  fbuf_init (&fb, FRAME_ZYGOTE_FAILED);
-  fbuf_put_str (&fb, TAG_MESSAGE, (err && *err) ? (*err)->msg : "zygote start-up failed");
-  fbuf_finish (&fb);
-  frame_send (ZYG_FD, &fb, NULL, 0, NULL);
-  _exit (127);
+  fbuf_init(&fb, FRAME_ZYGOTE_FAILED);
+  fbuf_put_str(&fb, TAG_MESSAGE, (err && *err) ? (*err)->msg : "zygote start-up failed");
+  fbuf_finish(&fb);
+  frame_send(ZYG_FD, &fb, NULL, 0, NULL);
+  _exit(127);
 }
 
 /* The zygote's environment is what every worker inherits and what a
    worker could read back from /proc: a fixed set, nothing of the host's.  */
 static void
-reset_environment (const struct kiln_config *cfg)
+reset_environment(const struct kiln_config *cfg)
 {
-  clearenv ();
-  setenv ("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
-  setenv ("LANG", "C.UTF-8", 1);
-  setenv ("LC_ALL", "C.UTF-8", 1);
-  setenv ("HOME", cfg->home, 1);
-  setenv ("TMPDIR", "/tmp", 1);
-  setenv ("PYTHONIOENCODING", "utf-8", 1);
-  setenv ("MPLBACKEND", "Agg", 1);
+  clearenv();
+  setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
+  setenv("LANG", "C.UTF-8", 1);
+  setenv("LC_ALL", "C.UTF-8", 1);
+  setenv("HOME", cfg->home, 1);
+  setenv("TMPDIR", "/tmp", 1);
+  setenv("PYTHONIOENCODING", "utf-8", 1);
+  setenv("MPLBACKEND", "Agg", 1);
   /* One thread per BLAS: the zygote must stay single-threaded to fork,
      and a session should not spawn a thread per core.  */
-  setenv ("OPENBLAS_NUM_THREADS", "1", 1);
-  setenv ("OMP_NUM_THREADS", "1", 1);
-  setenv ("MKL_NUM_THREADS", "1", 1);
-  char *mpl = xasprintf ("%s/matplotlib", cfg->home);
-  mkdir (mpl, 0700);
-  setenv ("MPLCONFIGDIR", mpl, 1);
-  free (mpl);
+  setenv("OPENBLAS_NUM_THREADS", "1", 1);
+  setenv("OMP_NUM_THREADS", "1", 1);
+  setenv("MKL_NUM_THREADS", "1", 1);
+  char *mpl = xasprintf("%s/matplotlib", cfg->home);
+  mkdir(mpl, 0700);
+  setenv("MPLCONFIGDIR", mpl, 1);
+  free(mpl);
 }
 
 static int
-start_python (const struct kiln_config *cfg, struct fbuf *ready, kiln_error_t *err)
+start_python(const struct kiln_config *cfg, struct fbuf *ready, kiln_error_t *err)
 {
-  if (emb_init (cfg, err) < 0)
+  if (emb_init(cfg, err) < 0)
     return -1;
-  cleanup_free char *site = xasprintf ("%s/lib/python%d.%d/site-packages", cfg->venv, PY_MAJOR_VERSION, PY_MINOR_VERSION);
-  PyObject *rt = PyImport_ImportModule ("kiln_runtime");
-  PyObject *ret = rt ? PyObject_CallMethod (rt, "zygote_init", "ss", site, cfg->preload) : NULL;
-  Py_XDECREF (rt);
+  cleanup_free char *site = xasprintf("%s/lib/python%d.%d/site-packages", cfg->venv,
+                                      PY_MAJOR_VERSION, PY_MINOR_VERSION);
+  PyObject *rt = PyImport_ImportModule("kiln_runtime");
+  PyObject *ret = rt ? PyObject_CallMethod(rt, "zygote_init", "ss", site, cfg->preload) : NULL;
+  Py_XDECREF(rt);
   if (ret == NULL)
-    return emb_error_from_python (err, "kiln_runtime.zygote_init");
+    return emb_error_from_python(err, "kiln_runtime.zygote_init");
   const char *preloaded = NULL, *failed = NULL;
-  if (!PyArg_ParseTuple (ret, "ss", &preloaded, &failed))
-    {
-      Py_DECREF (ret);
-      return emb_error_from_python (err, "kiln_runtime.zygote_init result");
-    }
-  fbuf_init (ready, FRAME_ZYGOTE_READY);
-  fbuf_put_str (ready, TAG_PYTHON_VERSION, Py_GetVersion ());
-  fbuf_put_str (ready, TAG_PRELOADED, preloaded);
-  fbuf_put_str (ready, TAG_PRELOAD_FAILED, failed);
-  Py_DECREF (ret);
+  if (!PyArg_ParseTuple(ret, "ss", &preloaded, &failed)) {
+    Py_DECREF(ret);
+    return emb_error_from_python(err, "kiln_runtime.zygote_init result");
+  }
+  fbuf_init(ready, FRAME_ZYGOTE_READY);
+  fbuf_put_str(ready, TAG_PYTHON_VERSION, Py_GetVersion());
+  fbuf_put_str(ready, TAG_PRELOADED, preloaded);
+  fbuf_put_str(ready, TAG_PRELOAD_FAILED, failed);
+  Py_DECREF(ret);
   return 0;
 }
 
 static void
-close_pair (int fds[2])
+close_pair(int fds[2])
 {
   for (int i = 0; i < 2; i++)
     if (fds[i] >= 0)
-      close (fds[i]);
+      close(fds[i]);
   fds[0] = fds[1] = -1;
 }
 
@@ -94,152 +94,144 @@ close_pair (int fds[2])
    success sends SPAWNED with the front's ends of the control socket and
    the output pipes.  */
 static int
-spawn (const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
+spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
 {
   cleanup_free char *session_id = NULL;
   cleanup_free char *workdir = NULL;
   uint64_t front_pid = 0;
-  if (frame_get_str (req, TAG_SESSION_ID, false, &session_id, NULL, err) < 0
-      || frame_get_str (req, TAG_WORKDIR, false, &workdir, NULL, err) < 0
-      || frame_get_u64 (req, TAG_FRONT_PID, false, &front_pid, err) < 0)
+  if (frame_get_str(req, TAG_SESSION_ID, false, &session_id, NULL, err) < 0
+      || frame_get_str(req, TAG_WORKDIR, false, &workdir, NULL, err) < 0
+      || frame_get_u64(req, TAG_FRONT_PID, false, &front_pid, err) < 0)
     return -1;
 
   int ctl[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 }, pidp[2] = { -1, -1 };
   int ret = -1;
-  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0 || pipe2 (out, O_CLOEXEC) < 0
-      || pipe2 (errp, O_CLOEXEC) < 0 || pipe2 (pidp, O_CLOEXEC) < 0)
-    {
-      kiln_error_make (err, errno, "socketpair/pipe");
-      goto out;
-    }
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0 || pipe2(out, O_CLOEXEC) < 0
+      || pipe2(errp, O_CLOEXEC) < 0 || pipe2(pidp, O_CLOEXEC) < 0) {
+    kiln_error_make(err, errno, "socketpair/pipe");
+    goto out;
+  }
   /* Big pipes: a cell printing a lot makes fewer round trips through
      the front's loop.  Best effort.  */
-  fcntl (out[1], F_SETPIPE_SZ, 1 << 20);
-  fcntl (errp[1], F_SETPIPE_SZ, 256 << 10);
+  fcntl(out[1], F_SETPIPE_SZ, 1 << 20);
+  fcntl(errp[1], F_SETPIPE_SZ, 256 << 10);
 
-  PyOS_BeforeFork ();
-  pid_t mid = fork ();
-  if (mid == 0)
-    {
-      /* The middle process: no Python here, just the second fork.  */
-      pid_t w = fork ();
-      if (w == 0)
-        {
-          close (pidp[0]);
-          close (pidp[1]);
-          close (ctl[0]);
-          close (out[0]);
-          close (errp[0]);
-          struct wrk_params wp = {
-            .front_pid = (pid_t) front_pid,
-            .ctl = ctl[1],
-            .out = out[1],
-            .err = errp[1],
-            .session_id = session_id,
-            .workdir = workdir,
-            .max_result = cfg->max_result,
-          };
-          wrk_main (&wp);
-        }
-      int32_t v = w;
-      (void) !write (pidp[1], &v, sizeof v);
-      _exit (w < 0 ? 1 : 0);
+  PyOS_BeforeFork();
+  pid_t mid = fork();
+  if (mid == 0) {
+    /* The middle process: no Python here, just the second fork.  */
+    pid_t w = fork();
+    if (w == 0) {
+      close(pidp[0]);
+      close(pidp[1]);
+      close(ctl[0]);
+      close(out[0]);
+      close(errp[0]);
+      struct wrk_params wp = {
+        .front_pid = (pid_t)front_pid,
+        .ctl = ctl[1],
+        .out = out[1],
+        .err = errp[1],
+        .session_id = session_id,
+        .workdir = workdir,
+        .max_result = cfg->max_result,
+      };
+      wrk_main(&wp);
     }
-  PyOS_AfterFork_Parent ();
-  if (mid < 0)
-    {
-      kiln_error_make (err, errno, "fork");
-      goto out;
-    }
-  close (pidp[1]);
+    int32_t v = w;
+    (void)!write(pidp[1], &v, sizeof v);
+    _exit(w < 0 ? 1 : 0);
+  }
+  PyOS_AfterFork_Parent();
+  if (mid < 0) {
+    kiln_error_make(err, errno, "fork");
+    goto out;
+  }
+  close(pidp[1]);
   pidp[1] = -1;
   int32_t wpid = -1;
-  int rr = read_full (pidp[0], &wpid, sizeof wpid);
+  int rr = read_full(pidp[0], &wpid, sizeof wpid);
   int st;
-  while (waitpid (mid, &st, 0) < 0 && errno == EINTR)
+  while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
     ;
-  if (rr < 0 || wpid <= 0)
-    {
-      kiln_error_make (err, 0, "fork of the worker failed in the middle process");
-      goto out;
-    }
+  if (rr < 0 || wpid <= 0) {
+    kiln_error_make(err, 0, "fork of the worker failed in the middle process");
+    goto out;
+  }
 
   struct fbuf fb;
-  fbuf_init (&fb, FRAME_SPAWNED);
-  fbuf_put_u64 (&fb, TAG_PID, (uint64_t) wpid);
-  fbuf_put_str (&fb, TAG_SESSION_ID, session_id);
-  fbuf_finish (&fb);
+  fbuf_init(&fb, FRAME_SPAWNED);
+  fbuf_put_u64(&fb, TAG_PID, (uint64_t)wpid);
+  fbuf_put_str(&fb, TAG_SESSION_ID, session_id);
+  fbuf_finish(&fb);
   int fds[3] = { ctl[0], out[0], errp[0] };
-  ret = frame_send (ZYG_FD, &fb, fds, 3, err);
-  fbuf_free (&fb);
+  ret = frame_send(ZYG_FD, &fb, fds, 3, err);
+  fbuf_free(&fb);
 
 out:
-  close_pair (ctl);
-  close_pair (out);
-  close_pair (errp);
-  close_pair (pidp);
+  close_pair(ctl);
+  close_pair(out);
+  close_pair(errp);
+  close_pair(pidp);
   return ret;
 }
 
 void
-zyg_main (int sock, const struct kiln_config *cfg)
+zyg_main(int sock, const struct kiln_config *cfg)
 {
   kiln_error_t err = NULL;
 
   /* The zygote must not outlive the front; arm the signal, then check
      the front did not exit before it was armed.  */
-  pid_t front = getppid ();
-  prctl (PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  if (getppid () != front)
-    _exit (1);
-  prctl (PR_SET_NAME, "kiln-zygote", 0, 0, 0);
+  pid_t front = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (getppid() != front)
+    _exit(1);
+  prctl(PR_SET_NAME, "kiln-zygote", 0, 0, 0);
 
   /* Only the zygote socket and stderr (the log) survive from the front.
      stdout is the MCP channel: nothing here may write to it.  */
-  if (dup3 (sock, ZYG_FD, O_CLOEXEC) < 0)
-    _exit (127);
-  int null = open ("/dev/null", O_RDWR);
+  if (dup3(sock, ZYG_FD, O_CLOEXEC) < 0)
+    _exit(127);
+  int null = open("/dev/null", O_RDWR);
   if (null < 0)
-    _exit (127);
-  dup2 (null, 0);
-  dup2 (2, 1);
+    _exit(127);
+  dup2(null, 0);
+  dup2(2, 1);
   int keep[] = { 0, 1, 2, ZYG_FD };
-  close_fds_except (0, keep, sizeof keep / sizeof keep[0]);
-  signal (SIGPIPE, SIG_IGN);
+  close_fds_except(0, keep, sizeof keep / sizeof keep[0]);
+  signal(SIGPIPE, SIG_IGN);
 
-  reset_environment (cfg);
+  reset_environment(cfg);
   struct fbuf ready;
-  if (start_python (cfg, &ready, &err) < 0)
-    fail (&err);
-  fbuf_finish (&ready);
-  if (frame_send (ZYG_FD, &ready, NULL, 0, NULL) < 0)
-    _exit (1);
-  fbuf_free (&ready);
+  if (start_python(cfg, &ready, &err) < 0)
+    fail(&err);
+  fbuf_finish(&ready);
+  if (frame_send(ZYG_FD, &ready, NULL, 0, NULL) < 0)
+    _exit(1);
+  fbuf_free(&ready);
 
-  for (;;)
-    {
-      struct frame f;
-      uint8_t *payload = NULL;
-      if (frame_recv (ZYG_FD, &f, &payload, 1 << 20, &err) < 0)
-        _exit (err && err->status == ECONNRESET ? 0 : 1);
-      for (size_t i = 0; i < f.nfds; i++)
-        close (f.fds[i]);
-      if (f.type == FRAME_SPAWN)
-        {
-          if (spawn (&f, cfg, &err) < 0)
-            {
-              struct fbuf fb;
-              fbuf_init (&fb, FRAME_SPAWN_FAILED);
-              fbuf_put_str (&fb, TAG_MESSAGE, err ? err->msg : "spawn failed");
-              fbuf_finish (&fb);
-              if (frame_send (ZYG_FD, &fb, NULL, 0, NULL) < 0)
-                _exit (1);
-              fbuf_free (&fb);
-              kiln_error_release (&err);
-            }
-        }
-      /* Anything else is a bug in the front: the zygote trusts it, but
-         ignores what it does not understand rather than guess.  */
-      free (payload);
+  for (;;) {
+    struct frame f;
+    uint8_t *payload = NULL;
+    if (frame_recv(ZYG_FD, &f, &payload, 1 << 20, &err) < 0)
+      _exit(err && err->status == ECONNRESET ? 0 : 1);
+    for (size_t i = 0; i < f.nfds; i++)
+      close(f.fds[i]);
+    if (f.type == FRAME_SPAWN) {
+      if (spawn(&f, cfg, &err) < 0) {
+        struct fbuf fb;
+        fbuf_init(&fb, FRAME_SPAWN_FAILED);
+        fbuf_put_str(&fb, TAG_MESSAGE, err ? err->msg : "spawn failed");
+        fbuf_finish(&fb);
+        if (frame_send(ZYG_FD, &fb, NULL, 0, NULL) < 0)
+          _exit(1);
+        fbuf_free(&fb);
+        kiln_error_release(&err);
+      }
     }
+    /* Anything else is a bug in the front: the zygote trusts it, but
+       ignores what it does not understand rather than guess.  */
+    free(payload);
+  }
 }

@@ -9,6 +9,6 @@
 
 /* Runs in the child the front forked; SOCK is its end of the zygote
    socket.  Never returns.  */
-_Noreturn void zyg_main (int sock, const struct kiln_config *cfg);
+_Noreturn void zyg_main(int sock, const struct kiln_config *cfg);
 
 #endif

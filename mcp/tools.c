@@ -7,285 +7,299 @@
 #include <time.h>
 
 static const char run_python_description[]
-    = "Run Python 3.12 code in a persistent, sandboxed session (like a notebook cell). Variables, imports and "
-      "functions persist between calls with the same session_id; omit session_id to start a new session and use "
-      "the session_id from the reply afterwards. If the last statement is an expression its value is returned as "
-      "the result (like a notebook's Out). stdout and stderr are returned separately. numpy, pandas, matplotlib "
-      "and PIL are already imported in the interpreter and cost nothing to import. Top-level `await` works. "
-      "input() is not available. A cell that runs past timeout_s is interrupted (KeyboardInterrupt; the session "
+    = "Run Python 3.12 code in a persistent, sandboxed session (like a notebook cell). Variables, "
+      "imports and "
+      "functions persist between calls with the same session_id; omit session_id to start a new "
+      "session and use "
+      "the session_id from the reply afterwards. If the last statement is an expression its value "
+      "is returned as "
+      "the result (like a notebook's Out). stdout and stderr are returned separately. numpy, "
+      "pandas, matplotlib "
+      "and PIL are already imported in the interpreter and cost nothing to import. Top-level "
+      "`await` works. "
+      "input() is not available. A cell that runs past timeout_s is interrupted "
+      "(KeyboardInterrupt; the session "
       "keeps its state); one that does not stop is killed and the session starts over.";
 
-static const char run_python_input[] = "{"
-  "\"type\":\"object\","
-  "\"properties\":{"
-  "\"code\":{\"type\":\"string\",\"description\":\"Python source to run.\"},"
-  "\"session_id\":{\"type\":\"string\",\"description\":\"A session_id from an earlier reply; omit to start a new session.\"},"
-  "\"timeout_s\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"description\":\"Wall-clock limit for this cell in seconds.\"}"
-  "},"
-  "\"required\":[\"code\"],"
-  "\"additionalProperties\":false"
-  "}";
+static const char run_python_input[]
+    = "{"
+      "\"type\":\"object\","
+      "\"properties\":{"
+      "\"code\":{\"type\":\"string\",\"description\":\"Python source to run.\"},"
+      "\"session_id\":{\"type\":\"string\",\"description\":\"A session_id from an earlier reply; "
+      "omit to start a new session.\"},"
+      "\"timeout_s\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"description\":\"Wall-clock "
+      "limit for this cell in seconds.\"}"
+      "},"
+      "\"required\":[\"code\"],"
+      "\"additionalProperties\":false"
+      "}";
 
-static const char run_python_output[] = "{"
-  "\"type\":\"object\","
-  "\"properties\":{"
-  "\"session_id\":{\"type\":\"string\"},"
-  "\"status\":{\"type\":\"string\",\"enum\":[\"ok\",\"error\",\"interrupted\",\"killed\",\"crashed\"]},"
-  "\"execution_count\":{\"type\":\"integer\"},"
-  "\"result\":{\"type\":[\"string\",\"null\"]},"
-  "\"stdout\":{\"type\":\"string\"},"
-  "\"stderr\":{\"type\":\"string\"},"
-  "\"stdout_dropped\":{\"type\":\"integer\"},"
-  "\"stderr_dropped\":{\"type\":\"integer\"},"
-  "\"error\":{\"type\":[\"object\",\"null\"],\"properties\":{"
-  "\"type\":{\"type\":\"string\"},\"message\":{\"type\":\"string\"},\"traceback\":{\"type\":\"string\"},"
-  "\"lineno\":{\"type\":\"integer\"},\"offset\":{\"type\":\"integer\"}}},"
-  "\"new_session\":{\"type\":\"boolean\"},"
-  "\"state_lost\":{\"type\":\"boolean\"},"
-  "\"notice\":{\"type\":[\"string\",\"null\"]},"
-  "\"duration_ms\":{\"type\":\"number\"}"
-  "},"
-  "\"required\":[\"session_id\",\"status\",\"execution_count\",\"result\",\"stdout\",\"stderr\",\"stdout_dropped\","
-  "\"stderr_dropped\",\"error\",\"new_session\",\"state_lost\",\"notice\",\"duration_ms\"]"
-  "}";
+static const char run_python_output[]
+    = "{"
+      "\"type\":\"object\","
+      "\"properties\":{"
+      "\"session_id\":{\"type\":\"string\"},"
+      "\"status\":{\"type\":\"string\",\"enum\":[\"ok\",\"error\",\"interrupted\",\"killed\","
+      "\"crashed\"]},"
+      "\"execution_count\":{\"type\":\"integer\"},"
+      "\"result\":{\"type\":[\"string\",\"null\"]},"
+      "\"stdout\":{\"type\":\"string\"},"
+      "\"stderr\":{\"type\":\"string\"},"
+      "\"stdout_dropped\":{\"type\":\"integer\"},"
+      "\"stderr_dropped\":{\"type\":\"integer\"},"
+      "\"error\":{\"type\":[\"object\",\"null\"],\"properties\":{"
+      "\"type\":{\"type\":\"string\"},\"message\":{\"type\":\"string\"},\"traceback\":{\"type\":"
+      "\"string\"},"
+      "\"lineno\":{\"type\":\"integer\"},\"offset\":{\"type\":\"integer\"}}},"
+      "\"new_session\":{\"type\":\"boolean\"},"
+      "\"state_lost\":{\"type\":\"boolean\"},"
+      "\"notice\":{\"type\":[\"string\",\"null\"]},"
+      "\"duration_ms\":{\"type\":\"number\"}"
+      "},"
+      "\"required\":[\"session_id\",\"status\",\"execution_count\",\"result\",\"stdout\","
+      "\"stderr\",\"stdout_dropped\","
+      "\"stderr_dropped\",\"error\",\"new_session\",\"state_lost\",\"notice\",\"duration_ms\"]"
+      "}";
 
 static const char session_id_input[] = "{"
-  "\"type\":\"object\","
-  "\"properties\":{\"session_id\":{\"type\":\"string\",\"description\":\"The session to close.\"}},"
-  "\"required\":[\"session_id\"],"
-  "\"additionalProperties\":false"
-  "}";
+                                       "\"type\":\"object\","
+                                       "\"properties\":{\"session_id\":{\"type\":\"string\","
+                                       "\"description\":\"The session to close.\"}},"
+                                       "\"required\":[\"session_id\"],"
+                                       "\"additionalProperties\":false"
+                                       "}";
 
-static const char empty_input[] = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
+static const char empty_input[]
+    = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
 
 static json_t *
-schema (const char *text)
+schema(const char *text)
 {
   json_error_t e;
-  json_t *j = json_loads (text, 0, &e);
-  if (j == NULL)
-    {
-      /* The schemas are constants: a typo is a bug caught by any test.  */
-      fprintf (stderr, "kiln: bad built-in schema: %s\n", e.text);
-      abort ();
-    }
+  json_t *j = json_loads(text, 0, &e);
+  if (j == NULL) {
+    /* The schemas are constants: a typo is a bug caught by any test.  */
+    fprintf(stderr, "kiln: bad built-in schema: %s\n", e.text);
+    abort();
+  }
   return j;
 }
 
 json_t *
-tools_list (void)
+tools_list(void)
 {
-  json_t *tools = json_array ();
-  json_array_append_new (tools, json_pack ("{s:s, s:s, s:s, s:o, s:o, s:{s:b, s:b}}", "name", "run_python", "title",
-                                           "Run Python", "description", run_python_description, "inputSchema",
-                                           schema (run_python_input), "outputSchema", schema (run_python_output),
-                                           "annotations", "readOnlyHint", 0, "openWorldHint", 0));
-  json_array_append_new (tools, json_pack ("{s:s, s:s, s:s, s:o}", "name", "list_sessions", "title", "List sessions",
-                                           "description",
-                                           "List the open Python sessions with their state, worker pid, number of "
-                                           "cells run, and creation and last-use times.",
-                                           "inputSchema", schema (empty_input)));
-  json_array_append_new (tools, json_pack ("{s:s, s:s, s:s, s:o}", "name", "close_session", "title", "Close session",
-                                           "description",
-                                           "Close a Python session: its interpreter is stopped and its variables "
-                                           "are discarded. Use when a session is no longer needed.",
-                                           "inputSchema", schema (session_id_input)));
-  return json_pack ("{s:o}", "tools", tools);
+  json_t *tools = json_array();
+  json_array_append_new(
+      tools, json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:b, s:b}}", "name", "run_python", "title",
+                       "Run Python", "description", run_python_description, "inputSchema",
+                       schema(run_python_input), "outputSchema", schema(run_python_output),
+                       "annotations", "readOnlyHint", 0, "openWorldHint", 0));
+  json_array_append_new(
+      tools, json_pack("{s:s, s:s, s:s, s:o}", "name", "list_sessions", "title", "List sessions",
+                       "description",
+                       "List the open Python sessions with their state, worker pid, number of "
+                       "cells run, and creation and last-use times.",
+                       "inputSchema", schema(empty_input)));
+  json_array_append_new(
+      tools, json_pack("{s:s, s:s, s:s, s:o}", "name", "close_session", "title", "Close session",
+                       "description",
+                       "Close a Python session: its interpreter is stopped and its variables "
+                       "are discarded. Use when a session is no longer needed.",
+                       "inputSchema", schema(session_id_input)));
+  return json_pack("{s:o}", "tools", tools);
 }
 
 json_t *
-tools_error_result (const char *message)
+tools_error_result(const char *message)
 {
-  return json_pack ("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", message, "isError", 1);
+  return json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", message, "isError",
+                   1);
 }
 
 static const char *const status_names[] = { "ok", "error", "interrupted", "killed", "crashed" };
 
 static void
-append (char **text, size_t *len, const char *s, size_t n)
+append(char **text, size_t *len, const char *s, size_t n)
 {
   if (n == 0)
     return;
   bool sep = *len > 0 && (*text)[*len - 1] != '\n';
-  *text = xrealloc (*text, *len + n + 2);
+  *text = xrealloc(*text, *len + n + 2);
   if (sep)
     (*text)[(*len)++] = '\n';
-  memcpy (*text + *len, s, n);
+  memcpy(*text + *len, s, n);
   *len += n;
   (*text)[*len] = '\0';
 }
 
 static void
-appends (char **text, size_t *len, const char *s)
+appends(char **text, size_t *len, const char *s)
 {
-  append (text, len, s, strlen (s));
+  append(text, len, s, strlen(s));
 }
 
 json_t *
-tools_cell_result (const struct cell_reply *r)
+tools_cell_result(const struct cell_reply *r)
 {
   /* The text block is what a model reads: output first, then what went
      wrong, then the value, as a notebook shows them.  */
   char *text = NULL;
   size_t len = 0;
   if (r->state_lost && r->notice)
-    appends (&text, &len, r->notice);
-  append (&text, &len, r->out, r->out_len);
-  if (r->err_len)
-    {
-      appends (&text, &len, "[stderr]");
-      append (&text, &len, r->err, r->err_len);
+    appends(&text, &len, r->notice);
+  append(&text, &len, r->out, r->out_len);
+  if (r->err_len) {
+    appends(&text, &len, "[stderr]");
+    append(&text, &len, r->err, r->err_len);
+  }
+  if (r->err_type) {
+    if (r->err_traceback && r->err_traceback[0])
+      appends(&text, &len, r->err_traceback);
+    else {
+      cleanup_free char *line
+          = xasprintf("%s: %s", r->err_type, r->err_message ? r->err_message : "");
+      appends(&text, &len, line);
     }
-  if (r->err_type)
-    {
-      if (r->err_traceback && r->err_traceback[0])
-        appends (&text, &len, r->err_traceback);
-      else
-        {
-          cleanup_free char *line = xasprintf ("%s: %s", r->err_type, r->err_message ? r->err_message : "");
-          appends (&text, &len, line);
-        }
-      /* The notice (deadline, kill, crash) unless the line above said it.  */
-      bool said = !(r->err_traceback && r->err_traceback[0]) && r->err_message && r->notice
-                  && strcmp (r->notice, r->err_message) == 0;
-      if (r->notice && !r->state_lost && !said)
-        appends (&text, &len, r->notice);
-    }
+    /* The notice (deadline, kill, crash) unless the line above said it.  */
+    bool said = !(r->err_traceback && r->err_traceback[0]) && r->err_message && r->notice
+                && strcmp(r->notice, r->err_message) == 0;
+    if (r->notice && !r->state_lost && !said)
+      appends(&text, &len, r->notice);
+  }
   if (r->result)
-    appends (&text, &len, r->result);
+    appends(&text, &len, r->result);
   if (len == 0)
-    appends (&text, &len, "(no output)");
+    appends(&text, &len, "(no output)");
 
-  json_t *error = json_null ();
-  if (r->err_type)
-    {
-      error = json_pack ("{s:s, s:s, s:s}", "type", r->err_type, "message", r->err_message ? r->err_message : "",
-                         "traceback", r->err_traceback ? r->err_traceback : "");
-      if (r->err_lineno >= 0)
-        json_object_set_new (error, "lineno", json_integer (r->err_lineno));
-      if (r->err_offset >= 0)
-        json_object_set_new (error, "offset", json_integer (r->err_offset));
-    }
-  json_t *sc = json_object ();
-  json_object_set_new (sc, "session_id", json_string (r->session_id));
-  json_object_set_new (sc, "status", json_string (status_names[r->status]));
-  json_object_set_new (sc, "execution_count", json_integer ((json_int_t) r->execution_count));
-  json_object_set_new (sc, "result", r->result ? json_string (r->result) : json_null ());
-  json_object_set_new (sc, "stdout", json_stringn (r->out, r->out_len));
-  json_object_set_new (sc, "stderr", json_stringn (r->err, r->err_len));
-  json_object_set_new (sc, "stdout_dropped", json_integer ((json_int_t) r->out_dropped));
-  json_object_set_new (sc, "stderr_dropped", json_integer ((json_int_t) r->err_dropped));
-  json_object_set_new (sc, "error", error);
-  json_object_set_new (sc, "new_session", json_boolean (r->new_session));
-  json_object_set_new (sc, "state_lost", json_boolean (r->state_lost));
-  json_object_set_new (sc, "notice", r->notice ? json_string (r->notice) : json_null ());
-  json_object_set_new (sc, "duration_ms", json_real (round (r->duration_ms * 1000) / 1000));
-  json_t *content = json_pack ("[{s:s, s:s%}]", "type", "text", "text", text, len);
-  free (text);
-  return json_pack ("{s:o, s:o, s:b}", "content", content, "structuredContent", sc, "isError",
-                    r->status != REPLY_OK);
+  json_t *error = json_null();
+  if (r->err_type) {
+    error = json_pack("{s:s, s:s, s:s}", "type", r->err_type, "message",
+                      r->err_message ? r->err_message : "", "traceback",
+                      r->err_traceback ? r->err_traceback : "");
+    if (r->err_lineno >= 0)
+      json_object_set_new(error, "lineno", json_integer(r->err_lineno));
+    if (r->err_offset >= 0)
+      json_object_set_new(error, "offset", json_integer(r->err_offset));
+  }
+  json_t *sc = json_object();
+  json_object_set_new(sc, "session_id", json_string(r->session_id));
+  json_object_set_new(sc, "status", json_string(status_names[r->status]));
+  json_object_set_new(sc, "execution_count", json_integer((json_int_t)r->execution_count));
+  json_object_set_new(sc, "result", r->result ? json_string(r->result) : json_null());
+  json_object_set_new(sc, "stdout", json_stringn(r->out, r->out_len));
+  json_object_set_new(sc, "stderr", json_stringn(r->err, r->err_len));
+  json_object_set_new(sc, "stdout_dropped", json_integer((json_int_t)r->out_dropped));
+  json_object_set_new(sc, "stderr_dropped", json_integer((json_int_t)r->err_dropped));
+  json_object_set_new(sc, "error", error);
+  json_object_set_new(sc, "new_session", json_boolean(r->new_session));
+  json_object_set_new(sc, "state_lost", json_boolean(r->state_lost));
+  json_object_set_new(sc, "notice", r->notice ? json_string(r->notice) : json_null());
+  json_object_set_new(sc, "duration_ms", json_real(round(r->duration_ms * 1000) / 1000));
+  json_t *content = json_pack("[{s:s, s:s%}]", "type", "text", "text", text, len);
+  free(text);
+  return json_pack("{s:o, s:o, s:b}", "content", content, "structuredContent", sc, "isError",
+                   r->status != REPLY_OK);
 }
 
 static json_t *
-iso_time (time_t t)
+iso_time(time_t t)
 {
   struct tm tm;
   char buf[32];
-  gmtime_r (&t, &tm);
-  strftime (buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return json_string (buf);
+  gmtime_r(&t, &tm);
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return json_string(buf);
 }
 
 json_t *
-tools_sessions_result (const struct session_info *v, size_t n)
+tools_sessions_result(const struct session_info *v, size_t n)
 {
-  json_t *arr = json_array ();
+  json_t *arr = json_array();
   cleanup_free char *text = NULL;
   size_t len = 0;
-  for (size_t i = 0; i < n; i++)
-    {
-      json_t *o = json_pack ("{s:s, s:s, s:o, s:I, s:I, s:o, s:o}", "session_id", v[i].session_id, "state", v[i].state,
-                             "pid", v[i].pid ? json_integer (v[i].pid) : json_null (), "execution_count",
-                             (json_int_t) v[i].execution_count, "queued", (json_int_t) v[i].queued, "created_at",
-                             iso_time (v[i].created_at), "last_used_at", iso_time (v[i].last_used_at));
-      json_array_append_new (arr, o);
-      cleanup_free char *line
-          = xasprintf ("%s  %-8s  cells=%llu", v[i].session_id, v[i].state, (unsigned long long) v[i].execution_count);
-      appends (&text, &len, line);
-    }
+  for (size_t i = 0; i < n; i++) {
+    json_t *o = json_pack(
+        "{s:s, s:s, s:o, s:I, s:I, s:o, s:o}", "session_id", v[i].session_id, "state", v[i].state,
+        "pid", v[i].pid ? json_integer(v[i].pid) : json_null(), "execution_count",
+        (json_int_t)v[i].execution_count, "queued", (json_int_t)v[i].queued, "created_at",
+        iso_time(v[i].created_at), "last_used_at", iso_time(v[i].last_used_at));
+    json_array_append_new(arr, o);
+    cleanup_free char *line = xasprintf("%s  %-8s  cells=%llu", v[i].session_id, v[i].state,
+                                        (unsigned long long)v[i].execution_count);
+    appends(&text, &len, line);
+  }
   if (n == 0)
-    appends (&text, &len, "(no sessions)");
-  return json_pack ("{s:[{s:s, s:s}], s:{s:o}}", "content", "type", "text", "text", text, "structuredContent",
-                    "sessions", arr);
+    appends(&text, &len, "(no sessions)");
+  return json_pack("{s:[{s:s, s:s}], s:{s:o}}", "content", "type", "text", "text", text,
+                   "structuredContent", "sessions", arr);
 }
 
 static int
-check_keys (json_t *args, const char *const *allowed, kiln_error_t *err)
+check_keys(json_t *args, const char *const *allowed, kiln_error_t *err)
 {
   const char *key;
   json_t *v;
-  json_object_foreach (args, key, v)
+  json_object_foreach(args, key, v)
   {
     bool ok = false;
     for (const char *const *a = allowed; *a; a++)
-      ok |= strcmp (key, *a) == 0;
+      ok |= strcmp(key, *a) == 0;
     if (!ok)
-      return kiln_error_make (err, 0, "unknown argument '%s'", key);
+      return kiln_error_make(err, 0, "unknown argument '%s'", key);
   }
   return 0;
 }
 
 int
-tools_run_python_args (json_t *args, const char **code, size_t *code_len, const char **session_id, double *timeout,
-                       kiln_error_t *err)
+tools_run_python_args(json_t *args, const char **code, size_t *code_len, const char **session_id,
+                      double *timeout, kiln_error_t *err)
 {
   static const char *const allowed[] = { "code", "session_id", "timeout_s", NULL };
-  if (!json_is_object (args))
-    return kiln_error_make (err, 0, "arguments must be an object with a 'code' string");
-  if (check_keys (args, allowed, err) < 0)
+  if (!json_is_object(args))
+    return kiln_error_make(err, 0, "arguments must be an object with a 'code' string");
+  if (check_keys(args, allowed, err) < 0)
     return -1;
-  json_t *c = json_object_get (args, "code");
+  json_t *c = json_object_get(args, "code");
   if (c == NULL)
-    return kiln_error_make (err, 0, "missing required argument 'code' (the Python source to run)");
-  if (!json_is_string (c))
-    return kiln_error_make (err, 0, "argument 'code' must be a string");
-  *code = json_string_value (c);
-  *code_len = json_string_length (c);
-  json_t *sid = json_object_get (args, "session_id");
+    return kiln_error_make(err, 0, "missing required argument 'code' (the Python source to run)");
+  if (!json_is_string(c))
+    return kiln_error_make(err, 0, "argument 'code' must be a string");
+  *code = json_string_value(c);
+  *code_len = json_string_length(c);
+  json_t *sid = json_object_get(args, "session_id");
   *session_id = NULL;
-  if (sid != NULL && !json_is_null (sid))
-    {
-      if (!json_is_string (sid))
-        return kiln_error_make (err, 0, "argument 'session_id' must be a string");
-      *session_id = json_string_value (sid);
-    }
-  json_t *t = json_object_get (args, "timeout_s");
+  if (sid != NULL && !json_is_null(sid)) {
+    if (!json_is_string(sid))
+      return kiln_error_make(err, 0, "argument 'session_id' must be a string");
+    *session_id = json_string_value(sid);
+  }
+  json_t *t = json_object_get(args, "timeout_s");
   *timeout = 0;
-  if (t != NULL && !json_is_null (t))
-    {
-      if (!json_is_number (t))
-        return kiln_error_make (err, 0, "argument 'timeout_s' must be a number of seconds");
-      double v = json_number_value (t);
-      if (!(v > 0) || !isfinite (v))
-        return kiln_error_make (err, 0, "argument 'timeout_s' must be greater than 0 (got %g)", v);
-      *timeout = v;
-    }
+  if (t != NULL && !json_is_null(t)) {
+    if (!json_is_number(t))
+      return kiln_error_make(err, 0, "argument 'timeout_s' must be a number of seconds");
+    double v = json_number_value(t);
+    if (!(v > 0) || !isfinite(v))
+      return kiln_error_make(err, 0, "argument 'timeout_s' must be greater than 0 (got %g)", v);
+    *timeout = v;
+  }
   return 0;
 }
 
 int
-tools_session_id_arg (json_t *args, const char **session_id, kiln_error_t *err)
+tools_session_id_arg(json_t *args, const char **session_id, kiln_error_t *err)
 {
   static const char *const allowed[] = { "session_id", NULL };
-  if (!json_is_object (args))
-    return kiln_error_make (err, 0, "arguments must be an object with a 'session_id' string");
-  if (check_keys (args, allowed, err) < 0)
+  if (!json_is_object(args))
+    return kiln_error_make(err, 0, "arguments must be an object with a 'session_id' string");
+  if (check_keys(args, allowed, err) < 0)
     return -1;
-  json_t *sid = json_object_get (args, "session_id");
+  json_t *sid = json_object_get(args, "session_id");
   if (sid == NULL)
-    return kiln_error_make (err, 0, "missing required argument 'session_id'");
-  if (!json_is_string (sid))
-    return kiln_error_make (err, 0, "argument 'session_id' must be a string");
-  *session_id = json_string_value (sid);
+    return kiln_error_make(err, 0, "missing required argument 'session_id'");
+  if (!json_is_string(sid))
+    return kiln_error_make(err, 0, "argument 'session_id' must be a string");
+  *session_id = json_string_value(sid);
   return 0;
 }
