@@ -40,4 +40,18 @@ meson test -C build-asan --print-errorlogs
 step "sanitizers: integration tests"
 (cd tests/integration && KILN_BIN=$root/build-asan/kiln node --test --test-concurrency=1 .)
 
+step "the C code compiles against Python 3.11 (kernel/pycompat.h)"
+py311=
+for c in /usr/bin/python3.11 $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.11.*/bin/python3.11 2>/dev/null); do
+  pc311=$("$c" -c 'import sysconfig; print(sysconfig.get_config_var("LIBPC") or "")' 2>/dev/null || true)
+  if [ -n "$pc311" ] && [ -f "$pc311/python-3.11-embed.pc" ]; then py311=$c; break; fi
+done
+if [ -n "$py311" ]; then
+  [ -f build-py311/build.ninja ] || PKG_CONFIG_PATH=$pc311 meson setup build-py311 -Dpython="$py311" -Dwerror=true >/dev/null
+  ninja -C build-py311 >/dev/null
+  echo "compiled against $py311"
+else
+  echo "skip: no Python 3.11 with python-3.11-embed.pc on this host"
+fi
+
 printf '\nall tests passed\n'

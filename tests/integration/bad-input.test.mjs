@@ -173,6 +173,11 @@ describe('malformed JSON-RPC over raw stdio (--max-message 100000)', () => {
     assert.ok(!raw.badLines.length, dump(raw.badLines));
   });
 
+  test('a request under --max-message is processed normally', opts, async () => {
+    const response = await raw.runPython(`len(${JSON.stringify('p'.repeat(50_000))})`);
+    assert.equal(response.result?.structuredContent?.result, '50000', dump(response));
+  });
+
   test('a line longer than --max-message gets an error response and the next request is answered', opts, async () => {
     const huge = JSON.stringify({
       jsonrpc: '2.0',

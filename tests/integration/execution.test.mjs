@@ -179,6 +179,25 @@ describe('run_python', () => {
       assert.ok(sc.stdout.includes('hi'), dump(sc));
     });
 
+    test('non-ASCII text in stdout and in the result comes back intact', opts, async () => {
+      const sc = await run(client, 'print("h\u00e9llo \u2713 \u{1F600}")\n"\u00e9\u2713\u{1F600}"');
+      assert.equal(sc.status, 'ok', dump(sc));
+      assert.equal(sc.stdout, 'h\u00e9llo \u2713 \u{1F600}\n');
+      assert.equal(sc.result, "'\u00e9\u2713\u{1F600}'");
+    });
+
+    test('control characters in output are carried through the JSON encoding', opts, async () => {
+      const sc = await run(client, 'import sys; sys.stdout.write("a\\tb\\x00c\\x1bd\\n")');
+      assert.equal(sc.status, 'ok', dump(sc));
+      assert.equal(sc.stdout, 'a\tb\u0000c\u001bd\n');
+    });
+
+    test('bytes that are not valid UTF-8 on a file descriptor do not break the reply', opts, async () => {
+      const sc = await run(client, 'import os; os.write(1, b"\\xff\\xfe still ok\\n")');
+      assert.equal(sc.status, 'ok', dump(sc));
+      assert.ok(sc.stdout.includes(' still ok'), dump(sc));
+    });
+
     test('output printed before an exception is kept', opts, async () => {
       const sc = await run(client, 'print("before")\nraise ValueError("boom")');
       assert.equal(sc.status, 'error', dump(sc));

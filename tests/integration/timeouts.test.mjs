@@ -147,3 +147,32 @@ describe('a cell that ignores the interrupt (--grace 0.5)', () => {
     assert.equal(after.state_lost, false);
   });
 });
+
+describe('the default cell timeout (--timeout 1)', () => {
+  let server;
+  let client;
+
+  before(async () => {
+    server = await startServer(['--timeout', '1']);
+    client = server.client;
+  }, { timeout: HOOK_TIMEOUT });
+
+  after(async () => {
+    await server?.close();
+  }, { timeout: HOOK_TIMEOUT });
+
+  test('a cell without timeout_s is interrupted at the server default', opts, async () => {
+    const first = await run(client, 'x = 5');
+    const sc = await run(client, BUSY_LOOP, { session_id: first.session_id });
+    assert.equal(sc.status, 'interrupted', dump(sc));
+    assert.equal(sc.error?.type, 'KeyboardInterrupt', dump(sc));
+    const after = await run(client, 'x', { session_id: first.session_id });
+    assert.equal(after.result, '5');
+  });
+
+  test('timeout_s on the call overrides the server default', opts, async () => {
+    const sc = await run(client, "import time\ntime.sleep(3)\n'slept'", { timeout_s: 30 });
+    assert.equal(sc.status, 'ok', dump(sc));
+    assert.equal(sc.result, "'slept'");
+  });
+});

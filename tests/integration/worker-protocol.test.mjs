@@ -1,0 +1,57 @@
+// A worker is untrusted: a cell can write anything to its control socket
+// (fd 3) or close it.  Whatever it sends, only that session is lost; the
+// front and the other sessions carry on.
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startServer, run, dump, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
+
+const opts = { timeout: TEST_TIMEOUT };
+
+// Each cell forges something on the worker's control socket, then waits so
+// that the front, not the cell, decides what happens next.
+const attacks = {
+  'garbage bytes': 'import os, time\nos.write(3, b"\\xff" * 64)\ntime.sleep(30)',
+  'a header claiming a 2 GiB frame':
+    'import os, struct, time\nos.write(3, struct.pack("<IHH", 2**31, 32, 0))\ntime.sleep(30)',
+  'a frame of an unknown type': 'import os, struct, time\nos.write(3, struct.pack("<IHH", 0, 99, 0))\ntime.sleep(30)',
+  'a second "ready" frame': 'import os, struct, time\nos.write(3, struct.pack("<IHH", 0, 30, 0))\ntime.sleep(30)',
+  'a field running past its frame':
+    'import os, struct, time\nos.write(3, struct.pack("<IHH", 6, 32, 0) + struct.pack("<HI", 10, 1000))\ntime.sleep(30)',
+  'closing the control socket': 'import os, time\nos.close(3)\ntime.sleep(30)',
+  'a flood of data': 'import os\nwhile True: os.write(3, b"\\x00" * 65536)',
+};
+
+describe('a worker that breaks the protocol', () => {
+  let server;
+  let client;
+  let bystander;
+
+  before(async () => {
+    server = await startServer(['--timeout', '20']);
+    client = server.client;
+    bystander = (await run(client, 'kept = "still here"')).session_id;
+  }, { timeout: HOOK_TIMEOUT });
+
+  after(async () => {
+    await server?.close();
+  }, { timeout: HOOK_TIMEOUT });
+
+  for (const [name, code] of Object.entries(attacks)) {
+    test(`${name} ends only that worker`, opts, async () => {
+      const victim = await run(client, 'x = 1');
+      const sc = await run(client, code, { session_id: victim.session_id });
+      assert.equal(sc.status, 'crashed', dump(sc));
+      assert.match(sc.error.message, /worker/, dump(sc));
+      // The session itself survives with a fresh interpreter.
+      const after = await run(client, "'x' in globals()", { session_id: victim.session_id });
+      assert.equal(after.status, 'ok', dump(after));
+      assert.equal(after.result, 'False', dump(after));
+      assert.equal(after.state_lost, true, dump(after));
+      // Other sessions never noticed.
+      const other = await run(client, 'kept', { session_id: bystander });
+      assert.equal(other.result, "'still here'", dump(other));
+    });
+  }
+});
