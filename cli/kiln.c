@@ -36,6 +36,7 @@ static const char usage[]
       "  --max-message BYTES   size of one JSON-RPC message (KILN_MAX_MESSAGE, 16M)\n"
       "  --max-sessions N      open sessions (KILN_MAX_SESSIONS, 256)\n"
       "  --max-queued N        cells waiting per session (KILN_MAX_QUEUED, 64)\n"
+      "  --spares N            workers started ahead of new sessions (KILN_SPARES, 2)\n"
       "  --preload LIST        modules the zygote imports, comma-separated\n"
       "                        (KILN_PRELOAD, "
       "numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas)\n"

@@ -12,7 +12,13 @@
 
 /* Each setting once: its flag name, its environment variable and how to
    parse it.  `kiln --help` prints the same table.  */
-enum kind { K_SECONDS, K_SIZE, K_COUNT, K_STRING };
+enum kind {
+  K_SECONDS,
+  K_SIZE,
+  K_COUNT,
+  K_COUNT0, /* a count that may be zero */
+  K_STRING
+};
 
 struct setting {
   const char *key;
@@ -35,6 +41,7 @@ static const struct setting settings[] = {
   S("max-message", "KILN_MAX_MESSAGE", K_SIZE, max_message),
   S("max-sessions", "KILN_MAX_SESSIONS", K_COUNT, max_sessions),
   S("max-queued", "KILN_MAX_QUEUED", K_COUNT, max_queued),
+  S("spares", "KILN_SPARES", K_COUNT0, spares),
   S("preload", "KILN_PRELOAD", K_STRING, preload),
   S("home", "KILN_HOME", K_STRING, home),
   S("venv", "KILN_VENV", K_STRING, venv),
@@ -106,13 +113,15 @@ config_set(struct kiln_config *cfg, const char *key, const char *value, kiln_err
         return kiln_error_make(err, 0, "--%s: '%s' is not a size (e.g. 65536, 256K, 16M)", key,
                                value);
       return 0;
-    case K_COUNT: {
+    case K_COUNT:
+    case K_COUNT0: {
       char *end;
       errno = 0;
       unsigned long v = strtoul(value, &end, 10);
-      if (errno || end == value || *end || v == 0 || value[0] == '-' || v > 1000000)
-        return kiln_error_make(err, 0, "--%s: '%s' is not a count between 1 and 1000000", key,
-                               value);
+      unsigned long lo = s->kind == K_COUNT0 ? 0 : 1;
+      if (errno || end == value || *end || v < lo || value[0] == '-' || v > 1000000)
+        return kiln_error_make(err, 0, "--%s: '%s' is not a count between %lu and 1000000", key,
+                               value, lo);
       *(size_t *)field = v;
       return 0;
     }
@@ -150,6 +159,7 @@ config_init(struct kiln_config *cfg, kiln_error_t *err)
     .max_message = 16 << 20,
     .max_sessions = 256,
     .max_queued = 64,
+    .spares = 2,
     .preload = xstrdup("numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas"),
     .home = default_home(),
     .venv = xstrdup(KILN_DEFAULT_VENV),

@@ -18,6 +18,7 @@ struct kiln_config {
   size_t max_message;   /* bytes of one JSON-RPC message */
   size_t max_sessions;
   size_t max_queued; /* cells waiting behind a running one, per session */
+  size_t spares;     /* workers kept started ahead of new sessions */
   char *preload;     /* comma-separated module names */
   char *home;        /* KILN_HOME: state directory */
   char *venv;        /* the sandbox's virtual environment */

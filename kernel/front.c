@@ -87,7 +87,6 @@ struct session {
   int64_t started_ns, deadline_ns, kill_ns; /* kill_ns != 0: interrupted */
   bool cancel_interrupt;                    /* the interrupt came from a cancel, not the clock */
   char *lost_reason;                        /* set while the next cell must say state was lost */
-  bool ever_ran;                            /* a worker has existed: a new one means lost state */
   time_t created_at, last_used_at;
 };
 
@@ -121,6 +120,12 @@ struct front {
   int sigfd;
   struct session *sessions;
   size_t nsessions;
+  /* Sessions made ahead of demand, with a worker started (or starting)
+     for each: a new session takes one instead of waiting for a fork.
+     Their ids and directories are assigned up front so that a worker is
+     set up for its session before anyone asks for it.  */
+  struct session *spares;
+  size_t nspares;
   struct worker *workers;
   struct early_exit early[64];
   size_t nearly;
@@ -130,6 +135,7 @@ struct front {
 static void worker_fault(struct worker *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void session_dispatch(struct session *s);
+static void spares_refill(struct front *f);
 static void zygote_start(struct front *f);
 
 /* ---------------------------------------------------------------- buffers */
@@ -351,6 +357,9 @@ session_reply(struct session *s, struct cell_reply *r)
   if (c->cb)
     c->cb(c->ctx, r);
   cell_free(c);
+  /* Spares are replaced after a reply, not when one is taken: the forks
+     would otherwise compete for the CPU with the cell being answered.  */
+  spares_refill(s->front);
 }
 
 /* Replies to a cell that never reached a worker.  */
@@ -713,7 +722,6 @@ session_dispatch(struct session *s)
   s->deadline_ns = s->started_ns + (int64_t)(c->timeout_s * 1e9);
   s->kill_ns = 0;
   s->cancel_interrupt = false;
-  s->ever_ran = true;
   struct fbuf fb;
   fbuf_init(&fb, FRAME_EXEC);
   fbuf_put(&fb, TAG_CODE, c->code, c->len);
@@ -770,6 +778,67 @@ make_workdir(struct front *f, const char *id, char **out, kiln_error_t *err)
   return 0;
 }
 
+/* Returns a new, unlinked session with its id and directory, or NULL
+   with ERR.  */
+static struct session *
+session_new(struct front *f, kiln_error_t *err)
+{
+  cleanup_free char *id = new_session_id(f);
+  char *dir = NULL;
+  if (make_workdir(f, id, &dir, err) < 0)
+    return NULL;
+  struct session *s = xzalloc(sizeof *s);
+  s->front = f;
+  snprintf(s->id, sizeof s->id, "%s", id);
+  s->workdir = dir;
+  s->state = S_LOST;
+  s->created_at = s->last_used_at = time(NULL);
+  return s;
+}
+
+/* Starts workers for spare sessions until there are cfg->spares.  */
+static void
+spares_refill(struct front *f)
+{
+  while (f->nspares < f->cfg->spares) {
+    kiln_error_t err = NULL;
+    struct session *s = session_new(f, &err);
+    if (s == NULL) {
+      fprintf(stderr, "kiln: cannot prepare a spare session: %s\n", err->msg);
+      kiln_error_release(&err);
+      return;
+    }
+    s->next = f->spares;
+    f->spares = s;
+    f->nspares++;
+    s->state = S_STARTING;
+    spawnq_push(f, s);
+  }
+  zygote_send_spawns(f);
+}
+
+/* Takes a spare session, ready or on its way, or returns NULL.  */
+static struct session *
+spares_take(struct front *f)
+{
+  struct session **best = NULL;
+  for (struct session **pp = &f->spares; *pp; pp = &(*pp)->next)
+    if (best == NULL || (*pp)->state == S_IDLE)
+      best = pp;
+  if (best == NULL)
+    return NULL;
+  struct session *s = *best;
+  *best = s->next;
+  f->nspares--;
+  s->next = NULL;
+  /* Whatever happened to an idle spare's worker is not this session's
+     history.  */
+  free(s->lost_reason);
+  s->lost_reason = NULL;
+  s->created_at = s->last_used_at = time(NULL);
+  return s;
+}
+
 int64_t
 front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
                double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err)
@@ -799,16 +868,9 @@ front_run_cell(struct front *f, const char *session_id, const char *code, size_t
       return kiln_error_make(
           err, 0, "%zu sessions are open, the limit (--max-sessions); close one with close_session",
           f->nsessions);
-    cleanup_free char *id = new_session_id(f);
-    char *dir = NULL;
-    if (make_workdir(f, id, &dir, err) < 0)
+    s = spares_take(f);
+    if (s == NULL && (s = session_new(f, err)) == NULL)
       return -1;
-    s = xzalloc(sizeof *s);
-    s->front = f;
-    snprintf(s->id, sizeof s->id, "%s", id);
-    s->workdir = dir;
-    s->state = S_LOST;
-    s->created_at = s->last_used_at = time(NULL);
     s->next = f->sessions;
     f->sessions = s;
     f->nsessions++;
@@ -1240,7 +1302,7 @@ struct front *
 front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready, void *ctx,
           kiln_error_t *err)
 {
-  if (mkdir(cfg->home, 0700) < 0 && errno != EEXIST) {
+  if (mkdir_p(cfg->home, 0700) < 0) {
     kiln_error_make(err, errno, "create KILN_HOME %s", cfg->home);
     return NULL;
   }
@@ -1278,6 +1340,7 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   }
   loop_set_timers(loop, next_deadline, tick, f);
   zygote_start(f);
+  spares_refill(f);
   if (f->zygote < 0) {
     kiln_error_make(err, 0, "could not start the zygote");
     front_free(f);
@@ -1327,6 +1390,18 @@ front_free(struct front *f)
     struct session *s = f->sessions;
     front_close_session(f, s->id, NULL);
   }
+  while (f->spares) {
+    struct session *s = f->spares;
+    f->spares = s->next;
+    for (size_t i = 0; i < f->nspawn; i++)
+      if (f->spawnq[i] == s)
+        f->spawnq[i] = NULL;
+    session_drop_worker(s);
+    /* A spare's directory was never used: leave nothing behind.  */
+    rmdir(s->workdir);
+    session_free(s);
+  }
+  f->nspares = 0;
   for (struct worker *w = f->workers; w; w = w->next)
     worker_kill(w);
   if (f->zygote_pid > 0)

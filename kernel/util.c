@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 
@@ -166,6 +167,23 @@ close_fds_except(int first, const int *keep, size_t nkeep)
     lo = (unsigned)sorted[i] + 1;
   }
   syscall(SYS_close_range, lo, ~0U, 0);
+}
+
+int
+mkdir_p(const char *path, mode_t mode)
+{
+  cleanup_free char *p = xstrdup(path);
+  for (char *c = p + 1; *c; c++) {
+    if (*c != '/')
+      continue;
+    *c = '\0';
+    if (mkdir(p, mode) < 0 && errno != EEXIST)
+      return -1;
+    *c = '/';
+  }
+  if (mkdir(p, mode) < 0 && errno != EEXIST)
+    return -1;
+  return 0;
 }
 
 void

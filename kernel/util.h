@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 /* Out of memory is not recoverable anywhere in kiln: every allocation goes
@@ -66,6 +67,10 @@ int write_full(int fd, const void *buf, size_t n);
 
 /* Closes every fd >= FIRST except those listed in KEEP.  */
 void close_fds_except(int first, const int *keep, size_t nkeep);
+
+/* Creates PATH and any missing parents with MODE, like `mkdir -p`.
+   Returns 0, or -1 with errno.  */
+int mkdir_p(const char *path, mode_t mode);
 
 /* Fills BUF with N random bytes from the kernel.  */
 void random_bytes(void *buf, size_t n);

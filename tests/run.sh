@@ -31,7 +31,9 @@ fi
 ninja -C build-asan >/dev/null
 # CPython's own allocator and interned objects are not ASan-clean at exit
 # and workers never exit through the allocator: leaks are not checked.
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+# A cell that segfaults must die of SIGSEGV as it would in production, not
+# be turned into an ASan report and SIGABRT.
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:handle_segv=0:handle_sigbus=0:handle_sigfpe=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 step "sanitizers: unit tests"

@@ -104,6 +104,12 @@ def worker_init():
     _main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = _main
     sys.argv = [""]
+    # A worker is often started before its session is asked for: pay the
+    # copy-on-write faults of the first compile and run now, off the
+    # first cell's path.
+    body, expr = _compile("_ = 1\n_", "<warm-up>")
+    _run(expr, {"_": _run(body, {})})
+    repr(_error(ValueError("warm-up"), "<warm-up>"))
 
 
 def _stream(fd):

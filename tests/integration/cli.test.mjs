@@ -3,7 +3,7 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -51,6 +51,17 @@ describe('kiln run', () => {
     const r = kilnRun('import os\nos._exit(5)\n');
     assert.equal(r.status, 70, r.stderr);
     assert.match(r.stderr, /exited with code 5/);
+  });
+
+  test('creates its default home directory, parents included, when none exists', opts, () => {
+    const home = join(dir, 'fresh-user', 'nested');
+    const file = join(dir, 'hello.py');
+    writeFileSync(file, 'print("hello")\n');
+    const { KILN_HOME, XDG_DATA_HOME, ...rest } = process.env;
+    const r = spawnSync(KILN_BIN, ['run', file], { env: { ...rest, HOME: home }, encoding: 'utf8', timeout: 50_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'hello\n');
+    assert.ok(existsSync(join(home, '.local', 'share', 'kiln', 'sessions')));
   });
 
   test('refuses a missing file with a clear message', opts, () => {
