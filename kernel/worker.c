@@ -149,6 +149,7 @@ wrk_main(const struct wrk_params *p)
   kiln_error_t err = NULL;
   PyOS_AfterFork_Child();
 
+  prctl(PR_SET_NAME, "kiln-worker", 0, 0, 0);
   if (attach_to_front(p->front_pid, &err) < 0)
     fail(p->ctl, &err);
   /* Its own session and process group, so that the front can signal
