@@ -5,6 +5,7 @@
 #include "../kernel/embed.h"
 #include "../kernel/front.h"
 #include "../kernel/loop.h"
+#include "../kernel/sandbox.h"
 #include "paths.h"
 #include "../kernel/util.h"
 #include "../mcp/server.h"
@@ -19,6 +20,7 @@
 static const char usage[]
     = "Usage: kiln serve [OPTIONS]        serve MCP over stdio (for an MCP client's config)\n"
       "       kiln run [OPTIONS] FILE.py  run a script in a fresh session and print its output\n"
+      "       kiln doctor [OPTIONS]       show which protections this host supports\n"
       "       kiln --help | --version\n"
       "\n"
       "kiln runs Python in persistent sessions, each in its own worker process forked\n"
@@ -37,6 +39,14 @@ static const char usage[]
       "  --max-sessions N      open sessions (KILN_MAX_SESSIONS, 256)\n"
       "  --max-queued N        cells waiting per session (KILN_MAX_QUEUED, 64)\n"
       "  --spares N            workers started ahead of new sessions (KILN_SPARES, 2)\n"
+      "  --memory BYTES        memory per session, cgroup-enforced (KILN_MEMORY, 1G)\n"
+      "  --max-procs N         processes and threads per session (KILN_MAX_PROCS, 256)\n"
+      "  --max-files N         open files per process (KILN_MAX_FILES, 1024)\n"
+      "  --cpus N              CPU cores per session, cgroup-enforced (KILN_CPUS, 1)\n"
+      "  --work-size BYTES     size of a session's /work (KILN_WORK_SIZE, 512M)\n"
+      "  --tmp-size BYTES      size of a session's /tmp and /dev/shm, each (KILN_TMP_SIZE, 256M)\n"
+      "  --insecure-no-sandbox run cells WITHOUT the sandbox (KILN_INSECURE_NO_SANDBOX=1);\n"
+      "                        every reply then says the session is not isolated\n"
       "  --preload LIST        modules the zygote imports, comma-separated\n"
       "                        (KILN_PRELOAD, "
       "numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas)\n"
@@ -71,11 +81,11 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
   }
   if (a->script)
     return;
+  cleanup_free char *protections = sbx_describe(a->cfg.sbx);
   fprintf(stderr, "kiln %s: Python %.*s, preloaded: %s%s%s; protections: %s\n", KILN_VERSION,
           (int)strcspn(info->python_version, " "), info->python_version,
           info->preloaded[0] ? info->preloaded : "nothing",
-          info->preload_failed[0] ? "; not loaded: " : "", info->preload_failed,
-          front_protections());
+          info->preload_failed[0] ? "; not loaded: " : "", info->preload_failed, protections);
 }
 
 static void
@@ -255,7 +265,7 @@ main(int argc, char **argv)
     return 0;
   }
   const char *cmd = argv[1];
-  if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "run") != 0) {
+  if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "run") != 0 && strcmp(cmd, "doctor") != 0) {
     fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
   }
@@ -273,8 +283,30 @@ main(int argc, char **argv)
     }
     a.script = argv[i];
   } else if (i != argc) {
-    fprintf(stderr, "kiln serve: unexpected argument '%s'\n", argv[i]);
+    fprintf(stderr, "kiln %s: unexpected argument '%s'\n", cmd, argv[i]);
     return 2;
+  }
+
+  /* The jail is decided before anything is forked: a host that cannot
+     build it gets a refusal, not an unisolated kernel, unless the
+     operator said otherwise in so many words.  */
+  struct sbx_config sbx = { .jail = !a.cfg.insecure_no_sandbox };
+  a.cfg.sbx = &sbx;
+  int probed = sbx_probe(&sbx, &a.cfg, &err);
+  if (strcmp(cmd, "doctor") == 0) {
+    sbx.jail = true;
+    int bad = sbx_doctor(&sbx, stdout);
+    sbx_config_free(&sbx);
+    config_free(&a.cfg);
+    return bad ? 1 : 0;
+  }
+  if (probed < 0) {
+    fprintf(stderr,
+            "kiln: cannot sandbox workers on this host: %s\n"
+            "kiln: run `kiln doctor` for details; to run cells WITHOUT isolation anyway, pass "
+            "--insecure-no-sandbox\n",
+            err->msg);
+    return 1;
   }
   a.loop = loop_new(&err);
   if (a.loop)
@@ -285,6 +317,7 @@ main(int argc, char **argv)
   }
   int code = a.script ? run_script(&a) : serve(&a);
   loop_free(a.loop);
+  sbx_config_free(&sbx);
   config_free(&a.cfg);
   return code;
 }

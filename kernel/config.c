@@ -17,7 +17,8 @@ enum kind {
   K_SIZE,
   K_COUNT,
   K_COUNT0, /* a count that may be zero */
-  K_STRING
+  K_STRING,
+  K_FLAG, /* "1"/"true"/"yes" or "0"/"false"/"no"; a bare flag means 1 */
 };
 
 struct setting {
@@ -94,6 +95,15 @@ config_parse_seconds(const char *s, double *out)
   return 0;
 }
 
+bool
+config_is_flag(const char *key)
+{
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
+    if (strcmp(settings[i].key, key) == 0)
+      return settings[i].kind == K_FLAG;
+  return false;
+}
+
 int
 config_set(struct kiln_config *cfg, const char *key, const char *value, kiln_error_t *err)
 {
@@ -105,8 +115,7 @@ config_set(struct kiln_config *cfg, const char *key, const char *value, kiln_err
     switch (s->kind) {
     case K_SECONDS:
       if (config_parse_seconds(value, field) < 0)
-        return kiln_error_make(err, 0, "--%s: '%s' is not a positive number of seconds", key,
-                               value);
+        return kiln_error_make(err, 0, "--%s: '%s' is not a positive number", key, value);
       return 0;
     case K_SIZE:
       if (config_parse_size(value, field) < 0)
@@ -125,6 +134,14 @@ config_set(struct kiln_config *cfg, const char *key, const char *value, kiln_err
       *(size_t *)field = v;
       return 0;
     }
+    case K_FLAG:
+      if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
+        *(int *)field = 1;
+      else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+        *(int *)field = 0;
+      else
+        return kiln_error_make(err, 0, "--%s: '%s' is not 1/true/yes or 0/false/no", key, value);
+      return 0;
     case K_STRING:
       free(*(char **)field);
       *(char **)field = xstrdup(value);
@@ -160,6 +177,12 @@ config_init(struct kiln_config *cfg, kiln_error_t *err)
     .max_sessions = 256,
     .max_queued = 64,
     .spares = 2,
+    .memory = 1 << 30,
+    .max_procs = 256,
+    .max_files = 1024,
+    .work_size = 512 << 20,
+    .tmp_size = 256 << 20,
+    .cpus = 1,
     .preload = xstrdup("numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas"),
     .home = default_home(),
     .venv = xstrdup(KILN_DEFAULT_VENV),

@@ -24,7 +24,7 @@
 
 enum frame_type {
   /* front -> zygote */
-  FRAME_SPAWN = 1,   /* fields: SPAWN_* */
+  FRAME_SPAWN = 1,   /* fields: SESSION_ID, UID */
   FRAME_COMPILE = 2, /* reserved for the code cache: compile without running */
   /* zygote -> front */
   FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED */
@@ -57,7 +57,7 @@ enum frame_tag {
   TAG_ERR_LINENO = 15, /* u64 */
   TAG_ERR_OFFSET = 16, /* u64 */
   TAG_FRONT_PID = 17,  /* u64 */
-  TAG_WORKDIR = 18,
+  TAG_UID = 18,        /* u64: the session's uid (and gid) once jailed */
 };
 
 /* How a cell ended, as the worker reports it.  */

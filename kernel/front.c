@@ -2,6 +2,7 @@
 #include "front.h"
 #include "frame.h"
 #include "output.h"
+#include "cgroups.h"
 #include "sandbox.h"
 #include "util.h"
 #include "zygote.h"
@@ -28,6 +29,9 @@
    cannot starve the others.  */
 #define READ_CHUNK      (64u << 10)
 #define READS_PER_EVENT 8
+/* From EOF on a worker's control socket to killing it, if its init has
+   not exited by itself by then.  */
+#define EOF_GRACE_NS (500 * 1000000LL)
 /* Consecutive zygote deaths before start-up is declared broken.  */
 #define ZYGOTE_MAX_RESTARTS 5
 
@@ -62,11 +66,15 @@ struct worker {
   struct worker *next; /* in front->workers */
   struct front *front;
   struct session *session; /* NULL once detached */
-  pid_t pid;
+  pid_t pid;               /* the init of the worker's pid namespace */
   int ctl, out, err;
+  int status;  /* the init writes the worker's wait status here */
+  char cg[64]; /* its cgroups' name: the session id and a spawn serial */
+  bool oom_told, pids_told;
   struct buf in, outq;
   struct output cap_out, cap_err;
   bool ready;
+  int64_t kill_at; /* when to kill it if it has not exited by then */
   /* Why the front killed it (a protocol violation, EOF); NULL if it died
      on its own.  */
   char *fault;
@@ -130,6 +138,10 @@ struct front {
   struct early_exit early[64];
   size_t nearly;
   int64_t next_handle;
+  uint64_t uid_seq, spawn_serial;
+  /* Sessions whose cgroups still had tasks when last tried.  */
+  char **cg_dead;
+  size_t ncg_dead;
 };
 
 static void worker_fault(struct worker *w, const char *fmt, ...)
@@ -298,8 +310,8 @@ static void
 worker_close_fds(struct worker *w)
 {
   struct loop *loop = w->front->loop;
-  int *fds[] = { &w->ctl, &w->out, &w->err };
-  for (size_t i = 0; i < 3; i++)
+  int *fds[] = { &w->ctl, &w->out, &w->err, &w->status };
+  for (size_t i = 0; i < 4; i++)
     if (*fds[i] >= 0) {
       loop_del(loop, *fds[i]);
       close(*fds[i]);
@@ -354,6 +366,12 @@ session_reply(struct session *s, struct cell_reply *r)
   cleanup_free char *err = output_take(oe, &r->err_len, &r->err_dropped);
   r->out = out;
   r->err = err;
+  cleanup_free char *insecure = NULL;
+  if (!s->front->cfg->sbx->jail) {
+    insecure = xasprintf("%s%sThis session is NOT isolated: kiln runs with --insecure-no-sandbox.",
+                         r->notice ? r->notice : "", r->notice ? " " : "");
+    r->notice = insecure;
+  }
   if (c->cb)
     c->cb(c->ctx, r);
   cell_free(c);
@@ -504,6 +522,24 @@ handle_done(struct worker *w, struct frame *fr)
     .err_offset = frame_get(fr, TAG_ERR_OFFSET) ? (int64_t)offset : -1,
     .notice = notice,
   };
+  const struct sbx_config *sbx = s->front->cfg->sbx;
+  if (sbx->jail && sbx->cg.version && notice == NULL) {
+    bool oom, pids;
+    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
+    if (oom && !w->oom_told)
+      notice = xasprintf(
+          "A process of this session was killed for running out of memory (the session's limit "
+          "is %zu MiB).",
+          sbx->cg_limits.memory >> 20);
+    else if (pids && !w->pids_told)
+      notice = xasprintf(
+          "This session reached its process limit (%u processes and threads): creating more "
+          "failed.",
+          sbx->cg_limits.pids);
+    w->oom_told |= oom;
+    w->pids_told |= pids;
+    r.notice = notice;
+  }
   if (s->lost_reason) {
     r.state_lost = true;
     if (notice == NULL)
@@ -592,11 +628,13 @@ on_worker_ctl(struct loop *loop, int fd, uint32_t events, void *data)
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       break;
     if (r <= 0) {
-      /* EOF on the control socket: either the worker died (SIGCHLD
-         will say how) or the cell closed fd 3.  Either way it is
-         finished; the reply waits for the exit status.  */
+      /* EOF on the control socket: either the worker died (its init
+         reports how and exits, SIGCHLD follows) or the cell closed
+         fd 3.  Either way it is finished; the init gets a moment to
+         report before it is killed, and the reply waits for SIGCHLD.  */
       loop_del(w->front->loop, fd);
-      worker_kill(w);
+      if (!w->killed && w->kill_at == 0)
+        w->kill_at = now_ns() + EOF_GRACE_NS;
       return;
     }
     buf_append(&w->in, chunk, (size_t)r);
@@ -625,6 +663,31 @@ on_worker_ctl(struct loop *loop, int fd, uint32_t events, void *data)
   }
 }
 
+/* Removes the cgroups named NAME, now or, while killed tasks are still
+   leaving them, on a later tick.  */
+static void
+cg_forget(struct front *f, const char *name)
+{
+  const struct cg_host *cg = &f->cfg->sbx->cg;
+  if (cg_session_remove(cg, name) == 0)
+    return;
+  f->cg_dead = xrealloc(f->cg_dead, (f->ncg_dead + 1) * sizeof *f->cg_dead);
+  f->cg_dead[f->ncg_dead++] = xstrdup(name);
+}
+
+static void
+cg_retry(struct front *f)
+{
+  const struct cg_host *cg = &f->cfg->sbx->cg;
+  for (size_t i = 0; i < f->ncg_dead;) {
+    if (cg_session_remove(cg, f->cg_dead[i]) == 0) {
+      free(f->cg_dead[i]);
+      f->cg_dead[i] = f->cg_dead[--f->ncg_dead];
+    } else
+      i++;
+  }
+}
+
 /* The worker process W is gone: STATUS is its wait status.  */
 static void
 worker_reaped(struct worker *w, int status)
@@ -638,9 +701,25 @@ worker_reaped(struct worker *w, int status)
     read_pipe(w, &w->out, &w->cap_out, true);
   if (w->err >= 0)
     read_pipe(w, &w->err, &w->cap_err, true);
+  /* The init reports the worker's own status; if it has none (it was
+     killed itself), its status is the session's.  */
+  int32_t real;
+  if (w->status >= 0 && read(w->status, &real, sizeof real) == (ssize_t)sizeof real)
+    status = real;
+  struct front *f = w->front;
+  const struct sbx_config *sbx = f->cfg->sbx;
+  bool oom = false, pids = false;
+  if (sbx->jail && sbx->cg.version) {
+    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
+    cg_forget(f, w->cg);
+  }
   if (s) {
     cleanup_free char *why
-        = w->fault ? xasprintf("was stopped: %s", w->fault) : describe_exit(status);
+        = w->fault ? xasprintf("was stopped: %s", w->fault)
+          : oom && WIFSIGNALED(status)
+              ? xasprintf("was killed: the session ran out of memory (its limit is %zu MiB)",
+                          sbx->cg_limits.memory >> 20)
+              : describe_exit(status);
     session_lose(s, REPLY_CRASHED, "WorkerCrashed", why);
   }
   worker_free(w);
@@ -674,11 +753,24 @@ zygote_send_spawns(struct front *f)
     return;
   for (; f->spawn_sent < f->nspawn; f->spawn_sent++) {
     struct session *s = f->spawnq[f->spawn_sent];
+    const struct sbx_config *sbx = f->cfg->sbx;
+    kiln_error_t err = NULL;
+    /* The session's cgroups exist before its middle process joins them
+       (a failure surfaces as the spawn's failure).  Each worker gets its
+       own, named by the session and a serial, so a replacement never
+       shares one with the processes of its predecessor.  */
+    char name[64];
+    snprintf(name, sizeof name, "%s.%llu", s ? s->id : "closed",
+             (unsigned long long)++f->spawn_serial);
+    if (s && sbx->jail && sbx->cg.version
+        && cg_session_create(&sbx->cg, name, &sbx->cg_limits, &err) < 0) {
+      fprintf(stderr, "kiln: cgroups for session %s: %s\n", s->id, err->msg);
+      kiln_error_release(&err);
+    }
     struct fbuf fb;
     fbuf_init(&fb, FRAME_SPAWN);
-    fbuf_put_str(&fb, TAG_SESSION_ID, s ? s->id : "closed");
-    fbuf_put_str(&fb, TAG_WORKDIR, s ? s->workdir : "/");
-    fbuf_put_u64(&fb, TAG_FRONT_PID, (uint64_t)getpid());
+    fbuf_put_str(&fb, TAG_SESSION_ID, name);
+    fbuf_put_u64(&fb, TAG_UID, (uint64_t)(sbx->uid_base + (f->uid_seq++ % 60000)));
     fbuf_finish(&fb);
     buf_append(&f->zoutq, fb.data, fb.len);
     fbuf_free(&fb);
@@ -986,7 +1078,7 @@ spawn_arrived(struct front *f, struct frame *fr)
     f->spawn_sent--;
   }
   uint64_t pid = 0;
-  bool ok = fr->type == FRAME_SPAWNED && fr->nfds == 3
+  bool ok = fr->type == FRAME_SPAWNED && fr->nfds == 4
             && frame_get_u64(fr, TAG_PID, false, &pid, NULL) == 0 && pid > 1;
   if (!ok || !expected) {
     for (size_t i = 0; i < fr->nfds; i++)
@@ -1008,6 +1100,11 @@ spawn_arrived(struct front *f, struct frame *fr)
   w->ctl = fr->fds[0];
   w->out = fr->fds[1];
   w->err = fr->fds[2];
+  w->status = fr->fds[3];
+  cleanup_free char *name = NULL;
+  frame_get_str(fr, TAG_SESSION_ID, true, &name, NULL, NULL);
+  snprintf(w->cg, sizeof w->cg, "%s", name ? name : "");
+  set_nonblock(w->status, true);
   output_init(&w->cap_out, f->cfg->max_output);
   output_init(&w->cap_err, f->cfg->max_output);
   w->next = f->workers;
@@ -1259,7 +1356,10 @@ static int64_t
 next_deadline(void *data)
 {
   struct front *f = data;
-  int64_t d = -1;
+  int64_t d = f->ncg_dead ? now_ns() + 20 * 1000000 : -1;
+  for (struct worker *w = f->workers; w; w = w->next)
+    if (w->kill_at && !w->killed && (d < 0 || w->kill_at < d))
+      d = w->kill_at;
   for (struct session *s = f->sessions; s; s = s->next) {
     if (s->state != S_RUNNING)
       continue;
@@ -1274,6 +1374,11 @@ static void
 tick(int64_t now, void *data)
 {
   struct front *f = data;
+  if (f->ncg_dead)
+    cg_retry(f);
+  for (struct worker *w = f->workers; w; w = w->next)
+    if (w->kill_at && !w->killed && now >= w->kill_at)
+      worker_kill(w);
   for (struct session *s = f->sessions; s; s = s->next) {
     if (s->state != S_RUNNING)
       continue;
@@ -1349,12 +1454,6 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   return f;
 }
 
-const char *
-front_protections(void)
-{
-  return sbx_describe();
-}
-
 /* Sends SIGKILL to every direct child.  Workers' descendants are
    reparented to the front as their parents die, so repeating this until
    no child is left catches everything a cell started.  */
@@ -1424,8 +1523,20 @@ front_free(struct front *f)
       nanosleep(&ts, NULL);
     }
   }
-  while (f->workers)
+  while (f->workers) {
+    if (f->cfg->sbx->jail && f->cfg->sbx->cg.version)
+      cg_forget(f, f->workers->cg);
     worker_free(f->workers);
+  }
+  for (int i = 0; i < 100 && f->ncg_dead; i++) {
+    cg_retry(f);
+    struct timespec ts = { 0, 5000000 };
+    if (f->ncg_dead)
+      nanosleep(&ts, NULL);
+  }
+  for (size_t i = 0; i < f->ncg_dead; i++)
+    free(f->cg_dead[i]);
+  free(f->cg_dead);
   loop_del(f->loop, f->sigfd);
   close(f->sigfd);
   buf_free(&f->zin);

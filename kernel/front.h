@@ -92,9 +92,6 @@ int front_close_session(struct front *f, const char *session_id, kiln_error_t *e
    it) and its length in *N.  */
 struct session_info *front_list_sessions(struct front *f, size_t *n);
 
-/* The protocol protection level line for the banner.  */
-const char *front_protections(void);
-
 /* Kills every worker and the zygote and waits (bounded) until no child
    process is left, then frees F.  */
 void front_free(struct front *f);

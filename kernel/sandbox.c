@@ -1,38 +1,211 @@
 #define _GNU_SOURCE
 #include "sandbox.h"
+#include "config.h"
+#include "mounts.h"
+#include "namespaces.h"
+#include "paths.h"
+#include "util.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-/* This is the slot the OS-level jail (namespaces, mounts, identity,
-   cgroups, seccomp) fills.  Until it does, a worker gets only the steps
-   below, which hold on every host, and the banner says plainly that cells
-   run unisolated.  */
+const char *const sbx_environment[] = {
+  "HOME=/work",
+  "PATH=/usr/local/bin:/usr/bin:/bin",
+  "LANG=C.UTF-8",
+  "LC_ALL=C.UTF-8",
+  "TMPDIR=/tmp",
+  "USER=sandbox",
+  "LOGNAME=sandbox",
+  "SHELL=/bin/sh",
+  "PYTHONIOENCODING=utf-8",
+  "MPLBACKEND=Agg",
+  "MPLCONFIGDIR=/tmp/matplotlib",
+  "OPENBLAS_NUM_THREADS=1",
+  "OMP_NUM_THREADS=1",
+  "MKL_NUM_THREADS=1",
+  NULL,
+};
+
 int
-sbx_enter(const struct sbx_params *p, kiln_error_t *err)
+sbx_prepare(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *err)
 {
-  /* The session directory is the cell's current directory and $HOME.  */
-  if (chdir(p->workdir) < 0)
-    return kiln_error_make(err, errno, "chdir %s", p->workdir);
-
-  /* No core dumps: a crashing cell must not write the worker's memory
-     (the zygote's, shared) to disk.  */
-  struct rlimit core = { 0, 0 };
-  if (setrlimit(RLIMIT_CORE, &core) < 0)
-    return kiln_error_make(err, errno, "setrlimit RLIMIT_CORE");
-
-  /* Nothing the worker executes may gain privileges (setuid binaries,
-     file capabilities).  */
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    return kiln_error_make(err, errno, "prctl PR_SET_NO_NEW_PRIVS");
+  if (!c->jail)
+    return 0;
+  /* The cgroups first, while this process still sees the host's cgroup
+     tree: the worker, forked next, is born inside them, and the cgroup
+     namespace then makes the session's group its root.  */
+  if (c->cg.version && cg_session_join(&c->cg, p->session_id, getpid(), err) < 0)
+    return kiln_error_wrap(err, "join the session's cgroups");
+  if (ns_unshare(c->userns, c->host_uid, c->host_gid, err) < 0)
+    return -1;
   return 0;
 }
 
-const char *
-sbx_describe(void)
+int
+sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *err)
 {
-  return "no-new-privs, no core dumps; NOT ISOLATED: namespaces, seccomp and cgroups are not "
-         "applied yet";
+  if (!c->jail) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+      return kiln_error_make(err, errno, "PR_SET_PDEATHSIG");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+      return kiln_error_make(err, errno, "PR_SET_NO_NEW_PRIVS");
+    return 0;
+  }
+
+  /* 1. Hostname and loopback, while the namespaces' privileges are held.  */
+  if (ns_setup_uts_net("kiln", err) < 0)
+    return -1;
+
+  /* 2. The filesystem: a new root of read-only binds, /work, /tmp, /dev,
+     /proc; the host's root detached.  Needs CAP_SYS_ADMIN, so before
+     the identity change.  */
+  struct mnt_plan plan = {
+    .root_dir = c->root_dir,
+    .expose = c->expose,
+    .nexpose = c->nexpose,
+    .work_size = c->work_size,
+    .tmp_size = c->tmp_size,
+    .uid = c->userns ? c->host_uid : p->uid,
+    .gid = c->userns ? c->host_gid : p->gid,
+    .hostname = "kiln",
+  };
+  if (mnt_build_root(&plan, err) < 0)
+    return kiln_error_wrap(err, "build the worker's root");
+
+  /* 3. Resource limits: lowering needs no privilege, but raising the
+     hard limits is no longer possible afterwards.  */
+  struct id_limits lim = c->limits;
+  if (c->userns)
+    lim.nproc = 0; /* counted per host uid, shared with the user's own processes */
+  if (id_set_rlimits(&lim, err) < 0)
+    return -1;
+
+  /* 4. Identity: an unprivileged uid/gid and no capabilities.  */
+  if (id_drop_privileges(!c->userns, p->uid, p->gid, err) < 0)
+    return -1;
+
+  /* 5. The identity change cleared the parent-death signal (the parent
+     is the namespace's init): arm it again.  Not dumpable, so that
+     /proc/self/environ and the like stay unreadable.  */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    return kiln_error_make(err, errno, "PR_SET_PDEATHSIG");
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    return kiln_error_make(err, errno, "PR_SET_DUMPABLE");
+
+  /* 6. No privilege can be gained again (setuid binaries, file
+     capabilities), which also lets an unprivileged process load seccomp.  */
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    return kiln_error_make(err, errno, "PR_SET_NO_NEW_PRIVS");
+
+  /* 7. seccomp last, so that the filter need not allow anything the
+     steps above use.  */
+  if (scf_load(p->scf, err) < 0)
+    return -1;
+  return 0;
+}
+
+int
+sbx_in_child(int (*fn)(const struct sbx_config *, kiln_error_t *), const struct sbx_config *c,
+             kiln_error_t *err)
+{
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) < 0)
+    return kiln_error_make(err, errno, "pipe");
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(pfd[0]);
+    close(pfd[1]);
+    return kiln_error_make(err, errno, "fork");
+  }
+  if (pid == 0) {
+    close(pfd[0]);
+    kiln_error_t e = NULL;
+    if (fn(c, &e) < 0) {
+      (void)!write(pfd[1], e->msg, strlen(e->msg));
+      _exit(1);
+    }
+    _exit(0);
+  }
+  close(pfd[1]);
+  char msg[1024];
+  ssize_t n = read(pfd[0], msg, sizeof msg - 1);
+  close(pfd[0]);
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+    return 0;
+  msg[n > 0 ? n : 0] = '\0';
+  return kiln_error_make(err, 0, "%s", n > 0 ? msg : "the probe died");
+}
+
+static int
+probe_namespaces(const struct sbx_config *c, kiln_error_t *err)
+{
+  return ns_unshare(c->userns, c->host_uid, c->host_gid, err);
+}
+
+int
+sbx_probe(struct sbx_config *c, const struct kiln_config *cfg, kiln_error_t *err)
+{
+  c->host_uid = getuid();
+  c->host_gid = getgid();
+  c->userns = geteuid() != 0;
+  c->uid_base = 200000;
+  c->root_dir = xasprintf("%s/jail", cfg->home);
+  if (mkdir_p(c->root_dir, 0700) < 0)
+    return kiln_error_make(err, errno, "mkdir %s", c->root_dir);
+  c->nexpose = 0;
+  c->expose[c->nexpose++] = KILN_PYTHON_HOME;
+  c->expose[c->nexpose++] = cfg->venv;
+  c->expose[c->nexpose++] = cfg->runtime_dir;
+  c->work_size = cfg->work_size;
+  c->tmp_size = cfg->tmp_size;
+  c->limits = (struct id_limits){
+    .nproc = (unsigned)cfg->max_procs,
+    .nofile = (unsigned)cfg->max_files,
+    .fsize = cfg->work_size,
+    .cpu_s = 24 * 3600,
+  };
+  c->cg_limits = (struct cg_limits){ .memory = cfg->memory,
+                                     .pids = (unsigned)cfg->max_procs,
+                                     .cpus = cfg->cpus };
+  if (!c->jail)
+    return 0;
+  if (sbx_in_child(probe_namespaces, c, err) < 0)
+    return kiln_error_wrap(err, "namespaces");
+  if (!c->userns) {
+    char tag[32];
+    snprintf(tag, sizeof tag, "kiln-%d", (int)getpid());
+    cg_host_probe(&c->cg, tag);
+  }
+  return 0;
+}
+
+void
+sbx_config_free(struct sbx_config *c)
+{
+  cg_host_free(&c->cg);
+  free(c->root_dir);
+  c->root_dir = NULL;
+}
+
+char *
+sbx_describe(const struct sbx_config *c)
+{
+  if (!c->jail)
+    return xstrdup("NONE: the sandbox is disabled (--insecure-no-sandbox); cells run unisolated");
+  cleanup_free char *cg = c->userns ? xstrdup("unavailable (kiln is unprivileged: rlimits only)")
+                                    : cg_host_describe(&c->cg, &c->cg_limits);
+  return xasprintf("namespaces (%spid, mount, net, ipc, uts, cgroup), read-only root, %s, "
+                   "no capabilities, no-new-privs, seccomp; cgroups: %s",
+                   c->userns ? "user, " : "", c->userns ? "own uid" : "per-session uid", cg);
 }

@@ -1,22 +1,76 @@
-/* The worker's jail: applied between the fork and the first user
-   statement, as one sequence.  Any failure is fatal to the worker.  */
+/* The worker's jail, applied between the fork and the first user
+   statement as one sequence (sandbox.c), from parts with a file each:
+   namespaces.c, mounts.c, cgroups.c, identity.c, seccomp_policy.c.  Any failure
+   is fatal to the worker and reported to the front: there is no
+   half-jailed session.  */
 #ifndef KILN_SANDBOX_H
 #define KILN_SANDBOX_H
 
+#include "cgroups.h"
 #include "error.h"
+#include "identity.h"
+#include "seccomp_policy.h"
 
-struct sbx_params {
-  const char *session_id;
-  const char *workdir; /* the session's directory, writable */
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* How workers are jailed on this host, decided once by the front
+   (sbx_probe) and inherited by the zygote.  */
+struct sbx_config {
+  bool jail;   /* false only when the operator asked for no sandbox */
+  bool userns; /* kiln is unprivileged: a user namespace gets the rest */
+  uid_t host_uid;
+  gid_t host_gid;
+  uid_t uid_base; /* root: session uids are uid_base + slot */
+  char *root_dir; /* $KILN_HOME/jail: where each worker builds its root */
+  const char *expose[8];
+  size_t nexpose;
+  size_t work_size, tmp_size;
+  struct id_limits limits;
+  struct cg_limits cg_limits;
+  struct cg_host cg; /* probed by the front; empty in unprivileged mode */
 };
 
-/* Locks the calling worker down.  Called in the worker after its fds are
-   in place and before Python runs anything on the session's behalf.
-   Returns -1 with ERR if a step fails; the caller reports it and exits.  */
-int sbx_enter(const struct sbx_params *p, kiln_error_t *err);
+/* What a worker needs to know about its session.  */
+struct sbx_params {
+  const char *session_id;
+  uid_t uid;
+  gid_t gid;
+  const struct scf_policy *scf;
+};
 
-/* One line naming the protections sbx_enter applies, for the start-up
-   banner and `kiln doctor`.  Static string.  */
-const char *sbx_describe(void);
+/* In the spawn's middle process: join the session's cgroups (created by
+   the front) and unshare the namespaces, so that the worker forked next
+   is born inside all of them.  */
+int sbx_prepare(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *err);
+
+/* In the worker, PID 1 of its namespace, with its fds in place: the rest
+   of the jail, seccomp last.  */
+int sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *err);
+
+/* Probes the host (run by the front before it forks the zygote): fills
+   C's host-dependent parts.  Returns -1 with ERR when a jail cannot be
+   built here; the caller decides whether that is fatal.  */
+struct kiln_config;
+int sbx_probe(struct sbx_config *c, const struct kiln_config *cfg, kiln_error_t *err);
+void sbx_config_free(struct sbx_config *c);
+
+/* Runs FN(C) in a forked child and returns its verdict: 0, or -1 with
+   the child's message in ERR.  Probes use it so that nothing they change
+   touches the caller.  */
+int sbx_in_child(int (*fn)(const struct sbx_config *, kiln_error_t *), const struct sbx_config *c,
+                 kiln_error_t *err);
+
+/* `kiln doctor`: every protection, active or unavailable and why, on OUT.
+   Returns 0 when a complete jail can be built on this host.  */
+#include <stdio.h>
+int sbx_doctor(const struct sbx_config *c, FILE *out);
+
+/* One line naming what is active, for the banner.  Allocated.  */
+char *sbx_describe(const struct sbx_config *c);
+
+/* The environment every cell starts with: NULL-terminated "NAME=value". */
+extern const char *const sbx_environment[];
 
 #endif

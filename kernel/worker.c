@@ -32,27 +32,6 @@ fail(int ctl, kiln_error_t *err)
   _exit(127);
 }
 
-/* Waits until the middle process has exited and this worker has been
-   reparented to the front (a child subreaper), then arms the parent-death
-   signal.  Arming it earlier would fire when the middle process exits.  */
-static int
-attach_to_front(pid_t front_pid, kiln_error_t *err)
-{
-  struct timespec pause = { 0, 20000 };
-  for (int i = 0; getppid() != front_pid; i++) {
-    if (i > 100000)
-      return kiln_error_make(err, 0, "worker was not reparented to the front (pid %d)",
-                             (int)front_pid);
-    nanosleep(&pause, NULL);
-  }
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-    return kiln_error_make(err, errno, "prctl PR_SET_PDEATHSIG");
-  /* The front may have died between the check and the prctl.  */
-  if (getppid() != front_pid)
-    return kiln_error_make(err, 0, "the front exited during worker start-up");
-  return 0;
-}
-
 /* Puts the pipes on 1 and 2, /dev/null on 0, the control socket on 3, and
    closes every other fd the zygote had open.  */
 static int
@@ -150,10 +129,8 @@ wrk_main(const struct wrk_params *p)
   PyOS_AfterFork_Child();
 
   prctl(PR_SET_NAME, "kiln-worker", 0, 0, 0);
-  if (attach_to_front(p->front_pid, &err) < 0)
-    fail(p->ctl, &err);
-  /* Its own session and process group, so that the front can signal
-     everything the cell started at once.  */
+  /* Its own session and process group, so that everything the cell
+     starts can be signalled at once.  */
   if (setsid() < 0) {
     kiln_error_make(&err, errno, "setsid");
     fail(p->ctl, &err);
@@ -161,12 +138,24 @@ wrk_main(const struct wrk_params *p)
   if (setup_fds(p, &err) < 0)
     fail(p->ctl, &err);
 
-  struct sbx_params sp = { .session_id = p->session_id, .workdir = p->workdir };
-  if (sbx_enter(&sp, &err) < 0)
+  struct sbx_params sp
+      = { .session_id = p->session_id, .uid = p->uid, .gid = p->gid, .scf = p->scf };
+  if (sbx_enter(p->sbx, &sp, &err) < 0)
     fail(CTL_FD, &err);
 
-  PyObject *rt = PyImport_ImportModule("kiln_runtime");
-  PyObject *init = rt ? PyObject_CallMethod(rt, "worker_init", NULL) : NULL;
+  /* Jailed: only now does Python run on the session's behalf.  */
+  PyObject *env = PyDict_New();
+  for (const char *const *e = sbx_environment; env && *e; e++) {
+    const char *eq = strchr(*e, '=');
+    PyObject *k = PyUnicode_FromStringAndSize(*e, eq - *e), *v = PyUnicode_FromString(eq + 1);
+    if (k == NULL || v == NULL || PyDict_SetItem(env, k, v) < 0)
+      Py_CLEAR(env);
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+  }
+  PyObject *rt = env ? PyImport_ImportModule("kiln_runtime") : NULL;
+  PyObject *init = rt ? PyObject_CallMethod(rt, "worker_init", "O", env) : NULL;
+  Py_XDECREF(env);
   PyObject *run = rt ? PyObject_GetAttrString(rt, "run_cell") : NULL;
   if (init == NULL || run == NULL) {
     emb_error_from_python(&err, "worker_init");

@@ -6,13 +6,18 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct sbx_config;
+struct scf_policy;
+
 struct wrk_params {
-  pid_t front_pid; /* the subreaper the worker must end up under */
-  int ctl;         /* control socket to the front */
-  int out, err;    /* write ends of the stdout and stderr pipes */
+  int ctl;      /* control socket to the front */
+  int out, err; /* write ends of the stdout and stderr pipes */
   const char *session_id;
-  const char *workdir;
+  uid_t uid; /* the session's identity once jailed */
+  gid_t gid;
   size_t max_result;
+  const struct sbx_config *sbx;
+  const struct scf_policy *scf;
 };
 
 /* Runs in the freshly forked worker (Python's fork state not yet

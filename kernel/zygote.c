@@ -4,6 +4,8 @@
 #include "embed.h"
 #include "frame.h"
 #include "util.h"
+#include "reaper.h"
+#include "sandbox.h"
 #include "worker.h"
 #include "zygote.h"
 
@@ -15,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #define ZYG_FD 3
@@ -35,7 +38,20 @@ fail(kiln_error_t *err)
 static void
 reset_environment(const struct kiln_config *cfg)
 {
+  /* clearenv() only drops the pointers: the strings themselves, inherited
+     from the front's exec, would still be readable in /proc/self/environ
+     of every fork.  Overwrite them.  */
+  char *lo = NULL, *hi = NULL;
+  for (char **e = environ; e && *e; e++) {
+    char *end = *e + strlen(*e) + 1;
+    if (lo == NULL || *e < lo)
+      lo = *e;
+    if (end > hi)
+      hi = end;
+  }
   clearenv();
+  if (lo)
+    memset(lo, 0, (size_t)(hi - lo));
   setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
   setenv("LANG", "C.UTF-8", 1);
   setenv("LC_ALL", "C.UTF-8", 1);
@@ -49,7 +65,7 @@ reset_environment(const struct kiln_config *cfg)
   setenv("OMP_NUM_THREADS", "1", 1);
   setenv("MKL_NUM_THREADS", "1", 1);
   char *mpl = xasprintf("%s/matplotlib", cfg->home);
-  mkdir(mpl, 0700);
+  mkdir(mpl, 0755);
   setenv("MPLCONFIGDIR", mpl, 1);
   free(mpl);
 }
@@ -88,26 +104,52 @@ close_pair(int fds[2])
   fds[0] = fds[1] = -1;
 }
 
-/* Forks one worker.  The fork is doubled: the middle process exits at
-   once, so the worker is reparented to the front (a child subreaper) and
-   the front alone waits for it, kills it and reads its exit status.  On
-   success sends SPAWNED with the front's ends of the control socket and
-   the output pipes.  */
+/* The seccomp policy, built before the first fork so that no process
+   that runs user code ever takes part in making it.  */
+static struct scf_policy policy;
+/* The front, for the workers' init to check it outlived them arming
+   PR_SET_PDEATHSIG.  */
+static int front_pidfd = -1;
+
+static int
+pidfd_open_self(void)
+{
+  return (int)syscall(SYS_pidfd_open, getpid(), 0);
+}
+
+/* Reports a failure of the middle process through the pid pipe: a
+   negative pid, then the message.  */
+static _Noreturn void
+middle_fail(int fd, kiln_error_t *err)
+{
+  int32_t v = -1;
+  (void)!write(fd, &v, sizeof v);
+  const char *msg = err && *err ? (*err)->msg : "unknown error";
+  (void)!write(fd, msg, strlen(msg));
+  _exit(1);
+}
+
+/* Forks one worker, in three steps.  The zygote forks a middle process,
+   which joins the session's cgroups, unshares the namespaces and forks
+   the init of the new pid namespace, then exits: the init is reparented
+   to the front (a child subreaper), which alone waits for it, signals it
+   and reaps it.  The init forks the worker and reaps for it.  On success
+   sends SPAWNED with the front's ends of the control socket, the output
+   pipes and the status pipe.  */
 static int
 spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
 {
   cleanup_free char *session_id = NULL;
-  cleanup_free char *workdir = NULL;
-  uint64_t front_pid = 0;
+  uint64_t uid = 0;
   if (frame_get_str(req, TAG_SESSION_ID, false, &session_id, NULL, err) < 0
-      || frame_get_str(req, TAG_WORKDIR, false, &workdir, NULL, err) < 0
-      || frame_get_u64(req, TAG_FRONT_PID, false, &front_pid, err) < 0)
+      || frame_get_u64(req, TAG_UID, false, &uid, err) < 0)
     return -1;
 
-  int ctl[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 }, pidp[2] = { -1, -1 };
+  int ctl[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 }, status[2] = { -1, -1 };
+  int pidp[2] = { -1, -1 };
   int ret = -1;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0 || pipe2(out, O_CLOEXEC) < 0
-      || pipe2(errp, O_CLOEXEC) < 0 || pipe2(pidp, O_CLOEXEC) < 0) {
+      || pipe2(errp, O_CLOEXEC) < 0 || pipe2(status, O_CLOEXEC) < 0 || pipe2(pidp, O_CLOEXEC) < 0) {
     kiln_error_make(err, errno, "socketpair/pipe");
     goto out;
   }
@@ -119,28 +161,50 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
   PyOS_BeforeFork();
   pid_t mid = fork();
   if (mid == 0) {
-    /* The middle process: no Python here, just the second fork.  */
-    pid_t w = fork();
-    if (w == 0) {
-      close(pidp[0]);
+    /* The middle process: no Python here.  */
+    kiln_error_t e = NULL;
+    close(pidp[0]);
+    struct sbx_params sp
+        = { .session_id = session_id, .uid = (uid_t)uid, .gid = (gid_t)uid, .scf = &policy };
+    int self = pidfd_open_self();
+    if (self < 0) {
+      kiln_error_make(&e, errno, "pidfd_open");
+      middle_fail(pidp[1], &e);
+    }
+    if (sbx_prepare(cfg->sbx, &sp, &e) < 0)
+      middle_fail(pidp[1], &e);
+    pid_t init = fork();
+    if (init == 0) {
       close(pidp[1]);
       close(ctl[0]);
       close(out[0]);
       close(errp[0]);
-      struct wrk_params wp = {
-        .front_pid = (pid_t)front_pid,
-        .ctl = ctl[1],
-        .out = out[1],
-        .err = errp[1],
-        .session_id = session_id,
-        .workdir = workdir,
-        .max_result = cfg->max_result,
+      close(status[0]);
+      struct rpr_params rp = {
+        .mid_pidfd = self,
+        .front_pidfd = front_pidfd,
+        .status_fd = status[1],
+        .worker = {
+          .ctl = ctl[1],
+          .out = out[1],
+          .err = errp[1],
+          .session_id = session_id,
+          .uid = (uid_t) uid,
+          .gid = (gid_t) uid,
+          .max_result = cfg->max_result,
+          .sbx = cfg->sbx,
+          .scf = &policy,
+        },
       };
-      wrk_main(&wp);
+      rpr_main(&rp);
     }
-    int32_t v = w;
+    if (init < 0) {
+      kiln_error_make(&e, errno, "fork the worker's init");
+      middle_fail(pidp[1], &e);
+    }
+    int32_t v = init;
     (void)!write(pidp[1], &v, sizeof v);
-    _exit(w < 0 ? 1 : 0);
+    _exit(0);
   }
   PyOS_AfterFork_Parent();
   if (mid < 0) {
@@ -149,29 +213,36 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
   }
   close(pidp[1]);
   pidp[1] = -1;
-  int32_t wpid = -1;
-  int rr = read_full(pidp[0], &wpid, sizeof wpid);
+  int32_t pid = -1;
+  int rr = read_full(pidp[0], &pid, sizeof pid);
+  char msg[512] = "";
+  if (rr == 0 && pid < 0) {
+    ssize_t n = read(pidp[0], msg, sizeof msg - 1);
+    msg[n > 0 ? n : 0] = '\0';
+  }
   int st;
   while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
     ;
-  if (rr < 0 || wpid <= 0) {
-    kiln_error_make(err, 0, "fork of the worker failed in the middle process");
+  if (rr < 0 || pid <= 0) {
+    kiln_error_make(err, 0, "the worker could not be set up: %s",
+                    msg[0] ? msg : "the middle process died");
     goto out;
   }
 
   struct fbuf fb;
   fbuf_init(&fb, FRAME_SPAWNED);
-  fbuf_put_u64(&fb, TAG_PID, (uint64_t)wpid);
+  fbuf_put_u64(&fb, TAG_PID, (uint64_t)pid);
   fbuf_put_str(&fb, TAG_SESSION_ID, session_id);
   fbuf_finish(&fb);
-  int fds[3] = { ctl[0], out[0], errp[0] };
-  ret = frame_send(ZYG_FD, &fb, fds, 3, err);
+  int fds[4] = { ctl[0], out[0], errp[0], status[0] };
+  ret = frame_send(ZYG_FD, &fb, fds, 4, err);
   fbuf_free(&fb);
 
 out:
   close_pair(ctl);
   close_pair(out);
   close_pair(errp);
+  close_pair(status);
   close_pair(pidp);
   return ret;
 }
@@ -202,6 +273,9 @@ zyg_main(int sock, const struct kiln_config *cfg)
   close_fds_except(0, keep, sizeof keep / sizeof keep[0]);
   signal(SIGPIPE, SIG_IGN);
 
+  front_pidfd = (int)syscall(SYS_pidfd_open, front, 0);
+  if (cfg->sbx->jail && scf_build(&policy, &err) < 0)
+    fail(&err);
   reset_environment(cfg);
   struct fbuf ready;
   if (start_python(cfg, &ready, &err) < 0)

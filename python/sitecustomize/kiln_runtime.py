@@ -5,8 +5,8 @@ The C kernel calls three functions:
 * ``zygote_init(site_packages, preload)`` once in the zygote, before any fork:
   adds the sandbox's packages, imports the preload list, warms matplotlib and
   freezes the heap so forks share it.
-* ``worker_init()`` once in each worker after the fork: fresh random streams,
-  signal handlers, the worker's stdio and ``__main__``.
+* ``worker_init(environment)`` once in each jailed worker: the fixed
+  environment, fresh random streams, signal handlers, stdio and ``__main__``.
 * ``run_cell(source, cell_no, max_result)`` for every cell, with notebook
   semantics: the last expression's value is the result, top-level ``await``
   works, tracebacks show the cell's own lines and none of kiln's frames.
@@ -82,8 +82,11 @@ def _no_input(prompt=""):
     )
 
 
-def worker_init():
+def worker_init(environment):
     global _main
+    # A fixed environment: nothing of the host's or kiln's reaches a cell.
+    os.environ.clear()
+    os.environ.update(environment)
     # Forks of one zygote share numpy's global generator state; random was
     # reseeded by PyOS_AfterFork_Child.  Two sessions must never produce
     # the same stream.

@@ -2,12 +2,10 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 
 import {
   startServer,
   run,
-  uniqueTempPath,
   dump,
   TEST_TIMEOUT,
   HOOK_TIMEOUT,
@@ -28,69 +26,43 @@ describe('concurrent sessions', () => {
     await server?.close();
   }, { timeout: HOOK_TIMEOUT });
 
-  test('a cell in one session can wait for a file that a cell in another session creates', opts, async () => {
-    const path = uniqueTempPath('kiln-rendezvous');
-    try {
-      const waiter = run(
-        client,
-        [
-          'import os, time',
-          `path = ${JSON.stringify(path)}`,
-          'deadline = time.monotonic() + 20',
-          'while not os.path.exists(path) and time.monotonic() < deadline:',
-          '    time.sleep(0.05)',
-          'if not os.path.exists(path):',
-          '    raise TimeoutError("the other session never created " + path)',
-          "'found'",
-        ].join('\n'),
-        { timeout_s: 50 },
-      );
-      const creator = run(
-        client,
-        `open(${JSON.stringify(path)}, "w").close()\n'created'`,
-        { timeout_s: 50 },
-      );
-      const [a, b] = await Promise.all([waiter, creator]);
-      assert.equal(a.status, 'ok', dump(a));
-      assert.equal(a.result, "'found'");
-      assert.equal(b.status, 'ok', dump(b));
-      assert.equal(b.result, "'created'");
-      assert.notEqual(a.session_id, b.session_id);
-    } finally {
-      rmSync(path, { force: true });
-    }
+  test('a cell in another session is answered while a long cell is still running', opts, async () => {
+    // Sessions cannot see each other (each has its own /tmp and /work), so
+    // concurrency shows in the order of the replies, not in shared files.
+    let slowDone = false;
+    const slow = run(client, 'import time\ntime.sleep(8)\n"slow"', { timeout_s: 50 }).then((r) => {
+      slowDone = true;
+      return r;
+    });
+    const fast = await run(client, '"fast"', { timeout_s: 50 });
+    assert.equal(fast.status, 'ok', dump(fast));
+    assert.equal(fast.result, "'fast'");
+    assert.equal(slowDone, false, 'the second session was answered only after the first one finished');
+    const s = await slow;
+    assert.equal(s.status, 'ok', dump(s));
+    assert.equal(s.result, "'slow'");
+    assert.notEqual(s.session_id, fast.session_id);
   });
 
   test('existing sessions run concurrently too, and each call gets its own result', opts, async () => {
-    const path = uniqueTempPath('kiln-rendezvous');
-    try {
-      const a = await run(client, 'who = "a"');
-      const b = await run(client, 'who = "b"');
-      const waiter = run(
-        client,
-        [
-          'import os, time',
-          'deadline = time.monotonic() + 20',
-          `while not os.path.exists(${JSON.stringify(path)}) and time.monotonic() < deadline:`,
-          '    time.sleep(0.05)',
-          'who',
-        ].join('\n'),
-        { session_id: a.session_id, timeout_s: 50 },
-      );
-      const creator = run(client, `open(${JSON.stringify(path)}, "w").close()\nwho`, {
-        session_id: b.session_id,
-        timeout_s: 50,
-      });
-      const [ra, rb] = await Promise.all([waiter, creator]);
-      assert.equal(ra.status, 'ok', dump(ra));
-      assert.equal(rb.status, 'ok', dump(rb));
-      assert.equal(ra.result, "'a'");
-      assert.equal(rb.result, "'b'");
-      assert.equal(ra.session_id, a.session_id);
-      assert.equal(rb.session_id, b.session_id);
-    } finally {
-      rmSync(path, { force: true });
-    }
+    const a = await run(client, 'who = "a"');
+    const b = await run(client, 'who = "b"');
+    let slowDone = false;
+    const slow = run(client, 'import time\ntime.sleep(8)\nwho', { session_id: a.session_id, timeout_s: 50 }).then(
+      (r) => {
+        slowDone = true;
+        return r;
+      },
+    );
+    const rb = await run(client, 'who', { session_id: b.session_id, timeout_s: 50 });
+    assert.equal(slowDone, false, 'session b waited for session a');
+    const ra = await slow;
+    assert.equal(ra.status, 'ok', dump(ra));
+    assert.equal(rb.status, 'ok', dump(rb));
+    assert.equal(ra.result, "'a'");
+    assert.equal(rb.result, "'b'");
+    assert.equal(ra.session_id, a.session_id);
+    assert.equal(rb.session_id, b.session_id);
   });
 
   test('many short cells sent at once in separate sessions all complete with their own results', opts, async () => {

@@ -9,6 +9,7 @@ import {
   run,
   runFull,
   pidGone,
+  sessionPid,
   pollUntil,
   dump,
   TEST_TIMEOUT,
@@ -67,9 +68,9 @@ describe('worker crashes', () => {
     ['os._exit(3)', 'import os; os._exit(3)'],
   ]) {
     test(`after ${label} the next call on that session reports state_lost and earlier variables are gone`, opts, async () => {
-      const first = await run(client, 'x = 1\nimport os\nos.getpid()');
+      const first = await run(client, 'x = 1');
       assert.equal(first.status, 'ok', dump(first));
-      const workerPid = Number(first.result);
+      const workerPid = await sessionPid(client, first.session_id);
 
       const crashed = await run(client, code, { session_id: first.session_id });
       assert.equal(crashed.status, 'crashed', dump(crashed));
@@ -104,8 +105,8 @@ describe('worker crashes', () => {
   });
 
   test('a worker killed from outside is reported as crashed on its next cell or replaced with state_lost', opts, async () => {
-    const first = await run(client, 'x = 1\nimport os\nos.getpid()');
-    const workerPid = Number(first.result);
+    const first = await run(client, 'x = 1');
+    const workerPid = await sessionPid(client, first.session_id);
     process.kill(workerPid, 'SIGKILL');
     assert.ok(await pollUntil(() => pidGone(workerPid), 10_000), `worker ${workerPid} was not reaped`);
 

@@ -10,6 +10,7 @@ import {
   dump,
   TEST_TIMEOUT,
   HOOK_TIMEOUT,
+  sessionPid,
 } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
@@ -345,12 +346,14 @@ describe('run_python', () => {
     });
 
     test('each session runs in its own worker process', opts, async () => {
-      const a = await run(client, 'import os; os.getpid()');
-      const b = await run(client, 'import os; os.getpid()');
+      const a = await run(client, 'x = 1');
+      const b = await run(client, 'x = 2');
       assert.equal(a.status, 'ok', dump(a));
-      assert.notEqual(a.result, b.result);
-      const again = await run(client, 'os.getpid()', { session_id: a.session_id });
-      assert.equal(again.result, a.result);
+      const pa = await sessionPid(client, a.session_id);
+      const pb = await sessionPid(client, b.session_id);
+      assert.notEqual(pa, pb);
+      await run(client, 'x', { session_id: a.session_id });
+      assert.equal(await sessionPid(client, a.session_id), pa);
     });
   });
 });

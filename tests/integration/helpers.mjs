@@ -7,7 +7,7 @@
 //     stdin/stdout, used for malformed input the SDK client refuses to send.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -356,4 +356,58 @@ export function startRaw(extraArgs = [], { env = {} } = {}) {
     },
   };
   return server;
+}
+
+// ---------------------------------------------------------------------------
+// Host processes of a session
+// ---------------------------------------------------------------------------
+//
+// A cell sees its own pid namespace (its worker is pid 2 there), so pids a
+// cell reports mean nothing on the host.  These look at the host's side.
+
+/** The host pid list_sessions reports for SESSION_ID: the session's init. */
+export async function sessionPid(client, sessionId) {
+  const result = await client.callTool({ name: 'list_sessions', arguments: {} }, undefined, {
+    timeout: REQUEST_TIMEOUT,
+  });
+  const entry = result.structuredContent.sessions.find((s) => s.session_id === sessionId);
+  if (!entry) throw new Error(`session ${sessionId} is not listed`);
+  return entry.pid;
+}
+
+/** Direct children of PID on the host ([] once it is gone). */
+export function childrenOf(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      return text ? text.split(/\s+/).map(Number) : [];
+    });
+  } catch {
+    return [];
+  }
+}
+
+/** The process name of PID, or null once it is gone. */
+export function commOf(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Host pids of live processes whose command line contains MARKER. */
+export function hostPidsWithArg(marker) {
+  const found = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+      const state = readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]?.[0];
+      if (cmdline.includes(marker) && state !== 'Z') found.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
 }

@@ -14,6 +14,9 @@ import {
   dump,
   TEST_TIMEOUT,
   HOOK_TIMEOUT,
+  sessionPid,
+  childrenOf,
+  commOf,
 } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
@@ -51,7 +54,12 @@ describe('session management', () => {
       assert.ok(entry, `session ${created.session_id} missing from ${dump(sessions)}`);
       assert.equal(typeof entry.state, 'string', dump(entry));
       assert.ok(Number.isInteger(entry.pid), dump(entry));
-      assert.equal(entry.pid, Number(created.result), `pid is not the worker's pid: ${dump(entry)}`);
+      // The pid is the host pid of the session's sandbox: the init of its
+      // pid namespace, whose child is the Python worker.
+      assert.ok(
+        childrenOf(entry.pid).some((kid) => commOf(kid) === 'kiln-worker'),
+        `pid ${entry.pid} is not the session's sandbox: ${dump(entry)}`,
+      );
       assert.equal(entry.execution_count, count, dump(entry));
       assert.ok(entry.created_at !== undefined && entry.created_at !== null, dump(entry));
       assert.ok(entry.last_used_at !== undefined && entry.last_used_at !== null, dump(entry));
@@ -85,8 +93,8 @@ describe('session management', () => {
   });
 
   test('closing a session ends its worker process', opts, async () => {
-    const created = await run(client, 'import os; os.getpid()');
-    const workerPid = Number(created.result);
+    const created = await run(client, 'x = 1');
+    const workerPid = await sessionPid(client, created.session_id);
     assert.ok(Number.isInteger(workerPid) && workerPid > 0, dump(created));
     assert.ok(!pidGone(workerPid), 'worker should be alive before close');
     const result = await callTool(client, 'close_session', { session_id: created.session_id });

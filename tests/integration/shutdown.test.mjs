@@ -3,12 +3,15 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 
 import {
   startServer,
   startRaw,
   run,
   pidAlive,
+  hostPidsWithArg,
+  sessionPid,
   pollUntil,
   dump,
   TEST_TIMEOUT,
@@ -16,13 +19,26 @@ import {
 
 const opts = { timeout: TEST_TIMEOUT };
 
-const SPAWN_SLEEPER =
-  'import subprocess, os; p = subprocess.Popen(["sleep","300"]); (os.getpid(), p.pid)';
+// The cell starts `sleep` with a unique argument, so that the host can find
+// it (a cell only sees pids of its own namespace) and, as its parent, the
+// worker.
+let sleepers = 0;
+function spawnSleeper() {
+  const marker = `300.${process.pid}${++sleepers}`;
+  return { marker, code: `import subprocess; p = subprocess.Popen(["sleep", "${marker}"]); 'started'` };
+}
 
-function parsePids(result) {
-  const match = /^\((\d+), (\d+)\)$/.exec(result ?? '');
-  assert.ok(match, `unexpected result ${JSON.stringify(result)}`);
-  return [Number(match[1]), Number(match[2])];
+function ppidOf(pid) {
+  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+}
+
+/** [worker, sleep] host pids of the sleeper started with MARKER. */
+async function sleeperPids(marker) {
+  const [sleepPid] = await pollUntil(() => {
+    const found = hostPidsWithArg(marker);
+    return found.length ? found : null;
+  }, 10_000);
+  return [ppidOf(sleepPid), sleepPid];
 }
 
 describe('shutdown', () => {
@@ -32,11 +48,12 @@ describe('shutdown', () => {
     let workerPid;
     let sleepPid;
     try {
-      const sc = await run(server.client, SPAWN_SLEEPER);
+      const sleeper = spawnSleeper();
+      const sc = await run(server.client, sleeper.code);
       assert.equal(sc.status, 'ok', dump(sc));
-      [workerPid, sleepPid] = parsePids(sc.result);
-      const other = await run(server.client, 'import os; os.getpid()');
-      const otherWorkerPid = Number(other.result);
+      [workerPid, sleepPid] = await sleeperPids(sleeper.marker);
+      const other = await run(server.client, 'x = 1');
+      const otherWorkerPid = await sessionPid(server.client, other.session_id);
       assert.ok(pidAlive(workerPid) && pidAlive(sleepPid) && pidAlive(otherWorkerPid));
 
       await server.close();
@@ -63,10 +80,11 @@ describe('shutdown', () => {
     let sleepPid;
     try {
       await raw.initialize();
-      const response = await raw.runPython(SPAWN_SLEEPER);
+      const sleeper = spawnSleeper();
+      const response = await raw.runPython(sleeper.code);
       const sc = response.result?.structuredContent;
       assert.equal(sc?.status, 'ok', dump(response));
-      [workerPid, sleepPid] = parsePids(sc.result);
+      [workerPid, sleepPid] = await sleeperPids(sleeper.marker);
 
       raw.child.stdin.end();
       const outcome = await Promise.race([
@@ -95,10 +113,11 @@ describe('shutdown', () => {
     let sleepPid;
     try {
       await raw.initialize();
-      const response = await raw.runPython(SPAWN_SLEEPER);
+      const sleeper = spawnSleeper();
+      const response = await raw.runPython(sleeper.code);
       const sc = response.result?.structuredContent;
       assert.equal(sc?.status, 'ok', dump(response));
-      [workerPid, sleepPid] = parsePids(sc.result);
+      [workerPid, sleepPid] = await sleeperPids(sleeper.marker);
 
       raw.child.kill('SIGTERM');
       const outcome = await Promise.race([

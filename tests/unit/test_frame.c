@@ -88,8 +88,8 @@ typed_getters_check_sizes_and_nul_bytes(void)
   CHECK(frame_get_u64(&f, TAG_PID, false, &v, NULL) == -1);
   char *s;
   CHECK(frame_get_str(&f, TAG_SESSION_ID, false, &s, NULL, NULL) == -1);
-  CHECK(frame_get_str(&f, TAG_WORKDIR, true, &s, NULL, NULL) == 0 && s == NULL);
-  CHECK(frame_get_str(&f, TAG_WORKDIR, false, &s, NULL, NULL) == -1);
+  CHECK(frame_get_str(&f, TAG_UID, true, &s, NULL, NULL) == 0 && s == NULL);
+  CHECK(frame_get_str(&f, TAG_UID, false, &s, NULL, NULL) == -1);
   fbuf_free(&fb);
 }
 

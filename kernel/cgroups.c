@@ -1,0 +1,294 @@
+#define _GNU_SOURCE
+#include "cgroups.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const v1_controllers[3] = { "memory", "pids", "cpu" };
+
+static int
+write_file(const char *dir, const char *file, const char *value, kiln_error_t *err)
+{
+  cleanup_free char *path = xasprintf("%s/%s", dir, file);
+  cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return kiln_error_make(err, errno, "open %s", path);
+  if (write(fd, value, strlen(value)) < 0)
+    return kiln_error_make(err, errno, "write %s to %s", value, path);
+  return 0;
+}
+
+static char *
+read_small(const char *path)
+{
+  cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  char buf[4096];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  if (n < 0)
+    return NULL;
+  buf[n] = '\0';
+  return xstrdup(buf);
+}
+
+/* The front's own group in the hierarchy that has CONTROLLER (v1), or in
+   the unified one (CONTROLLER == NULL), from /proc/self/cgroup.  */
+static char *
+own_group(const char *controller)
+{
+  cleanup_free char *text = read_small("/proc/self/cgroup");
+  if (text == NULL)
+    return NULL;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *c1 = strchr(line, ':');
+    char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (c2 == NULL)
+      continue;
+    *c2 = '\0';
+    const char *ctrls = c1 + 1, *path = c2 + 1;
+    if (controller == NULL ? strcmp(line, "0") == 0 && ctrls[0] == '\0' : false)
+      return xstrdup(path);
+    if (controller != NULL) {
+      char *list = xstrdup(ctrls), *s2 = NULL;
+      bool hit = false;
+      for (char *c = strtok_r(list, ",", &s2); c; c = strtok_r(NULL, ",", &s2))
+        hit |= strcmp(c, controller) == 0;
+      free(list);
+      if (hit)
+        return xstrdup(path);
+    }
+  }
+  return NULL;
+}
+
+static bool
+writable_dir(const char *dir)
+{
+  return access(dir, W_OK) == 0;
+}
+
+void
+cg_host_probe(struct cg_host *h, const char *tag)
+{
+  memset(h, 0, sizeof *h);
+  /* A pure v2 host: controllers live in the unified hierarchy.  Sessions
+     go in a child of the front's group, which needs the controllers
+     enabled for its children.  */
+  cleanup_free char *ctrls = read_small("/sys/fs/cgroup/cgroup.controllers");
+  if (ctrls && strstr(ctrls, "memory") && strstr(ctrls, "pids")) {
+    cleanup_free char *own = own_group(NULL);
+    if (own) {
+      char *parent = xasprintf("/sys/fs/cgroup%s/%s", strcmp(own, "/") == 0 ? "" : own, tag);
+      if (mkdir(parent, 0755) == 0 || errno == EEXIST) {
+        kiln_error_t e = NULL;
+        if (write_file(parent, "cgroup.subtree_control", "+memory +pids +cpu", &e) == 0
+            || write_file(parent, "cgroup.subtree_control", "+memory +pids", NULL) == 0) {
+          h->version = 2;
+          h->dirs[0] = parent;
+          kiln_error_release(&e);
+          return;
+        }
+        h->why
+            = xasprintf("cgroup v2: cannot enable controllers in %s: %s", parent, e ? e->msg : "?");
+        kiln_error_release(&e);
+        rmdir(parent);
+        free(parent);
+        return;
+      }
+      h->why = xasprintf("cgroup v2: cannot create %s: %s", parent, strerror(errno));
+      free(parent);
+      return;
+    }
+  }
+  /* v1: each controller has its own hierarchy.  memory and pids are
+     required; cpu is used when present.  */
+  for (int i = 0; i < 3; i++) {
+    cleanup_free char *own = own_group(v1_controllers[i]);
+    if (own == NULL)
+      continue;
+    char *dir = xasprintf("/sys/fs/cgroup/%s%s/%s", v1_controllers[i],
+                          strcmp(own, "/") == 0 ? "" : own, tag);
+    if ((mkdir(dir, 0755) == 0 || errno == EEXIST) && writable_dir(dir))
+      h->dirs[i] = dir;
+    else
+      free(dir);
+  }
+  if (h->dirs[0] && h->dirs[1]) {
+    h->version = 1;
+    /* Inside the kiln group, children count towards its limits.  */
+    write_file(h->dirs[0], "memory.use_hierarchy", "1", NULL);
+    return;
+  }
+  h->why = xstrdup(
+      ctrls ? "cgroup v2 without the memory and pids controllers, and no writable v1 memory and "
+              "pids hierarchies"
+            : "no writable memory and pids cgroup hierarchies (not root, or cgroups not mounted)");
+  for (int i = 0; i < 3; i++) {
+    if (h->dirs[i])
+      rmdir(h->dirs[i]);
+    free(h->dirs[i]);
+    h->dirs[i] = NULL;
+  }
+}
+
+void
+cg_host_free(struct cg_host *h)
+{
+  for (int i = 0; i < 3; i++) {
+    if (h->dirs[i])
+      rmdir(h->dirs[i]);
+    free(h->dirs[i]);
+  }
+  free(h->why);
+  memset(h, 0, sizeof *h);
+}
+
+char *
+cg_host_describe(const struct cg_host *h, const struct cg_limits *l)
+{
+  if (h->version == 0)
+    return xasprintf("unavailable (%s)", h->why ? h->why : "unknown");
+  return xasprintf(
+      "cgroup v%d (memory %zu MiB, %u processes%s)", h->version, l->memory >> 20, l->pids,
+      (h->version == 1 ? h->dirs[2] != NULL : true) && l->cpus > 0 ? ", cpu quota" : "");
+}
+
+static char *
+session_dir(const struct cg_host *h, int i, const char *id)
+{
+  return h->dirs[i] ? xasprintf("%s/%s", h->dirs[i], id) : NULL;
+}
+
+static int
+apply_limits(const struct cg_host *h, const char *id, const struct cg_limits *l, kiln_error_t *err)
+{
+  char v[64];
+  if (h->version == 2) {
+    cleanup_free char *d = session_dir(h, 0, id);
+    snprintf(v, sizeof v, "%zu", l->memory);
+    if (write_file(d, "memory.max", v, err) < 0)
+      return -1;
+    /* No swap: a session over its memory is stopped, not slowed down.  */
+    write_file(d, "memory.swap.max", "0", NULL);
+    snprintf(v, sizeof v, "%u", l->pids);
+    if (write_file(d, "pids.max", v, err) < 0)
+      return -1;
+    if (l->cpus > 0) {
+      snprintf(v, sizeof v, "%ld 100000", (long)(l->cpus * 100000));
+      write_file(d, "cpu.max", v, NULL);
+    }
+    return 0;
+  }
+  cleanup_free char *mem = session_dir(h, 0, id);
+  cleanup_free char *pids = session_dir(h, 1, id);
+  cleanup_free char *cpu = session_dir(h, 2, id);
+  snprintf(v, sizeof v, "%zu", l->memory);
+  if (write_file(mem, "memory.limit_in_bytes", v, err) < 0)
+    return -1;
+  write_file(mem, "memory.memsw.limit_in_bytes", v, NULL);
+  snprintf(v, sizeof v, "%u", l->pids);
+  if (write_file(pids, "pids.max", v, err) < 0)
+    return -1;
+  if (cpu && l->cpus > 0) {
+    write_file(cpu, "cpu.cfs_period_us", "100000", NULL);
+    snprintf(v, sizeof v, "%ld", (long)(l->cpus * 100000));
+    write_file(cpu, "cpu.cfs_quota_us", v, NULL);
+  }
+  return 0;
+}
+
+int
+cg_session_create(const struct cg_host *h, const char *id, const struct cg_limits *l,
+                  kiln_error_t *err)
+{
+  if (h->version == 0)
+    return 0;
+  for (int i = 0; i < (h->version == 2 ? 1 : 3); i++) {
+    cleanup_free char *d = session_dir(h, i, id);
+    if (d && mkdir(d, 0755) < 0 && errno != EEXIST)
+      return kiln_error_make(err, errno, "mkdir %s", d);
+  }
+  if (apply_limits(h, id, l, err) < 0) {
+    cg_session_remove(h, id);
+    return -1;
+  }
+  return 0;
+}
+
+int
+cg_session_join(const struct cg_host *h, const char *id, pid_t pid, kiln_error_t *err)
+{
+  char v[32];
+  snprintf(v, sizeof v, "%d", (int)pid);
+  for (int i = 0; i < (h->version == 2 ? 1 : h->version == 1 ? 3 : 0); i++) {
+    cleanup_free char *d = session_dir(h, i, id);
+    if (d && write_file(d, "cgroup.procs", v, err) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* The number after KEY in a "key value" file, or 0.  */
+static long
+counter(const char *dir, const char *file, const char *key)
+{
+  cleanup_free char *path = xasprintf("%s/%s", dir, file);
+  cleanup_free char *text = read_small(path);
+  if (text == NULL)
+    return 0;
+  size_t k = strlen(key);
+  for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+    if (strncmp(line, key, k) == 0 && line[k] == ' ')
+      return strtol(line + k + 1, NULL, 10);
+  return 0;
+}
+
+void
+cg_session_events(const struct cg_host *h, const char *id, bool *oom, bool *pids)
+{
+  *oom = *pids = false;
+  if (h->version == 0)
+    return;
+  cleanup_free char *mem = session_dir(h, 0, id);
+  cleanup_free char *pd = session_dir(h, h->version == 2 ? 0 : 1, id);
+  if (h->version == 2) {
+    *oom = counter(mem, "memory.events", "oom_kill") > 0;
+    *pids = counter(pd, "pids.events", "max") > 0;
+  } else {
+    *oom = counter(mem, "memory.oom_control", "oom_kill") > 0;
+    *pids = counter(pd, "pids.events", "max") > 0;
+  }
+}
+
+int
+cg_session_remove(const struct cg_host *h, const char *id)
+{
+  int busy = 0;
+  for (int i = 0; i < (h->version == 2 ? 1 : h->version == 1 ? 3 : 0); i++) {
+    cleanup_free char *d = session_dir(h, i, id);
+    if (d == NULL || rmdir(d) == 0 || errno != EBUSY)
+      continue;
+    /* Anything still inside is killed: nothing a cell started outlives
+       its session.  Killed tasks leave asynchronously, so the caller
+       tries again later.  */
+    busy = -1;
+    cleanup_free char *procs = xasprintf("%s/cgroup.procs", d);
+    cleanup_free char *text = read_small(procs);
+    for (char *p = text; p && *p;) {
+      long pid = strtol(p, &p, 10);
+      if (pid > 0)
+        kill((pid_t)pid, SIGKILL);
+      while (*p == '\n')
+        p++;
+    }
+  }
+  return busy;
+}

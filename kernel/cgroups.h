@@ -1,0 +1,50 @@
+/* Per-session resource limits through cgroups: v2 where the host has a
+   unified hierarchy with the controllers, v1 controllers otherwise.  The
+   front creates and removes a session's groups and reads why a worker
+   died; the worker's middle process only joins them.  */
+#ifndef KILN_CGROUPS_H
+#define KILN_CGROUPS_H
+
+#include "error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct cg_limits {
+  size_t memory; /* bytes, including tmpfs pages the session writes */
+  unsigned pids;
+  double cpus; /* cores of CPU bandwidth; 0 = unlimited */
+};
+
+/* What the host offers, found once by the front.  */
+struct cg_host {
+  int version; /* 1 or 2, 0 when no usable cgroups */
+  /* v1: one directory per controller (memory, pids, cpu), each the
+     front's own group in that hierarchy; v2: DIRS[0] is the parent of
+     the session groups.  NULL where a controller is missing.  */
+  char *dirs[3];
+  char *why; /* when version == 0: what is missing */
+};
+
+/* Inspects /proc/self/cgroup and the mounts.  Never fails: a host without
+   cgroups gets version 0 and a reason.  Free with cg_host_free.  */
+void cg_host_probe(struct cg_host *h, const char *tag);
+void cg_host_free(struct cg_host *h);
+/* A one-line description for the banner and `kiln doctor`.  Allocated.  */
+char *cg_host_describe(const struct cg_host *h, const struct cg_limits *l);
+
+/* Creates the session ID's groups with limits L.  */
+int cg_session_create(const struct cg_host *h, const char *id, const struct cg_limits *l,
+                      kiln_error_t *err);
+/* Moves process PID into the session's groups (called in the middle
+   process, before it forks the worker, so everything is born inside).  */
+int cg_session_join(const struct cg_host *h, const char *id, pid_t pid, kiln_error_t *err);
+/* Why the session's processes may have died: sets *OOM when the memory
+   limit killed something, *PIDS when the process limit was hit.  */
+void cg_session_events(const struct cg_host *h, const char *id, bool *oom, bool *pids);
+/* Removes the session's groups.  Returns 0 once they are gone, or -1
+   while tasks remain (they have been sent SIGKILL: call again later).  */
+int cg_session_remove(const struct cg_host *h, const char *id);
+
+#endif

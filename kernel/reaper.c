@@ -1,0 +1,89 @@
+#define _GNU_SOURCE
+#include "reaper.h"
+#include "frame.h"
+#include "util.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static _Noreturn void
+fail(int ctl, const char *what, int e)
+{
+  struct fbuf fb;
+  fbuf_init(&fb, FRAME_WORKER_FAILED);
+  cleanup_free char *msg = xasprintf("%s: %s", what, strerror(e));
+  fbuf_put_str(&fb, TAG_MESSAGE, msg);
+  fbuf_finish(&fb);
+  frame_send(ctl, &fb, NULL, 0, NULL);
+  _exit(127);
+}
+
+void
+rpr_main(const struct rpr_params *p)
+{
+  prctl(PR_SET_NAME, "kiln-init", 0, 0, 0);
+
+  /* Signals are taken synchronously below; the worker gets a clean mask.  */
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+
+  pid_t w = fork();
+  if (w < 0)
+    fail(p->worker.ctl, "fork the worker", errno);
+  if (w == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(p->status_fd);
+    close(p->mid_pidfd);
+    close(p->front_pidfd);
+    wrk_main(&p->worker);
+  }
+  /* Everything else this copy of the zygote holds (its socket to the
+     front among them) is not the init's business.  */
+  int keep[] = { p->status_fd, p->mid_pidfd, p->front_pidfd };
+  close_fds_except(0, keep, 3);
+
+  /* The middle process exits right after forking this one; only once it
+     has (and this process is the front's child, the front being a child
+     subreaper) may the parent-death signal be armed, or the middle's
+     exit would fire it.  A pidfd becomes readable after reparenting.  */
+  struct pollfd pf = { .fd = p->mid_pidfd, .events = POLLIN };
+  if (poll(&pf, 1, 10000) <= 0)
+    _exit(126);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    _exit(126);
+  struct pollfd ff = { .fd = p->front_pidfd, .events = POLLIN };
+  if (p->front_pidfd >= 0 && poll(&ff, 1, 0) > 0)
+    _exit(126);
+  close(p->mid_pidfd);
+  close(p->front_pidfd);
+
+  for (;;) {
+    siginfo_t si;
+    if (sigwaitinfo(&all, &si) < 0)
+      continue;
+    if (si.si_signo != SIGCHLD) {
+      /* The front's interrupt (and anything else it sends) is for the
+         worker.  SIGKILL never gets here: it ends this process and with
+         it the namespace.  */
+      kill(w, si.si_signo);
+      continue;
+    }
+    for (;;) {
+      int st;
+      pid_t r = waitpid(-1, &st, WNOHANG);
+      if (r <= 0)
+        break;
+      if (r == w) {
+        int32_t v = st;
+        (void)!write(p->status_fd, &v, sizeof v);
+        _exit(0);
+      }
+    }
+  }
+}
