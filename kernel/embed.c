@@ -35,6 +35,15 @@ emb_init(const struct kiln_config *cfg, kiln_error_t *err)
   PyStatus st;
   cleanup_free char *python = xasprintf("%s/bin/python3", cfg->venv);
 
+  /* UTF-8 mode: the isolated pre-configuration leaves the locale alone,
+     which would make text files and pipes ASCII in every cell.  */
+  PyPreConfig pre;
+  PyPreConfig_InitIsolatedConfig(&pre);
+  pre.utf8_mode = 1;
+  st = Py_PreInitialize(&pre);
+  if (PyStatus_Exception(st))
+    return status_error(st, err, "pre-initialise Python");
+
   /* Isolated: no environment variables, no user site, no current
      directory on sys.path.  Every path is given explicitly, so nothing
      of the host's Python setup leaks in.  */

@@ -22,15 +22,17 @@ set_limit(int resource, rlim_t v, const char *name, kiln_error_t *err)
 int
 id_set_rlimits(const struct id_limits *l, kiln_error_t *err)
 {
-  /* No RLIMIT_AS: OpenBLAS retries a failed allocation forever under it
-     instead of raising MemoryError.  The cgroup's memory limit is the
-     real one.  */
+  /* RLIMIT_AS only when asked (no cgroups): OpenBLAS retries a failed
+     allocation forever under it instead of raising MemoryError, so the
+     cgroup's memory limit is the real one where there is a cgroup.  */
   if (set_limit(RLIMIT_CORE, 0, "CORE", err) < 0
       || set_limit(RLIMIT_NOFILE, l->nofile, "NOFILE", err) < 0
       || set_limit(RLIMIT_FSIZE, l->fsize, "FSIZE", err) < 0
       || set_limit(RLIMIT_CPU, l->cpu_s, "CPU", err) < 0)
     return -1;
   if (l->nproc && set_limit(RLIMIT_NPROC, l->nproc, "NPROC", err) < 0)
+    return -1;
+  if (l->address_space && set_limit(RLIMIT_AS, l->address_space, "AS", err) < 0)
     return -1;
   return 0;
 }

@@ -11,10 +11,11 @@
 #include <sys/types.h>
 
 struct id_limits {
-  unsigned nproc;  /* RLIMIT_NPROC: per uid, a backstop to pids.max */
-  unsigned nofile; /* RLIMIT_NOFILE */
-  size_t fsize;    /* RLIMIT_FSIZE, bytes */
-  unsigned cpu_s;  /* RLIMIT_CPU, seconds of CPU per process */
+  unsigned nproc;       /* RLIMIT_NPROC: per uid, a backstop to pids.max */
+  unsigned nofile;      /* RLIMIT_NOFILE */
+  size_t fsize;         /* RLIMIT_FSIZE, bytes */
+  unsigned cpu_s;       /* RLIMIT_CPU, seconds of CPU per process */
+  size_t address_space; /* RLIMIT_AS, bytes; 0 = none */
 };
 
 /* Sets the resource limits.  CORE is always 0.  */

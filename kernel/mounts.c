@@ -139,7 +139,15 @@ build_dev(const char *root, size_t shm_size, kiln_error_t *err)
       return kiln_error_make(err, errno, "symlink %s", dst);
   }
   cleanup_free char *shm = xasprintf("size=%zu,mode=1777", shm_size);
-  return mount_tmpfs(root, "/dev/shm", shm, err);
+  if (mount_tmpfs(root, "/dev/shm", shm, err) < 0)
+    return -1;
+  /* Nothing may be added to /dev (in a user namespace the sandbox's uid
+     owns this tmpfs): read-only, its devices and /dev/shm still work.  */
+  cleanup_free char *dev = xasprintf("%s/dev", root);
+  if (mount(NULL, dev, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+      < 0)
+    return kiln_error_make(err, errno, "remount /dev read-only");
+  return 0;
 }
 
 static bool

@@ -83,8 +83,12 @@ sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *
   /* 3. Resource limits: lowering needs no privilege, but raising the
      hard limits is no longer possible afterwards.  */
   struct id_limits lim = c->limits;
+  /* Without cgroups (unprivileged kiln) memory has only an address-space
+     limit as a backstop.  It is generous, since OpenBLAS retries a failed
+     allocation forever instead of failing.  RLIMIT_NPROC is counted per
+     user namespace (Linux 5.14+), so it holds per session either way.  */
   if (c->userns)
-    lim.nproc = 0; /* counted per host uid, shared with the user's own processes */
+    lim.address_space = 4 * c->cg_limits.memory;
   if (id_set_rlimits(&lim, err) < 0)
     return -1;
 

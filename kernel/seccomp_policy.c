@@ -455,6 +455,12 @@ build_deny(struct sock_fprog *out, kiln_error_t *err)
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == NULL)
     return kiln_error_make(err, ENOMEM, "seccomp_init");
+  /* The verdict for other ABIs must match the allowlist's: of two filters
+     the stricter verdict wins, and libseccomp's default would kill.  */
+  if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS))) < 0) {
+    kiln_error_make(err, -r, "seccomp bad-arch action");
+    goto out;
+  }
   /* Pushing bytes into a terminal's input queue, and its console
      twin.  The kernel compares the low 32 bits only.  */
   ADD(ctx, SCMP_ACT_ERRNO(EPERM), "ioctl", 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffULL, TIOCSTI));

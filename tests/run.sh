@@ -22,6 +22,49 @@ step "integration tests (MCP TypeScript SDK client)"
 (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/integration && KILN_BIN=$root/build/kiln node --test --test-concurrency=1 .)
 
+step "security battery, kiln as root"
+if [ "$(id -u)" = 0 ]; then
+  (cd tests/integration && KILN_BIN=$root/build/kiln node --test --test-concurrency=1 ../security/)
+else
+  echo "skip: not running as root"
+fi
+
+step "security battery, kiln unprivileged (user namespaces)"
+run_unprivileged() {
+  # As root, the battery runs again as nobody.  A pyenv Python under a
+  # private home (/root is 0700) is out of nobody's reach: its parent
+  # directories get the search bit (x, not r) for the duration of the run.
+  local py_home restore=() d
+  py_home=$("$python" -c 'import sys; print(sys.base_prefix)')
+  d=$py_home
+  while [ "$d" != / ]; do
+    d=$(dirname "$d")
+    if [ "$(stat -c %A "$d" | cut -c10)" != x ] && [ "$(stat -c %A "$d" | cut -c10)" != t ]; then
+      restore+=("$d:$(stat -c %a "$d")")
+      chmod o+x "$d"
+    fi
+  done
+  local unpriv_home
+  unpriv_home=$(mktemp -d /tmp/kiln-unpriv-home.XXXXXX)
+  chown nobody "$unpriv_home"
+  local rc=0
+  (cd tests/integration && setpriv --reuid=65534 --regid=65534 --clear-groups \
+    env HOME="$unpriv_home" KILN_HOME="$unpriv_home" KILN_BIN="$root/build/kiln" \
+    node --test --test-concurrency=1 ../security/) || rc=$?
+  for r in "${restore[@]}"; do chmod "${r##*:}" "${r%:*}"; done
+  rm -rf "$unpriv_home"
+  return $rc
+}
+if [ "$(id -u)" != 0 ]; then
+  (cd tests/integration && KILN_BIN=$root/build/kiln node --test --test-concurrency=1 ../security/)
+elif ! command -v setpriv >/dev/null || ! id nobody >/dev/null 2>&1; then
+  echo "skip: no setpriv or no 'nobody' user to run as"
+elif ! setpriv --reuid=65534 --regid=65534 --clear-groups unshare -U true 2>/dev/null; then
+  echo "skip: this host does not let unprivileged users create user namespaces (see kiln doctor)"
+else
+  run_unprivileged
+fi
+
 step "sanitizers (address, undefined): build"
 pc=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBPC"))')
 if [ ! -f build-asan/build.ninja ]; then
