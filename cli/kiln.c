@@ -129,6 +129,9 @@ parse_options(struct app *a, int argc, char **argv, int *i)
     if (eq) {
       k = xstrndup(key, (size_t)(eq - key));
       value = eq + 1;
+    } else if (config_is_flag(key)) {
+      k = xstrdup(key);
+      value = "1";
     } else {
       if (*i + 1 >= argc) {
         fprintf(stderr, "kiln: --%s needs a value\n", key);

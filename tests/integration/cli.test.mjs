@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { KILN_BIN, TEST_TIMEOUT } from './helpers.mjs';
+import { KILN_BIN, TEST_TIMEOUT, startServer, run, dump, pollUntil } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-'));
@@ -91,5 +91,32 @@ describe('kiln --help and --version', () => {
     const r = spawnSync(KILN_BIN, ['serve', '--no-such-option', '1'], { encoding: 'utf8' });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /no-such-option/);
+  });
+});
+
+describe('kiln doctor', () => {
+  test('reports every protection with its status and says whether workers can be jailed', opts, () => {
+    const r = spawnSync(KILN_BIN, ['doctor'], { env, encoding: 'utf8', timeout: 50_000 });
+    for (const name of ['pid namespace', 'mount namespace', 'network namespace', 'ipc namespace', 'uts namespace',
+      'cgroup namespace', 'no-new-privs', 'seccomp allowlist', 'cgroups', 'complete jail']) {
+      assert.match(r.stdout, new RegExp(`${name}.*(active|UNAVAILABLE)`), `doctor does not report ${name}`);
+    }
+    // Its verdict and its exit status agree.
+    assert.equal(r.status === 0, /kiln can jail workers on this host/.test(r.stdout), r.stdout);
+  });
+});
+
+describe('--insecure-no-sandbox', () => {
+  test('runs cells, and every reply says the session is not isolated', opts, async () => {
+    const server = await startServer(['--insecure-no-sandbox']);
+    try {
+      const sc = await run(server.client, '1+1');
+      assert.equal(sc.result, '2', dump(sc));
+      assert.match(sc.notice ?? '', /NOT isolated/, dump(sc));
+      const line = await pollUntil(() => (server.stderr().includes('\n') ? server.stderr() : ''));
+      assert.match(line, /protections: NONE/);
+    } finally {
+      await server.close();
+    }
   });
 });
