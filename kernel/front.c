@@ -44,13 +44,6 @@ enum session_state {
 
 static const char *const state_names[] = { "starting", "idle", "running", "lost" };
 
-/* A byte stream kept for the front: a reassembly buffer for frames, or a
-   queue of bytes not yet written.  */
-struct buf {
-  uint8_t *data;
-  size_t len, cap;
-};
-
 struct cell {
   struct cell *next;
   int64_t handle;
@@ -151,34 +144,6 @@ static void spares_refill(struct front *f);
 static void zygote_start(struct front *f);
 
 /* ---------------------------------------------------------------- buffers */
-
-static void
-buf_append(struct buf *b, const void *data, size_t n)
-{
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n)
-      cap *= 2;
-    b->data = xrealloc(b->data, cap);
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, data, n);
-  b->len += n;
-}
-
-static void
-buf_consume(struct buf *b, size_t n)
-{
-  memmove(b->data, b->data + n, b->len - n);
-  b->len -= n;
-}
-
-static void
-buf_free(struct buf *b)
-{
-  free(b->data);
-  *b = (struct buf){ 0 };
-}
 
 /* Writes as much of Q to FD as it takes without blocking.  Returns 0, or
    -1 when the peer is gone.  */

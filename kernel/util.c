@@ -79,6 +79,34 @@ xasprintf(const char *fmt, ...)
   return s;
 }
 
+void
+buf_append(struct buf *b, const void *data, size_t n)
+{
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n)
+      cap *= 2;
+    b->data = xrealloc(b->data, cap);
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, n);
+  b->len += n;
+}
+
+void
+buf_consume(struct buf *b, size_t n)
+{
+  memmove(b->data, b->data + n, b->len - n);
+  b->len -= n;
+}
+
+void
+buf_free(struct buf *b)
+{
+  free(b->data);
+  *b = (struct buf){ 0 };
+}
+
 int64_t
 now_ns(void)
 {

@@ -53,6 +53,17 @@ steal_fd(int *fd)
   return v;
 }
 
+/* A growable byte buffer: frame reassembly and write queues.  The buffer
+   owns DATA; buf_free releases it.  */
+struct buf {
+  uint8_t *data;
+  size_t len, cap;
+};
+void buf_append(struct buf *b, const void *data, size_t n);
+/* Drops the first N bytes.  */
+void buf_consume(struct buf *b, size_t n);
+void buf_free(struct buf *b);
+
 /* Monotonic clock in nanoseconds.  */
 int64_t now_ns(void);
 

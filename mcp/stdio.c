@@ -19,8 +19,7 @@ struct mcp_stdio {
   size_t in_len, in_cap;
   /* Set while skipping the rest of a line that went over MAX_LINE.  */
   size_t discarding;
-  char *out;
-  size_t out_len, out_cap, out_off;
+  struct buf out; /* what is not yet written to stdout */
   bool out_watched;
   bool eof;
   int in_flags, out_flags;
@@ -99,22 +98,22 @@ static void on_stdout(struct loop *loop, int fd, uint32_t events, void *data);
 static void
 flush_out(struct mcp_stdio *t)
 {
-  while (t->out_off < t->out_len) {
-    ssize_t r = write(1, t->out + t->out_off, t->out_len - t->out_off);
+  size_t off = 0;
+  while (off < t->out.len) {
+    ssize_t r = write(1, t->out.data + off, t->out.len - off);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       break;
     if (r < 0) {
       /* The client is gone; nothing more can be said to it.  */
-      t->out_off = t->out_len;
+      off = t->out.len;
       break;
     }
-    t->out_off += (size_t)r;
+    off += (size_t)r;
   }
-  if (t->out_off == t->out_len)
-    t->out_off = t->out_len = 0;
-  bool want = t->out_len > 0;
+  buf_consume(&t->out, off);
+  bool want = t->out.len > 0;
   if (want != t->out_watched) {
     if (want)
       loop_add(t->loop, 1, EPOLLOUT, on_stdout, t, NULL);
@@ -167,15 +166,7 @@ mcp_stdio_send(struct mcp_stdio *t, json_t *msg)
 {
   size_t len;
   char *line = jrpc_dump_line(msg, &len);
-  if (t->out_len + len > t->out_cap) {
-    size_t cap = t->out_cap ? t->out_cap : 65536;
-    while (cap < t->out_len + len)
-      cap *= 2;
-    t->out = xrealloc(t->out, cap);
-    t->out_cap = cap;
-  }
-  memcpy(t->out + t->out_len, line, len);
-  t->out_len += len;
+  buf_append(&t->out, line, len);
   free(line);
   flush_out(t);
 }
@@ -183,7 +174,7 @@ mcp_stdio_send(struct mcp_stdio *t, json_t *msg)
 void
 mcp_stdio_flush(struct mcp_stdio *t, int timeout_ms)
 {
-  while (t->out_len > 0) {
+  while (t->out.len > 0) {
     struct pollfd p = { .fd = 1, .events = POLLOUT };
     if (poll(&p, 1, timeout_ms) <= 0)
       return;
@@ -207,6 +198,6 @@ mcp_stdio_free(struct mcp_stdio *t)
   if (t->out_flags >= 0)
     fcntl(1, F_SETFL, t->out_flags);
   free(t->in);
-  free(t->out);
+  buf_free(&t->out);
   free(t);
 }
