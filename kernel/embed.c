@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "pycompat.h"
 
+#include "../capture/png.h"
 #include "embed.h"
 #include "paths.h"
 #include "util.h"
@@ -72,6 +73,11 @@ emb_init(const struct kiln_config *cfg, kiln_error_t *err)
       || append_path(&config, cfg->runtime_dir, err) < 0) {
     PyConfig_Clear(&config);
     return -1;
+  }
+  /* Built-in modules are registered before the interpreter exists.  */
+  if (cap_png_register() < 0) {
+    PyConfig_Clear(&config);
+    return kiln_error_make(err, 0, "register the _kiln_png module");
   }
   st = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);

@@ -54,10 +54,12 @@ enum frame_tag {
   TAG_ERR_TYPE = 12,
   TAG_ERR_MESSAGE = 13,
   TAG_ERR_TRACEBACK = 14,
-  TAG_ERR_LINENO = 15, /* u64 */
-  TAG_ERR_OFFSET = 16, /* u64 */
-  TAG_FRONT_PID = 17,  /* u64 */
-  TAG_UID = 18,        /* u64: the session's uid (and gid) once jailed */
+  TAG_ERR_LINENO = 15,      /* u64 */
+  TAG_ERR_OFFSET = 16,      /* u64 */
+  TAG_FRONT_PID = 17,       /* u64 */
+  TAG_UID = 18,             /* u64: the session's uid (and gid) once jailed */
+  TAG_OUTPUTS = 19,         /* packed outputs, see worker.c put_outputs */
+  TAG_OUTPUTS_DROPPED = 20, /* u64 */
 };
 
 /* How a cell ended, as the worker reports it.  */

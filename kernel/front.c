@@ -23,7 +23,7 @@
 /* The largest frame a worker may send: a reply carries at most the
    result (capped by the worker, but the front does not trust that) and a
    traceback.  Anything bigger is a lying worker.  */
-#define WORKER_MAX_FRAME (8u << 20)
+#define WORKER_MAX_FRAME (32u << 20)
 #define ZYGOTE_MAX_FRAME (1u << 20)
 /* Output bytes read from one pipe per wakeup, so that a flooding worker
    cannot starve the others.  */
@@ -74,6 +74,15 @@ struct worker {
   bool killed;
 };
 
+/* An image a cell produced, kept on disk in the session's directory.  */
+struct artifact {
+  char name[48];
+  const char *mime; /* static */
+  size_t size;
+  uint32_t width, height;
+  uint64_t cell;
+};
+
 struct session {
   struct session *next;
   struct front *front;
@@ -89,6 +98,9 @@ struct session {
   bool cancel_interrupt;                    /* the interrupt came from a cancel, not the clock */
   char *lost_reason;                        /* set while the next cell must say state was lost */
   time_t created_at, last_used_at;
+  struct artifact *artifacts;
+  size_t nartifacts;
+  uint64_t artifact_serial;
 };
 
 /* Workers reaped before the zygote's SPAWNED named them.  */
@@ -432,6 +444,118 @@ session_lose(struct session *s, enum reply_status status, const char *type, cons
 
 /* ---------------------------------------------------------------- worker frames */
 
+static const char *
+static_mime(const char *m, size_t n)
+{
+  static const char *const known[]
+      = { "image/png", "image/jpeg",    "image/svg+xml", "text/plain",
+          "text/html", "text/markdown", "text/latex",    "application/json" };
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0)
+      return known[i];
+  return NULL;
+}
+
+/* Keeps an image of S on disk and records it; returns the artifact, or
+   NULL (logged) when it could not be written.  */
+static struct artifact *
+artifact_store(struct session *s, const char *mime, const uint8_t *data, size_t len, uint32_t w,
+               uint32_t h)
+{
+  cleanup_free char *dir = xasprintf("%s/artifacts", s->workdir);
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    fprintf(stderr, "kiln: mkdir %s: %s\n", dir, strerror(errno));
+    return NULL;
+  }
+  struct artifact a
+      = { .mime = mime, .size = len, .width = w, .height = h, .cell = s->execution_count };
+  snprintf(a.name, sizeof a.name, "cell%llu-%llu.%s", (unsigned long long)s->execution_count,
+           (unsigned long long)++s->artifact_serial,
+           strcmp(mime, "image/jpeg") == 0 ? "jpg" : "png");
+  cleanup_free char *path = xasprintf("%s/%s", dir, a.name);
+  int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 || write_full(fd, data, len) < 0) {
+    fprintf(stderr, "kiln: write %s: %s\n", path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return NULL;
+  }
+  close(fd);
+  s->artifacts = xrealloc(s->artifacts, (s->nartifacts + 1) * sizeof *s->artifacts);
+  s->artifacts[s->nartifacts] = a;
+  return &s->artifacts[s->nartifacts++];
+}
+
+/* Parses the worker's packed outputs (worker.c put_outputs) into *OUT,
+   storing images as artifacts.  Returns how many; *STRINGS holds the
+   strings the outputs point to (the caller frees each and the array).
+   Anything malformed ends the parse: a lying worker loses its outputs,
+   nothing more.  */
+static size_t
+parse_outputs(struct session *s, const struct field *fl, struct cell_output **out, char ***strings,
+              size_t *nstrings)
+{
+  size_t n = 0, off = 0;
+  *out = NULL;
+  *strings = NULL;
+  *nstrings = 0;
+  if (fl == NULL)
+    return 0;
+  while (off + 16 <= fl->len) {
+    const uint8_t *p = fl->data + off;
+    uint16_t ml, nl;
+    uint32_t dl, w, h;
+    memcpy(&ml, p, 2);
+    memcpy(&nl, p + 2, 2);
+    memcpy(&dl, p + 4, 4);
+    memcpy(&w, p + 8, 4);
+    memcpy(&h, p + 12, 4);
+    if ((size_t)ml + nl + dl > fl->len - off - 16)
+      break;
+    const char *mime = (const char *)p + 16;
+    const uint8_t *data = p + 16 + ml + nl;
+    off += 16 + (size_t)ml + nl + dl;
+    bool is_inline = ml > 7 && memcmp(mime + ml - 7, ";inline", 7) == 0;
+    const char *m = static_mime(mime, is_inline ? ml - 7u : ml);
+    if (m == NULL)
+      continue;
+    if (is_inline) {
+      /* The downscaled copy of the image just before it.  */
+      if (n > 0 && (*out)[n - 1].uri && strcmp((*out)[n - 1].mime, m) == 0) {
+        (*out)[n - 1].inline_data = data;
+        (*out)[n - 1].inline_len = dl;
+        (*out)[n - 1].inline_width = w;
+        (*out)[n - 1].inline_height = h;
+      }
+      continue;
+    }
+    struct cell_output o = { .mime = m, .data = data, .len = dl, .width = w, .height = h };
+    *strings = xrealloc(*strings, (*nstrings + 2) * sizeof **strings);
+    if (strncmp(m, "image/", 6) == 0 && strcmp(m, "image/svg+xml") != 0) {
+      struct artifact *a = artifact_store(s, m, data, dl, w, h);
+      if (a == NULL)
+        continue;
+      char *name = xstrdup(a->name);
+      char *uri = xasprintf("kiln://sessions/%s/artifacts/%s", s->id, a->name);
+      (*strings)[(*nstrings)++] = name;
+      (*strings)[(*nstrings)++] = uri;
+      o.name = name;
+      o.uri = uri;
+    } else {
+      /* Text forms must be valid UTF-8 for JSON.  */
+      size_t tl;
+      char *text = utf8_sanitize((const char *)data, dl, &tl);
+      (*strings)[(*nstrings)++] = text;
+      o.data = (const uint8_t *)text;
+      o.len = tl;
+      o.name = "";
+    }
+    *out = xrealloc(*out, (n + 1) * sizeof **out);
+    (*out)[n++] = o;
+  }
+  return n;
+}
+
 static void
 handle_done(struct worker *w, struct frame *fr)
 {
@@ -474,7 +598,16 @@ handle_done(struct worker *w, struct frame *fr)
                       s->running->timeout_s);
     message = notice;
   }
+  struct cell_output *outs;
+  char **strings;
+  size_t nstrings;
+  size_t nouts = parse_outputs(s, frame_get(fr, TAG_OUTPUTS), &outs, &strings, &nstrings);
+  uint64_t outs_dropped = 0;
+  frame_get_u64(fr, TAG_OUTPUTS_DROPPED, true, &outs_dropped, NULL);
   struct cell_reply r = {
+    .outputs = outs,
+    .noutputs = nouts,
+    .outputs_dropped = outs_dropped,
     .status = status == CELL_OK      ? REPLY_OK
               : status == CELL_ERROR ? REPLY_ERROR
                                      : REPLY_INTERRUPTED,
@@ -520,6 +653,10 @@ handle_done(struct worker *w, struct frame *fr)
   session_reply(s, &r);
   for (size_t i = 0; i < 4; i++)
     free(text[i]);
+  for (size_t i = 0; i < nstrings; i++)
+    free(strings[i]);
+  free(strings);
+  free(outs);
   session_dispatch(s);
 }
 
@@ -801,6 +938,15 @@ session_interrupt(struct session *s, int64_t now, bool cancel)
 static void
 session_free(struct session *s)
 {
+  /* A closed session's files go with it.  */
+  for (size_t i = 0; i < s->nartifacts; i++) {
+    cleanup_free char *path = xasprintf("%s/artifacts/%s", s->workdir, s->artifacts[i].name);
+    unlink(path);
+  }
+  cleanup_free char *adir = xasprintf("%s/artifacts", s->workdir);
+  rmdir(adir);
+  rmdir(s->workdir);
+  free(s->artifacts);
   free(s->workdir);
   free(s->lost_reason);
   free(s);
@@ -1010,6 +1156,37 @@ front_close_session(struct front *f, const char *session_id, kiln_error_t *err)
   session_drop_worker(s);
   session_free(s);
   return 0;
+}
+
+char *
+front_artifact_path(struct front *f, const char *session_id, const char *name, const char **mime,
+                    kiln_error_t *err)
+{
+  struct session *s = session_find(f, session_id);
+  if (s == NULL) {
+    kiln_error_make(err, 0, "unknown session '%s'", session_id);
+    return NULL;
+  }
+  /* Only names kiln gave out: nothing a client sends becomes a path.  */
+  for (size_t i = 0; i < s->nartifacts; i++)
+    if (strcmp(s->artifacts[i].name, name) == 0) {
+      *mime = s->artifacts[i].mime;
+      return xasprintf("%s/artifacts/%s", s->workdir, s->artifacts[i].name);
+    }
+  kiln_error_make(err, 0, "session %s has no artifact '%s'", session_id, name);
+  return NULL;
+}
+
+void
+front_each_artifact(struct front *f,
+                    void (*fn)(void *ctx, const char *session_id, const char *name,
+                               const char *mime, size_t size, uint32_t width, uint32_t height),
+                    void *ctx)
+{
+  for (struct session *s = f->sessions; s; s = s->next)
+    for (size_t i = 0; i < s->nartifacts; i++)
+      fn(ctx, s->id, s->artifacts[i].name, s->artifacts[i].mime, s->artifacts[i].size,
+         s->artifacts[i].width, s->artifacts[i].height);
 }
 
 struct session_info *

@@ -13,6 +13,20 @@
 #include <sys/types.h>
 #include <time.h>
 
+/* Something a cell showed: a figure or image (PNG), or a rich form of an
+   object passed to display().  Borrowed, like the rest of a reply.  */
+struct cell_output {
+  const char *mime; /* "image/png", "text/plain", "text/html", ... */
+  const char *name; /* the artifact's name, unique in the session */
+  const char *uri;  /* kiln://sessions/ID/artifacts/NAME for stored images, else NULL */
+  const uint8_t *data;
+  size_t len;
+  uint32_t width, height;     /* pixels, for images */
+  const uint8_t *inline_data; /* a downscaled copy to send inline, or NULL */
+  size_t inline_len;
+  uint32_t inline_width, inline_height;
+};
+
 enum reply_status {
   REPLY_OK,
   REPLY_ERROR,       /* the cell raised */
@@ -41,6 +55,9 @@ struct cell_reply {
   bool new_session;
   bool state_lost;
   const char *notice; /* NULL or a sentence for the reader */
+  const struct cell_output *outputs;
+  size_t noutputs;
+  uint64_t outputs_dropped; /* over the worker's per-reply byte cap */
   double duration_ms;
 };
 
@@ -87,6 +104,19 @@ void front_cancel(struct front *f, int64_t handle);
 /* Closes a session: its worker is killed, queued cells are answered as
    errors.  Returns -1 with ERR when the id is unknown.  */
 int front_close_session(struct front *f, const char *session_id, kiln_error_t *err);
+
+/* The file holding artifact NAME of session SESSION_ID: a newly
+   allocated path the caller frees, or NULL with ERR when either is
+   unknown.  *MIME gets its type (static).  */
+char *front_artifact_path(struct front *f, const char *session_id, const char *name,
+                          const char **mime, kiln_error_t *err);
+
+/* Calls FN for every stored artifact of every session, newest session
+   first.  */
+void front_each_artifact(struct front *f,
+                         void (*fn)(void *ctx, const char *session_id, const char *name,
+                                    const char *mime, size_t size, uint32_t width, uint32_t height),
+                         void *ctx);
 
 /* Returns a snapshot of the session table (allocated, the caller frees
    it) and its length in *N.  */

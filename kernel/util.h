@@ -64,6 +64,10 @@ void buf_append(struct buf *b, const void *data, size_t n);
 void buf_consume(struct buf *b, size_t n);
 void buf_free(struct buf *b);
 
+/* Base64 (RFC 4648, padded) of [DATA, DATA+N): a newly allocated,
+   NUL-terminated string the caller frees.  */
+char *base64_encode(const uint8_t *data, size_t n);
+
 /* Monotonic clock in nanoseconds.  */
 int64_t now_ns(void);
 

@@ -16,6 +16,10 @@
 #include <sys/prctl.h>
 #include <time.h>
 
+/* Bytes of outputs one reply may carry (the front refuses frames over
+   WORKER_MAX_FRAME, 32 MiB).  */
+#define OUTPUTS_MAX (24u << 20)
+
 /* The worker's fds after setup: 0-2 are stdio, 3 the control socket.  */
 #define CTL_FD 3
 
@@ -82,6 +86,52 @@ put_pyint(struct fbuf *fb, enum frame_tag tag, PyObject *v)
   fbuf_put_u64(fb, tag, (uint64_t)n);
 }
 
+/* Packs the cell's outputs (figures, images, display()) into one field:
+   per output, mime_len:u16 name_len:u16 data_len:u32 width:u32 height:u32
+   then the three strings.  Outputs past OUTPUTS_MAX bytes in all are
+   dropped and counted, so a reply always fits the front's frame limit.  */
+static void
+put_outputs(struct fbuf *fb, PyObject *list)
+{
+  if (list == NULL || !PyList_Check(list))
+    return;
+  struct buf blob = { 0 };
+  uint64_t dropped = 0;
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+    const char *mime, *name, *data;
+    Py_ssize_t mlen, nlen, dlen;
+    unsigned int w, h;
+    PyObject *item = PyList_GET_ITEM(list, i);
+    if (!PyTuple_Check(item)
+        || !PyArg_ParseTuple(item, "s#s#y#II", &mime, &mlen, &name, &nlen, &data, &dlen, &w, &h)) {
+      PyErr_Clear();
+      continue;
+    }
+    if (mlen > UINT16_MAX || nlen > UINT16_MAX
+        || blob.len + 16 + (size_t)(mlen + nlen + dlen) > OUTPUTS_MAX) {
+      dropped++;
+      continue;
+    }
+    uint8_t hdr[16];
+    uint16_t m16 = (uint16_t)mlen, n16 = (uint16_t)nlen;
+    uint32_t d32 = (uint32_t)dlen;
+    memcpy(hdr, &m16, 2);
+    memcpy(hdr + 2, &n16, 2);
+    memcpy(hdr + 4, &d32, 4);
+    memcpy(hdr + 8, &w, 4);
+    memcpy(hdr + 12, &h, 4);
+    buf_append(&blob, hdr, 16);
+    buf_append(&blob, mime, (size_t)mlen);
+    buf_append(&blob, name, (size_t)nlen);
+    buf_append(&blob, data, (size_t)dlen);
+  }
+  if (blob.len)
+    fbuf_put(fb, TAG_OUTPUTS, blob.data, blob.len);
+  if (dropped)
+    fbuf_put_u64(fb, TAG_OUTPUTS_DROPPED, dropped);
+  buf_free(&blob);
+}
+
 /* Runs one cell through kiln_runtime.run_cell and builds the DONE frame
    into FB.  */
 static void
@@ -100,7 +150,7 @@ run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no, size_t m
     ret = PyObject_CallFunction(run, "OKn", src, (unsigned long long)cell_no,
                                 (Py_ssize_t)max_result);
   Py_XDECREF(src);
-  if (ret == NULL || !PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 7) {
+  if (ret == NULL || !PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 8) {
     kiln_error_t e = NULL;
     if (PyErr_Occurred())
       emb_error_from_python(&e, "kiln runtime");
@@ -119,6 +169,7 @@ run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no, size_t m
   put_pystr(fb, TAG_ERR_TRACEBACK, PyTuple_GET_ITEM(ret, 4));
   put_pyint(fb, TAG_ERR_LINENO, PyTuple_GET_ITEM(ret, 5));
   put_pyint(fb, TAG_ERR_OFFSET, PyTuple_GET_ITEM(ret, 6));
+  put_outputs(fb, PyTuple_GET_ITEM(ret, 7));
   Py_DECREF(ret);
 }
 

@@ -58,7 +58,7 @@ reset_environment(const struct kiln_config *cfg)
   setenv("HOME", cfg->home, 1);
   setenv("TMPDIR", "/tmp", 1);
   setenv("PYTHONIOENCODING", "utf-8", 1);
-  setenv("MPLBACKEND", "Agg", 1);
+  setenv("MPLBACKEND", "module://kiln_mpl_backend", 1);
   /* One thread per BLAS: the zygote must stay single-threaded to fork,
      and a session should not spawn a thread per core.  */
   setenv("OPENBLAS_NUM_THREADS", "1", 1);

@@ -5,6 +5,10 @@
 #include "paths.h"
 #include "../kernel/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <string.h>
 
 /* Newest first; the first is offered to clients that ask for a version
@@ -162,9 +166,129 @@ initialize(struct mcp_server *s, json_t *params)
     if (strcmp(asked, *v) == 0)
       version = *v;
   s->initialized = true;
-  return json_pack("{s:s, s:{s:{s:b}}, s:{s:s, s:s, s:s}, s:s}", "protocolVersion", version,
-                   "capabilities", "tools", "listChanged", 0, "serverInfo", "name", "kiln", "title",
-                   "kiln Python sandbox", "version", KILN_VERSION, "instructions", instructions);
+  return json_pack("{s:s, s:{s:{s:b}, s:{s:b, s:b}}, s:{s:s, s:s, s:s}, s:s}", "protocolVersion",
+                   version, "capabilities", "tools", "listChanged", 0, "resources", "subscribe", 0,
+                   "listChanged", 0, "serverInfo", "name", "kiln", "title", "kiln Python sandbox",
+                   "version", KILN_VERSION, "instructions", instructions);
+}
+
+/* ---------------------------------------------------------------- resources */
+
+#define ARTIFACT_URI_PREFIX "kiln://sessions/"
+/* resources/list pages.  */
+#define RESOURCES_PER_PAGE 100
+/* resources/read refuses artifacts larger than this.  */
+#define MAX_RESOURCE_BYTES (32u << 20)
+
+struct listing {
+  json_t *items;
+  size_t skip, seen;
+  bool more;
+};
+
+static void
+list_one(void *ctx, const char *sid, const char *name, const char *mime, size_t size, uint32_t w,
+         uint32_t h)
+{
+  struct listing *l = ctx;
+  size_t i = l->seen++;
+  if (i < l->skip)
+    return;
+  if (json_array_size(l->items) == RESOURCES_PER_PAGE) {
+    l->more = true;
+    return;
+  }
+  cleanup_free char *uri = xasprintf(ARTIFACT_URI_PREFIX "%s/artifacts/%s", sid, name);
+  cleanup_free char *desc = xasprintf("%ux%u image from session %s", w, h, sid);
+  json_array_append_new(l->items,
+                        json_pack("{s:s, s:s, s:s, s:s, s:I}", "uri", uri, "name", name,
+                                  "description", desc, "mimeType", mime, "size", (json_int_t)size));
+}
+
+static json_t *
+resources_list(struct mcp_server *s, json_t *params, int *code, char **message)
+{
+  const char *cursor = json_string_value(json_object_get(params, "cursor"));
+  struct listing l = { .items = json_array() };
+  if (cursor) {
+    char *end;
+    unsigned long v = strtoul(cursor, &end, 10);
+    if (*end || end == cursor) {
+      json_decref(l.items);
+      *code = JRPC_INVALID_PARAMS;
+      *message = xstrdup("invalid cursor");
+      return NULL;
+    }
+    l.skip = v;
+  }
+  front_each_artifact(s->front, list_one, &l);
+  json_t *res = json_pack("{s:o}", "resources", l.items);
+  if (l.more) {
+    char next[32];
+    snprintf(next, sizeof next, "%zu", l.skip + RESOURCES_PER_PAGE);
+    json_object_set_new(res, "nextCursor", json_string(next));
+  }
+  return res;
+}
+
+static json_t *
+resources_read(struct mcp_server *s, json_t *params, int *code, char **message)
+{
+  const char *uri = json_string_value(json_object_get(params, "uri"));
+  *code = JRPC_INVALID_PARAMS;
+  if (uri == NULL) {
+    *message = xstrdup("resources/read needs a string \"uri\"");
+    return NULL;
+  }
+  /* kiln://sessions/<id>/artifacts/<name>: both parts are looked up in
+     the front's tables, never used as paths as given.  */
+  char sid[64], name[64];
+  int n = 0;
+  if (strncmp(uri, ARTIFACT_URI_PREFIX, strlen(ARTIFACT_URI_PREFIX)) != 0
+      || sscanf(uri + strlen(ARTIFACT_URI_PREFIX), "%63[0-9a-f]/artifacts/%63[A-Za-z0-9.-]%n", sid,
+                name, &n)
+             != 2
+      || uri[strlen(ARTIFACT_URI_PREFIX) + (size_t)n] != '\0') {
+    *code = -32002;
+    *message = xasprintf("resource not found: %s", uri);
+    return NULL;
+  }
+  kiln_error_t err = NULL;
+  const char *mime = NULL;
+  cleanup_free char *path = front_artifact_path(s->front, sid, name, &mime, &err);
+  if (path == NULL) {
+    *code = -32002;
+    *message = xasprintf("resource not found: %s (%s)", uri, err->msg);
+    kiln_error_release(&err);
+    return NULL;
+  }
+  cleanup_close int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)
+      || st.st_size > (off_t)MAX_RESOURCE_BYTES) {
+    *code = JRPC_INTERNAL_ERROR;
+    *message = xasprintf("cannot read %s", uri);
+    return NULL;
+  }
+  cleanup_free uint8_t *data = xmalloc((size_t)st.st_size + 1);
+  if (read_full(fd, data, (size_t)st.st_size) < 0) {
+    *code = JRPC_INTERNAL_ERROR;
+    *message = xasprintf("cannot read %s: %s", uri, strerror(errno));
+    return NULL;
+  }
+  cleanup_free char *b64 = base64_encode(data, (size_t)st.st_size);
+  return json_pack("{s:[{s:s, s:s, s:s}]}", "contents", "uri", uri, "mimeType", mime, "blob", b64);
+}
+
+static json_t *
+resource_templates(void)
+{
+  return json_pack(
+      "{s:[{s:s, s:s, s:s, s:s}]}", "resourceTemplates", "uriTemplate",
+      ARTIFACT_URI_PREFIX "{session_id}/artifacts/{name}", "name", "artifact", "description",
+      "An image a cell produced (a matplotlib figure, a PIL image or a display()ed object), "
+      "full size",
+      "mimeType", "image/png");
 }
 
 static void
@@ -215,6 +339,20 @@ mcp_server_handle(struct mcp_server *s, const char *text, size_t len, size_t too
     reply(s, jrpc_result(msg.id, json_object()));
   else if (strcmp(m, "tools/list") == 0)
     reply(s, jrpc_result(msg.id, tools_list()));
+  else if (strcmp(m, "resources/list") == 0 || strcmp(m, "resources/read") == 0) {
+    int code = 0;
+    char *message = NULL;
+    json_t *empty = params ? NULL : json_object();
+    json_t *res = m[10] == 'l' ? resources_list(s, params ? params : empty, &code, &message)
+                               : resources_read(s, params ? params : empty, &code, &message);
+    json_decref(empty);
+    if (res)
+      reply(s, jrpc_result(msg.id, res));
+    else
+      reply(s, jrpc_error(msg.id, code, message, NULL));
+    free(message);
+  } else if (strcmp(m, "resources/templates/list") == 0)
+    reply(s, jrpc_result(msg.id, resource_templates()));
   else if (strcmp(m, "tools/call") == 0) {
     bool deferred = false;
     int code = 0;

@@ -55,7 +55,10 @@ static const char run_python_output[]
       "\"new_session\":{\"type\":\"boolean\"},"
       "\"state_lost\":{\"type\":\"boolean\"},"
       "\"notice\":{\"type\":[\"string\",\"null\"]},"
-      "\"duration_ms\":{\"type\":\"number\"}"
+      "\"duration_ms\":{\"type\":\"number\"},"
+      "\"artifacts\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}},"
+      "\"display\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}},"
+      "\"outputs_dropped\":{\"type\":\"integer\"}"
       "},"
       "\"required\":[\"session_id\",\"status\",\"execution_count\",\"result\",\"stdout\","
       "\"stderr\",\"stdout_dropped\","
@@ -139,6 +142,56 @@ appends(char **text, size_t *len, const char *s)
   append(text, len, s, strlen(s));
 }
 
+/* Images sent inline per reply, and their bytes in all; past either, an
+   image is a resource link the client can read when it wants it.  */
+#define MAX_INLINE_IMAGES 8
+#define MAX_INLINE_BYTES  (4u << 20)
+
+/* Adds what the cell showed: an image block per image (or a resource link
+   past the caps), its metadata to ARTIFACTS, text forms to DISPLAY and the
+   plain-text ones to the text block a model reads.  */
+static void
+add_outputs(const struct cell_reply *r, json_t *content, json_t *artifacts, json_t *display)
+{
+  size_t images = 0, bytes = 0;
+  json_t *text = json_object_get(json_array_get(content, 0), "text");
+  for (size_t i = 0; i < r->noutputs; i++) {
+    const struct cell_output *o = &r->outputs[i];
+    if (o->uri == NULL) {
+      json_array_append_new(display, json_pack("{s:s, s:s%}", "mime", o->mime, "text",
+                                               (const char *)o->data, o->len));
+      if (strcmp(o->mime, "text/plain") == 0 || strcmp(o->mime, "text/markdown") == 0) {
+        const char *old = json_string_value(text);
+        cleanup_free char *joined
+            = xasprintf("%s%s%.*s", strcmp(old, "(no output)") == 0 ? "" : old,
+                        strcmp(old, "(no output)") == 0 || old[0] == '\0' ? "" : "\n", (int)o->len,
+                        (const char *)o->data);
+        json_string_set(text, joined);
+      }
+      continue;
+    }
+    json_array_append_new(artifacts,
+                          json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", o->name, "uri",
+                                    o->uri, "mime", o->mime, "size", (json_int_t)o->len, "width",
+                                    (json_int_t)o->width, "height", (json_int_t)o->height, "cell",
+                                    (json_int_t)r->execution_count));
+    const uint8_t *data = o->inline_data ? o->inline_data : o->data;
+    size_t len = o->inline_data ? o->inline_len : o->len;
+    if (images < MAX_INLINE_IMAGES && bytes + len <= MAX_INLINE_BYTES) {
+      cleanup_free char *b64 = base64_encode(data, len);
+      json_array_append_new(
+          content, json_pack("{s:s, s:s, s:s}", "type", "image", "data", b64, "mimeType", o->mime));
+      images++;
+      bytes += len;
+    } else
+      json_array_append_new(content, json_pack("{s:s, s:s, s:s, s:s, s:I}", "type", "resource_link",
+                                               "uri", o->uri, "name", o->name, "mimeType", o->mime,
+                                               "size", (json_int_t)o->len));
+  }
+  if (json_string_value(text)[0] == '\0' && r->result == NULL)
+    json_string_set(text, "(no output)");
+}
+
 json_t *
 tools_cell_result(const struct cell_reply *r)
 {
@@ -167,9 +220,7 @@ tools_cell_result(const struct cell_reply *r)
     if (r->notice && !r->state_lost && !said)
       appends(&text, &len, r->notice);
   }
-  if (r->result)
-    appends(&text, &len, r->result);
-  if (len == 0)
+  if (len == 0 && r->result == NULL)
     appends(&text, &len, "(no output)");
 
   json_t *error = json_null();
@@ -196,7 +247,20 @@ tools_cell_result(const struct cell_reply *r)
   json_object_set_new(sc, "state_lost", json_boolean(r->state_lost));
   json_object_set_new(sc, "notice", r->notice ? json_string(r->notice) : json_null());
   json_object_set_new(sc, "duration_ms", json_real(round(r->duration_ms * 1000) / 1000));
-  json_t *content = json_pack("[{s:s, s:s%}]", "type", "text", "text", text, len);
+  json_t *content = json_pack("[{s:s, s:s%}]", "type", "text", "text", text ? text : "", len);
+  json_t *artifacts = json_array(), *display = json_array();
+  add_outputs(r, content, artifacts, display);
+  /* The value last, after what the cell displayed, as a notebook's Out.  */
+  if (r->result) {
+    json_t *t = json_object_get(json_array_get(content, 0), "text");
+    const char *old = json_string_value(t);
+    cleanup_free char *joined = xasprintf("%s%s%s", old, old[0] ? "\n" : "", r->result);
+    json_string_set(t, joined);
+  }
+  json_object_set_new(sc, "artifacts", artifacts);
+  json_object_set_new(sc, "display", display);
+  if (r->outputs_dropped)
+    json_object_set_new(sc, "outputs_dropped", json_integer((json_int_t)r->outputs_dropped));
   free(text);
   return json_pack("{s:o, s:o, s:b}", "content", content, "structuredContent", sc, "isError",
                    r->status != REPLY_OK);

@@ -42,7 +42,7 @@ def zygote_init(site_packages, preload):
     """Returns (preloaded, failed): the names imported and, for each
     module that could not be, "name: reason"."""
     site.addsitedir(site_packages)
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ["MPLBACKEND"] = "module://kiln_mpl_backend"
     preloaded, failed = [], []
     for name in [n.strip() for n in preload.split(",") if n.strip()]:
         try:
@@ -52,6 +52,9 @@ def zygote_init(site_packages, preload):
             failed.append(f"{name}: {type(exc).__name__}: {exc}")
     if "matplotlib" in sys.modules:
         _warm_matplotlib()
+    import kiln_capture
+
+    kiln_capture.install()
     gc.collect()
     gc.freeze()
     return ",".join(preloaded), "; ".join(failed)
@@ -60,7 +63,7 @@ def zygote_init(site_packages, preload):
 def _warm_matplotlib():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("module://kiln_mpl_backend")
     # Loading the font list and drawing text once moves that cost (and
     # the font cache's file I/O) into the zygote, shared by every fork.
     from matplotlib import font_manager
@@ -186,22 +189,17 @@ def _error(exc, filename):
     return type(exc).__name__, message, text, lineno, offset
 
 
-def _repr(value, limit):
-    try:
-        text = repr(value)
-    except Exception as exc:
-        text = f"<repr failed: {type(exc).__name__}: {exc}>"
-    if len(text) > limit:
-        text = text[:limit] + f"... [{len(text) - limit} more characters]"
-    return text
-
-
 def run_cell(source, cell_no, max_result):
     """Runs one cell in the session's globals.
 
     Returns (status, result, err_type, err_message, traceback, lineno,
-    offset); result and the error fields are None when absent.
+    offset, outputs); result and the error fields are None when absent,
+    outputs is the list of kiln_capture outputs (figures, images,
+    display()), in the order they were shown.
     """
+    import kiln_capture
+
+    kiln_capture.hook_pil()
     filename = _cell_filename(cell_no)
     ns = _main.__dict__
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -213,15 +211,19 @@ def run_cell(source, cell_no, max_result):
             value = _run(expr, ns) if expr is not None else None
             if value is not None:
                 ns["_"] = value
-                result = _repr(value, max_result)
+                result = kiln_capture.format_object(value, max_result)[0]
         except KeyboardInterrupt as exc:
             status, err = INTERRUPTED, _error(exc, filename)
         except BaseException as exc:
             status, err = ERROR, _error(exc, filename)
         finally:
+            try:
+                kiln_capture.end_of_cell()
+            except Exception as exc:
+                print(f"kiln: capturing the cell's figures failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             _flush()
     except KeyboardInterrupt as exc:
         # The interrupt landed in kiln's own code after the cell: report it.
         status, err = INTERRUPTED, ("KeyboardInterrupt", "", "KeyboardInterrupt\n", None, None)
         _flush()
-    return (status, result) + err
+    return (status, result) + err + (kiln_capture.take(),)

@@ -1,0 +1,335 @@
+"""The systems under test, each behind a small driver.
+
+* KilnRaw: `kiln serve` spoken to directly, newline-delimited JSON-RPC on
+  its stdin and stdout, nothing else in the path: measures kiln.
+* KilnSDK: the same server behind the official MCP TypeScript SDK client
+  (sdk_driver.mjs in node): measures what an agent sees.
+* IPyKernel: an ipykernel started and driven by jupyter_client.
+* PerCall: a fresh process per call: `python -c`, or the same inside
+  bubblewrap.
+
+A kiln reply is returned condensed (see condense) by both kiln drivers, so
+that the scenarios check them alike.
+"""
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+RAW = "kiln (raw stdio)"
+SDK = "kiln (MCP SDK)"
+IPY = "ipykernel"
+PY = "python -c"
+BWRAP = "bwrap + python -c"
+
+PROTOCOL = "2025-06-18"
+EDGE = 200  # characters of stdout/stderr kept at each end of a condensed reply
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SDK_DRIVER = os.path.join(HERE, "sdk_driver.mjs")
+
+
+class DriverError(RuntimeError):
+    """A system under test failed in a way no measurement survives."""
+
+
+def condense(sc):
+    """structuredContent with stdout and stderr as length, head and tail."""
+    out = dict(sc)
+    for key in ("stdout", "stderr"):
+        text = out.pop(key, "") or ""
+        out[key + "_len"] = len(text)
+        if len(text) <= 2 * EDGE:
+            out[key + "_head"], out[key + "_tail"] = text, ""
+        else:
+            out[key + "_head"], out[key + "_tail"] = text[:EDGE], text[-EDGE:]
+    return out
+
+
+def _tail(path, n=2000):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - n))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class KilnRaw:
+    """`kiln serve` over its stdio, one JSON-RPC message per line."""
+
+    label = RAW
+
+    def __init__(self, binary, args=(), log_path=os.devnull):
+        self.home = tempfile.mkdtemp(prefix="kiln-bench-home-")
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        env = dict(os.environ, KILN_HOME=self.home)
+        self.p = subprocess.Popen([binary, "serve", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=self.log, env=env, bufsize=0)
+        self.out = io.BufferedReader(self.p.stdout, 1 << 16)
+        self.next_id = 0
+        self.call("initialize", {"protocolVersion": PROTOCOL, "capabilities": {},
+                                 "clientInfo": {"name": "kiln-benchmarks", "version": "0"}})
+        self._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def _write(self, msg):
+        try:
+            self.p.stdin.write((json.dumps(msg) + "\n").encode())
+        except BrokenPipeError:
+            raise DriverError(f"kiln exited ({self.p.poll()}): {_tail(self.log_path)}") from None
+
+    def send(self, method, params):
+        self.next_id += 1
+        self._write({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        return self.next_id
+
+    def recv(self):
+        while True:
+            line = self.out.readline()
+            if not line:
+                raise DriverError(f"kiln closed its stdout ({self.p.poll()}): {_tail(self.log_path)}")
+            msg = json.loads(line)
+            if "id" in msg:
+                return msg
+
+    def call(self, method, params):
+        want = self.send(method, params)
+        reply = self.recv()
+        if reply.get("id") != want or "error" in reply:
+            raise DriverError(f"{method}: unexpected reply {str(reply)[:500]}")
+        return reply["result"]
+
+    @staticmethod
+    def _args(code, sid, timeout_s):
+        args = {"code": code}
+        if sid:
+            args["session_id"] = sid
+        if timeout_s:
+            args["timeout_s"] = timeout_s
+        return {"name": "run_python", "arguments": args}
+
+    def run(self, code, sid=None, timeout_s=None):
+        """One run_python call: (seconds, condensed structuredContent)."""
+        params = self._args(code, sid, timeout_s)
+        t0 = time.perf_counter()
+        want = self.send("tools/call", params)
+        reply = self.recv()
+        t1 = time.perf_counter()
+        if reply.get("id") != want or "error" in reply:
+            raise DriverError(f"run_python: unexpected reply {str(reply)[:500]}")
+        return t1 - t0, condense(reply["result"]["structuredContent"])
+
+    def run_many(self, code, sid=None, n=1, pause=0.0):
+        """N calls one after another: (seconds per call, [first, last reply], replies not ok)."""
+        params = self._args(code, sid, None)
+        times, first, last, bad = [], None, None, []
+        for _ in range(n):
+            if pause:
+                time.sleep(pause)
+            t0 = time.perf_counter()
+            want = self.send("tools/call", params)
+            reply = self.recv()
+            times.append(time.perf_counter() - t0)
+            if reply.get("id") != want or "error" in reply:
+                raise DriverError(f"run_python: unexpected reply {str(reply)[:500]}")
+            sc = reply["result"]["structuredContent"]
+            if first is None:
+                first = sc
+            last = sc
+            if sc["status"] != "ok":
+                bad.append(condense(sc))
+        return times, [condense(first), condense(last)], bad
+
+    def pipeline(self, sids, code, seconds):
+        """One call in flight per session, the next sent as soon as the
+        previous reply arrives, for SECONDS."""
+        inflight, done, latency, ok, errors = {}, [], [], {s: 0 for s in sids}, []
+        start = time.perf_counter()
+        end = start + seconds
+        for sid in sids:
+            inflight[self.send("tools/call", self._args(code, sid, None))] = (sid, time.perf_counter())
+        while inflight:
+            reply = self.recv()
+            now = time.perf_counter()
+            sid, t0 = inflight.pop(reply["id"])
+            done.append(now - start)
+            latency.append(now - t0)
+            sc = reply["result"]["structuredContent"]
+            if sc["status"] == "ok":
+                ok[sid] += 1
+            elif len(errors) < 5:
+                errors.append(condense(sc))
+            if now < end:
+                inflight[self.send("tools/call", self._args(code, sid, None))] = (sid, time.perf_counter())
+        return {"done": done, "latency": latency, "ok": ok, "errors": errors}
+
+    def list_sessions(self):
+        return self.call("tools/call", {"name": "list_sessions", "arguments": {}})["structuredContent"]["sessions"]
+
+    def close_sessions(self, sids):
+        for sid in sids:
+            self.call("tools/call", {"name": "close_session", "arguments": {"session_id": sid}})
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(timeout=120)
+        except (OSError, subprocess.TimeoutExpired):
+            self.p.kill()
+            self.p.wait()
+        self.log.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class KilnSDK:
+    """`kiln serve` behind the MCP TypeScript SDK client (sdk_driver.mjs)."""
+
+    label = SDK
+
+    def __init__(self, binary, args=(), log_path=os.devnull, node="node"):
+        self.home = tempfile.mkdtemp(prefix="kiln-bench-home-")
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        env = dict(os.environ, KILN_HOME=self.home)
+        self.p = subprocess.Popen([node, SDK_DRIVER, "--commands", "--kiln", binary, "--", *args],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
+                                  text=True, bufsize=1)
+        hello = self._read()
+        self.sdk_version = hello.get("sdk_version")
+
+    def _read(self):
+        line = self.p.stdout.readline()
+        if not line:
+            raise DriverError(f"sdk_driver exited ({self.p.poll()}): {_tail(self.log_path)}")
+        msg = json.loads(line)
+        if "error" in msg:
+            raise DriverError(f"sdk_driver: {msg['error'][:2000]}")
+        return msg
+
+    def command(self, **cmd):
+        try:
+            self.p.stdin.write(json.dumps(cmd) + "\n")
+            self.p.stdin.flush()
+        except BrokenPipeError:
+            raise DriverError(f"sdk_driver exited ({self.p.poll()}): {_tail(self.log_path)}") from None
+        return self._read()
+
+    def run(self, code, sid=None, timeout_s=None):
+        cmd = {"op": "run", "code": code, "n": 1}
+        if sid:
+            cmd["session_id"] = sid
+        r = self.command(**cmd)
+        return r["times_ns"][0] / 1e9, r["replies"][0]
+
+    def run_many(self, code, sid=None, n=1, pause=0.0):
+        cmd = {"op": "run", "code": code, "n": n, "pause_ms": pause * 1e3}
+        if sid:
+            cmd["session_id"] = sid
+        r = self.command(**cmd)
+        return [t / 1e9 for t in r["times_ns"]], r["replies"], r["not_ok"] if r["n_not_ok"] else []
+
+    def pipeline(self, sids, code, seconds):
+        r = self.command(op="pipeline", session_ids=list(sids), code=code, seconds=seconds)
+        return {"done": [t / 1e9 for t in r["done_ns"]], "latency": [t / 1e9 for t in r["latency_ns"]],
+                "ok": r["ok"], "errors": r["errors"]}
+
+    def list_sessions(self):
+        return self.command(op="list")["sessions"]
+
+    def close_sessions(self, sids):
+        self.command(op="close", session_ids=list(sids))
+
+    def close(self):
+        try:
+            self.p.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.p.stdin.close()
+            self.p.wait(timeout=120)
+        except (OSError, subprocess.TimeoutExpired):
+            self.p.kill()
+            self.p.wait()
+        self.log.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class IPyKernel:
+    """An ipykernel started by jupyter_client's KernelManager and driven by
+    its blocking client, the way a notebook frontend runs cells."""
+
+    label = IPY
+
+    def __init__(self, env, log_path=os.devnull):
+        from jupyter_client.manager import KernelManager
+
+        self.log = open(log_path, "ab")
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(env=env, stdout=self.log, stderr=self.log)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+
+    def wait_ready(self, timeout=120):
+        self.kc.wait_for_ready(timeout=timeout)
+        return self
+
+    @property
+    def pid(self):
+        prov = getattr(self.km, "provisioner", None)
+        proc = getattr(prov, "process", None)
+        return proc.pid if proc is not None else None
+
+    def execute(self, code, timeout=600):
+        """Runs CODE; returns status, result (text/plain of execute_result),
+        stdout, stderr and PNG images (bytes) from display_data."""
+        out = {"stdout": [], "stderr": [], "result": None, "images": [], "error": None}
+
+        def hook(msg):
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out[content["name"]].append(content["text"])
+            elif kind == "execute_result":
+                out["result"] = content["data"].get("text/plain")
+            elif kind == "display_data" and "image/png" in content["data"]:
+                out["images"].append(base64.b64decode(content["data"]["image/png"]))
+            elif kind == "error":
+                out["error"] = f"{content['ename']}: {content['evalue']}"
+
+        reply = self.kc.execute_interactive(code, output_hook=hook, timeout=timeout, allow_stdin=False)
+        out["status"] = reply["content"]["status"]
+        out["stdout"] = "".join(out["stdout"])
+        out["stderr"] = "".join(out["stderr"])
+        return out
+
+    def timed(self, code):
+        t0 = time.perf_counter()
+        r = self.execute(code)
+        return time.perf_counter() - t0, r
+
+    def close(self):
+        try:
+            self.kc.stop_channels()
+            self.km.shutdown_kernel(now=True)
+        finally:
+            self.log.close()
+
+
+class PerCall:
+    """A fresh interpreter per call: ARGV + [code]."""
+
+    def __init__(self, label, argv, env):
+        self.label = label
+        self.argv = list(argv)
+        self.env = env
+
+    def run(self, code, timeout=600):
+        """(seconds, stdout, stderr, exit code) of one call."""
+        t0 = time.perf_counter()
+        p = subprocess.run([*self.argv, code], capture_output=True, env=self.env, timeout=timeout)
+        dt = time.perf_counter() - t0
+        return dt, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), p.returncode
+
+    def close(self):
+        pass
