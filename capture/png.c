@@ -13,7 +13,8 @@
 #define TABLE_SIZE  1024
 
 struct palette {
-  uint32_t keys[TABLE_SIZE]; /* RGBA + 1, 0 = empty */
+  uint32_t keys[TABLE_SIZE]; /* RGBA, where USED */
+  bool used[TABLE_SIZE];
   uint8_t index[TABLE_SIZE];
   uint32_t colours[MAX_COLOURS];
   int n;
@@ -24,12 +25,13 @@ palette_lookup(struct palette *p, uint32_t rgba)
 {
   uint32_t h = (rgba * 2654435761u) >> 22; /* 10 bits */
   for (;;) {
-    if (p->keys[h] == rgba + 1)
+    if (p->used[h] && p->keys[h] == rgba)
       return p->index[h];
-    if (p->keys[h] == 0) {
+    if (!p->used[h]) {
       if (p->n == MAX_COLOURS)
         return -1;
-      p->keys[h] = rgba + 1;
+      p->used[h] = true;
+      p->keys[h] = rgba;
       p->index[h] = (uint8_t)p->n;
       p->colours[p->n] = rgba;
       return p->n++;
