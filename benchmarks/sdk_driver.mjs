@@ -24,7 +24,8 @@
 // Every call goes through Client.callTool, which validates the reply's
 // structuredContent against run_python's advertised outputSchema, as an
 // agent's client does.  Replies are returned condensed: stdout and stderr
-// as their length, first and last 200 characters.
+// as their length, first and last 200 characters; the content's images as
+// their MIME type, size in bytes and whether they are PNGs.
 
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -66,8 +67,17 @@ function condenseText(text) {
   return { len: text.length, head: text.slice(0, EDGE), tail: text.slice(-EDGE) };
 }
 
-function condense(sc) {
+const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+function condense(sc, content = []) {
   const out = { ...sc };
+  out.images = [];
+  for (const block of content) {
+    if (block.type === 'image') {
+      const data = Buffer.from(block.data, 'base64');
+      out.images.push({ mime: block.mimeType, bytes: data.length, png: data.subarray(0, 8).equals(PNG) });
+    }
+  }
   for (const key of ['stdout', 'stderr']) {
     const c = condenseText(sc[key] ?? '');
     out[`${key}_len`] = c.len;
@@ -107,7 +117,7 @@ async function runPython(client, code, sessionId) {
   const t0 = process.hrtime.bigint();
   const r = await callTool(client, 'run_python', args);
   const t1 = process.hrtime.bigint();
-  return { ns: Number(t1 - t0), sc: r.structuredContent };
+  return { ns: Number(t1 - t0), sc: r.structuredContent, content: r.content };
 }
 
 async function opRun(client, cmd) {
@@ -116,9 +126,9 @@ async function opRun(client, cmd) {
   const replies = [];
   for (let i = 0; i < n; i += 1) {
     if (cmd.pause_ms) await sleep(cmd.pause_ms);
-    const { ns, sc } = await runPython(client, cmd.code, cmd.session_id);
+    const { ns, sc, content } = await runPython(client, cmd.code, cmd.session_id);
     times.push(ns);
-    replies.push(cmd.full ? sc : condense(sc));
+    replies.push(condense(sc, content));
   }
   // Long series keep only the replies needed to check them: first and last.
   if (replies.length > 2 && !cmd.all_replies) {

@@ -32,11 +32,15 @@ enum frame_type {
   FRAME_SPAWN_FAILED = 12,  /* fields: MESSAGE */
   FRAME_ZYGOTE_FAILED = 13, /* fields: MESSAGE; start-up failed, zygote exits */
   /* front -> worker */
-  FRAME_EXEC = 20, /* fields: CODE, CELL_NO */
+  FRAME_EXEC = 20,       /* fields: CODE, CELL_NO */
+  FRAME_FILE_LIST = 21,  /* fields: PATH (a directory under /work, "" for /work) */
+  FRAME_FILE_READ = 22,  /* fields: PATH, MAX_BYTES */
+  FRAME_FILE_WRITE = 23, /* fields: PATH, DATA */
   /* worker -> front */
   FRAME_WORKER_READY = 30,  /* no fields */
   FRAME_WORKER_FAILED = 31, /* fields: MESSAGE; setup failed, worker exits */
   FRAME_DONE = 32,          /* fields: STATUS, RESULT, ERR_* */
+  FRAME_FILE_RESULT = 33,   /* fields: STATUS (0 or an errno), MESSAGE, DATA or LISTING */
 };
 
 enum frame_tag {
@@ -60,6 +64,10 @@ enum frame_tag {
   TAG_UID = 18,             /* u64: the session's uid (and gid) once jailed */
   TAG_OUTPUTS = 19,         /* packed outputs, see worker.c put_outputs */
   TAG_OUTPUTS_DROPPED = 20, /* u64 */
+  TAG_PATH = 21,
+  TAG_DATA = 22,
+  TAG_MAX_BYTES = 23, /* u64 */
+  TAG_LISTING = 24,   /* packed entries, see files.c */
 };
 
 /* How a cell ended, as the worker reports it.  */

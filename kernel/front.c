@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "front.h"
+#include "../capture/files.h"
 #include "frame.h"
 #include "output.h"
 #include "cgroups.h"
@@ -44,6 +45,8 @@ enum session_state {
 
 static const char *const state_names[] = { "starting", "idle", "running", "lost" };
 
+/* A request queued for a session's worker: a cell of code, or a file
+   operation (FRAME_FILE_*) served between cells.  */
 struct cell {
   struct cell *next;
   int64_t handle;
@@ -53,6 +56,10 @@ struct cell {
   front_reply_cb cb; /* NULL once cancelled */
   void *ctx;
   bool new_session;
+  int file_op;       /* 0 for code, else the FRAME_FILE_* type */
+  front_file_cb fcb; /* for file operations */
+  char *path;
+  uint64_t max_bytes;
 };
 
 struct worker {
@@ -321,6 +328,7 @@ cell_free(struct cell *c)
 {
   if (c == NULL)
     return;
+  free(c->path);
   free(c->code);
   free(c);
 }
@@ -349,7 +357,12 @@ session_reply(struct session *s, struct cell_reply *r)
                          r->notice ? r->notice : "", r->notice ? " " : "");
     r->notice = insecure;
   }
-  if (c->cb)
+  if (c->file_op) {
+    /* A file operation cut short (the worker died, the session closed).  */
+    struct file_reply fr = { .session_id = s->id, .status = EIO, .message = r->err_message };
+    if (c->fcb)
+      c->fcb(c->ctx, &fr);
+  } else if (c->cb)
     c->cb(c->ctx, r);
   cell_free(c);
   /* Spares are replaced after a reply, not when one is taken: the forks
@@ -374,7 +387,11 @@ cell_fail(struct session *s, struct cell *c, const char *type, const char *messa
     .err_offset = -1,
     .new_session = c->new_session,
   };
-  if (c->cb)
+  if (c->file_op) {
+    struct file_reply fr = { .session_id = s->id, .status = EIO, .message = message };
+    if (c->fcb)
+      c->fcb(c->ctx, &fr);
+  } else if (c->cb)
     c->cb(c->ctx, &r);
   cell_free(c);
 }
@@ -444,15 +461,17 @@ session_lose(struct session *s, enum reply_status status, const char *type, cons
 
 /* ---------------------------------------------------------------- worker frames */
 
+static const char known_file_mime[] = FILE_MIME;
+
 static const char *
 static_mime(const char *m, size_t n)
 {
   static const char *const known[]
-      = { "image/png", "image/jpeg",    "image/svg+xml", "text/plain",
-          "text/html", "text/markdown", "text/latex",    "application/json" };
+      = { "image/png",     "image/jpeg", "image/svg+xml",    "text/plain", "text/html",
+          "text/markdown", "text/latex", "application/json", FILE_MIME };
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
     if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0)
-      return known[i];
+      return strcmp(known[i], FILE_MIME) == 0 ? known_file_mime : known[i];
   return NULL;
 }
 
@@ -531,6 +550,25 @@ parse_outputs(struct session *s, const struct field *fl, struct cell_output **ou
     }
     struct cell_output o = { .mime = m, .data = data, .len = dl, .width = w, .height = h };
     *strings = xrealloc(*strings, (*nstrings + 2) * sizeof **strings);
+    if (m == known_file_mime) {
+      /* A file the cell created or changed under /work: NAME is its
+         path, WIDTH its size.  */
+      const char *path = mime + ml;
+      if (!files_path_ok(path, nl, false))
+        continue;
+      char *name = xstrndup(path, nl);
+      char *uri = xasprintf("kiln://sessions/%s/files/%s", s->id, name);
+      (*strings)[(*nstrings)++] = name;
+      (*strings)[(*nstrings)++] = uri;
+      o.name = name;
+      o.uri = uri;
+      o.data = (const uint8_t *)"";
+      o.len = w;
+      o.width = o.height = 0;
+      *out = xrealloc(*out, (n + 1) * sizeof **out);
+      (*out)[n++] = o;
+      continue;
+    }
     if (strncmp(m, "image/", 6) == 0 && strcmp(m, "image/svg+xml") != 0) {
       struct artifact *a = artifact_store(s, m, data, dl, w, h);
       if (a == NULL)
@@ -661,6 +699,44 @@ handle_done(struct worker *w, struct frame *fr)
 }
 
 static void
+handle_file_result(struct worker *w, struct frame *fr)
+{
+  struct session *s = w->session;
+  uint64_t status = 0;
+  if (s == NULL || s->running == NULL || s->running->file_op == 0
+      || frame_get_u64(fr, TAG_STATUS, false, &status, NULL) < 0) {
+    worker_fault(w, "the worker sent a file result nobody asked for");
+    return;
+  }
+  struct cell *c = s->running;
+  const struct field *data = frame_get(fr, TAG_DATA), *listing = frame_get(fr, TAG_LISTING);
+  if (data && data->len > c->max_bytes && c->file_op == FRAME_FILE_READ) {
+    worker_fault(w, "the worker sent more file data than asked for");
+    return;
+  }
+  cleanup_free char *message = NULL;
+  const struct field *mf = frame_get(fr, TAG_MESSAGE);
+  if (mf)
+    message = utf8_sanitize((const char *)mf->data, mf->len, NULL);
+  struct file_reply r = {
+    .session_id = s->id,
+    .status = (int)(status > 4096 ? EIO : status),
+    .message = message,
+    .data = data ? data->data : NULL,
+    .len = data ? data->len : 0,
+    .listing = listing ? listing->data : NULL,
+    .listing_len = listing ? listing->len : 0,
+  };
+  s->running = NULL;
+  s->state = S_IDLE;
+  s->last_used_at = time(NULL);
+  if (c->fcb)
+    c->fcb(c->ctx, &r);
+  cell_free(c);
+  session_dispatch(s);
+}
+
+static void
 handle_worker_frame(struct worker *w, struct frame *fr)
 {
   struct session *s = w->session;
@@ -695,6 +771,9 @@ handle_worker_frame(struct worker *w, struct frame *fr)
   }
   case FRAME_DONE:
     handle_done(w, fr);
+    return;
+  case FRAME_FILE_RESULT:
+    handle_file_result(w, fr);
     return;
   default:
     worker_fault(w, "the worker sent an unexpected frame (type %u)", fr->type);
@@ -903,7 +982,7 @@ session_dispatch(struct session *s)
     s->queue_tail = NULL;
   s->nqueued--;
   c->next = NULL;
-  if (c->cb == NULL) {
+  if (c->cb == NULL && c->fcb == NULL) {
     /* Cancelled while queued.  */
     cell_free(c);
     session_dispatch(s);
@@ -911,15 +990,24 @@ session_dispatch(struct session *s)
   }
   s->running = c;
   s->state = S_RUNNING;
-  s->execution_count++;
   s->started_ns = now_ns();
   s->deadline_ns = s->started_ns + (int64_t)(c->timeout_s * 1e9);
   s->kill_ns = 0;
   s->cancel_interrupt = false;
   struct fbuf fb;
-  fbuf_init(&fb, FRAME_EXEC);
-  fbuf_put(&fb, TAG_CODE, c->code, c->len);
-  fbuf_put_u64(&fb, TAG_CELL_NO, s->execution_count);
+  if (c->file_op) {
+    fbuf_init(&fb, (enum frame_type)c->file_op);
+    fbuf_put_str(&fb, TAG_PATH, c->path);
+    if (c->file_op == FRAME_FILE_WRITE)
+      fbuf_put(&fb, TAG_DATA, c->code, c->len);
+    if (c->file_op == FRAME_FILE_READ)
+      fbuf_put_u64(&fb, TAG_MAX_BYTES, c->max_bytes);
+  } else {
+    s->execution_count++;
+    fbuf_init(&fb, FRAME_EXEC);
+    fbuf_put(&fb, TAG_CODE, c->code, c->len);
+    fbuf_put_u64(&fb, TAG_CELL_NO, s->execution_count);
+  }
   fbuf_finish(&fb);
   worker_send(s->w, &fb);
   fbuf_free(&fb);
@@ -1098,18 +1186,60 @@ front_run_cell(struct front *f, const char *session_id, const char *code, size_t
   return c->handle;
 }
 
+int64_t
+front_file_op(struct front *f, const char *session_id, int op, const char *path, size_t path_len,
+              const uint8_t *data, size_t len, uint64_t max_bytes, front_file_cb cb, void *ctx,
+              kiln_error_t *err)
+{
+  struct session *s = session_find(f, session_id);
+  if (s == NULL)
+    return kiln_error_make(err, 0, "unknown session '%s'", session_id);
+  if (!files_path_ok(path, path_len, op == FRAME_FILE_LIST))
+    return kiln_error_make(
+        err, 0,
+        "'%.*s' is not a path under /work: use a relative path without '..', '.' "
+        "or empty parts",
+        (int)(path_len > 200 ? 200 : path_len), path);
+  if (s->nqueued >= f->cfg->max_queued)
+    return kiln_error_make(err, 0, "session %s already has %zu requests waiting (--max-queued)",
+                           s->id, s->nqueued);
+  struct cell *c = xzalloc(sizeof *c);
+  c->handle = ++f->next_handle;
+  c->file_op = op;
+  c->path = xstrndup(path, path_len);
+  c->code = xmalloc(len ? len : 1);
+  if (len)
+    memcpy(c->code, data, len);
+  c->len = len;
+  c->max_bytes = max_bytes;
+  /* File operations are quick; a worker that takes longer is stuck.  */
+  c->timeout_s = 10;
+  c->fcb = cb;
+  c->ctx = ctx;
+  if (s->queue_tail)
+    s->queue_tail->next = c;
+  else
+    s->queue = c;
+  s->queue_tail = c;
+  s->nqueued++;
+  session_dispatch(s);
+  return c->handle;
+}
+
 void
 front_cancel(struct front *f, int64_t handle)
 {
   for (struct session *s = f->sessions; s; s = s->next) {
     if (s->running && s->running->handle == handle) {
       s->running->cb = NULL;
+      s->running->fcb = NULL;
       session_interrupt(s, now_ns(), true);
       return;
     }
     for (struct cell *c = s->queue; c; c = c->next)
       if (c->handle == handle) {
         c->cb = NULL;
+        c->fcb = NULL;
         return;
       }
   }

@@ -27,6 +27,9 @@ struct cell_output {
   uint32_t inline_width, inline_height;
 };
 
+/* The mime of an output that is a file the cell wrote under /work.  */
+#define FILE_MIME "application/vnd.kiln.file"
+
 enum reply_status {
   REPLY_OK,
   REPLY_ERROR,       /* the cell raised */
@@ -96,6 +99,27 @@ struct front *front_new(const struct kiln_config *cfg, struct loop *loop, front_
    code too large); then CB is never called.  */
 int64_t front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
                        double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err);
+
+/* The answer to a file operation: STATUS 0 or an errno with MESSAGE.
+   Borrowed for the duration of the callback.  */
+struct file_reply {
+  const char *session_id;
+  int status;
+  const char *message;
+  const uint8_t *data; /* FILE_READ */
+  size_t len;
+  const uint8_t *listing; /* FILE_LIST: packed entries (capture/files.h) */
+  size_t listing_len;
+};
+typedef void (*front_file_cb)(void *ctx, const struct file_reply *r);
+
+/* Queues a file operation (FRAME_FILE_LIST, _READ or _WRITE) on PATH
+   under the session's /work, served by its worker between cells.  DATA
+   (LEN bytes, copied) is what a write writes; MAX_BYTES bounds a read.
+   CB is called exactly once unless the call is refused (-1 with ERR).  */
+int64_t front_file_op(struct front *f, const char *session_id, int op, const char *path,
+                      size_t path_len, const uint8_t *data, size_t len, uint64_t max_bytes,
+                      front_file_cb cb, void *ctx, kiln_error_t *err);
 
 /* Forgets HANDLE's callback: a queued cell is dropped, a running one is
    interrupted.  Unknown handles are ignored.  */

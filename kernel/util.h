@@ -68,6 +68,11 @@ void buf_free(struct buf *b);
    NUL-terminated string the caller frees.  */
 char *base64_encode(const uint8_t *data, size_t n);
 
+/* Decodes padded or unpadded base64 (whitespace ignored).  Returns the
+   bytes (allocated, the caller frees them) and their length in *LEN, or
+   NULL when the text is not base64.  */
+uint8_t *base64_decode(const char *text, size_t n, size_t *len);
+
 /* Monotonic clock in nanoseconds.  */
 int64_t now_ns(void);
 

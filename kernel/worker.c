@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "pycompat.h"
 
+#include "../capture/files.h"
 #include "embed.h"
 #include "frame.h"
 #include "sandbox.h"
@@ -205,7 +206,7 @@ wrk_main(const struct wrk_params *p)
     Py_XDECREF(v);
   }
   PyObject *rt = env ? PyImport_ImportModule("kiln_runtime") : NULL;
-  PyObject *init = rt ? PyObject_CallMethod(rt, "worker_init", "O", env) : NULL;
+  PyObject *init = rt ? PyObject_CallMethod(rt, "worker_init", "Oi", env, (int)p->sbx->jail) : NULL;
   Py_XDECREF(env);
   PyObject *run = rt ? PyObject_GetAttrString(rt, "run_cell") : NULL;
   if (init == NULL || run == NULL) {
@@ -227,10 +228,22 @@ wrk_main(const struct wrk_params *p)
   for (;;) {
     struct frame f;
     uint8_t *payload = NULL;
-    if (frame_recv(CTL_FD, &f, &payload, FRAME_MAX_PAYLOAD, NULL) < 0 || f.type != FRAME_EXEC)
+    if (frame_recv(CTL_FD, &f, &payload, FRAME_MAX_PAYLOAD, NULL) < 0)
       break;
     for (size_t i = 0; i < f.nfds; i++)
       close(f.fds[i]);
+    if (f.type == FRAME_FILE_LIST || f.type == FRAME_FILE_READ || f.type == FRAME_FILE_WRITE) {
+      /* The session's files, served between cells by C alone.  */
+      files_serve(&f, &fb);
+      free(payload);
+      fbuf_finish(&fb);
+      if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
+        break;
+      fbuf_free(&fb);
+      continue;
+    }
+    if (f.type != FRAME_EXEC)
+      break;
     uint64_t cell_no = 0;
     const struct field *code = frame_get(&f, TAG_CODE);
     if (code == NULL || frame_get_u64(&f, TAG_CELL_NO, false, &cell_no, NULL) < 0)

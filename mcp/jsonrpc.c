@@ -10,7 +10,8 @@ jrpc_parse(const char *text, size_t len, struct jrpc_msg *msg, json_t **reply)
   json_error_t jerr;
   *reply = NULL;
   memset(msg, 0, sizeof *msg);
-  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+  json_t *root
+      = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
   if (root == NULL) {
     cleanup_free char *m = xasprintf("parse error: %s (at byte %d)", jerr.text, jerr.position);
     *reply = jrpc_error(NULL, JRPC_PARSE_ERROR, m, NULL);

@@ -2,6 +2,8 @@
 #include "server.h"
 #include "jsonrpc.h"
 #include "tools.h"
+#include "../capture/files.h"
+#include "../kernel/frame.h"
 #include "paths.h"
 #include "../kernel/util.h"
 
@@ -110,6 +112,233 @@ refuse:;
   return res;
 }
 
+/* ---------------------------------------------------------------- file tools */
+
+/* Bytes a read or an upload may move at once.  */
+#define MAX_FILE_BYTES (8u << 20)
+
+enum file_reply_kind { FR_UPLOAD, FR_LIST, FR_READ, FR_RESOURCE };
+
+struct file_pending {
+  struct pending base; /* first: the pending list holds these too */
+  enum file_reply_kind kind;
+  char *path;
+  char *uri;
+};
+
+static const char *
+sniff_image(const uint8_t *d, size_t n)
+{
+  if (n >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
+    return "image/png";
+  if (n >= 3 && memcmp(d, "\xff\xd8\xff", 3) == 0)
+    return "image/jpeg";
+  if (n >= 6 && (memcmp(d, "GIF87a", 6) == 0 || memcmp(d, "GIF89a", 6) == 0))
+    return "image/gif";
+  if (n >= 12 && memcmp(d, "RIFF", 4) == 0 && memcmp(d + 8, "WEBP", 4) == 0)
+    return "image/webp";
+  return NULL;
+}
+
+/* Whether D is text worth showing as text: valid UTF-8 without NUL.  */
+static bool
+is_text(const uint8_t *d, size_t n)
+{
+  if (memchr(d, '\0', n))
+    return false;
+  size_t clean;
+  cleanup_free char *s = utf8_sanitize((const char *)d, n, &clean);
+  return clean == n && memcmp(s, d, n) == 0;
+}
+
+static json_t *
+listing_json(const uint8_t *p, size_t n, json_t **text_out)
+{
+  json_t *files = json_array();
+  struct buf text = { 0 };
+  size_t off = 0;
+  while (off + FILES_ENTRY_HDR <= n) {
+    uint64_t size, mtime;
+    uint16_t pl;
+    memcpy(&size, p + off + 1, 8);
+    memcpy(&mtime, p + off + 9, 8);
+    memcpy(&pl, p + off + 17, 2);
+    if (pl > n - off - FILES_ENTRY_HDR)
+      break;
+    char kind = (char)p[off];
+    cleanup_free char *path = utf8_sanitize((const char *)p + off + FILES_ENTRY_HDR, pl, NULL);
+    off += FILES_ENTRY_HDR + pl;
+    time_t secs = (time_t)(mtime / 1000000000u);
+    struct tm tm;
+    char when[32];
+    gmtime_r(&secs, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const char *type = kind == 'f'   ? "file"
+                       : kind == 'd' ? "directory"
+                       : kind == 'l' ? "symlink"
+                                     : "other";
+    json_array_append_new(files, json_pack("{s:s, s:s, s:I, s:s}", "path", path, "type", type,
+                                           "size", (json_int_t)size, "modified", when));
+    cleanup_free char *line = xasprintf("%s%s  %llu bytes  %s\n", path, kind == 'd' ? "/" : "",
+                                        (unsigned long long)size, when);
+    buf_append(&text, line, strlen(line));
+  }
+  buf_append(&text, "", 1);
+  *text_out = json_string(text.len > 1 ? (const char *)text.data : "(no files)\n");
+  buf_free(&text);
+  return files;
+}
+
+static void
+on_file_reply(void *ctx, const struct file_reply *r)
+{
+  struct file_pending *p = ctx;
+  struct mcp_server *s = p->base.server;
+  json_t *res;
+  if (r->status != 0) {
+    cleanup_free char *msg = xasprintf("%s", r->message ? r->message : strerror(r->status));
+    if (p->kind == FR_RESOURCE)
+      res = NULL, reply(s, jrpc_error(p->base.id, -32002, msg, NULL));
+    else
+      res = tools_error_result(msg);
+  } else if (p->kind == FR_UPLOAD) {
+    cleanup_free char *uri = xasprintf("kiln://sessions/%s/files/%s", r->session_id, p->path);
+    cleanup_free char *text = xasprintf("Wrote /work/%s.", p->path);
+    res = json_pack("{s:[{s:s, s:s}], s:{s:s, s:s, s:s}}", "content", "type", "text", "text", text,
+                    "structuredContent", "session_id", r->session_id, "path", p->path, "uri", uri);
+  } else if (p->kind == FR_LIST) {
+    json_t *text;
+    json_t *files = listing_json(r->listing, r->listing_len, &text);
+    res = json_pack("{s:[{s:s, s:o}], s:{s:s, s:s, s:o}}", "content", "type", "text", "text", text,
+                    "structuredContent", "session_id", r->session_id, "path", p->path, "files",
+                    files);
+  } else {
+    const char *image = sniff_image(r->data, r->len);
+    cleanup_free char *uri = xasprintf("kiln://sessions/%s/files/%s", r->session_id, p->path);
+    cleanup_free char *b64 = NULL;
+    json_t *block;
+    if (image || !is_text(r->data, r->len)) {
+      b64 = base64_encode(r->data, r->len);
+      if (p->kind == FR_RESOURCE)
+        block = json_pack("{s:s, s:s, s:s}", "uri", uri, "mimeType",
+                          image ? image : "application/octet-stream", "blob", b64);
+      else if (image)
+        block = json_pack("{s:s, s:s, s:s}", "type", "image", "data", b64, "mimeType", image);
+      else
+        block = json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "resource", "resource", "uri", uri,
+                          "mimeType", "application/octet-stream", "blob", b64);
+    } else if (p->kind == FR_RESOURCE)
+      block = json_pack("{s:s, s:s, s:s%}", "uri", uri, "mimeType", "text/plain", "text",
+                        (const char *)r->data, r->len);
+    else
+      block = json_pack("{s:s, s:s%}", "type", "text", "text", (const char *)r->data, r->len);
+    if (p->kind == FR_RESOURCE)
+      res = json_pack("{s:[o]}", "contents", block);
+    else
+      res = json_pack("{s:[o], s:{s:s, s:s, s:I, s:s}}", "content", block, "structuredContent",
+                      "session_id", r->session_id, "path", p->path, "size", (json_int_t)r->len,
+                      "mime",
+                      image                      ? image
+                      : is_text(r->data, r->len) ? "text/plain"
+                                                 : "application/octet-stream");
+  }
+  if (res)
+    reply(s, jrpc_result(p->base.id, res));
+  free(p->path);
+  free(p->uri);
+  pending_remove(s, &p->base);
+}
+
+/* Starts a file operation answered later by on_file_reply; returns NULL
+   with *DEFERRED set, or an error result.  */
+static json_t *
+start_file_op(struct mcp_server *s, json_t *id, enum file_reply_kind kind, int op, const char *sid,
+              const char *path, size_t plen, const uint8_t *data, size_t len)
+{
+  struct file_pending *p = xzalloc(sizeof *p);
+  p->base.server = s;
+  p->base.id = json_incref(id);
+  p->base.next = s->pending;
+  s->pending = &p->base;
+  p->kind = kind;
+  p->path = xstrndup(path, plen);
+  kiln_error_t err = NULL;
+  int64_t h = front_file_op(s->front, sid, op, path, plen, data, len, MAX_FILE_BYTES, on_file_reply,
+                            p, &err);
+  if (h < 0) {
+    json_t *res = kind == FR_RESOURCE ? NULL : tools_error_result(err->msg);
+    if (kind == FR_RESOURCE)
+      reply(s, jrpc_error(id, -32002, err->msg, NULL));
+    kiln_error_release(&err);
+    free(p->path);
+    pending_remove(s, &p->base);
+    return res;
+  }
+  for (struct pending *q = s->pending; q; q = q->next)
+    if (q == &p->base)
+      p->base.handle = h;
+  return NULL;
+}
+
+static json_t *
+call_file_tool(struct mcp_server *s, json_t *id, const char *name, json_t *args, bool *deferred)
+{
+  json_t *sid = json_object_get(args, "session_id"), *path = json_object_get(args, "path");
+  if (!json_is_object(args) || !json_is_string(sid)
+      || strlen(json_string_value(sid)) != json_string_length(sid))
+    return tools_error_result(
+        "argument 'session_id' must be a string: the session whose /work to use");
+  if (path != NULL && !json_is_string(path))
+    return tools_error_result("argument 'path' must be a string, relative to /work");
+  const char *known[] = { "session_id", "path", "content", "encoding", NULL };
+  const char *key;
+  json_t *v;
+  json_object_foreach(args, key, v)
+  {
+    bool ok = false;
+    for (const char **k = known; *k; k++)
+      ok |= strcmp(key, *k) == 0 && (strcmp(name, "upload_file") == 0 || k - known < 2);
+    if (!ok) {
+      cleanup_free char *msg = xasprintf("unknown argument '%s'", key);
+      return tools_error_result(msg);
+    }
+  }
+  const char *p = path ? json_string_value(path) : "";
+  size_t plen = path ? json_string_length(path) : 0;
+  json_t *res = NULL;
+  if (strcmp(name, "list_files") == 0)
+    res = start_file_op(s, id, FR_LIST, FRAME_FILE_LIST, json_string_value(sid), p, plen, NULL, 0);
+  else if (path == NULL)
+    return tools_error_result("missing required argument 'path'");
+  else if (strcmp(name, "read_file") == 0)
+    res = start_file_op(s, id, FR_READ, FRAME_FILE_READ, json_string_value(sid), p, plen, NULL, 0);
+  else {
+    json_t *content = json_object_get(args, "content"), *enc = json_object_get(args, "encoding");
+    if (!json_is_string(content))
+      return tools_error_result(
+          "argument 'content' must be a string (text, or base64 with encoding base64)");
+    if (enc
+        && (!json_is_string(enc)
+            || (strcmp(json_string_value(enc), "text")
+                && strcmp(json_string_value(enc), "base64"))))
+      return tools_error_result("argument 'encoding' must be \"text\" or \"base64\"");
+    bool b64 = enc && strcmp(json_string_value(enc), "base64") == 0;
+    size_t len = json_string_length(content);
+    cleanup_free uint8_t *bytes = b64 ? base64_decode(json_string_value(content), len, &len) : NULL;
+    if (b64 && bytes == NULL)
+      return tools_error_result("argument 'content' is not valid base64");
+    if (len > MAX_FILE_BYTES) {
+      cleanup_free char *msg
+          = xasprintf("the file is %zu bytes, over the %u-byte upload limit", len, MAX_FILE_BYTES);
+      return tools_error_result(msg);
+    }
+    res = start_file_op(s, id, FR_UPLOAD, FRAME_FILE_WRITE, json_string_value(sid), p, plen,
+                        b64 ? bytes : (const uint8_t *)json_string_value(content), len);
+  }
+  *deferred = res == NULL;
+  return res;
+}
+
 static json_t *
 call_tool(struct mcp_server *s, json_t *id, json_t *params, bool *deferred, int *code,
           char **message)
@@ -148,9 +377,13 @@ call_tool(struct mcp_server *s, json_t *id, json_t *params, bool *deferred, int 
                       "structuredContent", "session_id", sid, "closed", 1);
     }
     kiln_error_release(&err);
-  } else {
+  } else if (strcmp(name, "upload_file") == 0 || strcmp(name, "list_files") == 0
+             || strcmp(name, "read_file") == 0)
+    res = call_file_tool(s, id, name, args, deferred);
+  else {
     *code = JRPC_INVALID_PARAMS;
-    *message = xasprintf("unknown tool '%s' (kiln offers run_python, list_sessions, close_session)",
+    *message = xasprintf("unknown tool '%s' (kiln offers run_python, list_sessions, close_session, "
+                         "upload_file, list_files, read_file)",
                          name);
   }
   json_decref(args);
@@ -232,12 +465,27 @@ resources_list(struct mcp_server *s, json_t *params, int *code, char **message)
 }
 
 static json_t *
-resources_read(struct mcp_server *s, json_t *params, int *code, char **message)
+resources_read(struct mcp_server *s, json_t *params, int *code, char **message, json_t **req_id,
+               bool *deferred)
 {
   const char *uri = json_string_value(json_object_get(params, "uri"));
   *code = JRPC_INVALID_PARAMS;
   if (uri == NULL) {
     *message = xstrdup("resources/read needs a string \"uri\"");
+    return NULL;
+  }
+  /* kiln://sessions/<id>/files/<path>: read through the session's worker.  */
+  char fsid[64];
+  int fn = 0;
+  if (strncmp(uri, ARTIFACT_URI_PREFIX, strlen(ARTIFACT_URI_PREFIX)) == 0
+      && sscanf(uri + strlen(ARTIFACT_URI_PREFIX), "%63[0-9a-f]/files/%n", fsid, &fn) == 1
+      && fn > 0) {
+    const char *path = uri + strlen(ARTIFACT_URI_PREFIX) + fn;
+    *deferred = true;
+    json_t *id = *req_id;
+    json_t *res
+        = start_file_op(s, id, FR_RESOURCE, FRAME_FILE_READ, fsid, path, strlen(path), NULL, 0);
+    (void)res;
     return NULL;
   }
   /* kiln://sessions/<id>/artifacts/<name>: both parts are looked up in
@@ -341,12 +589,16 @@ mcp_server_handle(struct mcp_server *s, const char *text, size_t len, size_t too
     reply(s, jrpc_result(msg.id, tools_list()));
   else if (strcmp(m, "resources/list") == 0 || strcmp(m, "resources/read") == 0) {
     int code = 0;
+    bool deferred = false;
     char *message = NULL;
     json_t *empty = params ? NULL : json_object();
     json_t *res = m[10] == 'l' ? resources_list(s, params ? params : empty, &code, &message)
-                               : resources_read(s, params ? params : empty, &code, &message);
+                               : resources_read(s, params ? params : empty, &code, &message,
+                                                &msg.id, &deferred);
     json_decref(empty);
-    if (res)
+    if (deferred)
+      ;
+    else if (res)
       reply(s, jrpc_result(msg.id, res));
     else
       reply(s, jrpc_error(msg.id, code, message, NULL));

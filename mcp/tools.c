@@ -58,6 +58,7 @@ static const char run_python_output[]
       "\"duration_ms\":{\"type\":\"number\"},"
       "\"artifacts\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}},"
       "\"display\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}},"
+      "\"files\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}},"
       "\"outputs_dropped\":{\"type\":\"integer\"}"
       "},"
       "\"required\":[\"session_id\",\"status\",\"execution_count\",\"result\",\"stdout\","
@@ -72,6 +73,43 @@ static const char session_id_input[] = "{"
                                        "\"required\":[\"session_id\"],"
                                        "\"additionalProperties\":false"
                                        "}";
+
+static const char upload_input[]
+    = "{"
+      "\"type\":\"object\","
+      "\"properties\":{"
+      "\"session_id\":{\"type\":\"string\"},"
+      "\"path\":{\"type\":\"string\",\"description\":\"Where to write, relative to the session's "
+      "/work.\"},"
+      "\"content\":{\"type\":\"string\",\"description\":\"The file's content: text, or base64 with "
+      "encoding base64.\"},"
+      "\"encoding\":{\"type\":\"string\",\"enum\":[\"text\",\"base64\"],\"default\":\"text\"}"
+      "},"
+      "\"required\":[\"session_id\",\"path\",\"content\"],"
+      "\"additionalProperties\":false"
+      "}";
+
+static const char list_input[] = "{"
+                                 "\"type\":\"object\","
+                                 "\"properties\":{"
+                                 "\"session_id\":{\"type\":\"string\"},"
+                                 "\"path\":{\"type\":\"string\",\"description\":\"A directory "
+                                 "relative to /work; omit for all of /work.\"}"
+                                 "},"
+                                 "\"required\":[\"session_id\"],"
+                                 "\"additionalProperties\":false"
+                                 "}";
+
+static const char read_input[]
+    = "{"
+      "\"type\":\"object\","
+      "\"properties\":{"
+      "\"session_id\":{\"type\":\"string\"},"
+      "\"path\":{\"type\":\"string\",\"description\":\"A file relative to /work.\"}"
+      "},"
+      "\"required\":[\"session_id\",\"path\"],"
+      "\"additionalProperties\":false"
+      "}";
 
 static const char empty_input[]
     = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
@@ -110,6 +148,24 @@ tools_list(void)
                        "Close a Python session: its interpreter is stopped and its variables "
                        "are discarded. Use when a session is no longer needed.",
                        "inputSchema", schema(session_id_input)));
+  json_array_append_new(
+      tools, json_pack("{s:s, s:s, s:s, s:o}", "name", "upload_file", "title", "Upload a file",
+                       "description",
+                       "Write a file into a session's working directory (/work, the cells' "
+                       "current directory), as text or base64. Parent directories are created.",
+                       "inputSchema", schema(upload_input)));
+  json_array_append_new(
+      tools,
+      json_pack("{s:s, s:s, s:s, s:o}", "name", "list_files", "title", "List files", "description",
+                "List the files in a session's /work (or a directory under it) with "
+                "their sizes and modification times.",
+                "inputSchema", schema(list_input)));
+  json_array_append_new(
+      tools,
+      json_pack("{s:s, s:s, s:s, s:o}", "name", "read_file", "title", "Read a file", "description",
+                "Read a file from a session's /work: text comes back as text, images as "
+                "images, other files as binary resources.",
+                "inputSchema", schema(read_input)));
   return json_pack("{s:o}", "tools", tools);
 }
 
@@ -151,12 +207,21 @@ appends(char **text, size_t *len, const char *s)
    past the caps), its metadata to ARTIFACTS, text forms to DISPLAY and the
    plain-text ones to the text block a model reads.  */
 static void
-add_outputs(const struct cell_reply *r, json_t *content, json_t *artifacts, json_t *display)
+add_outputs(const struct cell_reply *r, json_t *content, json_t *artifacts, json_t *display,
+            json_t *files)
 {
   size_t images = 0, bytes = 0;
   json_t *text = json_object_get(json_array_get(content, 0), "text");
   for (size_t i = 0; i < r->noutputs; i++) {
     const struct cell_output *o = &r->outputs[i];
+    if (strcmp(o->mime, FILE_MIME) == 0) {
+      json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "path", o->name, "uri", o->uri,
+                                             "size", (json_int_t)o->len));
+      json_array_append_new(content,
+                            json_pack("{s:s, s:s, s:s, s:I}", "type", "resource_link", "uri",
+                                      o->uri, "name", o->name, "size", (json_int_t)o->len));
+      continue;
+    }
     if (o->uri == NULL) {
       json_array_append_new(display, json_pack("{s:s, s:s%}", "mime", o->mime, "text",
                                                (const char *)o->data, o->len));
@@ -248,8 +313,9 @@ tools_cell_result(const struct cell_reply *r)
   json_object_set_new(sc, "notice", r->notice ? json_string(r->notice) : json_null());
   json_object_set_new(sc, "duration_ms", json_real(round(r->duration_ms * 1000) / 1000));
   json_t *content = json_pack("[{s:s, s:s%}]", "type", "text", "text", text ? text : "", len);
-  json_t *artifacts = json_array(), *display = json_array();
-  add_outputs(r, content, artifacts, display);
+  json_t *artifacts = json_array(), *display = json_array(), *files = json_array();
+  add_outputs(r, content, artifacts, display, files);
+  json_object_set_new(sc, "files", files);
   /* The value last, after what the cell displayed, as a notebook's Out.  */
   if (r->result) {
     json_t *t = json_object_get(json_array_get(content, 0), "text");
@@ -362,7 +428,7 @@ tools_session_id_arg(json_t *args, const char **session_id, kiln_error_t *err)
   json_t *sid = json_object_get(args, "session_id");
   if (sid == NULL)
     return kiln_error_make(err, 0, "missing required argument 'session_id'");
-  if (!json_is_string(sid))
+  if (!json_is_string(sid) || strlen(json_string_value(sid)) != json_string_length(sid))
     return kiln_error_make(err, 0, "argument 'session_id' must be a string");
   *session_id = json_string_value(sid);
   return 0;

@@ -45,7 +45,7 @@ class Progress:
         text = f"{self.prefix} · {what}"
         if total:
             text += f" · {done}/{total}"
-        self._emit(text)
+        self._emit(f"{text} · {time.monotonic() - self.scenario_t0:.0f} s")
 
     def end(self, status):
         took = time.monotonic() - self.scenario_t0
@@ -157,7 +157,7 @@ class Context:
     def bwrap_per_call(self):
         mpl = self.peer_env["MPLCONFIGDIR"]
         argv = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
-                "--proc", "/proc", "--tmpfs", "/tmp", "--bind", mpl, mpl, self.python, "-c"]
+                "--proc", "/proc", "--bind", mpl, mpl, self.python, "-c"]
         return drivers.PerCall(drivers.BWRAP, argv, self.peer_env)
 
     def close_all(self):

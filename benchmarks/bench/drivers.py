@@ -27,6 +27,7 @@ PY = "python -c"
 BWRAP = "bwrap + python -c"
 
 PROTOCOL = "2025-06-18"
+PNG = b"\x89PNG\r\n\x1a\n"
 EDGE = 200  # characters of stdout/stderr kept at each end of a condensed reply
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SDK_DRIVER = os.path.join(HERE, "sdk_driver.mjs")
@@ -36,9 +37,15 @@ class DriverError(RuntimeError):
     """A system under test failed in a way no measurement survives."""
 
 
-def condense(sc):
-    """structuredContent with stdout and stderr as length, head and tail."""
+def condense(sc, content=()):
+    """structuredContent with stdout and stderr as length, head and tail,
+    and the images of the reply's content as {mime, bytes, png}."""
     out = dict(sc)
+    out["images"] = []
+    for block in content:
+        if block.get("type") == "image":
+            data = base64.b64decode(block["data"])
+            out["images"].append({"mime": block.get("mimeType"), "bytes": len(data), "png": data[:8] == PNG})
     for key in ("stdout", "stderr"):
         text = out.pop(key, "") or ""
         out[key + "_len"] = len(text)
@@ -122,7 +129,7 @@ class KilnRaw:
         t1 = time.perf_counter()
         if reply.get("id") != want or "error" in reply:
             raise DriverError(f"run_python: unexpected reply {str(reply)[:500]}")
-        return t1 - t0, condense(reply["result"]["structuredContent"])
+        return t1 - t0, condense(reply["result"]["structuredContent"], reply["result"].get("content", ()))
 
     def run_many(self, code, sid=None, n=1, pause=0.0):
         """N calls one after another: (seconds per call, [first, last reply], replies not ok)."""
@@ -302,6 +309,19 @@ class IPyKernel:
         out["stdout"] = "".join(out["stdout"])
         out["stderr"] = "".join(out["stderr"])
         return out
+
+    def request(self, code, timeout=600):
+        """execute_request -> execute_reply alone, the leanest round trip
+        jupyter_client has: (seconds, reply status).  What the cell sent on
+        iopub stays queued: call drain() every few hundred requests."""
+        t0 = time.perf_counter()
+        reply = self.kc.execute(code, allow_stdin=False, reply=True, timeout=timeout)
+        return time.perf_counter() - t0, reply["content"]["status"]
+
+    def drain(self):
+        """Discards the iopub messages no one read."""
+        while self.kc.iopub_channel.msg_ready():
+            self.kc.iopub_channel.get_msg(timeout=0)
 
     def timed(self, code):
         t0 = time.perf_counter()

@@ -35,6 +35,8 @@ def fmt(value, unit):
     """A value in its unit, scaled for reading: s -> µs/ms/s, B -> KiB/MiB."""
     if value is None:
         return "—"
+    if value < 0:
+        return "−" + fmt(-value, unit)
     if unit == "s":
         if value < 1e-3:
             return f"{value * 1e6:.0f} µs"

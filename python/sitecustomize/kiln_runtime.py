@@ -35,6 +35,7 @@ _CO_COROUTINE = 0x0080
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 
 _main = None
+_jailed = False
 _loop = None
 
 
@@ -85,8 +86,11 @@ def _no_input(prompt=""):
     )
 
 
-def worker_init(environment):
-    global _main
+def worker_init(environment, jailed):
+    global _main, _jailed
+    # /work is the session's own only inside the jail: without it there is
+    # nothing of the session's to report.
+    _jailed = bool(jailed)
     # A fixed environment: nothing of the host's or kiln's reaches a cell.
     os.environ.clear()
     os.environ.update(environment)
@@ -189,6 +193,53 @@ def _error(exc, filename):
     return type(exc).__name__, message, text, lineno, offset
 
 
+FILE_MIME = "application/vnd.kiln.file"
+_files = {}
+
+
+def _scan_work(limit=10000):
+    """{path: (size, mtime_ns)} of the regular files under /work, bounded."""
+    found = {}
+    # Only /work's own filesystem: kiln's read-only binds can sit beneath
+    # it when the host keeps Python or the venv under a /work directory.
+    dev = os.stat("/work").st_dev
+    stack = [("/work", "")]
+    while stack and len(found) < limit:
+        top, rel = stack.pop()
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            continue
+        for e in entries:
+            path = f"{rel}/{e.name}" if rel else e.name
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    if path.count("/") < 16 and e.stat(follow_symlinks=False).st_dev == dev:
+                        stack.append((e.path, path))
+                elif e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    if st.st_dev == dev:
+                        found[path] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                continue
+            if len(found) >= limit:
+                break
+    return found
+
+
+def _report_files(outputs):
+    """Adds an output for each file under /work created or changed since
+    the last scan."""
+    global _files
+    if not _jailed:
+        return
+    now = _scan_work()
+    for path, (size, mtime) in sorted(now.items()):
+        if _files.get(path) != (size, mtime):
+            outputs.append((FILE_MIME, path, b"", min(size, 0xFFFFFFFF), 0))
+    _files = now
+
+
 def run_cell(source, cell_no, max_result):
     """Runs one cell in the session's globals.
 
@@ -226,4 +277,9 @@ def run_cell(source, cell_no, max_result):
         # The interrupt landed in kiln's own code after the cell: report it.
         status, err = INTERRUPTED, ("KeyboardInterrupt", "", "KeyboardInterrupt\n", None, None)
         _flush()
-    return (status, result) + err + (kiln_capture.take(),)
+    outputs = kiln_capture.take()
+    try:
+        _report_files(outputs)
+    except Exception:
+        pass
+    return (status, result) + err + (outputs,)
