@@ -5,6 +5,7 @@
 
 #include "../kernel/error.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,12 @@ enum cap_png_kind {
    length in *LEN, the layout chosen in *KIND; NULL with ERR on failure.  */
 uint8_t *cap_png_encode_rgba(const uint8_t *rgba, uint32_t width, uint32_t height, size_t *len,
                              enum cap_png_kind *kind, kiln_error_t *err);
+
+/* Whether DATA is a well-formed PNG head: the signature, then an IHDR chunk
+   of the right length with a correct CRC and dimensions in 1..32768.
+   Fills *WIDTH and *HEIGHT.  Files read back from a session are checked
+   with this before they are sent as images.  */
+bool cap_png_check(const uint8_t *data, size_t len, uint32_t *width, uint32_t *height);
 
 /* Registers the built-in module `_kiln_png` (encode(buffer, width, height)
    -> (bytes, kind)) with the embedded interpreter; call before it is

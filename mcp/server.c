@@ -3,6 +3,7 @@
 #include "jsonrpc.h"
 #include "tools.h"
 #include "../capture/files.h"
+#include "../capture/png.h"
 #include "../kernel/frame.h"
 #include "paths.h"
 #include "../kernel/util.h"
@@ -214,6 +215,10 @@ on_file_reply(void *ctx, const struct file_reply *r)
                     files);
   } else {
     const char *image = sniff_image(r->data, r->len);
+    uint32_t w, h;
+    /* A PNG is sent as an image only when its header holds up.  */
+    if (image && strcmp(image, "image/png") == 0 && !cap_png_check(r->data, r->len, &w, &h))
+      image = NULL;
     cleanup_free char *uri = xasprintf("kiln://sessions/%s/files/%s", r->session_id, p->path);
     cleanup_free char *b64 = NULL;
     json_t *block;

@@ -120,7 +120,7 @@ def run(ctx):
         sizes["savefig"].append(n)
         encode["savefig"].append(t_savefig)
         if capture:
-            sizes["kiln capture"].append(one_png(RAW, r))
+            one_png(RAW, r)
             encode["show"].append(t_show)
         return t_savefig
 

@@ -70,6 +70,12 @@ describe('session files', () => {
     assert.equal(read.content[0].mimeType, 'image/png');
   });
 
+  test('a file that only looks like a PNG is not sent as an image', opts, async () => {
+    await run(client, 'open("fake.png", "wb").write(b"\\x89PNG\\r\\n\\x1a\\n" + b"\\x00" * 40)', { session_id: sid });
+    const read = await callTool(client, 'read_file', { session_id: sid, path: 'fake.png' });
+    assert.equal(read.content[0].type, 'resource', dump(read));
+  });
+
   for (const [what, path] of [
     ['..', '../etc/passwd'],
     ['an absolute path', '/etc/passwd'],
