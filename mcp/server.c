@@ -537,11 +537,12 @@ static json_t *
 resource_templates(void)
 {
   return json_pack(
-      "{s:[{s:s, s:s, s:s, s:s}]}", "resourceTemplates", "uriTemplate",
+      "{s:[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s}]}", "resourceTemplates", "uriTemplate",
       ARTIFACT_URI_PREFIX "{session_id}/artifacts/{name}", "name", "artifact", "description",
       "An image a cell produced (a matplotlib figure, a PIL image or a display()ed object), "
       "full size",
-      "mimeType", "image/png");
+      "mimeType", "image/png", "uriTemplate", ARTIFACT_URI_PREFIX "{session_id}/files/{path}",
+      "name", "file", "description", "A file in the session's working directory (/work)");
 }
 
 static void

@@ -161,7 +161,10 @@ describe('capture', () => {
     const read = await client.readResource({ uri: meta.uri });
     assert.equal(read.contents[0].blob, img.data);
     const templates = await client.listResourceTemplates();
-    assert.equal(templates.resourceTemplates[0].uriTemplate, 'kiln://sessions/{session_id}/artifacts/{name}');
+    assert.deepEqual(templates.resourceTemplates.map((t) => t.uriTemplate), [
+      'kiln://sessions/{session_id}/artifacts/{name}',
+      'kiln://sessions/{session_id}/files/{path}',
+    ]);
   });
 
   test('an unknown or malformed resource URI is refused and the server lives', opts, async () => {
