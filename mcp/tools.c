@@ -127,46 +127,51 @@ schema(const char *text)
   return j;
 }
 
+/* The tools, as tools/list shows them.  */
+static const struct tool {
+  const char *name, *title, *description;
+  const char *input, *output; /* JSON Schema text; OUTPUT may be NULL */
+} tools[] = {
+  { "run_python", "Run Python", run_python_description, run_python_input, run_python_output },
+  { "list_sessions", "List sessions",
+    "List the open Python sessions with their state, worker pid, number of cells run, and creation "
+    "and "
+    "last-use times.",
+    empty_input, NULL },
+  { "close_session", "Close session",
+    "Close a Python session: its interpreter is stopped and its variables are discarded. Use when "
+    "a session "
+    "is no longer needed.",
+    session_id_input, NULL },
+  { "upload_file", "Upload a file",
+    "Write a file into a session's working directory (/work, the cells' current directory), as "
+    "text or "
+    "base64. Parent directories are created.",
+    upload_input, NULL },
+  { "list_files", "List files",
+    "List the files in a session's /work (or a directory under it) with their sizes and "
+    "modification times.",
+    list_input, NULL },
+  { "read_file", "Read a file",
+    "Read a file from a session's /work: text comes back as text, images as images, other files as "
+    "binary "
+    "resources.",
+    read_input, NULL },
+};
+
 json_t *
 tools_list(void)
 {
-  json_t *tools = json_array();
-  json_array_append_new(
-      tools, json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:b, s:b}}", "name", "run_python", "title",
-                       "Run Python", "description", run_python_description, "inputSchema",
-                       schema(run_python_input), "outputSchema", schema(run_python_output),
-                       "annotations", "readOnlyHint", 0, "openWorldHint", 0));
-  json_array_append_new(
-      tools, json_pack("{s:s, s:s, s:s, s:o}", "name", "list_sessions", "title", "List sessions",
-                       "description",
-                       "List the open Python sessions with their state, worker pid, number of "
-                       "cells run, and creation and last-use times.",
-                       "inputSchema", schema(empty_input)));
-  json_array_append_new(
-      tools, json_pack("{s:s, s:s, s:s, s:o}", "name", "close_session", "title", "Close session",
-                       "description",
-                       "Close a Python session: its interpreter is stopped and its variables "
-                       "are discarded. Use when a session is no longer needed.",
-                       "inputSchema", schema(session_id_input)));
-  json_array_append_new(
-      tools, json_pack("{s:s, s:s, s:s, s:o}", "name", "upload_file", "title", "Upload a file",
-                       "description",
-                       "Write a file into a session's working directory (/work, the cells' "
-                       "current directory), as text or base64. Parent directories are created.",
-                       "inputSchema", schema(upload_input)));
-  json_array_append_new(
-      tools,
-      json_pack("{s:s, s:s, s:s, s:o}", "name", "list_files", "title", "List files", "description",
-                "List the files in a session's /work (or a directory under it) with "
-                "their sizes and modification times.",
-                "inputSchema", schema(list_input)));
-  json_array_append_new(
-      tools,
-      json_pack("{s:s, s:s, s:s, s:o}", "name", "read_file", "title", "Read a file", "description",
-                "Read a file from a session's /work: text comes back as text, images as "
-                "images, other files as binary resources.",
-                "inputSchema", schema(read_input)));
-  return json_pack("{s:o}", "tools", tools);
+  json_t *list = json_array();
+  for (size_t i = 0; i < sizeof tools / sizeof tools[0]; i++) {
+    const struct tool *t = &tools[i];
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "name", t->name, "title", t->title, "description",
+                          t->description, "inputSchema", schema(t->input));
+    if (t->output)
+      json_object_set_new(o, "outputSchema", schema(t->output));
+    json_array_append_new(list, o);
+  }
+  return json_pack("{s:o}", "tools", list);
 }
 
 json_t *
