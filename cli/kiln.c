@@ -39,6 +39,8 @@ static const char usage[]
       "  --max-sessions N      open sessions (KILN_MAX_SESSIONS, 256)\n"
       "  --max-queued N        cells waiting per session (KILN_MAX_QUEUED, 64)\n"
       "  --spares N            workers started ahead of new sessions (KILN_SPARES, 2)\n"
+      "  --max-image-side PX   images larger than this are sent downscaled; the full size\n"
+      "                        stays readable as a resource (KILN_MAX_IMAGE_SIDE, 1568)\n"
       "  --memory BYTES        memory per session, cgroup-enforced (KILN_MEMORY, 1G)\n"
       "  --max-procs N         processes and threads per session (KILN_MAX_PROCS, 256)\n"
       "  --max-files N         open files per process (KILN_MAX_FILES, 1024)\n"

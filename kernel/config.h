@@ -20,6 +20,7 @@ struct kiln_config {
   size_t max_sessions;
   size_t max_queued;       /* cells waiting behind a running one, per session */
   size_t spares;           /* workers kept started ahead of new sessions */
+  size_t max_image_side;   /* pixels: larger images are sent downscaled */
   size_t memory;           /* cgroup memory limit per session, bytes */
   size_t max_procs;        /* processes and threads per session */
   size_t max_files;        /* open files per process */

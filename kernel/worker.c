@@ -206,7 +206,9 @@ wrk_main(const struct wrk_params *p)
     Py_XDECREF(v);
   }
   PyObject *rt = env ? PyImport_ImportModule("kiln_runtime") : NULL;
-  PyObject *init = rt ? PyObject_CallMethod(rt, "worker_init", "Oi", env, (int)p->sbx->jail) : NULL;
+  PyObject *init = rt ? PyObject_CallMethod(rt, "worker_init", "Oin", env, (int)p->sbx->jail,
+                                            (Py_ssize_t)p->max_image_side)
+                      : NULL;
   Py_XDECREF(env);
   PyObject *run = rt ? PyObject_GetAttrString(rt, "run_cell") : NULL;
   if (init == NULL || run == NULL) {

@@ -16,6 +16,7 @@ struct wrk_params {
   uid_t uid; /* the session's identity once jailed */
   gid_t gid;
   size_t max_result;
+  size_t max_image_side;
   const struct sbx_config *sbx;
   const struct scf_policy *scf;
 };

@@ -192,6 +192,7 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
           .uid = (uid_t) uid,
           .gid = (gid_t) uid,
           .max_result = cfg->max_result,
+          .max_image_side = cfg->max_image_side,
           .sbx = cfg->sbx,
           .scf = &policy,
         },

@@ -86,8 +86,11 @@ def _no_input(prompt=""):
     )
 
 
-def worker_init(environment, jailed):
+def worker_init(environment, jailed, max_image_side):
     global _main, _jailed
+    import kiln_capture
+
+    kiln_capture.MAX_INLINE = max_image_side
     # /work is the session's own only inside the jail: without it there is
     # nothing of the session's to report.
     _jailed = bool(jailed)

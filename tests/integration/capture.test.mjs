@@ -174,3 +174,18 @@ describe('capture', () => {
     assert.equal((await run(client, '1+1')).result, '2');
   });
 });
+
+describe('--max-image-side', () => {
+  test('sets the size past which images are sent downscaled', opts, async () => {
+    const server = await startServer(['--max-image-side', '100']);
+    try {
+      const result = await runFull(server.client, 'import matplotlib.pyplot as plt\nplt.figure(figsize=(3, 2), dpi=100)\nplt.plot([1, 2])');
+      const [img] = result.content.filter((c) => c.type === 'image');
+      const inline = decode(Buffer.from(img.data, 'base64'));
+      assert.deepEqual([inline.width, inline.height], [100, 67]);
+      assert.equal(result.structuredContent.artifacts[0].width, 300);
+    } finally {
+      await server.close();
+    }
+  });
+});
