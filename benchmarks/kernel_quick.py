@@ -86,8 +86,9 @@ def main():
     print(f"new session -> first result (1+1), back to back, n={len(burst)}: median {ms(statistics.median(burst))}")
     print(f"warm round trip (x = x + 1), n={len(warm)}: median {ms(statistics.median(warm))}, "
           f"p99 {ms(percentile(sorted(warm), 0.99))}")
+    ratio = statistics.median(inside) / statistics.median(outside)
     print(f"numpy 500x500 matmul x20, n={len(inside)}: kiln {ms(statistics.median(inside))}, "
-          f"plain python {ms(statistics.median(outside))}, ratio {statistics.median(inside) / statistics.median(outside):.3f}")
+          f"plain python {ms(statistics.median(outside))}, ratio {ratio:.3f}")
     uss = statistics.median(m[0] for m in mem)
     pss = statistics.median(m[1] for m in mem)
     print(f"idle session (init + worker), n={len(mem)}: median USS {uss / (1 << 20):.2f} MiB, "

@@ -131,9 +131,14 @@ async function opRun(client, cmd) {
     replies.push(condense(sc, content));
   }
   // Long series keep only the replies needed to check them: first and last.
-  if (replies.length > 2 && !cmd.all_replies) {
+  if (replies.length > 2) {
     const bad = replies.filter((r) => r.status !== 'ok');
-    return { times_ns: times, replies: [replies[0], replies[replies.length - 1]], not_ok: bad.slice(0, 5), n_not_ok: bad.length };
+    return {
+      times_ns: times,
+      replies: [replies[0], replies[replies.length - 1]],
+      not_ok: bad.slice(0, 5),
+      n_not_ok: bad.length,
+    };
   }
   return { times_ns: times, replies, not_ok: [], n_not_ok: replies.filter((r) => r.status !== 'ok').length };
 }

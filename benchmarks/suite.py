@@ -53,6 +53,27 @@ def environments(tmp):
     return peer, dict(base, **jupyter)
 
 
+MAX_SAMPLES = 10_000
+
+
+def to_json(run):
+    """The run as JSON, each series of samples on one line (6 significant
+    digits); a series longer than MAX_SAMPLES as its quantiles in 0.1%
+    steps, which is what the summaries are drawn from anyway."""
+    series, results = [], []
+    for r in run["results"]:
+        v = sorted(r["values"]) if len(r["values"]) > MAX_SAMPLES else r["values"]
+        if len(v) > MAX_SAMPLES:
+            v = [v[min(len(v) - 1, round(q * (len(v) - 1) / 1000))] for q in range(1001)]
+        series.append([float(f"{x:.6g}") for x in v])
+        results.append(dict(r, values=f"@@{len(series) - 1}@@",
+                            values_are="samples" if len(r["values"]) <= MAX_SAMPLES else "quantiles, 0.1% steps"))
+    text = json.dumps(dict(run, results=results), indent=1, ensure_ascii=False)
+    for i, v in enumerate(series):
+        text = text.replace(f'"@@{i}@@"', json.dumps(v), 1)
+    return text + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="every scenario, briefly (a smoke run: CI)")
@@ -96,6 +117,7 @@ def main():
     t0 = time.monotonic()
     for i, mod in enumerate(chosen, 1):
         ctx.scenario = name(mod)
+        load = machine.loadavg()
         progress.begin(i, len(chosen), mod.TITLE)
         started = time.monotonic()
         status = "done"
@@ -115,7 +137,7 @@ def main():
         if status != "done":
             progress.note(failures[-1]["error"])
         ran.append({"name": ctx.scenario, "title": mod.TITLE, "seconds": round(time.monotonic() - started, 1),
-                    "status": status})
+                    "status": status, "loadavg_before": load})
 
     info["loadavg_end"] = machine.loadavg()
     run = {
@@ -130,8 +152,7 @@ def main():
     }
     text = report.markdown(run)
     with open(out + ".json", "w") as f:
-        json.dump(run, f, indent=1, ensure_ascii=False)
-        f.write("\n")
+        f.write(to_json(run))
     with open(out + ".md", "w") as f:
         f.write(text)
     try:

@@ -1,5 +1,6 @@
 """What a scenario is handed: the systems, counts for the mode, the
 interleaving scheduler, sanity checks, and where its figures go."""
+import contextlib
 import os
 import sys
 import time
@@ -137,11 +138,25 @@ class Context:
             self._open.remove(obj)
         obj.close()
 
-    def kiln_raw(self, *args):
-        return self._keep(drivers.KilnRaw(self.kiln_binary, args, self._log("kiln-raw")))
+    def kiln_raw(self, *args, cpus=None):
+        """kiln through the raw driver; CPUS confines the server and its
+        sessions to those CPUs."""
+        return self._keep(drivers.KilnRaw(self.kiln_binary, args, self._log("kiln-raw"), cpus=cpus))
 
-    def kiln_sdk(self, *args):
-        return self._keep(drivers.KilnSDK(self.kiln_binary, args, self._log("kiln-sdk")))
+    def kiln_sdk(self, *args, cpus=None):
+        """kiln through the MCP SDK client; CPUS confines node, the server
+        and its sessions to those CPUs."""
+        return self._keep(drivers.KilnSDK(self.kiln_binary, args, self._log("kiln-sdk"), cpus=cpus))
+
+    @contextlib.contextmanager
+    def pinned(self, cpus):
+        """Runs the block with this thread of the suite confined to CPUS."""
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, cpus)
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, before)
 
     def kilns(self, *args):
         """Both kiln drivers, raw then SDK."""

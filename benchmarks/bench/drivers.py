@@ -66,18 +66,25 @@ def _tail(path, n=2000):
         return ""
 
 
+def _affinity(cpus):
+    """A preexec_fn that confines the child (and all it starts) to CPUS."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 class KilnRaw:
     """`kiln serve` over its stdio, one JSON-RPC message per line."""
 
     label = RAW
 
-    def __init__(self, binary, args=(), log_path=os.devnull):
+    def __init__(self, binary, args=(), log_path=os.devnull, cpus=None):
         self.home = tempfile.mkdtemp(prefix="kiln-bench-home-")
         self.log_path = log_path
         self.log = open(log_path, "ab")
         env = dict(os.environ, KILN_HOME=self.home)
         self.p = subprocess.Popen([binary, "serve", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=self.log, env=env, bufsize=0)
+                                  stderr=self.log, env=env, bufsize=0, preexec_fn=_affinity(cpus))
         self.out = io.BufferedReader(self.p.stdout, 1 << 16)
         self.next_id = 0
         self.call("initialize", {"protocolVersion": PROTOCOL, "capabilities": {},
@@ -198,14 +205,14 @@ class KilnSDK:
 
     label = SDK
 
-    def __init__(self, binary, args=(), log_path=os.devnull, node="node"):
+    def __init__(self, binary, args=(), log_path=os.devnull, cpus=None, node="node"):
         self.home = tempfile.mkdtemp(prefix="kiln-bench-home-")
         self.log_path = log_path
         self.log = open(log_path, "ab")
         env = dict(os.environ, KILN_HOME=self.home)
         self.p = subprocess.Popen([node, SDK_DRIVER, "--commands", "--kiln", binary, "--", *args],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
-                                  text=True, bufsize=1)
+                                  text=True, bufsize=1, preexec_fn=_affinity(cpus))
         hello = self._read()
         self.sdk_version = hello.get("sdk_version")
 

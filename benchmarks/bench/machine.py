@@ -59,7 +59,8 @@ def _pkg(name):
 def describe(root, kiln, sandbox_python, sdk_dir):
     commit = _run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root)
     if commit:
-        changed = _run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks"], cwd=root)
+        changed = _run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                        ":!benchmarks"], cwd=root)
         if changed:
             commit += " (with uncommitted changes)"
     sandbox = _run([sandbox_python, "-c", "import sys, numpy, matplotlib; "

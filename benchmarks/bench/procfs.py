@@ -6,7 +6,12 @@ def rollup(pid):
     """(USS, PSS) of one process in bytes, from /proc/PID/smaps_rollup.
     USS is what the process alone holds: its private pages, clean or dirty."""
     fields = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
+    try:
+        f = open(f"/proc/{pid}/smaps_rollup")
+    except PermissionError as e:
+        raise PermissionError(f"{e}: another user's or a non-dumpable process's memory map needs root "
+                              "(kiln's workers are not dumpable)") from None
+    with f:
         for line in f:
             parts = line.split()
             if len(parts) >= 3 and parts[-1] == "kB":

@@ -64,7 +64,8 @@ def targets_table(targets):
 def machine_lines(m):
     lines = [f"- CPU: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), {m['memory']} memory",
              f"- OS: {m['os']}, kernel {m['kernel']}",
-             f"- load average (1, 5, 15 min): {m['loadavg_start']} at the start, {m.get('loadavg_end', '?')} at the end"]
+             f"- load average (1, 5, 15 min): {m['loadavg_start']} at the start, "
+             f"{m.get('loadavg_end', '?')} at the end (the suite's own load included)"]
     lines += [f"- {k}: {v if v else 'not found'}" for k, v in m["versions"].items()]
     return lines
 
@@ -106,20 +107,21 @@ def chart(run, path):
         y = list(range(len(rs)))[::-1]
         ax.barh(y, [v * factor for v in med], color=[_color(r["system"]) for r in rs], height=0.65)
         for yi, r, v, t in zip(y, rs, med, tail):
+            end = v
             if r["summary"]["n"] > 1:
                 ax.plot([v * factor, t * factor], [yi, yi], color="black", lw=1)
                 ax.plot([t * factor], [yi], marker="|", color="black", ms=8)
-            ax.annotate(" " + fmt(v, unit), (v * factor, yi), va="center", fontsize=7)
-        ax.set_yticks(y, [r["system"] for r in rs], fontsize=7.5)
+                end = max(v, t)
+            ax.annotate("  " + fmt(v, unit), (end * factor, yi), va="center", fontsize=7)
+        ax.set_yticks(y, ["\n".join(textwrap.wrap(r["system"], 26)) for r in rs], fontsize=7.5)
         lo = min(v for v in med if v > 0) if any(v > 0 for v in med) else 1
         if max(med + tail) / lo > 30:
             ax.set_xscale("log")
         ax.set_xlabel(label + ("  (log scale)" if ax.get_xscale() == "log" else ""), fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
-        ax.margins(x=0.25)
-        title = f"{titles.get(scenario, scenario)}\n{metric.replace('`', '')}"
-        ax.set_title("\n".join(textwrap.wrap(title, 60, break_long_words=False, replace_whitespace=False)),
-                     fontsize=8.5, loc="left")
+        ax.margins(x=0.3)
+        title = [titles.get(scenario, scenario)] + textwrap.wrap(metric.replace("`", ""), 62)
+        ax.set_title("\n".join(title), fontsize=8.5, loc="left")
     m = run["machine"]
     fig.suptitle(f"kiln benchmarks ({run['mode']}, {run['date']}): bars are medians, whiskers reach the p99 "
                  f"(for rates the slowest 1%) — {m['cores']} cores, {m['cpu']}, kernel {m['kernel']}",
