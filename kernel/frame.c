@@ -211,11 +211,15 @@ frame_send(int fd, const struct fbuf *fb, const int *fds, size_t nfds, kiln_erro
   return 0;
 }
 
-ssize_t
-frame_recv_some(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds)
+/* One recvmsg (FLAGS added to MSG_CMSG_CLOEXEC), retried on EINTR.  Fds
+   that arrive with the bytes are appended to FDS (count in *NFDS, at most
+   FRAME_MAX_FDS; with FDS NULL or full, extra ones are closed).  Returns
+   bytes read, 0 at EOF, -1 with errno.  */
+static ssize_t
+recv_with_fds(int fd, uint8_t *buf, size_t cap, int flags, int *fds, size_t *nfds)
 {
   union {
-    char buf[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS)];
+    char buf[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS * 2)];
     struct cmsghdr align;
   } u;
   struct iovec iov = { .iov_base = buf, .iov_len = cap };
@@ -223,7 +227,7 @@ frame_recv_some(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds)
       = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
   ssize_t r;
   do
-    r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | flags);
   while (r < 0 && errno == EINTR);
   if (r < 0)
     return -1;
@@ -245,38 +249,17 @@ frame_recv_some(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds)
   return r;
 }
 
+ssize_t
+frame_recv_some(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds)
+{
+  return recv_with_fds(fd, buf, cap, MSG_DONTWAIT, fds, nfds);
+}
+
 static int
 recv_exact(int fd, uint8_t *buf, size_t n, struct frame *f, kiln_error_t *err)
 {
-  size_t off = 0;
-  while (off < n) {
-    ssize_t r;
-    do {
-      union {
-        char b[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS)];
-        struct cmsghdr align;
-      } u;
-      struct iovec iov = { .iov_base = buf + off, .iov_len = n - off };
-      struct msghdr msg
-          = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b };
-      r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-      if (r > 0)
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-          if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-          size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-          int got[FRAME_MAX_FDS];
-          if (k > FRAME_MAX_FDS)
-            k = FRAME_MAX_FDS;
-          memcpy(got, CMSG_DATA(c), k * sizeof(int));
-          for (size_t i = 0; i < k; i++) {
-            if (f->nfds < FRAME_MAX_FDS)
-              f->fds[f->nfds++] = got[i];
-            else
-              close(got[i]);
-          }
-        }
-    } while (r < 0 && errno == EINTR);
+  for (size_t off = 0; off < n;) {
+    ssize_t r = recv_with_fds(fd, buf + off, n - off, 0, f->fds, &f->nfds);
     if (r < 0)
       return kiln_error_make(err, errno, "receive frame");
     if (r == 0)
