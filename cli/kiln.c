@@ -1,15 +1,18 @@
 /* kiln's command line: `kiln serve` (MCP over stdio), `kiln run FILE.py`,
    --help, --version.  */
 #define _GNU_SOURCE
-#include "../kernel/config.h"
-#include "../kernel/embed.h"
-#include "../kernel/front.h"
-#include "../kernel/loop.h"
-#include "../kernel/sandbox.h"
+#include "config.h"
+#include "embed.h"
+#include "handoff.h"
+#include "log.h"
+#include "zygote.h"
+#include "kiln.h"
+#include "loop.h"
+#include "sandbox.h"
 #include "paths.h"
-#include "../kernel/util.h"
-#include "../mcp/server.h"
-#include "../mcp/stdio.h"
+#include "util.h"
+#include "server.h"
+#include "transport/stdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char usage[]
+static const char usage_head[]
     = "Usage: kiln serve [OPTIONS]        serve MCP over stdio (for an MCP client's config)\n"
       "       kiln run [OPTIONS] FILE.py  run a script in a fresh session and print its output\n"
       "       kiln doctor [OPTIONS]       show which protections this host supports\n"
@@ -26,40 +29,20 @@ static const char usage[]
       "kiln runs Python in persistent sessions, each in its own worker process forked\n"
       "from a zygote that has numpy, matplotlib, PIL and pandas already imported.\n"
       "\n"
-      "Options (each also read from the environment variable shown; flags win):\n"
-      "  --timeout SECONDS     default time limit of a cell (KILN_TIMEOUT, default 30)\n"
-      "  --max-timeout SECONDS largest timeout_s a call may ask for (KILN_MAX_TIMEOUT, 3600)\n"
-      "  --grace SECONDS       from the interrupt at the deadline to killing the worker\n"
-      "                        (KILN_GRACE, 2)\n"
-      "  --max-output BYTES    stdout and stderr kept per cell, each; head and tail are kept\n"
-      "                        (KILN_MAX_OUTPUT, 256K)\n"
-      "  --max-result CHARS    length of a result's repr (KILN_MAX_RESULT, 64K)\n"
-      "  --max-code BYTES      size of a cell's source (KILN_MAX_CODE, 1M)\n"
-      "  --max-message BYTES   size of one JSON-RPC message (KILN_MAX_MESSAGE, 16M)\n"
-      "  --max-sessions N      open sessions (KILN_MAX_SESSIONS, 256)\n"
-      "  --max-queued N        cells waiting per session (KILN_MAX_QUEUED, 64)\n"
-      "  --spares N            workers started ahead of new sessions (KILN_SPARES, 2)\n"
-      "  --max-image-side PX   images larger than this are sent downscaled; the full size\n"
-      "                        stays readable as a resource (KILN_MAX_IMAGE_SIDE, 1568)\n"
-      "  --memory BYTES        memory per session, cgroup-enforced (KILN_MEMORY, 1G)\n"
-      "  --max-procs N         processes and threads per session (KILN_MAX_PROCS, 256)\n"
-      "  --max-files N         open files per process (KILN_MAX_FILES, 1024)\n"
-      "  --cpus N              CPU cores per session, cgroup-enforced (KILN_CPUS, 1)\n"
-      "  --work-size BYTES     size of a session's /work (KILN_WORK_SIZE, 512M)\n"
-      "  --tmp-size BYTES      size of a session's /tmp and /dev/shm, each (KILN_TMP_SIZE, 256M)\n"
-      "  --insecure-no-sandbox run cells WITHOUT the sandbox (KILN_INSECURE_NO_SANDBOX=1);\n"
-      "                        every reply then says the session is not isolated\n"
-      "  --preload LIST        modules the zygote imports, comma-separated\n"
-      "                        (KILN_PRELOAD, "
-      "numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas)\n"
-      "  --home DIR            state directory; sessions' files live in DIR/sessions/ID\n"
-      "                        (KILN_HOME, $XDG_DATA_HOME/kiln or ~/.local/share/kiln)\n"
-      "  --venv DIR            the sandbox's virtual environment (KILN_VENV, set at build time)\n"
-      "  --runtime-dir DIR     kiln's Python runtime, python/sitecustomize (KILN_RUNTIME_DIR)\n"
-      "\n"
+      "Options (each also read from the environment variable shown; flags win):\n";
+static const char usage_tail[]
+    = "\n"
       "kiln run exits with 0 when the script succeeds, 1 when it raises, the code passed\n"
       "to sys.exit(), 124 when it is interrupted at its deadline, 137 when it had to be\n"
       "killed, and 70 when its worker crashed.\n";
+
+static void
+usage(FILE *out)
+{
+  fputs(usage_head, out);
+  config_print_help(out);
+  fputs(usage_tail, out);
+}
 
 struct app {
   struct kiln_config cfg;
@@ -260,9 +243,11 @@ main(int argc, char **argv)
 {
   struct app a = { 0 };
   kiln_error_t err = NULL;
+  if (argc == 2 && strcmp(argv[1], ZYGOTE_COMMAND) == 0)
+    zyg_exec_main();
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
       || strcmp(argv[1], "help") == 0) {
-    fputs(usage, argc < 2 ? stderr : stdout);
+    usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   if (strcmp(argv[1], "--version") == 0) {
@@ -271,7 +256,8 @@ main(int argc, char **argv)
   }
   const char *cmd = argv[1];
   if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "run") != 0 && strcmp(cmd, "doctor") != 0) {
-    fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, usage);
+    fprintf(stderr, "kiln: unknown command '%s'\n\n", cmd);
+    usage(stderr);
     return 2;
   }
   if (config_init(&a.cfg, &err) < 0) {

@@ -1,6 +1,6 @@
 #define _GNU_SOURCE
 #include "jsonrpc.h"
-#include "../kernel/util.h"
+#include "util.h"
 
 #include <string.h>
 

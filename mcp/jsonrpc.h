@@ -4,7 +4,7 @@
 #ifndef KILN_JSONRPC_H
 #define KILN_JSONRPC_H
 
-#include "../kernel/error.h"
+#include "error.h"
 
 #include <jansson.h>
 #include <stddef.h>

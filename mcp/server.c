@@ -2,11 +2,9 @@
 #include "server.h"
 #include "jsonrpc.h"
 #include "tools.h"
-#include "../capture/files.h"
-#include "../capture/png.h"
-#include "../kernel/frame.h"
+#include "pngenc.h"
 #include "paths.h"
-#include "../kernel/util.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -153,36 +151,31 @@ is_text(const uint8_t *d, size_t n)
 }
 
 static json_t *
-listing_json(const uint8_t *p, size_t n, json_t **text_out)
+listing_json(const struct file_reply *r, json_t **text_out)
 {
   json_t *files = json_array();
   struct buf text = { 0 };
-  size_t off = 0;
-  while (off + FILES_ENTRY_HDR <= n) {
-    uint64_t size, mtime;
-    uint16_t pl;
-    memcpy(&size, p + off + 1, 8);
-    memcpy(&mtime, p + off + 9, 8);
-    memcpy(&pl, p + off + 17, 2);
-    if (pl > n - off - FILES_ENTRY_HDR)
-      break;
-    char kind = (char)p[off];
-    cleanup_free char *path = utf8_sanitize((const char *)p + off + FILES_ENTRY_HDR, pl, NULL);
-    off += FILES_ENTRY_HDR + pl;
-    time_t secs = (time_t)(mtime / 1000000000u);
+  for (size_t i = 0; i < r->nentries; i++) {
+    const struct file_entry *e = &r->entries[i];
+    time_t secs = (time_t)(e->mtime_ns / 1000000000);
     struct tm tm;
     char when[32];
     gmtime_r(&secs, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    const char *type = kind == 'f'   ? "file"
-                       : kind == 'd' ? "directory"
-                       : kind == 'l' ? "symlink"
-                                     : "other";
-    json_array_append_new(files, json_pack("{s:s, s:s, s:I, s:s}", "path", path, "type", type,
-                                           "size", (json_int_t)size, "modified", when));
-    cleanup_free char *line = xasprintf("%s%s  %llu bytes  %s\n", path, kind == 'd' ? "/" : "",
-                                        (unsigned long long)size, when);
+    const char *type = e->kind == 'f'   ? "file"
+                       : e->kind == 'd' ? "directory"
+                       : e->kind == 'l' ? "symlink"
+                                        : "other";
+    json_array_append_new(files, json_pack("{s:s, s:s, s:I, s:s}", "path", e->path, "type", type,
+                                           "size", (json_int_t)e->size, "modified", when));
+    cleanup_free char *line
+        = xasprintf("%s%s  %llu bytes  %s\n", e->path, e->kind == 'd' ? "/" : "",
+                    (unsigned long long)e->size, when);
     buf_append(&text, line, strlen(line));
+  }
+  if (r->truncated) {
+    static const char more[] = "(the listing stops here: it reached its limit of entries)\n";
+    buf_append(&text, more, strlen(more));
   }
   buf_append(&text, "", 1);
   *text_out = json_string(text.len > 1 ? (const char *)text.data : "(no files)\n");
@@ -209,7 +202,7 @@ on_file_reply(void *ctx, const struct file_reply *r)
                     "structuredContent", "session_id", r->session_id, "path", p->path, "uri", uri);
   } else if (p->kind == FR_LIST) {
     json_t *text;
-    json_t *files = listing_json(r->listing, r->listing_len, &text);
+    json_t *files = listing_json(r, &text);
     res = json_pack("{s:[{s:s, s:o}], s:{s:s, s:s, s:o}}", "content", "type", "text", "text", text,
                     "structuredContent", "session_id", r->session_id, "path", p->path, "files",
                     files);
@@ -257,8 +250,8 @@ on_file_reply(void *ctx, const struct file_reply *r)
 /* Starts a file operation answered later by on_file_reply; returns NULL
    with *DEFERRED set, or an error result.  */
 static json_t *
-start_file_op(struct mcp_server *s, json_t *id, enum file_reply_kind kind, int op, const char *sid,
-              const char *path, size_t plen, const uint8_t *data, size_t len)
+start_file_op(struct mcp_server *s, json_t *id, enum file_reply_kind kind, enum front_file_op op,
+              const char *sid, const char *path, size_t plen, const uint8_t *data, size_t len)
 {
   struct file_pending *p = xzalloc(sizeof *p);
   p->base.server = s;
@@ -312,11 +305,11 @@ call_file_tool(struct mcp_server *s, json_t *id, const char *name, json_t *args,
   size_t plen = path ? json_string_length(path) : 0;
   json_t *res = NULL;
   if (strcmp(name, "list_files") == 0)
-    res = start_file_op(s, id, FR_LIST, FRAME_FILE_LIST, json_string_value(sid), p, plen, NULL, 0);
+    res = start_file_op(s, id, FR_LIST, FRONT_FILE_LIST, json_string_value(sid), p, plen, NULL, 0);
   else if (path == NULL)
     return tools_error_result("missing required argument 'path'");
   else if (strcmp(name, "read_file") == 0)
-    res = start_file_op(s, id, FR_READ, FRAME_FILE_READ, json_string_value(sid), p, plen, NULL, 0);
+    res = start_file_op(s, id, FR_READ, FRONT_FILE_READ, json_string_value(sid), p, plen, NULL, 0);
   else {
     json_t *content = json_object_get(args, "content"), *enc = json_object_get(args, "encoding");
     if (!json_is_string(content))
@@ -337,7 +330,7 @@ call_file_tool(struct mcp_server *s, json_t *id, const char *name, json_t *args,
           = xasprintf("the file is %zu bytes, over the %u-byte upload limit", len, MAX_FILE_BYTES);
       return tools_error_result(msg);
     }
-    res = start_file_op(s, id, FR_UPLOAD, FRAME_FILE_WRITE, json_string_value(sid), p, plen,
+    res = start_file_op(s, id, FR_UPLOAD, FRONT_FILE_WRITE, json_string_value(sid), p, plen,
                         b64 ? bytes : (const uint8_t *)json_string_value(content), len);
   }
   *deferred = res == NULL;
@@ -489,7 +482,7 @@ resources_read(struct mcp_server *s, json_t *params, int *code, char **message, 
     *deferred = true;
     json_t *id = *req_id;
     json_t *res
-        = start_file_op(s, id, FR_RESOURCE, FRAME_FILE_READ, fsid, path, strlen(path), NULL, 0);
+        = start_file_op(s, id, FR_RESOURCE, FRONT_FILE_READ, fsid, path, strlen(path), NULL, 0);
     (void)res;
     return NULL;
   }

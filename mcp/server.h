@@ -3,8 +3,8 @@
 #ifndef KILN_MCP_SERVER_H
 #define KILN_MCP_SERVER_H
 
-#include "../kernel/config.h"
-#include "../kernel/front.h"
+#include "config.h"
+#include "kiln.h"
 
 #include <jansson.h>
 

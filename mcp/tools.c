@@ -1,6 +1,6 @@
 #define _GNU_SOURCE
 #include "tools.h"
-#include "../kernel/util.h"
+#include "util.h"
 
 #include <math.h>
 #include <string.h>

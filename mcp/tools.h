@@ -2,7 +2,7 @@
 #ifndef KILN_MCP_TOOLS_H
 #define KILN_MCP_TOOLS_H
 
-#include "../kernel/front.h"
+#include "kiln.h"
 
 #include <jansson.h>
 

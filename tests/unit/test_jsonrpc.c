@@ -2,8 +2,8 @@
 /* JSON-RPC handling: every malformed message gets the right error code,
    and tool arguments are checked before anything runs.  */
 #include "check.h"
-#include "../../mcp/jsonrpc.h"
-#include "../../mcp/tools.h"
+#include "jsonrpc.h"
+#include "tools.h"
 #include "util.h"
 
 static int

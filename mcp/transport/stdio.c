@@ -1,7 +1,7 @@
 #define _GNU_SOURCE
 #include "stdio.h"
 #include "jsonrpc.h"
-#include "../kernel/util.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

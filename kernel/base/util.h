@@ -64,15 +64,6 @@ void buf_append(struct buf *b, const void *data, size_t n);
 void buf_consume(struct buf *b, size_t n);
 void buf_free(struct buf *b);
 
-/* Base64 (RFC 4648, padded) of [DATA, DATA+N): a newly allocated,
-   NUL-terminated string the caller frees.  */
-char *base64_encode(const uint8_t *data, size_t n);
-
-/* Decodes padded or unpadded base64 (whitespace ignored).  Returns the
-   bytes (allocated, the caller frees them) and their length in *LEN, or
-   NULL when the text is not base64.  */
-uint8_t *base64_decode(const char *text, size_t n, size_t *len);
-
 /* Monotonic clock in nanoseconds.  */
 int64_t now_ns(void);
 
@@ -98,13 +89,8 @@ void random_bytes(void *buf, size_t n);
 /* The name of a signal ("SIGSEGV"), or "signal N" in a static buffer.  */
 const char *signal_name(int sig);
 
-/* Replaces invalid UTF-8 in [S, S+N) with U+FFFD.  Returns a newly
-   allocated NUL-terminated string (which may contain NUL bytes before the
-   end: *OUT_LEN says how long it is); the caller frees it.  */
-char *utf8_sanitize(const char *s, size_t n, size_t *out_len);
-
-/* Length of the longest prefix of [S, S+N) that does not end in the middle
-   of a UTF-8 sequence (N itself when S+N falls on a boundary).  */
-size_t utf8_boundary_before(const char *s, size_t n);
+/* base64.h and utf8.h were part of this header.  */
+#include "base64.h"
+#include "utf8.h"
 
 #endif

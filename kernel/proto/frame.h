@@ -26,6 +26,7 @@ enum frame_type {
   /* front -> zygote */
   FRAME_SPAWN = 1,   /* fields: SESSION_ID, UID */
   FRAME_COMPILE = 2, /* reserved for the code cache: compile without running */
+  FRAME_CONFIG = 3,  /* fields: CONFIG, SANDBOX, STRINGS (handoff.h); the first frame */
   /* zygote -> front */
   FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED */
   FRAME_SPAWNED = 11,       /* fields: PID; fds: control socket, stdout, stderr */
@@ -67,7 +68,11 @@ enum frame_tag {
   TAG_PATH = 21,
   TAG_DATA = 22,
   TAG_MAX_BYTES = 23, /* u64 */
-  TAG_LISTING = 24,   /* packed entries, see files.c */
+  TAG_LISTING = 24,   /* packed entries, see records.h */
+  TAG_TRUNCATED = 25, /* present: a listing stopped at a limit */
+  TAG_CONFIG = 26,    /* handoff.h */
+  TAG_SANDBOX = 27,
+  TAG_STRINGS = 28,
 };
 
 /* How a cell ended, as the worker reports it.  */

@@ -3,8 +3,8 @@
 #ifndef KILN_STDIO_H
 #define KILN_STDIO_H
 
-#include "../kernel/error.h"
-#include "../kernel/loop.h"
+#include "error.h"
+#include "loop.h"
 
 #include <jansson.h>
 #include <stddef.h>

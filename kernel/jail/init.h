@@ -3,22 +3,24 @@
    cells leave behind, passes the front's signals on to the worker, and
    when the worker ends reports its wait status and exits, which takes the
    whole namespace down with it.  */
-#ifndef KILN_REAPER_H
-#define KILN_REAPER_H
-
-#include "worker.h"
+#ifndef KILN_INIT_H
+#define KILN_INIT_H
 
 #include <sys/types.h>
 
-struct rpr_params {
+struct init_params {
   int mid_pidfd;   /* the middle process: wait for it to exit before arming
                       the parent-death signal */
   int front_pidfd; /* the front, to check it is still there */
   int status_fd;   /* write end of the status pipe to the front */
-  struct wrk_params worker;
+  int ctl;         /* the worker's control socket: where a failure to
+                      fork it is reported */
+  /* Runs in the forked worker; never returns.  */
+  void (*worker_main)(const void *arg) __attribute__((noreturn));
+  const void *worker_arg;
 };
 
 /* Never returns.  */
-_Noreturn void rpr_main(const struct rpr_params *p);
+_Noreturn void init_main(const struct init_params *p);
 
 #endif

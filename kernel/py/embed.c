@@ -1,7 +1,7 @@
 #define _GNU_SOURCE
 #include "pycompat.h"
 
-#include "../capture/png.h"
+#include "pngenc.h"
 #include "embed.h"
 #include "paths.h"
 #include "util.h"

@@ -3,8 +3,10 @@
 
 #include "embed.h"
 #include "frame.h"
+#include "handoff.h"
+#include "log.h"
 #include "util.h"
-#include "reaper.h"
+#include "init.h"
 #include "sandbox.h"
 #include "worker.h"
 #include "zygote.h"
@@ -20,7 +22,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#define ZYG_FD 3
+#define ZYG_FD ZYGOTE_FD
 
 static _Noreturn void
 fail(kiln_error_t *err)
@@ -117,6 +119,12 @@ pidfd_open_self(void)
   return (int)syscall(SYS_pidfd_open, getpid(), 0);
 }
 
+static _Noreturn void
+worker_entry(const void *arg)
+{
+  wrk_main(arg);
+}
+
 /* Reports a failure of the middle process through the pid pipe: a
    negative pid, then the message.  */
 static _Noreturn void
@@ -180,24 +188,27 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
       close(out[0]);
       close(errp[0]);
       close(status[0]);
-      struct rpr_params rp = {
+      struct wrk_params wp = {
+        .ctl = ctl[1],
+        .out = out[1],
+        .err = errp[1],
+        .session_id = session_id,
+        .uid = (uid_t)uid,
+        .gid = (gid_t)uid,
+        .max_result = cfg->max_result,
+        .max_image_side = cfg->max_image_side,
+        .sbx = cfg->sbx,
+        .scf = &policy,
+      };
+      struct init_params ip = {
         .mid_pidfd = self,
         .front_pidfd = front_pidfd,
         .status_fd = status[1],
-        .worker = {
-          .ctl = ctl[1],
-          .out = out[1],
-          .err = errp[1],
-          .session_id = session_id,
-          .uid = (uid_t) uid,
-          .gid = (gid_t) uid,
-          .max_result = cfg->max_result,
-          .max_image_side = cfg->max_image_side,
-          .sbx = cfg->sbx,
-          .scf = &policy,
-        },
+        .ctl = ctl[1],
+        .worker_main = worker_entry,
+        .worker_arg = &wp,
       };
-      rpr_main(&rp);
+      init_main(&ip);
     }
     if (init < 0) {
       kiln_error_make(&e, errno, "fork the worker's init");
@@ -248,8 +259,10 @@ out:
   return ret;
 }
 
+static void serve(const struct kiln_config *cfg) __attribute__((noreturn));
+
 void
-zyg_main(int sock, const struct kiln_config *cfg)
+zyg_exec_main(void)
 {
   kiln_error_t err = NULL;
 
@@ -261,20 +274,29 @@ zyg_main(int sock, const struct kiln_config *cfg)
     _exit(1);
   prctl(PR_SET_NAME, "kiln-zygote", 0, 0, 0);
 
-  /* Only the zygote socket and stderr (the log) survive from the front.
-     stdout is the MCP channel: nothing here may write to it.  */
-  if (dup3(sock, ZYG_FD, O_CLOEXEC) < 0)
-    _exit(127);
-  int null = open("/dev/null", O_RDWR);
-  if (null < 0)
-    _exit(127);
-  dup2(null, 0);
-  dup2(2, 1);
+  /* The front set up fds 0-2 and ZYG_FD; anything else inherited is
+     not the zygote's.  */
+  set_cloexec(ZYG_FD, true);
   int keep[] = { 0, 1, 2, ZYG_FD };
   close_fds_except(0, keep, sizeof keep / sizeof keep[0]);
   signal(SIGPIPE, SIG_IGN);
 
+  struct frame f;
+  uint8_t *payload = NULL;
+  static struct kiln_config cfg;
+  static struct sbx_config sbx;
+  if (frame_recv(ZYG_FD, &f, &payload, 1 << 20, &err) < 0 || hof_decode(&f, &cfg, &sbx, &err) < 0)
+    fail(&err);
+  free(payload);
+  log_setup(cfg.log_level, cfg.log_format);
   front_pidfd = (int)syscall(SYS_pidfd_open, front, 0);
+  serve(&cfg);
+}
+
+static void
+serve(const struct kiln_config *cfg)
+{
+  kiln_error_t err = NULL;
   if (cfg->sbx->jail && scf_build(&policy, &err) < 0)
     fail(&err);
   reset_environment(cfg);

@@ -1,8 +1,8 @@
 #define _GNU_SOURCE
-#include "../kernel/pycompat.h"
+#include "pycompat.h"
 
-#include "png.h"
-#include "../kernel/util.h"
+#include "pngenc.h"
+#include "util.h"
 
 #include <png.h>
 #include <zlib.h>

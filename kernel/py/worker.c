@@ -1,9 +1,10 @@
 #define _GNU_SOURCE
 #include "pycompat.h"
 
-#include "../capture/files.h"
+#include "files.h"
 #include "embed.h"
 #include "frame.h"
+#include "records.h"
 #include "sandbox.h"
 #include "util.h"
 #include "worker.h"
@@ -108,23 +109,18 @@ put_outputs(struct fbuf *fb, PyObject *list)
       PyErr_Clear();
       continue;
     }
-    if (mlen > UINT16_MAX || nlen > UINT16_MAX
-        || blob.len + 16 + (size_t)(mlen + nlen + dlen) > OUTPUTS_MAX) {
+    struct rec_output o = {
+      .mime = mime,
+      .mime_len = (size_t)mlen,
+      .name = name,
+      .name_len = (size_t)nlen,
+      .data = (const uint8_t *)data,
+      .data_len = (size_t)dlen,
+      .width = w,
+      .height = h,
+    };
+    if (rec_output_put(&blob, &o, OUTPUTS_MAX) < 0)
       dropped++;
-      continue;
-    }
-    uint8_t hdr[16];
-    uint16_t m16 = (uint16_t)mlen, n16 = (uint16_t)nlen;
-    uint32_t d32 = (uint32_t)dlen;
-    memcpy(hdr, &m16, 2);
-    memcpy(hdr + 2, &n16, 2);
-    memcpy(hdr + 4, &d32, 4);
-    memcpy(hdr + 8, &w, 4);
-    memcpy(hdr + 12, &h, 4);
-    buf_append(&blob, hdr, 16);
-    buf_append(&blob, mime, (size_t)mlen);
-    buf_append(&blob, name, (size_t)nlen);
-    buf_append(&blob, data, (size_t)dlen);
   }
   if (blob.len)
     fbuf_put(fb, TAG_OUTPUTS, blob.data, blob.len);

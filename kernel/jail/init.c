@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "reaper.h"
+#include "init.h"
 #include "frame.h"
 #include "util.h"
 
@@ -24,7 +24,7 @@ fail(int ctl, const char *what, int e)
 }
 
 void
-rpr_main(const struct rpr_params *p)
+init_main(const struct init_params *p)
 {
   prctl(PR_SET_NAME, "kiln-init", 0, 0, 0);
 
@@ -35,13 +35,13 @@ rpr_main(const struct rpr_params *p)
 
   pid_t w = fork();
   if (w < 0)
-    fail(p->worker.ctl, "fork the worker", errno);
+    fail(p->ctl, "fork the worker", errno);
   if (w == 0) {
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(p->status_fd);
     close(p->mid_pidfd);
     close(p->front_pidfd);
-    wrk_main(&p->worker);
+    p->worker_main(p->worker_arg);
   }
   /* Everything else this copy of the zygote holds (its socket to the
      front among them) is not the init's business.  */

@@ -100,26 +100,43 @@ struct front *front_new(const struct kiln_config *cfg, struct loop *loop, front_
 int64_t front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
                        double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err);
 
+/* What a file operation does: list a directory, read a file, write one
+   (creating its parents).  */
+enum front_file_op {
+  FRONT_FILE_LIST,
+  FRONT_FILE_READ,
+  FRONT_FILE_WRITE,
+};
+
+/* One entry of a listing.  */
+struct file_entry {
+  char kind; /* 'f' file, 'd' directory, 'l' symlink, 'o' other */
+  uint64_t size;
+  int64_t mtime_ns;
+  const char *path; /* relative to /work, valid UTF-8, NUL-terminated */
+};
+
 /* The answer to a file operation: STATUS 0 or an errno with MESSAGE.
    Borrowed for the duration of the callback.  */
 struct file_reply {
   const char *session_id;
   int status;
   const char *message;
-  const uint8_t *data; /* FILE_READ */
+  const uint8_t *data; /* FRONT_FILE_READ */
   size_t len;
-  const uint8_t *listing; /* FILE_LIST: packed entries (capture/files.h) */
-  size_t listing_len;
+  const struct file_entry *entries; /* FRONT_FILE_LIST */
+  size_t nentries;
+  bool truncated; /* the listing stopped at a limit */
 };
 typedef void (*front_file_cb)(void *ctx, const struct file_reply *r);
 
-/* Queues a file operation (FRAME_FILE_LIST, _READ or _WRITE) on PATH
-   under the session's /work, served by its worker between cells.  DATA
-   (LEN bytes, copied) is what a write writes; MAX_BYTES bounds a read.
-   CB is called exactly once unless the call is refused (-1 with ERR).  */
-int64_t front_file_op(struct front *f, const char *session_id, int op, const char *path,
-                      size_t path_len, const uint8_t *data, size_t len, uint64_t max_bytes,
-                      front_file_cb cb, void *ctx, kiln_error_t *err);
+/* Queues a file operation OP on PATH (PATH_LEN bytes) under the
+   session's /work, served by its worker between cells.  DATA (LEN bytes,
+   copied) is what a write writes; MAX_BYTES bounds a read.  CB is called
+   exactly once unless the call is refused (-1 with ERR).  */
+int64_t front_file_op(struct front *f, const char *session_id, enum front_file_op op,
+                      const char *path, size_t path_len, const uint8_t *data, size_t len,
+                      uint64_t max_bytes, front_file_cb cb, void *ctx, kiln_error_t *err);
 
 /* Forgets HANDLE's callback: a queued cell is dropped, a running one is
    interrupted.  Unknown handles are ignored.  */

@@ -1,11 +1,13 @@
 /* kiln's configuration: defaults, then environment variables, then flags.
-   One struct read by the front, copied into the zygote by fork.  */
+   One struct read by the front and handed to the zygote in its first
+   frame (handoff.h).  */
 #ifndef KILN_CONFIG_H
 #define KILN_CONFIG_H
 
 #include "error.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,20 +20,23 @@ struct kiln_config {
   size_t max_code;      /* bytes of a cell's source */
   size_t max_message;   /* bytes of one JSON-RPC message */
   size_t max_sessions;
-  size_t max_queued;       /* cells waiting behind a running one, per session */
-  size_t spares;           /* workers kept started ahead of new sessions */
-  size_t max_image_side;   /* pixels: larger images are sent downscaled */
-  size_t memory;           /* cgroup memory limit per session, bytes */
-  size_t max_procs;        /* processes and threads per session */
-  size_t max_files;        /* open files per process */
-  size_t work_size;        /* /work */
-  size_t tmp_size;         /* /tmp and /dev/shm, each */
-  double cpus;             /* CPU bandwidth per session, in cores */
-  int insecure_no_sandbox; /* run cells unjailed: the operator said so */
-  char *preload;           /* comma-separated module names */
-  char *home;              /* KILN_HOME: state directory */
-  char *venv;              /* the sandbox's virtual environment */
-  char *runtime_dir;       /* python/sitecustomize */
+  size_t max_queued;         /* cells waiting behind a running one, per session */
+  size_t spares;             /* workers kept started ahead of new sessions */
+  size_t max_image_side;     /* pixels: larger images are sent downscaled */
+  size_t memory;             /* cgroup memory limit per session, bytes */
+  size_t max_procs;          /* processes and threads per session */
+  size_t max_files;          /* open files per process */
+  size_t work_size;          /* /work */
+  size_t tmp_size;           /* /tmp and /dev/shm, each */
+  double cpus;               /* CPU bandwidth per session, in cores */
+  int insecure_no_sandbox;   /* run cells unjailed: the operator said so */
+  size_t max_artifacts_size; /* images on disk, all sessions; a quarter per session */
+  int log_level;             /* enum log_level (log.h) */
+  int log_format;            /* 0 text, 1 json */
+  char *preload;             /* comma-separated module names */
+  char *home;                /* KILN_HOME: state directory */
+  char *venv;                /* the sandbox's virtual environment */
+  char *runtime_dir;         /* python/sitecustomize */
   /* How workers are jailed, probed at start-up (sandbox.h); owned by
      whoever filled it in.  */
   struct sbx_config *sbx;
@@ -47,6 +52,9 @@ void config_free(struct kiln_config *cfg);
    KEY is the flag name without dashes ("timeout", "max-output").  Returns
    -1 with ERR if the key is unknown or the value malformed.  */
 int config_set(struct kiln_config *cfg, const char *key, const char *value, kiln_error_t *err);
+
+/* Prints every setting, one entry each, for --help.  */
+void config_print_help(FILE *out);
 
 /* Whether KEY is a flag that takes no value on the command line.  */
 bool config_is_flag(const char *key);

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "files.h"
-#include "../kernel/util.h"
+#include "records.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,26 +13,6 @@
 #include <unistd.h>
 
 #define WORK "/work"
-
-bool
-files_path_ok(const char *path, size_t len, bool allow_root)
-{
-  if (len == 0)
-    return allow_root;
-  if (len > 4096 || memchr(path, '\0', len) || path[0] == '/')
-    return false;
-  size_t start = 0;
-  for (size_t i = 0; i <= len; i++) {
-    if (i < len && path[i] != '/')
-      continue;
-    size_t n = i - start;
-    if (n == 0 || (n == 1 && path[start] == '.')
-        || (n == 2 && path[start] == '.' && path[start + 1] == '.'))
-      return false;
-    start = i + 1;
-  }
-  return true;
-}
 
 static int
 open_beneath(int dirfd, const char *path, int flags, mode_t mode)
@@ -71,7 +52,7 @@ list_dir(int dirfd, const char *prefix, int depth, struct buf *b, size_t *n)
     return;
   }
   struct dirent *de;
-  while ((de = readdir(d)) != NULL && *n < FILES_MAX_ENTRIES) {
+  while ((de = readdir(d)) != NULL && *n < REC_LIST_MAX_ENTRIES) {
     if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
       continue;
     struct stat st;
@@ -82,21 +63,19 @@ list_dir(int dirfd, const char *prefix, int depth, struct buf *b, size_t *n)
     size_t plen = strlen(path);
     if (plen > UINT16_MAX)
       continue;
-    uint8_t hdr[FILES_ENTRY_HDR];
-    hdr[0] = S_ISREG(st.st_mode)   ? 'f'
-             : S_ISDIR(st.st_mode) ? 'd'
-             : S_ISLNK(st.st_mode) ? 'l'
-                                   : 'o';
-    uint64_t size = (uint64_t)st.st_size,
-             mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
-    uint16_t pl = (uint16_t)plen;
-    memcpy(hdr + 1, &size, 8);
-    memcpy(hdr + 9, &mtime, 8);
-    memcpy(hdr + 17, &pl, 2);
-    buf_append(b, hdr, sizeof hdr);
-    buf_append(b, path, plen);
+    struct rec_entry e = {
+      .kind = S_ISREG(st.st_mode)   ? 'f'
+              : S_ISDIR(st.st_mode) ? 'd'
+              : S_ISLNK(st.st_mode) ? 'l'
+                                    : 'o',
+      .size = (uint64_t)st.st_size,
+      .mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec,
+      .path = path,
+      .path_len = plen,
+    };
+    rec_entry_put(b, &e);
     (*n)++;
-    if (S_ISDIR(st.st_mode) && depth < FILES_MAX_DEPTH) {
+    if (S_ISDIR(st.st_mode) && depth < REC_LIST_MAX_DEPTH) {
       int sub = open_beneath(dirfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
       if (sub >= 0) {
         list_dir(sub, path, depth + 1, b, n);
@@ -135,7 +114,7 @@ files_serve(const struct frame *f, struct fbuf *out)
   cleanup_free char *path = NULL;
   size_t plen = 0;
   const struct field *pf = frame_get(f, TAG_PATH);
-  if (pf == NULL || !files_path_ok((const char *)pf->data, pf->len, f->type == FRAME_FILE_LIST)) {
+  if (pf == NULL || !rec_path_ok((const char *)pf->data, pf->len, f->type == FRAME_FILE_LIST)) {
     result(out, EINVAL, "the path must be relative to /work, without '..', '.' or empty parts");
     return;
   }

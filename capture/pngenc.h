@@ -3,7 +3,7 @@
 #ifndef KILN_CAPTURE_PNG_H
 #define KILN_CAPTURE_PNG_H
 
-#include "../kernel/error.h"
+#include "error.h"
 
 #include <stdbool.h>
 #include <stddef.h>

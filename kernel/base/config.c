@@ -1,0 +1,274 @@
+#define _GNU_SOURCE
+#include "config.h"
+#include "paths.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Each setting once: its flag name, its environment variable, how to
+   parse it, and its line in `kiln --help`, which is printed from this
+   table and nothing else.  */
+enum kind {
+  K_SECONDS,
+  K_SIZE,
+  K_COUNT,
+  K_COUNT0, /* a count that may be zero */
+  K_STRING,
+  K_FLAG,   /* "1"/"true"/"yes" or "0"/"false"/"no"; a bare flag means 1 */
+  K_CHOICE, /* one of CHOICES, stored as its index */
+};
+
+struct setting {
+  const char *key;
+  const char *env;
+  enum kind kind;
+  size_t offset;
+  const char *metavar; /* NULL for a flag */
+  const char *dflt;    /* as --help shows it */
+  const char *help;
+  const char *const *choices;
+};
+
+static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const log_formats[] = { "text", "json", NULL };
+
+#define S(key, env, kind, field, meta, dflt, help)                                                 \
+  {                                                                                                \
+    key, env, kind, offsetof(struct kiln_config, field), meta, dflt, help, NULL                    \
+  }
+#define C(key, env, field, dflt, help, choices)                                                    \
+  {                                                                                                \
+    key, env, K_CHOICE, offsetof(struct kiln_config, field), "WORD", dflt, help, choices           \
+  }
+static const struct setting settings[] = {
+  S("timeout", "KILN_TIMEOUT", K_SECONDS, timeout_s, "SECONDS", "30",
+    "default time limit of a cell"),
+  S("max-timeout", "KILN_MAX_TIMEOUT", K_SECONDS, max_timeout_s, "SECONDS", "3600",
+    "largest timeout_s a call may ask for"),
+  S("grace", "KILN_GRACE", K_SECONDS, grace_s, "SECONDS", "2",
+    "from the interrupt at the deadline to killing the worker (at most 600)"),
+  S("max-output", "KILN_MAX_OUTPUT", K_SIZE, max_output, "BYTES", "256K",
+    "stdout and stderr kept per cell, each; head and tail are kept"),
+  S("max-result", "KILN_MAX_RESULT", K_SIZE, max_result, "CHARS", "64K",
+    "length of a result's repr, of an error's message and traceback, and of each text "
+    "form a cell displays"),
+  S("max-code", "KILN_MAX_CODE", K_SIZE, max_code, "BYTES", "1M", "size of a cell's source"),
+  S("max-message", "KILN_MAX_MESSAGE", K_SIZE, max_message, "BYTES", "16M",
+    "size of one JSON-RPC message"),
+  S("max-sessions", "KILN_MAX_SESSIONS", K_COUNT, max_sessions, "N", "256", "open sessions"),
+  S("max-queued", "KILN_MAX_QUEUED", K_COUNT, max_queued, "N", "64", "cells waiting per session"),
+  S("spares", "KILN_SPARES", K_COUNT0, spares, "N", "2", "workers started ahead of new sessions"),
+  S("max-image-side", "KILN_MAX_IMAGE_SIDE", K_COUNT, max_image_side, "PX", "1568",
+    "images larger than this are sent downscaled; the full size stays readable as a resource"),
+  S("max-artifacts-size", "KILN_MAX_ARTIFACTS_SIZE", K_SIZE, max_artifacts_size, "BYTES", "256M",
+    "images kept on disk for all sessions together; a session may keep a quarter of it; the "
+    "oldest are evicted first and the reply says so"),
+  S("memory", "KILN_MEMORY", K_SIZE, memory, "BYTES", "1G", "memory per session, cgroup-enforced"),
+  S("max-procs", "KILN_MAX_PROCS", K_COUNT, max_procs, "N", "256",
+    "processes and threads per session"),
+  S("max-files", "KILN_MAX_FILES", K_COUNT, max_files, "N", "1024", "open files per process"),
+  S("cpus", "KILN_CPUS", K_SECONDS, cpus, "N", "1", "CPU cores per session, cgroup-enforced"),
+  S("work-size", "KILN_WORK_SIZE", K_SIZE, work_size, "BYTES", "512M", "size of a session's /work"),
+  S("tmp-size", "KILN_TMP_SIZE", K_SIZE, tmp_size, "BYTES", "256M",
+    "size of a session's /tmp and /dev/shm, each"),
+  S("insecure-no-sandbox", "KILN_INSECURE_NO_SANDBOX", K_FLAG, insecure_no_sandbox, NULL, "off",
+    "run cells WITHOUT the sandbox; every reply then says the session is not isolated"),
+  S("preload", "KILN_PRELOAD", K_STRING, preload, "LIST",
+    "numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas", "modules the zygote imports"),
+  S("home", "KILN_HOME", K_STRING, home, "DIR", "$XDG_DATA_HOME/kiln or ~/.local/share/kiln",
+    "state directory; sessions' files live in DIR/sessions/ID"),
+  S("venv", "KILN_VENV", K_STRING, venv, "DIR", "set at build time",
+    "the sandbox's virtual environment"),
+  S("runtime-dir", "KILN_RUNTIME_DIR", K_STRING, runtime_dir, "DIR", "set at build time",
+    "kiln's Python runtime, python/sitecustomize"),
+  C("log-level", "KILN_LOG_LEVEL", log_level, "info", "error, warn, info or debug", log_levels),
+  C("log-format", "KILN_LOG_FORMAT", log_format, "text",
+    "text, or json (one JSON object per line) for a log collector", log_formats),
+};
+#undef S
+#undef C
+
+void
+config_print_help(FILE *out)
+{
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+    const struct setting *s = &settings[i];
+    char flag[48];
+    snprintf(flag, sizeof flag, "--%s%s%s", s->key, s->metavar ? " " : "",
+             s->metavar ? s->metavar : "");
+    fprintf(out, "  %-28s %s\n  %-28s (%s; default %s)\n", flag, s->help, "", s->env, s->dflt);
+  }
+}
+
+int
+config_parse_size(const char *s, size_t *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || s[0] == '-')
+    return -1;
+  unsigned long long mul = 1;
+  switch (toupper((unsigned char)*end)) {
+  case 'K':
+    mul = 1ULL << 10;
+    end++;
+    break;
+  case 'M':
+    mul = 1ULL << 20;
+    end++;
+    break;
+  case 'G':
+    mul = 1ULL << 30;
+    end++;
+    break;
+  default:
+    break;
+  }
+  if (*end == 'i' || *end == 'B')
+    end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+  if (*end != '\0' || v == 0 || v > SIZE_MAX / mul)
+    return -1;
+  *out = (size_t)(v * mul);
+  return 0;
+}
+
+int
+config_parse_seconds(const char *s, double *out)
+{
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 || v > 86400 * 365)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+bool
+config_is_flag(const char *key)
+{
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
+    if (strcmp(settings[i].key, key) == 0)
+      return settings[i].kind == K_FLAG;
+  return false;
+}
+
+int
+config_set(struct kiln_config *cfg, const char *key, const char *value, kiln_error_t *err)
+{
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+    const struct setting *s = &settings[i];
+    if (strcmp(s->key, key) != 0)
+      continue;
+    void *field = (char *)cfg + s->offset;
+    switch (s->kind) {
+    case K_SECONDS:
+      if (config_parse_seconds(value, field) < 0)
+        return kiln_error_make(err, 0, "--%s: '%s' is not a positive number", key, value);
+      return 0;
+    case K_SIZE:
+      if (config_parse_size(value, field) < 0)
+        return kiln_error_make(err, 0, "--%s: '%s' is not a size (e.g. 65536, 256K, 16M)", key,
+                               value);
+      return 0;
+    case K_COUNT:
+    case K_COUNT0: {
+      char *end;
+      errno = 0;
+      unsigned long v = strtoul(value, &end, 10);
+      unsigned long lo = s->kind == K_COUNT0 ? 0 : 1;
+      if (errno || end == value || *end || v < lo || value[0] == '-' || v > 1000000)
+        return kiln_error_make(err, 0, "--%s: '%s' is not a count between %lu and 1000000", key,
+                               value, lo);
+      *(size_t *)field = v;
+      return 0;
+    }
+    case K_FLAG:
+      if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
+        *(int *)field = 1;
+      else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+        *(int *)field = 0;
+      else
+        return kiln_error_make(err, 0, "--%s: '%s' is not 1/true/yes or 0/false/no", key, value);
+      return 0;
+    case K_CHOICE:
+      for (int k = 0; s->choices[k]; k++)
+        if (strcmp(s->choices[k], value) == 0) {
+          *(int *)field = k;
+          return 0;
+        }
+      return kiln_error_make(err, 0, "--%s: '%s' is not one of the choices (see kiln --help)", key,
+                             value);
+    case K_STRING:
+      free(*(char **)field);
+      *(char **)field = xstrdup(value);
+      return 0;
+    }
+  }
+  return kiln_error_make(err, 0, "unknown option --%s", key);
+}
+
+static char *
+default_home(void)
+{
+  const char *xdg = getenv("XDG_DATA_HOME");
+  if (xdg && xdg[0] == '/')
+    return xasprintf("%s/kiln", xdg);
+  const char *home = getenv("HOME");
+  if (home && home[0] == '/')
+    return xasprintf("%s/.local/share/kiln", home);
+  return xstrdup("/var/lib/kiln");
+}
+
+int
+config_init(struct kiln_config *cfg, kiln_error_t *err)
+{
+  *cfg = (struct kiln_config){
+    .timeout_s = 30,
+    .max_timeout_s = 3600,
+    .grace_s = 2,
+    .max_output = 256 << 10,
+    .max_result = 64 << 10,
+    .max_code = 1 << 20,
+    .max_message = 16 << 20,
+    .max_sessions = 256,
+    .max_queued = 64,
+    .spares = 2,
+    .max_image_side = 1568,
+    .memory = 1 << 30,
+    .max_procs = 256,
+    .max_files = 1024,
+    .work_size = 512 << 20,
+    .tmp_size = 256 << 20,
+    .cpus = 1,
+    .max_artifacts_size = 256 << 20,
+    .log_level = 2,
+    .preload = xstrdup("numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas"),
+    .home = default_home(),
+    .venv = xstrdup(KILN_DEFAULT_VENV),
+    .runtime_dir = xstrdup(KILN_DEFAULT_RUNTIME_DIR),
+  };
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+    const char *v = getenv(settings[i].env);
+    if (v == NULL || v[0] == '\0')
+      continue;
+    if (config_set(cfg, settings[i].key, v, err) < 0)
+      return kiln_error_wrap(err, "environment variable %s", settings[i].env);
+  }
+  return 0;
+}
+
+void
+config_free(struct kiln_config *cfg)
+{
+  free(cfg->preload);
+  free(cfg->home);
+  free(cfg->venv);
+  free(cfg->runtime_dir);
+}

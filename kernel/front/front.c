@@ -1,0 +1,277 @@
+#define _GNU_SOURCE
+#include "internal.h"
+#include "records.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+/* Removes the cgroups named NAME, now or, while killed tasks are still
+   leaving them, on a later tick.  */
+void
+front_cg_forget(struct front *f, const char *name)
+{
+  const struct cg_host *cg = &f->cfg->sbx->cg;
+  if (cg_session_remove(cg, name) == 0)
+    return;
+  f->cg_dead = xrealloc(f->cg_dead, (f->ncg_dead + 1) * sizeof *f->cg_dead);
+  f->cg_dead[f->ncg_dead++] = xstrdup(name);
+}
+
+static void
+cg_retry(struct front *f)
+{
+  const struct cg_host *cg = &f->cfg->sbx->cg;
+  for (size_t i = 0; i < f->ncg_dead;) {
+    if (cg_session_remove(cg, f->cg_dead[i]) == 0) {
+      free(f->cg_dead[i]);
+      f->cg_dead[i] = f->cg_dead[--f->ncg_dead];
+    } else
+      i++;
+  }
+}
+
+static void
+reap(struct front *f)
+{
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0)
+      return;
+    if (pid == f->zygote_pid) {
+      f->zygote_pid = 0;
+      if (f->zygote >= 0)
+        zygote_lost(f, "died");
+      continue;
+    }
+    struct worker *w = f->workers;
+    while (w && w->pid != pid)
+      w = w->next;
+    if (w) {
+      worker_reaped(w, status);
+      continue;
+    }
+    /* Either a worker the zygote has not reported yet, or a process a
+       cell started whose parent died (the front is their subreaper).  */
+    if (f->nearly == sizeof f->early / sizeof f->early[0])
+      memmove(f->early, f->early + 1, (--f->nearly) * sizeof *f->early);
+    f->early[f->nearly++] = (struct early_exit){ pid, status };
+  }
+}
+
+static void
+on_signal(struct loop *loop, int fd, uint32_t events, void *data)
+{
+  (void)events;
+  struct front *f = data;
+  struct signalfd_siginfo si;
+  while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo == SIGCHLD)
+      reap(f);
+    else
+      loop_stop(loop);
+  }
+}
+
+static int64_t
+next_deadline(void *data)
+{
+  struct front *f = data;
+  int64_t d = f->ncg_dead ? now_ns() + 20 * 1000000 : -1;
+  if (f->zygote_restart_at && (d < 0 || f->zygote_restart_at < d))
+    d = f->zygote_restart_at;
+  for (struct worker *w = f->workers; w; w = w->next)
+    if (w->kill_at && !w->killed && (d < 0 || w->kill_at < d))
+      d = w->kill_at;
+  for (struct session *s = f->sessions; s; s = s->next) {
+    if (s->state != S_RUNNING)
+      continue;
+    int64_t t = s->kill_ns ? s->kill_ns : s->deadline_ns;
+    if (d < 0 || t < d)
+      d = t;
+  }
+  return d;
+}
+
+static void
+tick(int64_t now, void *data)
+{
+  struct front *f = data;
+  if (f->ncg_dead)
+    cg_retry(f);
+  zygote_tick(f, now);
+  for (struct worker *w = f->workers; w; w = w->next)
+    if (w->kill_at && !w->killed && now >= w->kill_at)
+      worker_kill(w);
+  for (struct session *s = f->sessions; s; s = s->next) {
+    if (s->state != S_RUNNING)
+      continue;
+    if (s->kill_ns == 0 && now >= s->deadline_ns)
+      session_interrupt(s, now, false);
+    else if (s->kill_ns != 0 && now >= s->kill_ns) {
+      struct request *c = s->running;
+      cleanup_free char *why
+          = s->cancel_interrupt ? xasprintf(
+                "was killed: the cancelled cell did not stop within %g s of the interrupt",
+                f->cfg->grace_s)
+                                : xasprintf("was killed: the cell did not stop within %g s of the "
+                                            "interrupt at its %g s deadline",
+                                            f->cfg->grace_s, c->timeout_s);
+      struct worker *w = s->w;
+      session_lose(s, REPLY_KILLED, "Timeout", why);
+      if (w)
+        worker_kill(w);
+    }
+  }
+}
+
+struct front *
+front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready, void *ctx,
+          kiln_error_t *err)
+{
+  if (mkdir_p(cfg->home, 0700) < 0) {
+    kiln_error_make(err, errno, "create KILN_HOME %s", cfg->home);
+    return NULL;
+  }
+  /* Workers are double-forked from the zygote so that they end up as the
+     front's children: the front alone waits for, signals and reaps them,
+     and anything a cell leaves behind is reparented here too.  */
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+    kiln_error_make(err, errno, "prctl PR_SET_CHILD_SUBREAPER");
+    return NULL;
+  }
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sigfd < 0) {
+    kiln_error_make(err, errno, "signalfd");
+    return NULL;
+  }
+  struct front *f = xzalloc(sizeof *f);
+  f->cfg = cfg;
+  f->loop = loop;
+  f->ready_cb = ready;
+  f->ready_ctx = ctx;
+  f->zygote = -1;
+  f->sigfd = sigfd;
+  if (loop_add(loop, sigfd, EPOLLIN, on_signal, f, err) < 0) {
+    close(sigfd);
+    free(f);
+    return NULL;
+  }
+  loop_set_timers(loop, next_deadline, tick, f);
+  zygote_start(f);
+  spares_refill(f);
+  if (f->zygote < 0) {
+    kiln_error_make(err, 0, "could not start the zygote");
+    front_free(f);
+    return NULL;
+  }
+  return f;
+}
+
+/* Sends SIGKILL to every direct child.  Workers' descendants are
+   reparented to the front as their parents die, so repeating this until
+   no child is left catches everything a cell started.  */
+static void
+kill_children(void)
+{
+  DIR *d = opendir("/proc/self/task");
+  if (d == NULL)
+    return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    cleanup_free char *path = xasprintf("/proc/self/task/%s/children", de->d_name);
+    FILE *fp = fopen(path, "re");
+    if (fp == NULL)
+      continue;
+    int pid;
+    while (fscanf(fp, "%d", &pid) == 1)
+      if (pid > 1)
+        kill(pid, SIGKILL);
+    fclose(fp);
+  }
+  closedir(d);
+}
+
+void
+front_free(struct front *f)
+{
+  if (f == NULL)
+    return;
+  while (f->sessions) {
+    struct session *s = f->sessions;
+    front_close_session(f, s->id, NULL);
+  }
+  while (f->spares) {
+    struct session *s = f->spares;
+    f->spares = s->next;
+    for (size_t i = 0; i < f->nspawn; i++)
+      if (f->spawnq[i].s == s)
+        f->spawnq[i].s = NULL;
+    session_drop_worker(s);
+    /* A spare's directory was never used: leave nothing behind.  */
+    rmdir(s->workdir);
+    session_free(s);
+  }
+  f->nspares = 0;
+  for (struct worker *w = f->workers; w; w = w->next)
+    worker_kill(w);
+  if (f->zygote_pid > 0)
+    kill(f->zygote_pid, SIGKILL);
+  if (f->zygote >= 0) {
+    loop_del(f->loop, f->zygote);
+    close(f->zygote);
+  }
+  int64_t give_up = now_ns() + 5 * (int64_t)1000000000;
+  for (;;) {
+    kill_children();
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid < 0 && errno == ECHILD)
+      break;
+    if (pid == 0) {
+      if (now_ns() > give_up)
+        break;
+      struct timespec ts = { 0, 2000000 };
+      nanosleep(&ts, NULL);
+    }
+  }
+  while (f->workers) {
+    worker_free(f->workers);
+  }
+  for (int i = 0; i < 100 && f->ncg_dead; i++) {
+    cg_retry(f);
+    struct timespec ts = { 0, 5000000 };
+    if (f->ncg_dead)
+      nanosleep(&ts, NULL);
+  }
+  for (size_t i = 0; i < f->ncg_dead; i++)
+    free(f->cg_dead[i]);
+  free(f->cg_dead);
+  loop_del(f->loop, f->sigfd);
+  close(f->sigfd);
+  buf_free(&f->zin);
+  buf_free(&f->zoutq);
+  free(f->spawnq);
+  free(f);
+}

@@ -1,0 +1,244 @@
+/* The front's insides, shared by its files and by nothing else: the
+   session table, the request queue, the links to the zygote and to each
+   worker.  Everything here runs on the front's one event loop.  */
+#ifndef KILN_FRONT_INTERNAL_H
+#define KILN_FRONT_INTERNAL_H
+
+#include "cgroups.h"
+#include "frame.h"
+#include "kiln.h"
+#include "output.h"
+#include "sandbox.h"
+#include "util.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+/* The largest frame a worker may send: a reply carries at most the
+   result (capped by the worker, but the front does not trust that) and a
+   traceback.  Anything bigger is a lying worker.  */
+#define WORKER_MAX_FRAME (32u << 20)
+#define ZYGOTE_MAX_FRAME (1u << 20)
+/* Output bytes read from one pipe per wakeup, so that a flooding worker
+   cannot starve the others.  */
+#define READ_CHUNK      (64u << 10)
+#define READS_PER_EVENT 8
+/* From EOF on a worker's control socket to killing it, if its init has
+   not exited by itself by then.  */
+#define EOF_GRACE_NS (500 * 1000000LL)
+/* Consecutive zygote deaths after which the sessions waiting for a
+   worker are failed rather than kept waiting, and the longest wait
+   between restarts.  */
+#define ZYGOTE_MAX_RESTARTS   5
+#define ZYGOTE_MAX_BACKOFF_NS (10 * 1000000000LL)
+/* Session uids when kiln runs as root: uid_base + slot.  */
+#define UID_SLOTS 60000
+
+enum session_state {
+  S_STARTING,
+  S_IDLE,
+  S_RUNNING,
+  S_LOST,
+};
+
+static const char *const state_names[] = { "starting", "idle", "running", "lost" };
+
+/* Anything a session's worker is asked to do, queued in the order it
+   was asked: a cell of code, or a file operation served between cells.
+   Every request enters through session_enqueue and leaves through
+   request_answer, which calls its callback at most once.  */
+enum request_kind {
+  REQ_CELL,
+  REQ_FILE,
+};
+
+struct request {
+  struct request *next;
+  enum request_kind kind;
+  int64_t handle;
+  double timeout_s;
+  bool new_session; /* the request created its session */
+  bool cancelled;   /* the caller no longer wants the answer */
+  void *ctx;
+  union {
+    struct {
+      char *code;
+      size_t len;
+      front_reply_cb cb;
+    } cell;
+    struct {
+      enum front_file_op op;
+      char *path;
+      uint8_t *data; /* what a write writes */
+      size_t len;
+      uint64_t max_bytes; /* the most a read returns */
+      front_file_cb cb;
+    } file;
+  } u;
+};
+
+/* A worker asked of the zygote for session S (NULL once S is closed):
+   what it was given, held until a worker takes it over or the request
+   is given up.  */
+struct spawn_req {
+  struct session *s;
+  char cg[64];  /* its cgroups' name, made on first sending */
+  bool cg_made; /* the cgroups exist and must be removed */
+  int uid_slot; /* -1 until assigned */
+};
+
+struct worker {
+  struct worker *next; /* in front->workers */
+  struct front *front;
+  struct session *session; /* NULL once detached */
+  pid_t pid;               /* the init of the worker's pid namespace */
+  int ctl, out, err;
+  int status;  /* the init writes the worker's wait status here */
+  char cg[64]; /* its cgroups' name: the session id and a spawn serial */
+  bool cg_made;
+  int uid_slot; /* released when it is freed */
+  bool oom_told, pids_told;
+  struct buf in, outq;
+  struct output cap_out, cap_err;
+  bool ready;
+  int64_t kill_at; /* when to kill it if it has not exited by then */
+  /* Why the front killed it (a protocol violation, EOF); NULL if it died
+     on its own.  */
+  char *fault;
+  bool killed;
+};
+
+/* An image a cell produced, kept on disk in the session's directory.  */
+struct artifact {
+  char name[48];
+  const char *mime; /* static */
+  size_t size;
+  uint32_t width, height;
+  uint64_t cell;
+};
+
+struct session {
+  struct session *next;
+  struct front *front;
+  char id[40];
+  char *workdir;
+  enum session_state state;
+  struct worker *w;
+  struct request *queue, *queue_tail;
+  size_t nqueued;
+  struct request *running;
+  uint64_t execution_count;
+  int64_t started_ns, deadline_ns, kill_ns; /* kill_ns != 0: interrupted */
+  bool cancel_interrupt;                    /* the interrupt came from a cancel, not the clock */
+  char *lost_reason;                        /* set while the next cell must say state was lost */
+  time_t created_at, last_used_at;
+  struct artifact *artifacts;
+  size_t nartifacts;
+  uint64_t artifact_serial;
+};
+
+/* Workers reaped before the zygote's SPAWNED named them.  */
+struct early_exit {
+  pid_t pid;
+  int status;
+};
+
+struct front {
+  const struct kiln_config *cfg;
+  struct loop *loop;
+  front_ready_cb ready_cb;
+  void *ready_ctx;
+
+  pid_t zygote_pid;
+  int zygote;
+  bool zygote_ready;
+  bool zygote_ever_ready;
+  int zygote_failures;
+  int64_t zygote_started_ns;
+  int64_t zygote_restart_at; /* when to start a new zygote; 0: not waiting */
+  struct buf zin, zoutq;
+  /* fds received from the zygote ahead of the frame they belong to.  */
+  int pending[FRAME_MAX_FDS];
+  size_t npending;
+  /* Sessions waiting for a worker, in the order SPAWN was sent (or will
+     be, once the zygote is ready).  A NULL entry is a session closed
+     while waiting: its worker is killed on arrival.  */
+  struct spawn_req *spawnq;
+  size_t nspawn, spawn_cap, spawn_sent;
+
+  int sigfd;
+  struct session *sessions;
+  size_t nsessions;
+  /* Sessions made ahead of demand, with a worker started (or starting)
+     for each: a new session takes one instead of waiting for a fork.
+     Their ids and directories are assigned up front so that a worker is
+     set up for its session before anyone asks for it.  */
+  struct session *spares;
+  size_t nspares;
+  struct worker *workers;
+  struct early_exit early[64];
+  size_t nearly;
+  int64_t next_handle;
+  uint64_t spawn_serial;
+  uint8_t uid_used[UID_SLOTS / 8]; /* uid slots held by spawns and workers */
+  size_t uid_next;
+  /* Sessions whose cgroups still had tasks when last tried.  */
+  char **cg_dead;
+  size_t ncg_dead;
+};
+
+/* link.c */
+int link_flush(int fd, struct buf *q);
+int link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload,
+                    kiln_error_t *err);
+
+/* worker_link.c */
+void worker_send(struct worker *w, const struct fbuf *fb);
+void worker_read_pipe(struct worker *w, int *fd, struct output *o, bool drain);
+void on_worker_pipe(struct loop *loop, int fd, uint32_t events, void *data);
+void worker_kill(struct worker *w);
+void worker_fault(struct worker *w, const char *fmt, ...);
+void worker_free(struct worker *w);
+void worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data);
+void worker_reaped(struct worker *w, int status);
+
+/* request.c */
+struct request *request_new_cell(const char *code, size_t len, double timeout_s, front_reply_cb cb,
+                                 void *ctx);
+struct request *request_new_file(enum front_file_op op, const char *path, size_t path_len,
+                                 const uint8_t *data, size_t len, uint64_t max_bytes,
+                                 front_file_cb cb, void *ctx);
+void request_answer(struct request *r, const struct cell_reply *cr, const struct file_reply *fr);
+void request_fail(struct session *s, struct request *r, const char *type, const char *message);
+void request_free(struct request *r);
+void session_enqueue(struct session *s, struct request *r);
+
+/* reply.c */
+
+void session_reply(struct session *s, struct cell_reply *r);
+void session_fail_queue(struct session *s, const char *type, const char *message);
+void session_lose(struct session *s, enum reply_status status, const char *type, const char *why);
+void reply_done(struct worker *w, struct frame *fr);
+void reply_file_result(struct worker *w, struct frame *fr);
+
+/* session.c */
+void session_dispatch(struct session *s);
+void session_interrupt(struct session *s, int64_t now, bool cancel);
+void session_free(struct session *s);
+void spares_refill(struct front *f);
+void session_drop_worker(struct session *s);
+
+/* zygote_link.c */
+void zygote_spawnq_push(struct front *f, struct session *s);
+void zygote_send_spawns(struct front *f);
+void zygote_lost(struct front *f, const char *why);
+void zygote_start(struct front *f);
+void zygote_tick(struct front *f, int64_t now);
+void zygote_uid_release(struct front *f, int slot);
+
+/* front.c */
+void front_cg_forget(struct front *f, const char *name);
+void worker_fault(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,405 @@
+#define _GNU_SOURCE
+#include "internal.h"
+#include "records.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+/* Answers the running cell of S with R (whose output fields are filled
+   here from the worker's buffers) and frees the cell.  */
+void
+session_reply(struct session *s, struct cell_reply *r)
+{
+  struct request *c = s->running;
+  s->running = NULL;
+  s->kill_ns = 0;
+  s->last_used_at = time(NULL);
+  r->session_id = s->id;
+  r->new_session = c->new_session;
+  r->duration_ms = (double)(now_ns() - s->started_ns) / 1e6;
+  struct output empty = { 0 };
+  struct output *oo = s->w ? &s->w->cap_out : &empty, *oe = s->w ? &s->w->cap_err : &empty;
+  cleanup_free char *out = output_take(oo, &r->out_len, &r->out_dropped);
+  cleanup_free char *err = output_take(oe, &r->err_len, &r->err_dropped);
+  r->out = out;
+  r->err = err;
+  cleanup_free char *insecure = NULL;
+  if (!s->front->cfg->sbx->jail) {
+    insecure = xasprintf("%s%sThis session is NOT isolated: kiln runs with --insecure-no-sandbox.",
+                         r->notice ? r->notice : "", r->notice ? " " : "");
+    r->notice = insecure;
+  }
+  request_answer(c, r, NULL);
+  /* Spares are replaced after a reply, not when one is taken: the forks
+     would otherwise compete for the CPU with the cell being answered.  */
+  spares_refill(s->front);
+}
+
+void
+session_fail_queue(struct session *s, const char *type, const char *message)
+{
+  while (s->queue) {
+    struct request *c = s->queue;
+    s->queue = c->next;
+    s->nqueued--;
+    request_fail(s, c, type, message);
+  }
+  s->queue_tail = NULL;
+}
+
+/* The worker of S is gone (reaped, or killed and detached).  Answers the
+   running cell, if any, and leaves S lost; the next cell gets a fresh
+   worker.  */
+void
+session_lose(struct session *s, enum reply_status status, const char *type, const char *why)
+{
+  struct worker *w = s->w;
+  if (s->running) {
+    cleanup_free char *msg
+        = xasprintf("The session's worker %s; the session's state (variables, imports) was "
+                    "lost. The next call with this session_id starts a fresh interpreter.",
+                    why);
+    struct cell_reply r = {
+      .status = status,
+      .execution_count = s->execution_count,
+      .err_type = type,
+      .err_message = msg,
+      .err_traceback = "",
+      .err_lineno = -1,
+      .err_offset = -1,
+      .state_lost = false,
+      .notice = msg,
+    };
+    session_reply(s, &r);
+  }
+  if (w) {
+    w->session = NULL;
+    s->w = NULL;
+  }
+  free(s->lost_reason);
+  s->lost_reason = xstrdup(why);
+  s->state = S_LOST;
+  s->execution_count = 0;
+  /* Cells queued behind the lost one run in the replacement.  */
+  if (s->queue)
+    session_dispatch(s);
+}
+
+static const char known_file_mime[] = FILE_MIME;
+
+static const char *
+static_mime(const char *m, size_t n)
+{
+  static const char *const known[]
+      = { "image/png",     "image/jpeg", "image/svg+xml",    "text/plain", "text/html",
+          "text/markdown", "text/latex", "application/json", FILE_MIME };
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (strlen(known[i]) == n && memcmp(known[i], m, n) == 0)
+      return strcmp(known[i], FILE_MIME) == 0 ? known_file_mime : known[i];
+  return NULL;
+}
+
+/* Keeps an image of S on disk and records it; returns the artifact, or
+   NULL (logged) when it could not be written.  */
+static struct artifact *
+artifact_store(struct session *s, const char *mime, const uint8_t *data, size_t len, uint32_t w,
+               uint32_t h)
+{
+  cleanup_free char *dir = xasprintf("%s/artifacts", s->workdir);
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    fprintf(stderr, "kiln: mkdir %s: %s\n", dir, strerror(errno));
+    return NULL;
+  }
+  struct artifact a
+      = { .mime = mime, .size = len, .width = w, .height = h, .cell = s->execution_count };
+  snprintf(a.name, sizeof a.name, "cell%llu-%llu.%s", (unsigned long long)s->execution_count,
+           (unsigned long long)++s->artifact_serial,
+           strcmp(mime, "image/jpeg") == 0 ? "jpg" : "png");
+  cleanup_free char *path = xasprintf("%s/%s", dir, a.name);
+  int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 || write_full(fd, data, len) < 0) {
+    fprintf(stderr, "kiln: write %s: %s\n", path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return NULL;
+  }
+  close(fd);
+  s->artifacts = xrealloc(s->artifacts, (s->nartifacts + 1) * sizeof *s->artifacts);
+  s->artifacts[s->nartifacts] = a;
+  return &s->artifacts[s->nartifacts++];
+}
+
+/* Parses the worker's packed outputs (worker.c put_outputs) into *OUT,
+   storing images as artifacts.  Returns how many; *STRINGS holds the
+   strings the outputs point to (the caller frees each and the array).
+   Anything malformed ends the parse: a lying worker loses its outputs,
+   nothing more.  */
+static size_t
+parse_outputs(struct session *s, const struct field *fl, struct cell_output **out, char ***strings,
+              size_t *nstrings)
+{
+  size_t n = 0, off = 0;
+  *out = NULL;
+  *strings = NULL;
+  *nstrings = 0;
+  if (fl == NULL)
+    return 0;
+  struct rec_output ro;
+  int got;
+  while ((got = rec_output_next(fl->data, fl->len, &off, &ro)) == 1) {
+    const char *mime = ro.mime;
+    size_t ml = ro.mime_len, nl = ro.name_len, dl = ro.data_len;
+    const uint8_t *data = ro.data;
+    uint32_t w = ro.width, h = ro.height;
+    bool is_inline = ml > 7 && memcmp(mime + ml - 7, ";inline", 7) == 0;
+    const char *m = static_mime(mime, is_inline ? ml - 7u : ml);
+    if (m == NULL)
+      continue;
+    if (is_inline) {
+      /* The downscaled copy of the image just before it.  */
+      if (n > 0 && (*out)[n - 1].uri && strcmp((*out)[n - 1].mime, m) == 0) {
+        (*out)[n - 1].inline_data = data;
+        (*out)[n - 1].inline_len = dl;
+        (*out)[n - 1].inline_width = w;
+        (*out)[n - 1].inline_height = h;
+      }
+      continue;
+    }
+    struct cell_output o = { .mime = m, .data = data, .len = dl, .width = w, .height = h };
+    *strings = xrealloc(*strings, (*nstrings + 2) * sizeof **strings);
+    if (m == known_file_mime) {
+      /* A file the cell created or changed under /work: NAME is its
+         path, WIDTH its size.  */
+      const char *path = ro.name;
+      if (!rec_path_ok(path, nl, false))
+        continue;
+      char *name = xstrndup(path, nl);
+      char *uri = xasprintf("kiln://sessions/%s/files/%s", s->id, name);
+      (*strings)[(*nstrings)++] = name;
+      (*strings)[(*nstrings)++] = uri;
+      o.name = name;
+      o.uri = uri;
+      o.data = (const uint8_t *)"";
+      o.len = w;
+      o.width = o.height = 0;
+      *out = xrealloc(*out, (n + 1) * sizeof **out);
+      (*out)[n++] = o;
+      continue;
+    }
+    if (strncmp(m, "image/", 6) == 0 && strcmp(m, "image/svg+xml") != 0) {
+      struct artifact *a = artifact_store(s, m, data, dl, w, h);
+      if (a == NULL)
+        continue;
+      char *name = xstrdup(a->name);
+      char *uri = xasprintf("kiln://sessions/%s/artifacts/%s", s->id, a->name);
+      (*strings)[(*nstrings)++] = name;
+      (*strings)[(*nstrings)++] = uri;
+      o.name = name;
+      o.uri = uri;
+    } else {
+      /* Text forms must be valid UTF-8 for JSON.  */
+      size_t tl;
+      char *text = utf8_sanitize((const char *)data, dl, &tl);
+      (*strings)[(*nstrings)++] = text;
+      o.data = (const uint8_t *)text;
+      o.len = tl;
+      o.name = "";
+    }
+    *out = xrealloc(*out, (n + 1) * sizeof **out);
+    (*out)[n++] = o;
+  }
+  return n;
+}
+
+void
+reply_done(struct worker *w, struct frame *fr)
+{
+  struct session *s = w->session;
+  kiln_error_t err = NULL;
+  uint64_t status = 0, lineno = 0, offset = 0;
+  if (s == NULL || s->running == NULL || s->state != S_RUNNING) {
+    worker_fault(w, "the worker sent a reply with no cell running");
+    return;
+  }
+  if (frame_get_u64(fr, TAG_STATUS, false, &status, &err) < 0 || status > CELL_STATUS_MAX
+      || frame_get_u64(fr, TAG_ERR_LINENO, true, &lineno, &err) < 0
+      || frame_get_u64(fr, TAG_ERR_OFFSET, true, &offset, &err) < 0) {
+    worker_fault(w, "the worker sent a malformed reply: %s", err ? err->msg : "bad status");
+    kiln_error_release(&err);
+    return;
+  }
+  /* Everything the cell wrote is in the pipes by now (the worker flushes
+     before DONE): collect it so it belongs to this cell.  */
+  worker_read_pipe(w, &w->out, &w->cap_out, true);
+  worker_read_pipe(w, &w->err, &w->cap_err, true);
+
+  static const enum frame_tag tags[]
+      = { TAG_RESULT, TAG_ERR_TYPE, TAG_ERR_MESSAGE, TAG_ERR_TRACEBACK };
+  char *text[4] = { NULL };
+  for (size_t i = 0; i < 4; i++) {
+    const struct field *fl = frame_get(fr, tags[i]);
+    if (fl)
+      text[i] = utf8_sanitize((const char *)fl->data, fl->len, NULL);
+  }
+  cleanup_free char *notice = NULL;
+  const char *message = text[2];
+  if (status == CELL_INTERRUPTED && s->kill_ns != 0) {
+    if (s->cancel_interrupt)
+      notice = xstrdup("The cell was interrupted because the request was cancelled; the session's "
+                       "state is kept.");
+    else
+      notice
+          = xasprintf("The cell was interrupted at its %g s deadline; the session's state is kept.",
+                      s->running->timeout_s);
+    message = notice;
+  }
+  struct cell_output *outs;
+  char **strings;
+  size_t nstrings;
+  size_t nouts = parse_outputs(s, frame_get(fr, TAG_OUTPUTS), &outs, &strings, &nstrings);
+  uint64_t outs_dropped = 0;
+  frame_get_u64(fr, TAG_OUTPUTS_DROPPED, true, &outs_dropped, NULL);
+  struct cell_reply r = {
+    .outputs = outs,
+    .noutputs = nouts,
+    .outputs_dropped = outs_dropped,
+    .status = status == CELL_OK      ? REPLY_OK
+              : status == CELL_ERROR ? REPLY_ERROR
+                                     : REPLY_INTERRUPTED,
+    .execution_count = s->execution_count,
+    .result = text[0],
+    .err_type = text[1],
+    .err_message = message ? message : (text[1] ? "" : NULL),
+    .err_traceback = text[3] ? text[3] : (text[1] ? "" : NULL),
+    .err_lineno = frame_get(fr, TAG_ERR_LINENO) ? (int64_t)lineno : -1,
+    .err_offset = frame_get(fr, TAG_ERR_OFFSET) ? (int64_t)offset : -1,
+    .notice = notice,
+  };
+  const struct sbx_config *sbx = s->front->cfg->sbx;
+  if (sbx->jail && sbx->cg.version && notice == NULL) {
+    bool oom, pids;
+    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
+    if (oom && !w->oom_told)
+      notice = xasprintf(
+          "A process of this session was killed for running out of memory (the session's limit "
+          "is %zu MiB).",
+          sbx->cg_limits.memory >> 20);
+    else if (pids && !w->pids_told)
+      notice = xasprintf(
+          "This session reached its process limit (%u processes and threads): creating more "
+          "failed.",
+          sbx->cg_limits.pids);
+    w->oom_told |= oom;
+    w->pids_told |= pids;
+    r.notice = notice;
+  }
+  if (s->lost_reason) {
+    r.state_lost = true;
+    if (notice == NULL)
+      notice = xasprintf(
+          "This cell ran in a fresh interpreter: the session's previous worker %s, and its "
+          "variables and imports are gone.",
+          s->lost_reason);
+    r.notice = notice;
+    free(s->lost_reason);
+    s->lost_reason = NULL;
+  }
+  s->state = S_IDLE;
+  session_reply(s, &r);
+  for (size_t i = 0; i < 4; i++)
+    free(text[i]);
+  for (size_t i = 0; i < nstrings; i++)
+    free(strings[i]);
+  free(strings);
+  free(outs);
+  session_dispatch(s);
+}
+
+/* A listing as the API gives it, decoded from the worker's records: the
+   paths are sanitised copies, owned here.  */
+struct listing_decoded {
+  struct file_entry *entries;
+  size_t n;
+  bool truncated;
+};
+
+static int
+listing_decode(const struct field *fl, struct listing_decoded *ld)
+{
+  size_t off = 0;
+  struct rec_entry e;
+  int got;
+  while ((got = rec_entry_next(fl->data, fl->len, &off, &e)) == 1) {
+    if (ld->n == REC_LIST_MAX_ENTRIES) {
+      ld->truncated = true;
+      break;
+    }
+    ld->entries = xrealloc(ld->entries, (ld->n + 1) * sizeof *ld->entries);
+    ld->entries[ld->n++] = (struct file_entry){
+      .kind = e.kind,
+      .size = e.size,
+      .mtime_ns = e.mtime_ns > INT64_MAX ? INT64_MAX : (int64_t)e.mtime_ns,
+      .path = utf8_sanitize(e.path, e.path_len, NULL),
+    };
+  }
+  return got < 0 ? -1 : 0;
+}
+
+static void
+listing_free(struct listing_decoded *ld)
+{
+  for (size_t i = 0; i < ld->n; i++)
+    free((char *)ld->entries[i].path);
+  free(ld->entries);
+}
+
+void
+reply_file_result(struct worker *w, struct frame *fr)
+{
+  struct session *s = w->session;
+  uint64_t status = 0;
+  if (s == NULL || s->running == NULL || s->running->kind != REQ_FILE
+      || frame_get_u64(fr, TAG_STATUS, false, &status, NULL) < 0) {
+    worker_fault(w, "the worker sent a file result nobody asked for");
+    return;
+  }
+  struct request *c = s->running;
+  const struct field *data = frame_get(fr, TAG_DATA), *listing = frame_get(fr, TAG_LISTING);
+  if (data && data->len > c->u.file.max_bytes && c->u.file.op == FRONT_FILE_READ) {
+    worker_fault(w, "the worker sent more file data than asked for");
+    return;
+  }
+  cleanup_free char *message = NULL;
+  const struct field *mf = frame_get(fr, TAG_MESSAGE);
+  if (mf)
+    message = utf8_sanitize((const char *)mf->data, mf->len, NULL);
+  struct file_reply r = {
+    .session_id = s->id,
+    .status = (int)(status > 4096 ? EIO : status),
+    .message = message,
+    .data = data ? data->data : NULL,
+    .len = data ? data->len : 0,
+  };
+  struct listing_decoded ld = { 0 };
+  if (listing && c->u.file.op == FRONT_FILE_LIST && listing_decode(listing, &ld) < 0) {
+    worker_fault(w, "the worker sent a malformed listing");
+    return;
+  }
+  r.entries = ld.entries;
+  r.nentries = ld.n;
+  r.truncated = ld.truncated || frame_get(fr, TAG_TRUNCATED) != NULL;
+  s->running = NULL;
+  s->state = S_IDLE;
+  s->last_used_at = time(NULL);
+  request_answer(c, NULL, &r);
+  listing_free(&ld);
+  session_dispatch(s);
+}

@@ -1,0 +1,370 @@
+#define _GNU_SOURCE
+#include "internal.h"
+#include "records.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static struct session *
+session_find(struct front *f, const char *id)
+{
+  for (struct session *s = f->sessions; s; s = s->next)
+    if (strcmp(s->id, id) == 0)
+      return s;
+  return NULL;
+}
+
+/* Sends the next queued cell of S to its worker, asking for a worker
+   first when S has none.  */
+void
+session_dispatch(struct session *s)
+{
+  struct front *f = s->front;
+  if (s->queue == NULL)
+    return;
+  if (s->state == S_LOST) {
+    s->state = S_STARTING;
+    zygote_spawnq_push(f, s);
+    zygote_send_spawns(f);
+    return;
+  }
+  if (s->state != S_IDLE)
+    return;
+  struct request *c = s->queue;
+  s->queue = c->next;
+  if (s->queue == NULL)
+    s->queue_tail = NULL;
+  s->nqueued--;
+  c->next = NULL;
+  if (c->cancelled) {
+    request_free(c);
+    session_dispatch(s);
+    return;
+  }
+  s->running = c;
+  s->state = S_RUNNING;
+  s->started_ns = now_ns();
+  s->deadline_ns = s->started_ns + (int64_t)(c->timeout_s * 1e9);
+  s->kill_ns = 0;
+  s->cancel_interrupt = false;
+  struct fbuf fb;
+  if (c->kind == REQ_FILE) {
+    static const enum frame_type types[] = { [FRONT_FILE_LIST] = FRAME_FILE_LIST,
+                                             [FRONT_FILE_READ] = FRAME_FILE_READ,
+                                             [FRONT_FILE_WRITE] = FRAME_FILE_WRITE };
+    fbuf_init(&fb, types[c->u.file.op]);
+    fbuf_put_str(&fb, TAG_PATH, c->u.file.path);
+    if (c->u.file.op == FRONT_FILE_WRITE)
+      fbuf_put(&fb, TAG_DATA, c->u.file.data, c->u.file.len);
+    if (c->u.file.op == FRONT_FILE_READ)
+      fbuf_put_u64(&fb, TAG_MAX_BYTES, c->u.file.max_bytes);
+  } else {
+    s->execution_count++;
+    fbuf_init(&fb, FRAME_EXEC);
+    fbuf_put(&fb, TAG_CODE, c->u.cell.code, c->u.cell.len);
+    fbuf_put_u64(&fb, TAG_CELL_NO, s->execution_count);
+  }
+  fbuf_finish(&fb);
+  worker_send(s->w, &fb);
+  fbuf_free(&fb);
+}
+
+void
+session_interrupt(struct session *s, int64_t now, bool cancel)
+{
+  if (s->kill_ns != 0 || s->w == NULL)
+    return;
+  kill(s->w->pid, SIGINT);
+  s->kill_ns = now + (int64_t)(s->front->cfg->grace_s * 1e9);
+  s->cancel_interrupt = cancel;
+}
+
+void
+session_free(struct session *s)
+{
+  /* A closed session's files go with it.  */
+  for (size_t i = 0; i < s->nartifacts; i++) {
+    cleanup_free char *path = xasprintf("%s/artifacts/%s", s->workdir, s->artifacts[i].name);
+    unlink(path);
+  }
+  cleanup_free char *adir = xasprintf("%s/artifacts", s->workdir);
+  rmdir(adir);
+  rmdir(s->workdir);
+  free(s->artifacts);
+  free(s->workdir);
+  free(s->lost_reason);
+  free(s);
+}
+
+static char *
+new_session_id(struct front *f)
+{
+  for (;;) {
+    uint8_t raw[8];
+    random_bytes(raw, sizeof raw);
+    char id[17];
+    for (size_t i = 0; i < 8; i++)
+      snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    if (session_find(f, id) == NULL)
+      return xstrdup(id);
+  }
+}
+
+static int
+make_workdir(struct front *f, const char *id, char **out, kiln_error_t *err)
+{
+  cleanup_free char *sessions = xasprintf("%s/sessions", f->cfg->home);
+  if (mkdir(sessions, 0700) < 0 && errno != EEXIST)
+    return kiln_error_make(err, errno, "mkdir %s", sessions);
+  char *dir = xasprintf("%s/%s", sessions, id);
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    free(dir);
+    return kiln_error_make(err, errno, "mkdir session directory");
+  }
+  *out = dir;
+  return 0;
+}
+
+/* Returns a new, unlinked session with its id and directory, or NULL
+   with ERR.  */
+static struct session *
+session_new(struct front *f, kiln_error_t *err)
+{
+  cleanup_free char *id = new_session_id(f);
+  char *dir = NULL;
+  if (make_workdir(f, id, &dir, err) < 0)
+    return NULL;
+  struct session *s = xzalloc(sizeof *s);
+  s->front = f;
+  snprintf(s->id, sizeof s->id, "%s", id);
+  s->workdir = dir;
+  s->state = S_LOST;
+  s->created_at = s->last_used_at = time(NULL);
+  return s;
+}
+
+/* Starts workers for spare sessions until there are cfg->spares.  */
+void
+spares_refill(struct front *f)
+{
+  while (f->nspares < f->cfg->spares) {
+    kiln_error_t err = NULL;
+    struct session *s = session_new(f, &err);
+    if (s == NULL) {
+      fprintf(stderr, "kiln: cannot prepare a spare session: %s\n", err->msg);
+      kiln_error_release(&err);
+      return;
+    }
+    s->next = f->spares;
+    f->spares = s;
+    f->nspares++;
+    s->state = S_STARTING;
+    zygote_spawnq_push(f, s);
+  }
+  zygote_send_spawns(f);
+}
+
+/* Takes a spare session, ready or on its way, or returns NULL.  */
+static struct session *
+spares_take(struct front *f)
+{
+  struct session **best = NULL;
+  for (struct session **pp = &f->spares; *pp; pp = &(*pp)->next)
+    if (best == NULL || (*pp)->state == S_IDLE)
+      best = pp;
+  if (best == NULL)
+    return NULL;
+  struct session *s = *best;
+  *best = s->next;
+  f->nspares--;
+  s->next = NULL;
+  /* Whatever happened to an idle spare's worker is not this session's
+     history.  */
+  free(s->lost_reason);
+  s->lost_reason = NULL;
+  s->created_at = s->last_used_at = time(NULL);
+  return s;
+}
+
+int64_t
+front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
+               double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err)
+{
+  const struct kiln_config *cfg = f->cfg;
+  if (len > cfg->max_code)
+    return kiln_error_make(err, 0, "the code is %zu bytes, over the %zu-byte limit (--max-code)",
+                           len, cfg->max_code);
+  if (timeout_s > cfg->max_timeout_s)
+    return kiln_error_make(err, 0, "timeout_s %g is over the %g s limit (--max-timeout)", timeout_s,
+                           cfg->max_timeout_s);
+  struct session *s;
+  bool created = false;
+  if (session_id) {
+    s = session_find(f, session_id);
+    if (s == NULL)
+      return kiln_error_make(
+          err, 0,
+          "unknown session '%s' (closed, or never created); omit session_id to start a new "
+          "session",
+          session_id);
+    if (s->nqueued >= cfg->max_queued)
+      return kiln_error_make(err, 0, "session %s already has %zu cells waiting (--max-queued)",
+                             s->id, s->nqueued);
+  } else {
+    if (f->nsessions >= cfg->max_sessions)
+      return kiln_error_make(
+          err, 0, "%zu sessions are open, the limit (--max-sessions); close one with close_session",
+          f->nsessions);
+    s = spares_take(f);
+    if (s == NULL && (s = session_new(f, err)) == NULL)
+      return -1;
+    s->next = f->sessions;
+    f->sessions = s;
+    f->nsessions++;
+    created = true;
+  }
+  struct request *r
+      = request_new_cell(code, len, timeout_s > 0 ? timeout_s : cfg->timeout_s, cb, ctx);
+  r->new_session = created;
+  session_enqueue(s, r);
+  return f->next_handle;
+}
+
+int64_t
+front_file_op(struct front *f, const char *session_id, enum front_file_op op, const char *path,
+              size_t path_len, const uint8_t *data, size_t len, uint64_t max_bytes,
+              front_file_cb cb, void *ctx, kiln_error_t *err)
+{
+  struct session *s = session_find(f, session_id);
+  if (s == NULL)
+    return kiln_error_make(err, 0, "unknown session '%s'", session_id);
+  if (!rec_path_ok(path, path_len, op == FRONT_FILE_LIST)) {
+    cleanup_free char *shown = utf8_excerpt(path, path_len, 200);
+    return kiln_error_make(err, 0,
+                           "'%s' is not a path under /work: use a relative path without '..', "
+                           "'.' or empty parts",
+                           shown);
+  }
+  if (s->nqueued >= f->cfg->max_queued)
+    return kiln_error_make(err, 0, "session %s already has %zu requests waiting (--max-queued)",
+                           s->id, s->nqueued);
+  session_enqueue(s, request_new_file(op, path, path_len, data, len, max_bytes, cb, ctx));
+  return f->next_handle;
+}
+
+void
+front_cancel(struct front *f, int64_t handle)
+{
+  for (struct session *s = f->sessions; s; s = s->next) {
+    if (s->running && s->running->handle == handle) {
+      s->running->cancelled = true;
+      session_interrupt(s, now_ns(), true);
+      return;
+    }
+    for (struct request *r = s->queue; r; r = r->next)
+      if (r->handle == handle) {
+        r->cancelled = true;
+        return;
+      }
+  }
+}
+
+/* Detaches S's worker and kills it; the worker is reaped later.  */
+void
+session_drop_worker(struct session *s)
+{
+  if (s->w) {
+    s->w->session = NULL;
+    worker_kill(s->w);
+    s->w = NULL;
+  }
+}
+
+int
+front_close_session(struct front *f, const char *session_id, kiln_error_t *err)
+{
+  struct session **pp = &f->sessions;
+  while (*pp && strcmp((*pp)->id, session_id) != 0)
+    pp = &(*pp)->next;
+  struct session *s = *pp;
+  if (s == NULL)
+    return kiln_error_make(err, 0, "unknown session '%s'", session_id);
+  *pp = s->next;
+  f->nsessions--;
+  for (size_t i = 0; i < f->nspawn; i++)
+    if (f->spawnq[i].s == s)
+      f->spawnq[i].s = NULL;
+  if (s->running) {
+    struct cell_reply r = {
+      .status = REPLY_ERROR,
+      .execution_count = s->execution_count,
+      .err_type = "SessionClosed",
+      .err_message = "the session was closed while this cell ran",
+      .err_traceback = "",
+      .err_lineno = -1,
+      .err_offset = -1,
+    };
+    session_reply(s, &r);
+  }
+  session_fail_queue(s, "SessionClosed", "the session was closed before this cell ran");
+  session_drop_worker(s);
+  session_free(s);
+  return 0;
+}
+
+char *
+front_artifact_path(struct front *f, const char *session_id, const char *name, const char **mime,
+                    kiln_error_t *err)
+{
+  struct session *s = session_find(f, session_id);
+  if (s == NULL) {
+    kiln_error_make(err, 0, "unknown session '%s'", session_id);
+    return NULL;
+  }
+  /* Only names kiln gave out: nothing a client sends becomes a path.  */
+  for (size_t i = 0; i < s->nartifacts; i++)
+    if (strcmp(s->artifacts[i].name, name) == 0) {
+      *mime = s->artifacts[i].mime;
+      return xasprintf("%s/artifacts/%s", s->workdir, s->artifacts[i].name);
+    }
+  kiln_error_make(err, 0, "session %s has no artifact '%s'", session_id, name);
+  return NULL;
+}
+
+void
+front_each_artifact(struct front *f,
+                    void (*fn)(void *ctx, const char *session_id, const char *name,
+                               const char *mime, size_t size, uint32_t width, uint32_t height),
+                    void *ctx)
+{
+  for (struct session *s = f->sessions; s; s = s->next)
+    for (size_t i = 0; i < s->nartifacts; i++)
+      fn(ctx, s->id, s->artifacts[i].name, s->artifacts[i].mime, s->artifacts[i].size,
+         s->artifacts[i].width, s->artifacts[i].height);
+}
+
+struct session_info *
+front_list_sessions(struct front *f, size_t *n)
+{
+  struct session_info *v = xzalloc((f->nsessions ? f->nsessions : 1) * sizeof *v);
+  size_t i = 0;
+  for (struct session *s = f->sessions; s; s = s->next, i++) {
+    snprintf(v[i].session_id, sizeof v[i].session_id, "%s", s->id);
+    v[i].state = state_names[s->state];
+    v[i].pid = s->w ? s->w->pid : 0;
+    v[i].execution_count = s->execution_count;
+    v[i].queued = s->nqueued;
+    v[i].created_at = s->created_at;
+    v[i].last_used_at = s->last_used_at;
+  }
+  *n = i;
+  return v;
+}

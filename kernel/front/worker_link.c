@@ -1,0 +1,290 @@
+#define _GNU_SOURCE
+#include "internal.h"
+#include "records.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static void
+worker_watch_out(struct worker *w)
+{
+  struct front *f = w->front;
+  uint32_t ev = EPOLLIN | (w->outq.len ? EPOLLOUT : 0);
+  loop_mod(f->loop, w->ctl, ev, NULL);
+}
+
+void
+worker_send(struct worker *w, const struct fbuf *fb)
+{
+  buf_append(&w->outq, fb->data, fb->len);
+  if (link_flush(w->ctl, &w->outq) < 0) {
+    worker_fault(w, "the worker's control socket is closed");
+    return;
+  }
+  if (w->outq.len)
+    worker_watch_out(w);
+}
+
+/* Reads what a pipe holds into its output buffer.  At most
+   READS_PER_EVENT chunks unless DRAIN, which reads until the pipe is
+   empty (bounded by a large multiple, since a background process could
+   write forever).  */
+void
+worker_read_pipe(struct worker *w, int *fd, struct output *o, bool drain)
+{
+  char chunk[READ_CHUNK];
+  int limit = drain ? 4096 : READS_PER_EVENT;
+  for (int i = 0; i < limit && *fd >= 0; i++) {
+    ssize_t r = read(*fd, chunk, sizeof chunk);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return;
+    if (r == 0) {
+      /* Every writer is gone (the worker and what it started).  */
+      loop_del(w->front->loop, *fd);
+      close(*fd);
+      *fd = -1;
+      return;
+    }
+    output_add(o, chunk, (size_t)r);
+  }
+}
+
+void
+on_worker_pipe(struct loop *loop, int fd, uint32_t events, void *data)
+{
+  (void)loop;
+  (void)events;
+  struct worker *w = data;
+  if (fd == w->out)
+    worker_read_pipe(w, &w->out, &w->cap_out, false);
+  else if (fd == w->err)
+    worker_read_pipe(w, &w->err, &w->cap_err, false);
+}
+
+/* Kills W's whole process group.  Reaping and the final reply happen
+   when SIGCHLD says it is gone.  */
+void
+worker_kill(struct worker *w)
+{
+  if (w->pid > 0) {
+    kill(-w->pid, SIGKILL);
+    kill(w->pid, SIGKILL);
+  }
+  w->killed = true;
+}
+
+void
+worker_fault(struct worker *w, const char *fmt, ...)
+{
+  if (w->fault == NULL) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&w->fault, fmt, ap) < 0)
+      xoom();
+    va_end(ap);
+  }
+  if (w->ctl >= 0)
+    loop_del(w->front->loop, w->ctl);
+  worker_kill(w);
+}
+
+static void
+worker_close_fds(struct worker *w)
+{
+  struct loop *loop = w->front->loop;
+  int *fds[] = { &w->ctl, &w->out, &w->err, &w->status };
+  for (size_t i = 0; i < 4; i++)
+    if (*fds[i] >= 0) {
+      loop_del(loop, *fds[i]);
+      close(*fds[i]);
+      *fds[i] = -1;
+    }
+}
+
+void
+worker_free(struct worker *w)
+{
+  struct front *f = w->front;
+  for (struct worker **pp = &f->workers; *pp; pp = &(*pp)->next)
+    if (*pp == w) {
+      *pp = w->next;
+      break;
+    }
+  worker_close_fds(w);
+  /* Its processes are gone with its init: what it held is free again.  */
+  if (w->cg_made)
+    front_cg_forget(f, w->cg);
+  zygote_uid_release(f, w->uid_slot);
+  buf_free(&w->in);
+  buf_free(&w->outq);
+  output_free(&w->cap_out);
+  output_free(&w->cap_err);
+  free(w->fault);
+  free(w);
+}
+
+static void
+handle_worker_frame(struct worker *w, struct frame *fr)
+{
+  struct session *s = w->session;
+  switch (fr->type) {
+  case FRAME_WORKER_READY:
+    if (w->ready || s == NULL || s->state != S_STARTING) {
+      worker_fault(w, "the worker said it was ready twice");
+      return;
+    }
+    w->ready = true;
+    s->state = S_IDLE;
+    session_dispatch(s);
+    return;
+  case FRAME_WORKER_FAILED: {
+    cleanup_free char *msg = NULL;
+    frame_get_str(fr, TAG_MESSAGE, true, &msg, NULL, NULL);
+    if (w->ready) {
+      worker_fault(w, "the worker sent a start-up failure after start-up");
+      return;
+    }
+    cleanup_free char *text
+        = xasprintf("the session's worker could not start: %s", msg ? msg : "unknown error");
+    fprintf(stderr, "kiln: %s\n", text);
+    worker_fault(w, "%s", text);
+    if (s) {
+      w->session = NULL;
+      s->w = NULL;
+      s->state = S_LOST;
+      session_fail_queue(s, "WorkerStartError", text);
+    }
+    return;
+  }
+  case FRAME_DONE:
+    reply_done(w, fr);
+    return;
+  case FRAME_FILE_RESULT:
+    reply_file_result(w, fr);
+    return;
+  default:
+    worker_fault(w, "the worker sent an unexpected frame (type %u)", fr->type);
+  }
+}
+
+void
+worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data)
+{
+  (void)loop;
+  struct worker *w = data;
+  if (events & EPOLLOUT) {
+    if (link_flush(fd, &w->outq) < 0) {
+      worker_fault(w, "the worker's control socket is closed");
+      return;
+    }
+    if (w->outq.len == 0)
+      worker_watch_out(w);
+  }
+  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+    return;
+  uint8_t chunk[READ_CHUNK];
+  for (int i = 0; i < READS_PER_EVENT; i++) {
+    int fds[FRAME_MAX_FDS];
+    size_t nfds = 0;
+    ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds);
+    for (size_t k = 0; k < nfds; k++)
+      close(fds[k]);
+    if (nfds) {
+      worker_fault(w, "the worker sent file descriptors");
+      return;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (r <= 0) {
+      /* EOF on the control socket: either the worker died (its init
+         reports how and exits, SIGCHLD follows) or the cell closed
+         fd 3.  Either way it is finished; the init gets a moment to
+         report before it is killed, and the reply waits for SIGCHLD.  */
+      loop_del(w->front->loop, fd);
+      if (!w->killed && w->kill_at == 0)
+        w->kill_at = now_ns() + EOF_GRACE_NS;
+      return;
+    }
+    buf_append(&w->in, chunk, (size_t)r);
+    if (w->in.len > WORKER_MAX_FRAME + FRAME_HDR_SIZE) {
+      worker_fault(w, "the worker sent more than a frame's worth of data at once");
+      return;
+    }
+    for (;;) {
+      struct frame fr;
+      uint8_t *payload = NULL;
+      kiln_error_t err = NULL;
+      int n = link_next_frame(&w->in, WORKER_MAX_FRAME, &fr, &payload, &err);
+      if (n < 0) {
+        worker_fault(w, "the worker broke the protocol: %s", err->msg);
+        kiln_error_release(&err);
+        free(payload);
+        return;
+      }
+      if (n == 0)
+        break;
+      handle_worker_frame(w, &fr);
+      free(payload);
+      if (w->fault || w->killed || w->session == NULL)
+        return;
+    }
+  }
+}
+
+/* Describes a wait status for a reply: "was killed by SIGSEGV".  */
+static char *
+describe_exit(int status)
+{
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    if (sig == SIGKILL)
+      return xasprintf("was killed by SIGKILL (signal 9; the system may have run out of memory)");
+    return xasprintf("was killed by %s (signal %d)", signal_name(sig), sig);
+  }
+  return xasprintf("exited with code %d", WEXITSTATUS(status));
+}
+
+/* The worker process W is gone: STATUS is its wait status.  */
+void
+worker_reaped(struct worker *w, int status)
+{
+  struct session *s = w->session;
+  /* A DONE frame sent just before exiting is still worth reading.  */
+  if (w->ctl >= 0 && !w->fault && s && s->running)
+    worker_on_ctl(w->front->loop, w->ctl, EPOLLIN, w);
+  s = w->session;
+  if (w->out >= 0)
+    worker_read_pipe(w, &w->out, &w->cap_out, true);
+  if (w->err >= 0)
+    worker_read_pipe(w, &w->err, &w->cap_err, true);
+  /* The init reports the worker's own status; if it has none (it was
+     killed itself), its status is the session's.  */
+  int32_t real;
+  if (w->status >= 0 && read(w->status, &real, sizeof real) == (ssize_t)sizeof real)
+    status = real;
+  struct front *f = w->front;
+  const struct sbx_config *sbx = f->cfg->sbx;
+  bool oom = false, pids = false;
+  if (w->cg_made)
+    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
+  if (s) {
+    cleanup_free char *why
+        = w->fault ? xasprintf("was stopped: %s", w->fault)
+          : oom && WIFSIGNALED(status)
+              ? xasprintf("was killed: the session ran out of memory (its limit is %zu MiB)",
+                          sbx->cg_limits.memory >> 20)
+              : describe_exit(status);
+    session_lose(s, REPLY_CRASHED, "WorkerCrashed", why);
+  }
+  worker_free(w);
+}

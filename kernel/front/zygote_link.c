@@ -1,0 +1,408 @@
+#define _GNU_SOURCE
+#include "handoff.h"
+#include "internal.h"
+#include "log.h"
+#include "records.h"
+#include "util.h"
+
+#include <errno.h>
+#include <spawn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+void
+zygote_spawnq_push(struct front *f, struct session *s)
+{
+  if (f->nspawn == f->spawn_cap) {
+    f->spawn_cap = f->spawn_cap ? f->spawn_cap * 2 : 16;
+    f->spawnq = xrealloc(f->spawnq, f->spawn_cap * sizeof *f->spawnq);
+  }
+  f->spawnq[f->nspawn++] = (struct spawn_req){ .s = s, .uid_slot = -1 };
+}
+
+/* A slot in the range of session uids that no live worker holds: two
+   sessions never share a uid, and with it their per-uid limits.  */
+static int
+uid_slot_take(struct front *f)
+{
+  for (size_t i = 0; i < UID_SLOTS; i++) {
+    size_t k = (f->uid_next + i) % UID_SLOTS;
+    if (!(f->uid_used[k / 8] & (1u << (k % 8)))) {
+      f->uid_used[k / 8] |= (uint8_t)(1u << (k % 8));
+      f->uid_next = (k + 1) % UID_SLOTS;
+      return (int)k;
+    }
+  }
+  return -1;
+}
+
+void
+zygote_uid_release(struct front *f, int slot)
+{
+  if (slot >= 0)
+    f->uid_used[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
+}
+
+/* Gives back what a spawn request holds when no worker will take it
+   over: its uid and its cgroups.  */
+static void
+spawn_req_release(struct front *f, struct spawn_req *r)
+{
+  zygote_uid_release(f, r->uid_slot);
+  r->uid_slot = -1;
+  if (r->cg_made)
+    front_cg_forget(f, r->cg);
+  r->cg_made = false;
+}
+
+void
+zygote_send_spawns(struct front *f)
+{
+  if (!f->zygote_ready)
+    return;
+  const struct sbx_config *sbx = f->cfg->sbx;
+  for (; f->spawn_sent < f->nspawn; f->spawn_sent++) {
+    struct spawn_req *r = &f->spawnq[f->spawn_sent];
+    kiln_error_t err = NULL;
+    /* The session's cgroups exist before its middle process joins them
+       (a failure surfaces as the spawn's failure).  Each worker gets its
+       own, named by the session and a serial, so a replacement never
+       shares one with the processes of its predecessor.  A request sent
+       again to a restarted zygote keeps its name, groups and uid.  */
+    if (r->cg[0] == '\0')
+      snprintf(r->cg, sizeof r->cg, "%s.%llu", r->s ? r->s->id : "closed",
+               (unsigned long long)++f->spawn_serial);
+    if (r->s && !r->cg_made && sbx->jail && sbx->cg.version) {
+      if (cg_session_create(&sbx->cg, r->cg, &sbx->cg_limits, &err) < 0)
+        log_error(LOG_WARN, &err, "cgroups for a session");
+      else
+        r->cg_made = true;
+    }
+    if (r->uid_slot < 0)
+      r->uid_slot = uid_slot_take(f);
+    struct fbuf fb;
+    fbuf_init(&fb, FRAME_SPAWN);
+    fbuf_put_str(&fb, TAG_SESSION_ID, r->cg);
+    /* With every slot taken (more live workers than slots), the spawn
+       is refused by the zygote for uid 0, never run as a shared uid.  */
+    fbuf_put_u64(&fb, TAG_UID,
+                 r->uid_slot < 0 ? 0 : (uint64_t)(sbx->uid_base + (uid_t)r->uid_slot));
+    fbuf_finish(&fb);
+    buf_append(&f->zoutq, fb.data, fb.len);
+    fbuf_free(&fb);
+  }
+  if (link_flush(f->zygote, &f->zoutq) == 0 && f->zoutq.len)
+    loop_mod(f->loop, f->zygote, EPOLLIN | EPOLLOUT, NULL);
+}
+
+static void
+spawn_arrived(struct front *f, struct frame *fr)
+{
+  struct spawn_req req = { .uid_slot = -1 };
+  bool expected = f->nspawn > 0 && f->spawn_sent > 0;
+  if (expected) {
+    req = f->spawnq[0];
+    memmove(f->spawnq, f->spawnq + 1, (f->nspawn - 1) * sizeof *f->spawnq);
+    f->nspawn--;
+    f->spawn_sent--;
+  }
+  struct session *s = req.s;
+  uint64_t pid = 0;
+  bool ok = fr->type == FRAME_SPAWNED && fr->nfds == 4
+            && frame_get_u64(fr, TAG_PID, false, &pid, NULL) == 0 && pid > 1;
+  if (!ok || !expected) {
+    for (size_t i = 0; i < fr->nfds; i++)
+      close(fr->fds[i]);
+    spawn_req_release(f, &req);
+    cleanup_free char *msg = NULL;
+    frame_get_str(fr, TAG_MESSAGE, true, &msg, NULL, NULL);
+    cleanup_free char *text
+        = xasprintf("the zygote could not start a worker: %s", msg ? msg : "malformed reply");
+    log_msg(LOG_ERROR, "%s", text);
+    if (s) {
+      s->state = S_LOST;
+      session_fail_queue(s, "WorkerStartError", text);
+    }
+    return;
+  }
+  struct worker *w = xzalloc(sizeof *w);
+  w->front = f;
+  w->pid = (pid_t)pid;
+  w->ctl = fr->fds[0];
+  w->out = fr->fds[1];
+  w->err = fr->fds[2];
+  w->status = fr->fds[3];
+  /* The worker now holds the request's cgroups and uid.  */
+  snprintf(w->cg, sizeof w->cg, "%s", req.cg);
+  w->cg_made = req.cg_made;
+  w->uid_slot = req.uid_slot;
+  output_init(&w->cap_out, f->cfg->max_output);
+  output_init(&w->cap_err, f->cfg->max_output);
+  w->next = f->workers;
+  f->workers = w;
+  kiln_error_t err = NULL;
+  if (set_nonblock(w->status, true) < 0 || set_nonblock(w->ctl, true) < 0
+      || set_nonblock(w->out, true) < 0 || set_nonblock(w->err, true) < 0
+      || loop_add(f->loop, w->ctl, EPOLLIN, worker_on_ctl, w, &err) < 0
+      || loop_add(f->loop, w->out, EPOLLIN, on_worker_pipe, w, &err) < 0
+      || loop_add(f->loop, w->err, EPOLLIN, on_worker_pipe, w, &err) < 0) {
+    /* It cannot be watched, so it cannot serve: kill it; its session
+       gets a fresh worker on its next request, when it is reaped.  */
+    if (err)
+      log_error(LOG_ERROR, &err, "watch a new worker");
+    else
+      log_msg(LOG_ERROR, "watch a new worker: %s", strerror(errno));
+    if (s) {
+      w->session = s;
+      s->w = w;
+    }
+    worker_fault(w, "the front could not watch the worker's sockets");
+    return;
+  }
+
+  /* It may already have been reaped (a start-up failure is quick).  */
+  for (size_t i = 0; i < f->nearly; i++)
+    if (f->early[i].pid == w->pid) {
+      int status = f->early[i].status;
+      f->early[i] = f->early[--f->nearly];
+      if (s) {
+        w->session = s;
+        s->w = w;
+      }
+      worker_reaped(w, status);
+      return;
+    }
+  if (s == NULL) {
+    /* Its session was closed while the worker was being made.  */
+    worker_kill(w);
+    return;
+  }
+  w->session = s;
+  s->w = w;
+}
+
+static void
+zygote_ready(struct front *f, struct frame *fr)
+{
+  cleanup_free char *version = NULL, *preloaded = NULL, *failed = NULL;
+  frame_get_str(fr, TAG_PYTHON_VERSION, true, &version, NULL, NULL);
+  frame_get_str(fr, TAG_PRELOADED, true, &preloaded, NULL, NULL);
+  frame_get_str(fr, TAG_PRELOAD_FAILED, true, &failed, NULL, NULL);
+  f->zygote_ready = true;
+  f->zygote_failures = 0;
+  if (!f->zygote_ever_ready) {
+    f->zygote_ever_ready = true;
+    struct front_info info
+        = { version ? version : "?", preloaded ? preloaded : "", failed ? failed : "" };
+    if (f->ready_cb)
+      f->ready_cb(f->ready_ctx, &info, NULL);
+  }
+  zygote_send_spawns(f);
+}
+
+void
+zygote_lost(struct front *f, const char *why)
+{
+  if (f->zygote >= 0) {
+    loop_del(f->loop, f->zygote);
+    close(f->zygote);
+    f->zygote = -1;
+  }
+  if (f->zygote_pid > 0)
+    kill(f->zygote_pid, SIGKILL);
+  f->zygote_ready = false;
+  for (size_t i = 0; i < f->npending; i++)
+    close(f->pending[i]);
+  f->npending = 0;
+  buf_free(&f->zin);
+  buf_free(&f->zoutq);
+  /* Requests the dead zygote had not answered are sent again.  */
+  f->spawn_sent = 0;
+  f->zygote_failures++;
+  log_msg(LOG_ERROR, "the zygote %s", why);
+  if (!f->zygote_ever_ready) {
+    /* It never started: a broken installation, not bad luck.  */
+    kiln_error_t err = NULL;
+    kiln_error_make(&err, 0, "the zygote %s", why);
+    if (f->ready_cb)
+      f->ready_cb(f->ready_ctx, NULL, err);
+    kiln_error_release(&err);
+    return;
+  }
+  if (f->zygote_failures > ZYGOTE_MAX_RESTARTS) {
+    /* It keeps dying: the sessions waiting for a worker are told so
+       instead of waiting through every back-off.  It is still restarted,
+       so that later requests can succeed once the cause is gone.  */
+    for (size_t i = 0; i < f->nspawn; i++) {
+      spawn_req_release(f, &f->spawnq[i]);
+      if (f->spawnq[i].s) {
+        f->spawnq[i].s->state = S_LOST;
+        session_fail_queue(f->spawnq[i].s, "WorkerStartError",
+                           "the zygote keeps dying; no worker can be started");
+      }
+    }
+    f->nspawn = 0;
+  }
+  /* Back off: 0.1 s after the first death, doubling to 10 s, so that a
+     zygote that dies at once does not make the front spin.  */
+  int64_t backoff = 100 * 1000000LL;
+  for (int i = 1; i < f->zygote_failures && backoff < ZYGOTE_MAX_BACKOFF_NS; i++)
+    backoff *= 2;
+  if (backoff > ZYGOTE_MAX_BACKOFF_NS)
+    backoff = ZYGOTE_MAX_BACKOFF_NS;
+  f->zygote_restart_at = now_ns() + backoff;
+}
+
+/* Called by the front's timer: restarts a lost zygote once its back-off
+   has passed.  */
+void
+zygote_tick(struct front *f, int64_t now)
+{
+  if (f->zygote < 0 && f->zygote_restart_at && now >= f->zygote_restart_at) {
+    f->zygote_restart_at = 0;
+    zygote_start(f);
+  }
+}
+
+static void
+on_zygote(struct loop *loop, int fd, uint32_t events, void *data)
+{
+  (void)loop;
+  struct front *f = data;
+  if (events & EPOLLOUT) {
+    if (link_flush(fd, &f->zoutq) < 0) {
+      zygote_lost(f, "closed its socket");
+      return;
+    }
+    if (f->zoutq.len == 0)
+      loop_mod(f->loop, fd, EPOLLIN, NULL);
+  }
+  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+    return;
+  uint8_t chunk[READ_CHUNK];
+  int fds[FRAME_MAX_FDS];
+  size_t nfds = 0;
+  ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return;
+  if (r <= 0) {
+    for (size_t i = 0; i < nfds; i++)
+      close(fds[i]);
+    zygote_lost(f, "exited");
+    return;
+  }
+  /* SCM_RIGHTS fds arrive with the first byte of a SPAWNED frame; the
+     zygote sends one frame at a time, so they belong to the frame whose
+     header starts this chunk.  Keep them with the buffered bytes.  */
+  for (size_t i = 0; i < nfds; i++) {
+    if (f->npending < FRAME_MAX_FDS)
+      f->pending[f->npending++] = fds[i];
+    else
+      close(fds[i]);
+  }
+  buf_append(&f->zin, chunk, (size_t)r);
+  for (;;) {
+    struct frame fr;
+    uint8_t *payload = NULL;
+    kiln_error_t err = NULL;
+    int n = link_next_frame(&f->zin, ZYGOTE_MAX_FRAME, &fr, &payload, &err);
+    if (n < 0) {
+      log_error(LOG_ERROR, &err, "zygote protocol error");
+      free(payload);
+      zygote_lost(f, "broke the protocol");
+      return;
+    }
+    if (n == 0)
+      break;
+    fr.nfds = 0;
+    if (fr.type == FRAME_SPAWNED) {
+      memcpy(fr.fds, f->pending, f->npending * sizeof *f->pending);
+      fr.nfds = f->npending;
+      f->npending = 0;
+    }
+    switch (fr.type) {
+    case FRAME_ZYGOTE_READY:
+      zygote_ready(f, &fr);
+      break;
+    case FRAME_SPAWNED:
+    case FRAME_SPAWN_FAILED:
+      spawn_arrived(f, &fr);
+      break;
+    case FRAME_ZYGOTE_FAILED: {
+      cleanup_free char *msg = NULL;
+      frame_get_str(&fr, TAG_MESSAGE, true, &msg, NULL, NULL);
+      cleanup_free char *why = xasprintf("failed to start: %s", msg ? msg : "unknown error");
+      free(payload);
+      zygote_lost(f, why);
+      return;
+    }
+    default:
+      break;
+    }
+    free(payload);
+  }
+}
+
+void
+zygote_start(struct front *f)
+{
+  int sv[2] = { -1, -1 };
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    log_msg(LOG_ERROR, "socketpair for the zygote: %s", strerror(errno));
+    return;
+  }
+  /* Exec, not fork: the front may run threads (a store writer, an HTTP
+     or ZeroMQ library), and only a fresh image is safe to initialise
+     CPython in.  posix_spawn is vfork-like, safe with threads.  The
+     zygote's socket is fd ZYGOTE_FD, stdin /dev/null, and its stdout is
+     its stderr: stdout is the MCP channel.  The front's signal mask
+     (SIGCHLD and the stop signals blocked for the signalfd) must not
+     reach the zygote or its workers.  */
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, sv[1], ZYGOTE_FD);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  posix_spawnattr_init(&attr);
+  sigset_t none, dflt;
+  sigemptyset(&none);
+  sigemptyset(&dflt);
+  sigaddset(&dflt, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &dflt);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  char *argv[] = { (char *)"kiln-zygote", (char *)ZYGOTE_COMMAND, NULL };
+  pid_t pid;
+  int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(sv[1]);
+  if (rc != 0) {
+    log_msg(LOG_ERROR, "start the zygote: %s", strerror(rc));
+    close(sv[0]);
+    return;
+  }
+  f->zygote_pid = pid;
+  f->zygote = sv[0];
+  f->zygote_started_ns = now_ns();
+  set_nonblock(f->zygote, true);
+  struct fbuf fb;
+  hof_encode(f->cfg, &fb);
+  buf_append(&f->zoutq, fb.data, fb.len);
+  fbuf_free(&fb);
+  kiln_error_t err = NULL;
+  if (loop_add(f->loop, f->zygote, EPOLLIN | EPOLLOUT, on_zygote, f, &err) < 0) {
+    log_msg(LOG_ERROR, "watch the zygote: %s", err->msg);
+    kiln_error_release(&err);
+    kill(pid, SIGKILL);
+    close(f->zygote);
+    f->zygote = -1;
+  }
+}
