@@ -91,9 +91,13 @@ next_deadline(void *data)
   int64_t d = f->ncg_dead ? now_ns() + 20 * 1000000 : -1;
   if (f->zygote_restart_at && (d < 0 || f->zygote_restart_at < d))
     d = f->zygote_restart_at;
-  for (struct worker *w = f->workers; w; w = w->next)
+  for (struct worker *w = f->workers; w; w = w->next) {
     if (w->kill_at && !w->killed && (d < 0 || w->kill_at < d))
       d = w->kill_at;
+    int64_t stall = w->in_progress_ns ? w->in_progress_ns + FRAME_STALL_NS + 1 : -1;
+    if (stall > 0 && (d < 0 || stall < d))
+      d = stall;
+  }
   for (struct session *s = f->sessions; s; s = s->next) {
     if (s->state != S_RUNNING)
       continue;
@@ -111,9 +115,11 @@ tick(int64_t now, void *data)
   if (f->ncg_dead)
     cg_retry(f);
   zygote_tick(f, now);
-  for (struct worker *w = f->workers; w; w = w->next)
+  for (struct worker *w = f->workers; w; w = w->next) {
     if (w->kill_at && !w->killed && now >= w->kill_at)
       worker_kill(w);
+    worker_check_stall(w, now);
+  }
   for (struct session *s = f->sessions; s; s = s->next) {
     if (s->state != S_RUNNING)
       continue;
@@ -166,6 +172,7 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   }
   struct front *f = xzalloc(sizeof *f);
   f->cfg = cfg;
+  limits_derive(cfg, &f->limits);
   f->loop = loop;
   f->ready_cb = ready;
   f->ready_ctx = ctx;

@@ -7,6 +7,7 @@
 #include "cgroups.h"
 #include "frame.h"
 #include "kiln.h"
+#include "wire_limits.h"
 #include "output.h"
 #include "sandbox.h"
 #include "util.h"
@@ -18,8 +19,9 @@
 /* The largest frame a worker may send: a reply carries at most the
    result (capped by the worker, but the front does not trust that) and a
    traceback.  Anything bigger is a lying worker.  */
-#define WORKER_MAX_FRAME (32u << 20)
 #define ZYGOTE_MAX_FRAME (1u << 20)
+/* How long a worker may leave a frame half sent before it is killed.  */
+#define FRAME_STALL_NS (5 * 1000000000LL)
 /* Output bytes read from one pipe per wakeup, so that a flooding worker
    cannot starve the others.  */
 #define READ_CHUNK      (64u << 10)
@@ -102,7 +104,8 @@ struct worker {
   struct buf in, outq;
   struct output cap_out, cap_err;
   bool ready;
-  int64_t kill_at; /* when to kill it if it has not exited by then */
+  int64_t in_progress_ns; /* when part of a frame last arrived; 0: none held */
+  int64_t kill_at;        /* when to kill it if it has not exited by then */
   /* Why the front killed it (a protocol violation, EOF); NULL if it died
      on its own.  */
   char *fault;
@@ -146,6 +149,7 @@ struct early_exit {
 
 struct front {
   const struct kiln_config *cfg;
+  struct kiln_limits limits;
   struct loop *loop;
   front_ready_cb ready_cb;
   void *ready_ctx;
@@ -202,6 +206,7 @@ void worker_fault(struct worker *w, const char *fmt, ...);
 void worker_free(struct worker *w);
 void worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data);
 void worker_reaped(struct worker *w, int status);
+void worker_check_stall(struct worker *w, int64_t now);
 
 /* request.c */
 struct request *request_new_cell(const char *code, size_t len, double timeout_s, front_reply_cb cb,

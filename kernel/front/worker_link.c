@@ -216,7 +216,7 @@ worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data)
       return;
     }
     buf_append(&w->in, chunk, (size_t)r);
-    if (w->in.len > WORKER_MAX_FRAME + FRAME_HDR_SIZE) {
+    if (w->in.len > (size_t)w->front->limits.worker_frame + FRAME_HDR_SIZE) {
       worker_fault(w, "the worker sent more than a frame's worth of data at once");
       return;
     }
@@ -224,7 +224,7 @@ worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data)
       struct frame fr;
       uint8_t *payload = NULL;
       kiln_error_t err = NULL;
-      int n = link_next_frame(&w->in, WORKER_MAX_FRAME, &fr, &payload, &err);
+      int n = link_next_frame(&w->in, w->front->limits.worker_frame, &fr, &payload, &err);
       if (n < 0) {
         worker_fault(w, "the worker broke the protocol: %s", err->msg);
         kiln_error_release(&err);
@@ -238,7 +238,19 @@ worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data)
       if (w->fault || w->killed || w->session == NULL)
         return;
     }
+    /* Part of a frame is held for this worker: it must keep coming, or
+       the front would hold the memory for as long as the worker likes
+       (see worker_check_stall).  */
+    w->in_progress_ns = w->in.len ? now_ns() : 0;
   }
+}
+
+void
+worker_check_stall(struct worker *w, int64_t now)
+{
+  if (w->in_progress_ns && !w->fault && !w->killed && now - w->in_progress_ns > FRAME_STALL_NS)
+    worker_fault(w, "the worker stopped in the middle of a frame (%zu bytes held for %lld s)",
+                 w->in.len, (long long)((now - w->in_progress_ns) / 1000000000));
 }
 
 /* Describes a wait status for a reply: "was killed by SIGSEGV".  */

@@ -18,8 +18,9 @@
 #include <sys/types.h>
 
 #define FRAME_HDR_SIZE 8
-/* Upper bound on any payload; a cell's code and reply are far below it.  */
-#define FRAME_MAX_PAYLOAD (64u << 20)
+/* Upper bound on any payload, whatever the configuration; the limits
+   actually used come from wire_limits.h.  */
+#define FRAME_MAX_PAYLOAD (1u << 30)
 #define FRAME_MAX_FDS     4
 
 enum frame_type {

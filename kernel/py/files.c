@@ -41,8 +41,17 @@ fail(struct fbuf *out, int e, const char *what, const char *path)
   result(out, e ? e : EINVAL, msg);
 }
 
+/* A listing being built: it stops at the limits' entries or bytes and
+   says it was cut short.  */
+struct listing {
+  struct buf b;
+  size_t n;
+  const struct kiln_limits *lim;
+  bool truncated;
+};
+
 static void
-list_dir(int dirfd, const char *prefix, int depth, struct buf *b, size_t *n)
+list_dir(int dirfd, const char *prefix, int depth, struct listing *l)
 {
   int fd = dup(dirfd);
   DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -52,7 +61,7 @@ list_dir(int dirfd, const char *prefix, int depth, struct buf *b, size_t *n)
     return;
   }
   struct dirent *de;
-  while ((de = readdir(d)) != NULL && *n < REC_LIST_MAX_ENTRIES) {
+  while ((de = readdir(d)) != NULL && !l->truncated) {
     if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
       continue;
     struct stat st;
@@ -73,12 +82,17 @@ list_dir(int dirfd, const char *prefix, int depth, struct buf *b, size_t *n)
       .path = path,
       .path_len = plen,
     };
-    rec_entry_put(b, &e);
-    (*n)++;
+    if (l->n == l->lim->listing_entries
+        || l->b.len + REC_ENTRY_HDR + plen > l->lim->listing_bytes) {
+      l->truncated = true;
+      break;
+    }
+    rec_entry_put(&l->b, &e);
+    l->n++;
     if (S_ISDIR(st.st_mode) && depth < REC_LIST_MAX_DEPTH) {
       int sub = open_beneath(dirfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
       if (sub >= 0) {
-        list_dir(sub, path, depth + 1, b, n);
+        list_dir(sub, path, depth + 1, l);
         close(sub);
       }
     }
@@ -109,7 +123,7 @@ parent_dir(int root, char *path, const char **leaf)
 }
 
 void
-files_serve(const struct frame *f, struct fbuf *out)
+files_serve(const struct frame *f, const struct kiln_limits *lim, struct fbuf *out)
 {
   cleanup_free char *path = NULL;
   size_t plen = 0;
@@ -132,17 +146,19 @@ files_serve(const struct frame *f, struct fbuf *out)
       fail(out, errno, "cannot list", path);
       return;
     }
-    struct buf b = { 0 };
-    size_t n = 0;
-    list_dir(dir, path, 0, &b, &n);
+    struct listing l = { .lim = lim };
+    list_dir(dir, path, 0, &l);
     result(out, 0, NULL);
-    fbuf_put(out, TAG_LISTING, b.data, b.len);
-    buf_free(&b);
+    fbuf_put(out, TAG_LISTING, l.b.data, l.b.len);
+    if (l.truncated)
+      fbuf_put_u64(out, TAG_TRUNCATED, 1);
+    buf_free(&l.b);
     return;
   }
   if (f->type == FRAME_FILE_READ) {
     uint64_t max = 0;
-    frame_get_u64(f, TAG_MAX_BYTES, true, &max, NULL);
+    if (frame_get_u64(f, TAG_MAX_BYTES, true, &max, NULL) < 0 || max > lim->file_bytes)
+      max = lim->file_bytes;
     /* O_NONBLOCK: a FIFO planted by a cell must not hang the read.  */
     cleanup_close int fd = open_beneath(root, path, O_RDONLY | O_NONBLOCK, 0);
     struct stat st;

@@ -8,12 +8,13 @@
 #define KILN_FILES_H
 
 #include "frame.h"
+#include "wire_limits.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 
 /* In the worker: serves one FRAME_FILE_* request F, building the
    FRAME_FILE_RESULT into OUT.  */
-void files_serve(const struct frame *f, struct fbuf *out);
+void files_serve(const struct frame *f, const struct kiln_limits *lim, struct fbuf *out);
 
 #endif

@@ -4,6 +4,7 @@
 #include "files.h"
 #include "embed.h"
 #include "frame.h"
+#include "wire_limits.h"
 #include "records.h"
 #include "sandbox.h"
 #include "util.h"
@@ -20,7 +21,6 @@
 
 /* Bytes of outputs one reply may carry (the front refuses frames over
    WORKER_MAX_FRAME, 32 MiB).  */
-#define OUTPUTS_MAX (24u << 20)
 
 /* The worker's fds after setup: 0-2 are stdio, 3 the control socket.  */
 #define CTL_FD 3
@@ -60,8 +60,11 @@ setup_fds(const struct wrk_params *p, kiln_error_t *err)
   return 0;
 }
 
+/* Puts S as UTF-8, at most MAX bytes of it: a longer text is cut on a
+   character boundary and says how much was cut, so that the frame stays
+   within the front's limit (limits.h) whatever the cell produced.  */
 static void
-put_pystr(struct fbuf *fb, enum frame_tag tag, PyObject *s)
+put_pystr(struct fbuf *fb, enum frame_tag tag, PyObject *s, size_t max)
 {
   if (s == NULL || s == Py_None || !PyUnicode_Check(s))
     return;
@@ -71,7 +74,19 @@ put_pystr(struct fbuf *fb, enum frame_tag tag, PyObject *s)
     PyErr_Clear();
     return;
   }
-  fbuf_put(fb, tag, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+  const char *text = PyBytes_AS_STRING(b);
+  size_t len = (size_t)PyBytes_GET_SIZE(b);
+  if (len <= max)
+    fbuf_put(fb, tag, text, len);
+  else {
+    cleanup_free char *note = xasprintf("\n[... %zu more bytes not shown]", len - max);
+    size_t keep = utf8_boundary_before(text, max > strlen(note) ? max - strlen(note) : 0);
+    struct buf cut = { 0 };
+    buf_append(&cut, text, keep);
+    buf_append(&cut, note, strlen(note));
+    fbuf_put(fb, tag, cut.data, cut.len);
+    buf_free(&cut);
+  }
   Py_DECREF(b);
 }
 
@@ -93,12 +108,13 @@ put_pyint(struct fbuf *fb, enum frame_tag tag, PyObject *v)
    then the three strings.  Outputs past OUTPUTS_MAX bytes in all are
    dropped and counted, so a reply always fits the front's frame limit.  */
 static void
-put_outputs(struct fbuf *fb, PyObject *list)
+put_outputs(struct fbuf *fb, PyObject *list, const struct kiln_limits *lim)
 {
   if (list == NULL || !PyList_Check(list))
     return;
   struct buf blob = { 0 };
   uint64_t dropped = 0;
+  size_t n = 0;
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
     const char *mime, *name, *data;
     Py_ssize_t mlen, nlen, dlen;
@@ -119,8 +135,14 @@ put_outputs(struct fbuf *fb, PyObject *list)
       .width = w,
       .height = h,
     };
-    if (rec_output_put(&blob, &o, OUTPUTS_MAX) < 0)
-      dropped++;
+    /* An inline copy belongs to the image before it and is not counted
+       as an output of its own.  */
+    bool is_inline = mlen > 7 && memcmp(mime + mlen - 7, ";inline", 7) == 0;
+    if ((!is_inline && n >= lim->outputs_count)
+        || rec_output_put(&blob, &o, lim->outputs_bytes) < 0)
+      dropped += !is_inline;
+    else
+      n += !is_inline;
   }
   if (blob.len)
     fbuf_put(fb, TAG_OUTPUTS, blob.data, blob.len);
@@ -132,8 +154,8 @@ put_outputs(struct fbuf *fb, PyObject *list)
 /* Runs one cell through kiln_runtime.run_cell and builds the DONE frame
    into FB.  */
 static void
-run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no, size_t max_result,
-         struct fbuf *fb)
+run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no,
+         const struct kiln_limits *lim, struct fbuf *fb)
 {
   fbuf_init(fb, FRAME_DONE);
   /* An interrupt meant for the previous cell may have arrived after it
@@ -145,7 +167,7 @@ run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no, size_t m
   PyObject *src = PyUnicode_DecodeUTF8(code, (Py_ssize_t)len, "surrogateescape");
   if (src != NULL)
     ret = PyObject_CallFunction(run, "OKn", src, (unsigned long long)cell_no,
-                                (Py_ssize_t)max_result);
+                                (Py_ssize_t)lim->max_result);
   Py_XDECREF(src);
   if (ret == NULL || !PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 8) {
     kiln_error_t e = NULL;
@@ -160,13 +182,13 @@ run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no, size_t m
   }
   long status = PyLong_AsLong(PyTuple_GET_ITEM(ret, 0));
   fbuf_put_u64(fb, TAG_STATUS, (uint64_t)(status < 0 ? CELL_ERROR : status));
-  put_pystr(fb, TAG_RESULT, PyTuple_GET_ITEM(ret, 1));
-  put_pystr(fb, TAG_ERR_TYPE, PyTuple_GET_ITEM(ret, 2));
-  put_pystr(fb, TAG_ERR_MESSAGE, PyTuple_GET_ITEM(ret, 3));
-  put_pystr(fb, TAG_ERR_TRACEBACK, PyTuple_GET_ITEM(ret, 4));
+  put_pystr(fb, TAG_RESULT, PyTuple_GET_ITEM(ret, 1), lim->text_bytes);
+  put_pystr(fb, TAG_ERR_TYPE, PyTuple_GET_ITEM(ret, 2), 256);
+  put_pystr(fb, TAG_ERR_MESSAGE, PyTuple_GET_ITEM(ret, 3), lim->text_bytes);
+  put_pystr(fb, TAG_ERR_TRACEBACK, PyTuple_GET_ITEM(ret, 4), lim->text_bytes);
   put_pyint(fb, TAG_ERR_LINENO, PyTuple_GET_ITEM(ret, 5));
   put_pyint(fb, TAG_ERR_OFFSET, PyTuple_GET_ITEM(ret, 6));
-  put_outputs(fb, PyTuple_GET_ITEM(ret, 7));
+  put_outputs(fb, PyTuple_GET_ITEM(ret, 7), lim);
   Py_DECREF(ret);
 }
 
@@ -226,13 +248,13 @@ wrk_main(const struct wrk_params *p)
   for (;;) {
     struct frame f;
     uint8_t *payload = NULL;
-    if (frame_recv(CTL_FD, &f, &payload, FRAME_MAX_PAYLOAD, NULL) < 0)
+    if (frame_recv(CTL_FD, &f, &payload, p->limits->front_frame, NULL) < 0)
       break;
     for (size_t i = 0; i < f.nfds; i++)
       close(f.fds[i]);
     if (f.type == FRAME_FILE_LIST || f.type == FRAME_FILE_READ || f.type == FRAME_FILE_WRITE) {
       /* The session's files, served between cells by C alone.  */
-      files_serve(&f, &fb);
+      files_serve(&f, p->limits, &fb);
       free(payload);
       fbuf_finish(&fb);
       if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
@@ -246,7 +268,7 @@ wrk_main(const struct wrk_params *p)
     const struct field *code = frame_get(&f, TAG_CODE);
     if (code == NULL || frame_get_u64(&f, TAG_CELL_NO, false, &cell_no, NULL) < 0)
       break;
-    run_cell(run, (const char *)code->data, code->len, cell_no, p->max_result, &fb);
+    run_cell(run, (const char *)code->data, code->len, cell_no, p->limits, &fb);
     free(payload);
     /* C-level stdio (printf from extensions) is block-buffered on a pipe;
        everything the cell wrote must be in the pipes before DONE.  */

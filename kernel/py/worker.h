@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct kiln_limits;
 struct sbx_config;
 struct scf_policy;
 
@@ -15,7 +16,7 @@ struct wrk_params {
   const char *session_id;
   uid_t uid; /* the session's identity once jailed */
   gid_t gid;
-  size_t max_result;
+  const struct kiln_limits *limits;
   size_t max_image_side;
   const struct sbx_config *sbx;
   const struct scf_policy *scf;

@@ -4,6 +4,7 @@
 #include "embed.h"
 #include "frame.h"
 #include "handoff.h"
+#include "wire_limits.h"
 #include "log.h"
 #include "util.h"
 #include "init.h"
@@ -106,6 +107,9 @@ close_pair(int fds[2])
   fds[0] = fds[1] = -1;
 }
 
+/* The limits every worker obeys, derived from the configuration.  */
+static struct kiln_limits limits;
+
 /* The seccomp policy, built before the first fork so that no process
    that runs user code ever takes part in making it.  */
 static struct scf_policy policy;
@@ -195,7 +199,7 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
         .session_id = session_id,
         .uid = (uid_t)uid,
         .gid = (gid_t)uid,
-        .max_result = cfg->max_result,
+        .limits = &limits,
         .max_image_side = cfg->max_image_side,
         .sbx = cfg->sbx,
         .scf = &policy,
@@ -289,6 +293,7 @@ zyg_exec_main(void)
     fail(&err);
   free(payload);
   log_setup(cfg.log_level, cfg.log_format);
+  limits_derive(&cfg, &limits);
   front_pidfd = (int)syscall(SYS_pidfd_open, front, 0);
   serve(&cfg);
 }
