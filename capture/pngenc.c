@@ -87,7 +87,9 @@ cap_png_encode_rgba(const uint8_t *rgba, uint32_t width, uint32_t height, size_t
   *kind = fits ? CAP_PNG_PALETTE : opaque ? CAP_PNG_RGB : CAP_PNG_RGBA;
 
   struct sink sink = { { 0 } };
-  uint8_t *row = NULL;
+  /* Assigned after setjmp and freed on the longjmp path: volatile, or
+     its value there would be indeterminate (C17 7.13.2.1).  */
+  uint8_t *volatile row = NULL;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   if (info == NULL) {

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "internal.h"
+#include "log.h"
 #include "records.h"
 #include "util.h"
 
@@ -225,6 +226,7 @@ front_free(struct front *f)
 {
   if (f == NULL)
     return;
+  f->closing = true;
   while (f->sessions) {
     struct session *s = f->sessions;
     front_close_session(f, s->id, NULL);

@@ -119,6 +119,15 @@ struct artifact {
   size_t size;
   uint32_t width, height;
   uint64_t cell;
+  uint64_t serial; /* front-wide: lower is older */
+};
+
+/* What storing a cell's images did besides storing them, for its reply.  */
+struct artifact_notes {
+  size_t evicted;        /* older images of the same session deleted */
+  size_t evicted_others; /* of other sessions */
+  size_t refused;        /* larger than a session's whole quota */
+  int write_errno;       /* the last write failure, 0 if none */
 };
 
 struct session {
@@ -138,7 +147,7 @@ struct session {
   time_t created_at, last_used_at;
   struct artifact *artifacts;
   size_t nartifacts;
-  uint64_t artifact_serial;
+  size_t artifacts_bytes;
 };
 
 /* Workers reaped before the zygote's SPAWNED named them.  */
@@ -158,6 +167,7 @@ struct front {
   int zygote;
   bool zygote_ready;
   bool zygote_ever_ready;
+  bool closing; /* front_free has begun */
   int zygote_failures;
   int64_t zygote_started_ns;
   int64_t zygote_restart_at; /* when to start a new zygote; 0: not waiting */
@@ -178,6 +188,8 @@ struct front {
      for each: a new session takes one instead of waiting for a fork.
      Their ids and directories are assigned up front so that a worker is
      set up for its session before anyone asks for it.  */
+  size_t artifacts_bytes; /* every session's images on disk */
+  uint64_t artifact_serial;
   struct session *spares;
   size_t nspares;
   struct worker *workers;
@@ -219,6 +231,13 @@ void request_fail(struct session *s, struct request *r, const char *type, const 
 void request_free(struct request *r);
 void session_enqueue(struct session *s, struct request *r);
 
+/* artifacts.c */
+struct artifact *artifact_store(struct session *s, const char *mime, const uint8_t *data,
+                                size_t len, uint32_t w, uint32_t h, struct artifact_notes *notes);
+/* A sentence for the reply about NOTES (allocated), or NULL.  */
+char *artifact_notice(const struct artifact_notes *notes);
+void artifacts_drop_all(struct session *s);
+
 /* reply.c */
 
 void session_reply(struct session *s, struct cell_reply *r);
@@ -231,6 +250,7 @@ void reply_file_result(struct worker *w, struct frame *fr);
 void session_dispatch(struct session *s);
 void session_interrupt(struct session *s, int64_t now, bool cancel);
 void session_free(struct session *s);
+struct session *session_find(struct front *f, const char *id);
 void spares_refill(struct front *f);
 void session_drop_worker(struct session *s);
 

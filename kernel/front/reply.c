@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "internal.h"
+#include "log.h"
 #include "records.h"
 #include "util.h"
 
@@ -107,44 +108,27 @@ static_mime(const char *m, size_t n)
   return NULL;
 }
 
-/* Keeps an image of S on disk and records it; returns the artifact, or
-   NULL (logged) when it could not be written.  */
-static struct artifact *
-artifact_store(struct session *s, const char *mime, const uint8_t *data, size_t len, uint32_t w,
-               uint32_t h)
-{
-  cleanup_free char *dir = xasprintf("%s/artifacts", s->workdir);
-  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-    fprintf(stderr, "kiln: mkdir %s: %s\n", dir, strerror(errno));
-    return NULL;
-  }
-  struct artifact a
-      = { .mime = mime, .size = len, .width = w, .height = h, .cell = s->execution_count };
-  snprintf(a.name, sizeof a.name, "cell%llu-%llu.%s", (unsigned long long)s->execution_count,
-           (unsigned long long)++s->artifact_serial,
-           strcmp(mime, "image/jpeg") == 0 ? "jpg" : "png");
-  cleanup_free char *path = xasprintf("%s/%s", dir, a.name);
-  int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0 || write_full(fd, data, len) < 0) {
-    fprintf(stderr, "kiln: write %s: %s\n", path, strerror(errno));
-    if (fd >= 0)
-      close(fd);
-    return NULL;
-  }
-  close(fd);
-  s->artifacts = xrealloc(s->artifacts, (s->nartifacts + 1) * sizeof *s->artifacts);
-  s->artifacts[s->nartifacts] = a;
-  return &s->artifacts[s->nartifacts++];
-}
-
 /* Parses the worker's packed outputs (worker.c put_outputs) into *OUT,
    storing images as artifacts.  Returns how many; *STRINGS holds the
    strings the outputs point to (the caller frees each and the array).
    Anything malformed ends the parse: a lying worker loses its outputs,
    nothing more.  */
+/* Appends the sentence TEXT (allocated; freed here) to B.  */
+static void
+note(struct buf *b, char *text)
+{
+  if (b->len) {
+    b->len--; /* the NUL */
+    buf_append(b, " ", 1);
+  }
+  buf_append(b, text, strlen(text));
+  buf_append(b, "", 1);
+  free(text);
+}
+
 static size_t
 parse_outputs(struct session *s, const struct field *fl, struct cell_output **out, char ***strings,
-              size_t *nstrings)
+              size_t *nstrings, struct artifact_notes *notes)
 {
   size_t n = 0, off = 0;
   *out = NULL;
@@ -195,7 +179,7 @@ parse_outputs(struct session *s, const struct field *fl, struct cell_output **ou
       continue;
     }
     if (strncmp(m, "image/", 6) == 0 && strcmp(m, "image/svg+xml") != 0) {
-      struct artifact *a = artifact_store(s, m, data, dl, w, h);
+      struct artifact *a = artifact_store(s, m, data, dl, w, h, notes);
       if (a == NULL)
         continue;
       char *name = xstrdup(a->name);
@@ -264,9 +248,20 @@ reply_done(struct worker *w, struct frame *fr)
   struct cell_output *outs;
   char **strings;
   size_t nstrings;
-  size_t nouts = parse_outputs(s, frame_get(fr, TAG_OUTPUTS), &outs, &strings, &nstrings);
+  struct artifact_notes anotes = { 0 };
+  size_t nouts = parse_outputs(s, frame_get(fr, TAG_OUTPUTS), &outs, &strings, &nstrings, &anotes);
   uint64_t outs_dropped = 0;
-  frame_get_u64(fr, TAG_OUTPUTS_DROPPED, true, &outs_dropped, NULL);
+  if (frame_get_u64(fr, TAG_OUTPUTS_DROPPED, true, &outs_dropped, &err) < 0) {
+    worker_fault(w, "the worker sent a malformed reply: %s", err->msg);
+    kiln_error_release(&err);
+    for (size_t i = 0; i < 4; i++)
+      free(text[i]);
+    for (size_t i = 0; i < nstrings; i++)
+      free(strings[i]);
+    free(strings);
+    free(outs);
+    return;
+  }
   struct cell_reply r = {
     .outputs = outs,
     .noutputs = nouts,
@@ -283,35 +278,44 @@ reply_done(struct worker *w, struct frame *fr)
     .err_offset = frame_get(fr, TAG_ERR_OFFSET) ? (int64_t)offset : -1,
     .notice = notice,
   };
+  /* Everything the reader should know besides the output, one sentence
+     each.  */
+  struct buf said = { 0 };
   const struct sbx_config *sbx = s->front->cfg->sbx;
-  if (sbx->jail && sbx->cg.version && notice == NULL) {
-    bool oom, pids;
-    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
-    if (oom && !w->oom_told)
-      notice = xasprintf(
-          "A process of this session was killed for running out of memory (the session's limit "
-          "is %zu MiB).",
-          sbx->cg_limits.memory >> 20);
-    else if (pids && !w->pids_told)
-      notice = xasprintf(
-          "This session reached its process limit (%u processes and threads): creating more "
-          "failed.",
-          sbx->cg_limits.pids);
-    w->oom_told |= oom;
-    w->pids_told |= pids;
-    r.notice = notice;
-  }
   if (s->lost_reason) {
     r.state_lost = true;
-    if (notice == NULL)
-      notice = xasprintf(
-          "This cell ran in a fresh interpreter: the session's previous worker %s, and its "
-          "variables and imports are gone.",
-          s->lost_reason);
-    r.notice = notice;
+    note(&said, xasprintf("This cell ran in a fresh interpreter: the session's previous worker %s, "
+                          "and its variables and imports are gone.",
+                          s->lost_reason));
     free(s->lost_reason);
     s->lost_reason = NULL;
   }
+  if (notice)
+    note(&said, xstrdup(notice));
+  if (w->cg_made) {
+    bool oom, pids;
+    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
+    if (oom && !w->oom_told)
+      note(&said, xasprintf("A process of this session was killed for running out of memory (the "
+                            "session's limit is %zu MiB).",
+                            sbx->cg_limits.memory >> 20));
+    else if (pids && !w->pids_told)
+      note(&said, xasprintf("This session reached its process limit (%u processes and threads): "
+                            "creating more failed.",
+                            sbx->cg_limits.pids));
+    w->oom_told |= oom;
+    w->pids_told |= pids;
+  }
+  if (outs_dropped)
+    note(&said, xasprintf("%llu more image(s) or displayed object(s) were dropped: a cell's reply "
+                          "carries at most %zu of them, %zu MiB in all.",
+                          (unsigned long long)outs_dropped, s->front->limits.outputs_count,
+                          s->front->limits.outputs_bytes >> 20));
+  char *stored = artifact_notice(&anotes);
+  if (stored)
+    note(&said, stored);
+  cleanup_free char *notices = said.len ? (char *)said.data : NULL;
+  r.notice = notices;
   s->state = S_IDLE;
   session_reply(s, &r);
   for (size_t i = 0; i < 4; i++)

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "internal.h"
+#include "log.h"
 #include "records.h"
 #include "util.h"
 
@@ -13,7 +14,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-static struct session *
+struct session *
 session_find(struct front *f, const char *id)
 {
   for (struct session *s = f->sessions; s; s = s->next)
@@ -91,14 +92,8 @@ void
 session_free(struct session *s)
 {
   /* A closed session's files go with it.  */
-  for (size_t i = 0; i < s->nartifacts; i++) {
-    cleanup_free char *path = xasprintf("%s/artifacts/%s", s->workdir, s->artifacts[i].name);
-    unlink(path);
-  }
-  cleanup_free char *adir = xasprintf("%s/artifacts", s->workdir);
-  rmdir(adir);
+  artifacts_drop_all(s);
   rmdir(s->workdir);
-  free(s->artifacts);
   free(s->workdir);
   free(s->lost_reason);
   free(s);
@@ -155,12 +150,15 @@ session_new(struct front *f, kiln_error_t *err)
 void
 spares_refill(struct front *f)
 {
+  /* Tearing down: a reply sent to a closing session must not start a
+     new worker.  */
+  if (f->closing)
+    return;
   while (f->nspares < f->cfg->spares) {
     kiln_error_t err = NULL;
     struct session *s = session_new(f, &err);
     if (s == NULL) {
-      fprintf(stderr, "kiln: cannot prepare a spare session: %s\n", err->msg);
-      kiln_error_release(&err);
+      log_error(LOG_ERROR, &err, "cannot prepare a spare session");
       return;
     }
     s->next = f->spares;
@@ -318,37 +316,6 @@ front_close_session(struct front *f, const char *session_id, kiln_error_t *err)
   session_drop_worker(s);
   session_free(s);
   return 0;
-}
-
-char *
-front_artifact_path(struct front *f, const char *session_id, const char *name, const char **mime,
-                    kiln_error_t *err)
-{
-  struct session *s = session_find(f, session_id);
-  if (s == NULL) {
-    kiln_error_make(err, 0, "unknown session '%s'", session_id);
-    return NULL;
-  }
-  /* Only names kiln gave out: nothing a client sends becomes a path.  */
-  for (size_t i = 0; i < s->nartifacts; i++)
-    if (strcmp(s->artifacts[i].name, name) == 0) {
-      *mime = s->artifacts[i].mime;
-      return xasprintf("%s/artifacts/%s", s->workdir, s->artifacts[i].name);
-    }
-  kiln_error_make(err, 0, "session %s has no artifact '%s'", session_id, name);
-  return NULL;
-}
-
-void
-front_each_artifact(struct front *f,
-                    void (*fn)(void *ctx, const char *session_id, const char *name,
-                               const char *mime, size_t size, uint32_t width, uint32_t height),
-                    void *ctx)
-{
-  for (struct session *s = f->sessions; s; s = s->next)
-    for (size_t i = 0; i < s->nartifacts; i++)
-      fn(ctx, s->id, s->artifacts[i].name, s->artifacts[i].mime, s->artifacts[i].size,
-         s->artifacts[i].width, s->artifacts[i].height);
 }
 
 struct session_info *

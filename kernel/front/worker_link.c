@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "internal.h"
+#include "log.h"
 #include "records.h"
 #include "util.h"
 
@@ -156,7 +157,7 @@ handle_worker_frame(struct worker *w, struct frame *fr)
     }
     cleanup_free char *text
         = xasprintf("the session's worker could not start: %s", msg ? msg : "unknown error");
-    fprintf(stderr, "kiln: %s\n", text);
+    log_msg(LOG_ERROR, "%s", text);
     worker_fault(w, "%s", text);
     if (s) {
       w->session = NULL;

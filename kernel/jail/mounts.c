@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/mount.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -58,6 +59,34 @@ kept_flags(const char *path)
   return f | MS_NOSUID | MS_NODEV;
 }
 
+/* Remounts read-only every mount strictly below DST, from mountinfo.  */
+static int
+remount_submounts_ro(const char *dst, kiln_error_t *err)
+{
+  FILE *fp = fopen("/proc/self/mountinfo", "re");
+  if (fp == NULL)
+    return kiln_error_make(err, errno, "open /proc/self/mountinfo");
+  size_t dl = strlen(dst);
+  char *line = NULL;
+  size_t cap = 0;
+  int ret = 0;
+  while (ret == 0 && getline(&line, &cap, fp) > 0) {
+    /* id parent major:minor root mount-point ...  (octal escapes in the
+       mount point are left as they are: such a mount point is skipped,
+       as it cannot be one of kiln's own). */
+    char mp[PATH_MAX];
+    if (sscanf(line, "%*d %*d %*s %*s %4095s", mp) != 1)
+      continue;
+    if (strncmp(mp, dst, dl) != 0 || mp[dl] != '/')
+      continue;
+    if (mount(NULL, mp, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(mp), NULL) < 0)
+      ret = kiln_error_make(err, errno, "remount %s read-only", mp);
+  }
+  free(line);
+  fclose(fp);
+  return ret;
+}
+
 /* Binds host SRC read-only at ROOT+SRC, creating the mount point (a
    directory or an empty file, like SRC).  A missing SRC is skipped.  */
 static int
@@ -84,7 +113,17 @@ bind_ro(const char *root, const char *src, kiln_error_t *err)
     return kiln_error_make(err, errno, "bind %s", src);
   if (mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(src), NULL) < 0)
     return kiln_error_make(err, errno, "remount %s read-only", src);
-  return 0;
+  /* A remount applies to one mount, not to those beneath it: a separate
+     filesystem under /usr (or anything mounted below a bound tree) would
+     stay writable.  Make the whole subtree read-only, as bubblewrap does
+     for each submount; mount_setattr (Linux 5.12) does it in one call,
+     older kernels walk mountinfo.  */
+  struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+  if (syscall(SYS_mount_setattr, AT_FDCWD, dst, AT_RECURSIVE, &attr, sizeof attr) == 0)
+    return 0;
+  if (errno != ENOSYS)
+    return kiln_error_make(err, errno, "make the mounts under %s read-only", src);
+  return remount_submounts_ro(dst, err);
 }
 
 static int

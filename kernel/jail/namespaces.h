@@ -1,6 +1,7 @@
 /* Namespaces for a worker: created by the middle process of the spawn,
-   before it forks the worker, so the worker is PID 1 of its own pid
-   namespace and born inside all the others.  */
+   before it forks kiln's init (init.c), which is PID 1 of the new pid
+   namespace; the worker is the init's child, PID 2, born inside all of
+   them.  */
 #ifndef KILN_NAMESPACES_H
 #define KILN_NAMESPACES_H
 

@@ -16,7 +16,7 @@
 #include <sys/types.h>
 
 /* How workers are jailed on this host, decided once by the front
-   (sbx_probe) and inherited by the zygote.  */
+   (sbx_probe) and handed to the zygote in its first frame (handoff.h).  */
 struct sbx_config {
   bool jail;   /* false only when the operator asked for no sandbox */
   bool userns; /* kiln is unprivileged: a user namespace gets the rest */
@@ -45,11 +45,11 @@ struct sbx_params {
    is born inside all of them.  */
 int sbx_prepare(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *err);
 
-/* In the worker, PID 1 of its namespace, with its fds in place: the rest
-   of the jail, seccomp last.  */
+/* In the worker (PID 2 of its namespace, the child of kiln's init), with
+   its fds in place: the rest of the jail, seccomp last.  */
 int sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *err);
 
-/* Probes the host (run by the front before it forks the zygote): fills
+/* Probes the host (run by the front before it starts the zygote): fills
    C's host-dependent parts.  Returns -1 with ERR when a jail cannot be
    built here; the caller decides whether that is fatal.  */
 struct kiln_config;

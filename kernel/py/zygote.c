@@ -41,20 +41,12 @@ fail(kiln_error_t *err)
 static void
 reset_environment(const struct kiln_config *cfg)
 {
-  /* clearenv() only drops the pointers: the strings themselves, inherited
-     from the front's exec, would still be readable in /proc/self/environ
-     of every fork.  Overwrite them.  */
-  char *lo = NULL, *hi = NULL;
-  for (char **e = environ; e && *e; e++) {
-    char *end = *e + strlen(*e) + 1;
-    if (lo == NULL || *e < lo)
-      lo = *e;
-    if (end > hi)
-      hi = end;
-  }
+  /* clearenv() only drops the pointers: the strings themselves, from the
+     zygote's exec, would still be readable in /proc/self/environ of every
+     fork.  Overwrite each one where it is, wherever that is.  */
+  for (char **e = environ; e && *e; e++)
+    memset(*e, 0, strlen(*e));
   clearenv();
-  if (lo)
-    memset(lo, 0, (size_t)(hi - lo));
   setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
   setenv("LANG", "C.UTF-8", 1);
   setenv("LC_ALL", "C.UTF-8", 1);

@@ -1,0 +1,186 @@
+/* The images a session's cells produced, kept on disk under the
+   session's directory so that a client can read them at full size later.
+   They live outside the session's size-limited /work and its cgroup, so
+   the front bounds them: a quota per session (a quarter of
+   --max-artifacts-size) and one for all sessions together; the oldest are
+   evicted first, and the reply of the cell that caused it says so.  A
+   write that fails (a full disk) leaves nothing behind and is reported
+   too.  */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static size_t
+session_quota(const struct front *f)
+{
+  return f->cfg->max_artifacts_size / 4;
+}
+
+static char *
+artifact_path(const struct session *s, const struct artifact *a)
+{
+  return xasprintf("%s/artifacts/%s", s->workdir, a->name);
+}
+
+/* Removes S's oldest artifact from disk and from the accounts.  */
+static void
+evict_oldest(struct front *f, struct session *s)
+{
+  cleanup_free char *path = artifact_path(s, &s->artifacts[0]);
+  unlink(path);
+  s->artifacts_bytes -= s->artifacts[0].size;
+  f->artifacts_bytes -= s->artifacts[0].size;
+  memmove(s->artifacts, s->artifacts + 1, (s->nartifacts - 1) * sizeof *s->artifacts);
+  s->nartifacts--;
+}
+
+/* The session holding the oldest artifact of all, or NULL.  */
+static struct session *
+oldest_holder(struct front *f)
+{
+  struct session *best = NULL;
+  for (struct session *s = f->sessions; s; s = s->next)
+    if (s->nartifacts && (best == NULL || s->artifacts[0].serial < best->artifacts[0].serial))
+      best = s;
+  return best;
+}
+
+struct artifact *
+artifact_store(struct session *s, const char *mime, const uint8_t *data, size_t len, uint32_t w,
+               uint32_t h, struct artifact_notes *notes)
+{
+  struct front *f = s->front;
+  if (len > session_quota(f)) {
+    notes->refused++;
+    return NULL;
+  }
+  /* Make room: the session's own oldest first, then anyone's.  */
+  while (s->nartifacts && s->artifacts_bytes + len > session_quota(f)) {
+    evict_oldest(f, s);
+    notes->evicted++;
+  }
+  struct session *o;
+  while (f->artifacts_bytes + len > f->cfg->max_artifacts_size && (o = oldest_holder(f)) != NULL) {
+    evict_oldest(f, o);
+    notes->evicted += o == s;
+    notes->evicted_others += o != s;
+  }
+  cleanup_free char *dir = xasprintf("%s/artifacts", s->workdir);
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    notes->write_errno = errno;
+    log_msg(LOG_ERROR, "mkdir %s: %s", dir, strerror(errno));
+    return NULL;
+  }
+  struct artifact a = { .mime = mime,
+                        .size = len,
+                        .width = w,
+                        .height = h,
+                        .cell = s->execution_count,
+                        .serial = ++f->artifact_serial };
+  snprintf(a.name, sizeof a.name, "cell%llu-%llu.%s", (unsigned long long)s->execution_count,
+           (unsigned long long)a.serial, strcmp(mime, "image/jpeg") == 0 ? "jpg" : "png");
+  cleanup_free char *path = artifact_path(s, &a);
+  int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 || write_full(fd, data, len) < 0 || close(fd) < 0) {
+    int e = errno;
+    /* Nothing half-written stays behind.  */
+    if (fd >= 0) {
+      close(fd);
+      unlink(path);
+    }
+    notes->write_errno = e;
+    log_msg(LOG_ERROR, "write %s: %s", path, strerror(e));
+    return NULL;
+  }
+  s->artifacts = xrealloc(s->artifacts, (s->nartifacts + 1) * sizeof *s->artifacts);
+  s->artifacts[s->nartifacts] = a;
+  s->artifacts_bytes += len;
+  f->artifacts_bytes += len;
+  return &s->artifacts[s->nartifacts++];
+}
+
+char *
+artifact_notice(const struct artifact_notes *n)
+{
+  struct buf b = { 0 };
+  if (n->refused) {
+    cleanup_free char *t = xasprintf(
+        "%zu image(s) were larger than a session may keep and were not stored. ", n->refused);
+    buf_append(&b, t, strlen(t));
+  }
+  if (n->evicted || n->evicted_others) {
+    cleanup_free char *others = n->evicted_others
+                                    ? xasprintf(" and %zu of other sessions", n->evicted_others)
+                                    : xstrdup("");
+    cleanup_free char *t = xasprintf(
+        "To stay within --max-artifacts-size, %zu older image(s) of this session%s were deleted; "
+        "their URIs no longer resolve. ",
+        n->evicted, others);
+    buf_append(&b, t, strlen(t));
+  }
+  if (n->write_errno) {
+    cleanup_free char *t
+        = xasprintf("Some images could not be stored (%s) and are missing from this reply. ",
+                    strerror(n->write_errno));
+    buf_append(&b, t, strlen(t));
+  }
+  if (b.len == 0)
+    return NULL;
+  b.data[b.len - 1] = '\0';
+  return (char *)b.data;
+}
+
+void
+artifacts_drop_all(struct session *s)
+{
+  for (size_t i = 0; i < s->nartifacts; i++) {
+    cleanup_free char *path = artifact_path(s, &s->artifacts[i]);
+    unlink(path);
+  }
+  s->front->artifacts_bytes -= s->artifacts_bytes;
+  s->artifacts_bytes = 0;
+  cleanup_free char *adir = xasprintf("%s/artifacts", s->workdir);
+  rmdir(adir);
+  free(s->artifacts);
+  s->artifacts = NULL;
+  s->nartifacts = 0;
+}
+
+char *
+front_artifact_path(struct front *f, const char *session_id, const char *name, const char **mime,
+                    kiln_error_t *err)
+{
+  struct session *s = session_find(f, session_id);
+  if (s == NULL) {
+    kiln_error_make(err, 0, "unknown session '%s'", session_id);
+    return NULL;
+  }
+  /* Only names kiln gave out: nothing a client sends becomes a path.  */
+  for (size_t i = 0; i < s->nartifacts; i++)
+    if (strcmp(s->artifacts[i].name, name) == 0) {
+      *mime = s->artifacts[i].mime;
+      return artifact_path(s, &s->artifacts[i]);
+    }
+  kiln_error_make(err, 0, "session %s has no artifact '%s' (it may have been evicted)", session_id,
+                  name);
+  return NULL;
+}
+
+void
+front_each_artifact(struct front *f,
+                    void (*fn)(void *ctx, const char *session_id, const char *name,
+                               const char *mime, size_t size, uint32_t width, uint32_t height),
+                    void *ctx)
+{
+  for (struct session *s = f->sessions; s; s = s->next)
+    for (size_t i = 0; i < s->nartifacts; i++)
+      fn(ctx, s->id, s->artifacts[i].name, s->artifacts[i].mime, s->artifacts[i].size,
+         s->artifacts[i].width, s->artifacts[i].height);
+}

@@ -1,0 +1,133 @@
+// Large answers are capped or cut short, never fatal: a result within
+// --max-result, a listing of a huge tree, an exception with a huge
+// message, a flood of displayed images.  And what a cell stores on the
+// host is bounded by --max-artifacts-size.
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { startServer, run, runFull, callTool, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
+
+const opts = { timeout: TEST_TIMEOUT * 2 };
+
+/** Bytes of every file under DIR, recursively. */
+function treeBytes(dir) {
+  let total = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) total += treeBytes(p);
+    else if (e.isFile()) total += statSync(p).size;
+  }
+  return total;
+}
+
+describe('a result within --max-result 48M', () => {
+  let server;
+  before(async () => {
+    server = await startServer(['--max-result', '48M', '--max-message', '64M']);
+  }, { timeout: HOOK_TIMEOUT });
+  after(async () => server?.close());
+
+  test('a 40 MiB string as the last expression comes back whole and the session lives', opts, async () => {
+    const r = await run(server.client, "x = 'x' * (40 << 20)\nx");
+    assert.equal(r.status, 'ok', JSON.stringify(r.error));
+    assert.equal(r.result.length, (40 << 20) + 2); // the repr's quotes
+    const again = await run(server.client, 'len(x)', { session_id: r.session_id });
+    assert.equal(again.status, 'ok');
+    assert.equal(again.state_lost, false);
+    assert.equal(again.result, String(40 << 20));
+  });
+});
+
+describe('caps that cap', () => {
+  let server;
+  before(async () => {
+    server = await startServer(['--max-result', '64K']);
+  }, { timeout: HOOK_TIMEOUT });
+  after(async () => server?.close());
+
+  test('an exception with a 10 MB message is cut to the configured size, the session lives', opts, async () => {
+    const r = await run(server.client, 'raise Exception("\\x01" * 10_000_000)');
+    assert.equal(r.status, 'error');
+    assert.equal(r.error.type, 'Exception');
+    // 64K characters of at most 4 bytes each, plus the note saying so.
+    assert.ok(Buffer.byteLength(r.error.message) <= 4 * 65536 + 100, `message of ${r.error.message.length}`);
+    assert.ok(Buffer.byteLength(r.error.traceback) <= 4 * 65536 + 100);
+    assert.match(r.error.message + r.error.traceback, /more bytes not shown/);
+    const again = await run(server.client, '1 + 1', { session_id: r.session_id });
+    assert.equal(again.result, '2');
+    assert.equal(again.state_lost, false);
+  });
+
+  test('list_files over 10,000 nested files is cut short and says so; the session lives', opts, async () => {
+    const r = await run(
+      server.client,
+      "import os\nfor i in range(120):\n    d = f'd{i:03}/' + 'deep/' * 20\n    os.makedirs(d, exist_ok=True)\n"
+        + "    for j in range(90):\n        open(d + f'f{j:03}-' + 'x' * 100, 'w').close()\n'made'",
+      { timeout_s: 120 },
+    );
+    assert.equal(r.status, 'ok', JSON.stringify(r.error));
+    const listing = await callTool(server.client, 'list_files', { session_id: r.session_id });
+    assert.equal(listing.isError, undefined, JSON.stringify(listing.content).slice(0, 500));
+    assert.ok(listing.structuredContent.files.length > 1000);
+    assert.ok(listing.structuredContent.files.length <= 10000);
+    assert.match(listing.content[0].text, /the listing stops here/);
+    const again = await run(server.client, '2 + 2', { session_id: r.session_id });
+    assert.equal(again.result, '4');
+    assert.equal(again.state_lost, false);
+  });
+});
+
+describe('artifacts are bounded on the host', () => {
+  let server;
+  let home;
+  before(async () => {
+    home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
+    server = await startServer(['--max-artifacts-size', '4M'], { env: { KILN_HOME: home } });
+  }, { timeout: HOOK_TIMEOUT });
+  after(async () => {
+    await server?.close();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  test('500,000 display() calls of a tiny PNG in one cell: bounded reply, bounded disk, others unharmed', opts, async () => {
+    const bystander = await run(server.client, 'x = 41');
+    const cell = [
+      'import PIL.Image, io',
+      'b = io.BytesIO(); PIL.Image.new("RGB", (2, 2)).save(b, "PNG"); png = b.getvalue()',
+      'class P:',
+      '    def _repr_png_(self): return png',
+      'p = P()',
+      'for _ in range(500_000): display(p)',
+    ].join('\n');
+    const r = await runFull(server.client, cell, { timeout_s: 120 });
+    const sc = r.structuredContent;
+    assert.equal(sc.status, 'ok', JSON.stringify(sc.error));
+    assert.ok(sc.artifacts.length <= 256, `${sc.artifacts.length} artifacts`);
+    assert.ok(sc.outputs_dropped >= 500_000 - 256, `${sc.outputs_dropped} dropped`);
+    assert.match(sc.notice, /were dropped/);
+    assert.ok(JSON.stringify(r).length < 8 << 20, 'the reply stays small');
+    const after = await run(server.client, 'x + 1', { session_id: bystander.session_id });
+    assert.equal(after.result, '42');
+  });
+
+  test('past the quota the oldest images are evicted, the reply says so, and disk use stays under it', opts, async () => {
+    // Noise does not compress: each image is about 770 KB on disk.
+    const code = 'import numpy as np, PIL.Image\n'
+      + 'for i in range(6): PIL.Image.fromarray(np.random.randint(0, 255, (512, 512, 3), dtype=np.uint8)).show()';
+    const first = await run(server.client, code, { timeout_s: 120 });
+    const second = await run(server.client, code, { session_id: first.session_id, timeout_s: 120 });
+    assert.equal(second.status, 'ok');
+    assert.match(second.notice ?? '', /--max-artifacts-size/);
+    const sessions = join(home, 'sessions');
+    assert.ok(treeBytes(sessions) <= 4 << 20, `${treeBytes(sessions)} bytes under ${sessions}`);
+    // The newest image is still readable; the first one is gone.
+    const newest = second.artifacts.at(-1).uri;
+    const read = await server.client.readResource({ uri: newest });
+    assert.equal(read.contents[0].mimeType, 'image/png');
+    await assert.rejects(server.client.readResource({ uri: first.artifacts[0].uri }), /evicted|not found/);
+  });
+});
