@@ -89,7 +89,9 @@ list_dir(int dirfd, const char *prefix, int depth, struct listing *l)
     }
     rec_entry_put(&l->b, &e);
     l->n++;
-    if (S_ISDIR(st.st_mode) && depth < REC_LIST_MAX_DEPTH) {
+    if (S_ISDIR(st.st_mode) && depth == REC_LIST_MAX_DEPTH)
+      l->truncated = true;
+    else if (S_ISDIR(st.st_mode)) {
       int sub = open_beneath(dirfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
       if (sub >= 0) {
         list_dir(sub, path, depth + 1, l);

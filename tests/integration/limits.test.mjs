@@ -9,9 +9,9 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { startServer, run, runFull, callTool, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
+import { startServer, startRaw, run, runFull, callTool, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
 
-const opts = { timeout: TEST_TIMEOUT * 2 };
+const opts = { timeout: TEST_TIMEOUT * 3 };
 
 /** Bytes of every file under DIR, recursively. */
 function treeBytes(dir) {
@@ -25,17 +25,24 @@ function treeBytes(dir) {
 }
 
 describe('a result within --max-result 48M', () => {
+  // Raw stdio: the reply is a single 80 MiB JSON line, more than the SDK
+  // client's stdio reader takes.
   let server;
   before(async () => {
-    server = await startServer(['--max-result', '48M', '--max-message', '64M']);
+    server = startRaw(['--max-result', '48M', '--max-message', '64M']);
+    await server.initialize();
   }, { timeout: HOOK_TIMEOUT });
   after(async () => server?.close());
 
   test('a 40 MiB string as the last expression comes back whole and the session lives', opts, async () => {
-    const r = await run(server.client, "x = 'x' * (40 << 20)\nx");
+    await server.sendLine({ jsonrpc: '2.0', id: 'big', method: 'tools/call',
+      params: { name: 'run_python', arguments: { code: "x = 'x' * (40 << 20)\nx" } } });
+    // The test client reads an 80 MiB line slowly: give it time.
+    const reply = await server.response('big', 110_000);
+    const r = reply.result.structuredContent;
     assert.equal(r.status, 'ok', JSON.stringify(r.error));
     assert.equal(r.result.length, (40 << 20) + 2); // the repr's quotes
-    const again = await run(server.client, 'len(x)', { session_id: r.session_id });
+    const again = (await server.runPython('len(x)', { session_id: r.session_id })).result.structuredContent;
     assert.equal(again.status, 'ok');
     assert.equal(again.state_lost, false);
     assert.equal(again.result, String(40 << 20));
@@ -65,7 +72,7 @@ describe('caps that cap', () => {
   test('list_files over 10,000 nested files is cut short and says so; the session lives', opts, async () => {
     const r = await run(
       server.client,
-      "import os\nfor i in range(120):\n    d = f'd{i:03}/' + 'deep/' * 20\n    os.makedirs(d, exist_ok=True)\n"
+      "import os\nfor i in range(120):\n    d = f'd{i:03}/' + 'deep/' * 5\n    os.makedirs(d, exist_ok=True)\n"
         + "    for j in range(90):\n        open(d + f'f{j:03}-' + 'x' * 100, 'w').close()\n'made'",
       { timeout_s: 120 },
     );
