@@ -174,7 +174,8 @@ listing_json(const struct file_reply *r, json_t **text_out)
     buf_append(&text, line, strlen(line));
   }
   if (r->truncated) {
-    static const char more[] = "(the listing stops here: it reached its limit of entries, bytes or depth)\n";
+    static const char more[]
+        = "(the listing stops here: it reached its limit of entries, bytes or depth)\n";
     buf_append(&text, more, strlen(more));
   }
   buf_append(&text, "", 1);

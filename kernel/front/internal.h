@@ -34,8 +34,7 @@
    between restarts.  */
 #define ZYGOTE_MAX_RESTARTS   5
 #define ZYGOTE_MAX_BACKOFF_NS (10 * 1000000000LL)
-/* Session uids when kiln runs as root: uid_base + slot.  */
-#define UID_SLOTS 60000
+#define UID_SLOTS             SBX_UID_SLOTS
 
 enum session_state {
   S_STARTING,

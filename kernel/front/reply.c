@@ -370,9 +370,14 @@ reply_file_result(struct worker *w, struct frame *fr)
 {
   struct session *s = w->session;
   uint64_t status = 0;
-  if (s == NULL || s->running == NULL || s->running->kind != REQ_FILE
-      || frame_get_u64(fr, TAG_STATUS, false, &status, NULL) < 0) {
+  kiln_error_t err = NULL;
+  if (s == NULL || s->running == NULL || s->running->kind != REQ_FILE) {
     worker_fault(w, "the worker sent a file result nobody asked for");
+    return;
+  }
+  if (frame_get_u64(fr, TAG_STATUS, false, &status, &err) < 0) {
+    worker_fault(w, "the worker sent a malformed file result: %s", err->msg);
+    kiln_error_release(&err);
     return;
   }
   struct request *c = s->running;

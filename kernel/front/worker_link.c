@@ -150,7 +150,11 @@ handle_worker_frame(struct worker *w, struct frame *fr)
     return;
   case FRAME_WORKER_FAILED: {
     cleanup_free char *msg = NULL;
-    frame_get_str(fr, TAG_MESSAGE, true, &msg, NULL, NULL);
+    kiln_error_t err = NULL;
+    if (frame_get_str(fr, TAG_MESSAGE, true, &msg, NULL, &err) < 0) {
+      msg = xasprintf("(its report was malformed: %s)", err->msg);
+      kiln_error_release(&err);
+    }
     if (w->ready) {
       worker_fault(w, "the worker sent a start-up failure after start-up");
       return;

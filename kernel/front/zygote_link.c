@@ -114,14 +114,19 @@ spawn_arrived(struct front *f, struct frame *fr)
   }
   struct session *s = req.s;
   uint64_t pid = 0;
+  kiln_error_t err = NULL;
+  cleanup_free char *msg = NULL;
   bool ok = fr->type == FRAME_SPAWNED && fr->nfds == 4
-            && frame_get_u64(fr, TAG_PID, false, &pid, NULL) == 0 && pid > 1;
+            && frame_get_u64(fr, TAG_PID, false, &pid, &err) == 0 && pid > 1;
   if (!ok || !expected) {
     for (size_t i = 0; i < fr->nfds; i++)
       close(fr->fds[i]);
     spawn_req_release(f, &req);
-    cleanup_free char *msg = NULL;
-    frame_get_str(fr, TAG_MESSAGE, true, &msg, NULL, NULL);
+    if (err)
+      msg = xstrdup(err->msg);
+    else if (frame_get_str(fr, TAG_MESSAGE, true, &msg, NULL, &err) < 0)
+      msg = xstrdup(err->msg);
+    kiln_error_release(&err);
     cleanup_free char *text
         = xasprintf("the zygote could not start a worker: %s", msg ? msg : "malformed reply");
     log_msg(LOG_ERROR, "%s", text);
@@ -146,7 +151,6 @@ spawn_arrived(struct front *f, struct frame *fr)
   output_init(&w->cap_err, f->cfg->max_output);
   w->next = f->workers;
   f->workers = w;
-  kiln_error_t err = NULL;
   if (set_nonblock(w->status, true) < 0 || set_nonblock(w->ctl, true) < 0
       || set_nonblock(w->out, true) < 0 || set_nonblock(w->err, true) < 0
       || loop_add(f->loop, w->ctl, EPOLLIN, worker_on_ctl, w, &err) < 0
@@ -191,9 +195,15 @@ static void
 zygote_ready(struct front *f, struct frame *fr)
 {
   cleanup_free char *version = NULL, *preloaded = NULL, *failed = NULL;
-  frame_get_str(fr, TAG_PYTHON_VERSION, true, &version, NULL, NULL);
-  frame_get_str(fr, TAG_PRELOADED, true, &preloaded, NULL, NULL);
-  frame_get_str(fr, TAG_PRELOAD_FAILED, true, &failed, NULL, NULL);
+  kiln_error_t err = NULL;
+  if (frame_get_str(fr, TAG_PYTHON_VERSION, true, &version, NULL, &err) < 0
+      || frame_get_str(fr, TAG_PRELOADED, true, &preloaded, NULL, &err) < 0
+      || frame_get_str(fr, TAG_PRELOAD_FAILED, true, &failed, NULL, &err) < 0) {
+    cleanup_free char *why = xasprintf("broke the protocol: %s", err->msg);
+    kiln_error_release(&err);
+    zygote_lost(f, why);
+    return;
+  }
   f->zygote_ready = true;
   f->zygote_failures = 0;
   if (!f->zygote_ever_ready) {
@@ -336,7 +346,10 @@ on_zygote(struct loop *loop, int fd, uint32_t events, void *data)
       break;
     case FRAME_ZYGOTE_FAILED: {
       cleanup_free char *msg = NULL;
-      frame_get_str(&fr, TAG_MESSAGE, true, &msg, NULL, NULL);
+      if (frame_get_str(&fr, TAG_MESSAGE, true, &msg, NULL, &err) < 0) {
+        msg = xstrdup(err->msg);
+        kiln_error_release(&err);
+      }
       cleanup_free char *why = xasprintf("failed to start: %s", msg ? msg : "unknown error");
       free(payload);
       zygote_lost(f, why);

@@ -14,13 +14,9 @@
 static _Noreturn void
 fail(int ctl, const char *what, int e)
 {
-  struct fbuf fb;
-  fbuf_init(&fb, FRAME_WORKER_FAILED);
-  cleanup_free char *msg = xasprintf("%s: %s", what, strerror(e));
-  fbuf_put_str(&fb, TAG_MESSAGE, msg);
-  fbuf_finish(&fb);
-  frame_send(ctl, &fb, NULL, 0, NULL);
-  _exit(127);
+  kiln_error_t err = NULL;
+  kiln_error_make(&err, e, "%s", what);
+  frame_fail_exit(ctl, FRAME_WORKER_FAILED, &err, what);
 }
 
 void

@@ -287,3 +287,14 @@ frame_recv(int fd, struct frame *f, uint8_t **buf, uint32_t max_payload, kiln_er
     return -1;
   return frame_parse_fields(f, *buf, (size_t)len, err);
 }
+
+void
+frame_fail_exit(int fd, enum frame_type type, kiln_error_t *err, const char *fallback)
+{
+  struct fbuf fb;
+  fbuf_init(&fb, type);
+  fbuf_put_str(&fb, TAG_MESSAGE, (err && *err) ? (*err)->msg : fallback);
+  fbuf_finish(&fb);
+  frame_send(fd, &fb, NULL, 0, NULL);
+  _exit(127);
+}

@@ -31,8 +31,10 @@ enum frame_type {
   /* zygote -> front */
   FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED */
   FRAME_SPAWNED = 11,       /* fields: PID; fds: control socket, stdout, stderr */
-  FRAME_SPAWN_FAILED = 12,  /* fields: MESSAGE */
+  FRAME_SPAWN_FAILED = 12,  /* fields: MESSAGE; also a middle process's failure */
   FRAME_ZYGOTE_FAILED = 13, /* fields: MESSAGE; start-up failed, zygote exits */
+  /* middle process -> zygote */
+  FRAME_INIT_FORKED = 14, /* fields: PID (the worker's init) */
   /* front -> worker */
   FRAME_EXEC = 20,       /* fields: CODE, CELL_NO */
   FRAME_FILE_LIST = 21,  /* fields: PATH (a directory under /work, "" for /work) */
@@ -145,6 +147,13 @@ int frame_get_str(const struct frame *f, enum frame_tag tag, bool optional, char
    error; on EOF the error's status is ECONNRESET.  */
 int frame_send(int fd, const struct fbuf *fb, const int *fds, size_t nfds, kiln_error_t *err);
 int frame_recv(int fd, struct frame *f, uint8_t **buf, uint32_t max_payload, kiln_error_t *err);
+
+/* The one way a process between fork and its first user statement (the
+   zygote, a spawn's middle process, a worker's init, a worker) reports
+   that it could not set up: a frame of TYPE carrying ERR's message (or
+   FALLBACK) on FD, then _exit(127).  */
+_Noreturn void frame_fail_exit(int fd, enum frame_type type, kiln_error_t *err,
+                               const char *fallback);
 
 /* Receives whatever the socket holds (up to CAP bytes) and any fds passed
    with it, non-blocking.  Returns bytes read, 0 at EOF, -1 with errno

@@ -30,12 +30,7 @@
 static _Noreturn void
 fail(int ctl, kiln_error_t *err)
 {
-  struct fbuf fb;
-  fbuf_init(&fb, FRAME_WORKER_FAILED);
-  fbuf_put_str(&fb, TAG_MESSAGE, (err && *err) ? (*err)->msg : "worker setup failed");
-  fbuf_finish(&fb);
-  frame_send(ctl, &fb, NULL, 0, NULL);
-  _exit(127);
+  frame_fail_exit(ctl, FRAME_WORKER_FAILED, err, "worker setup failed");
 }
 
 /* Puts the pipes on 1 and 2, /dev/null on 0, the control socket on 3, and

@@ -28,12 +28,7 @@
 static _Noreturn void
 fail(kiln_error_t *err)
 {
-  struct fbuf fb;
-  fbuf_init(&fb, FRAME_ZYGOTE_FAILED);
-  fbuf_put_str(&fb, TAG_MESSAGE, (err && *err) ? (*err)->msg : "zygote start-up failed");
-  fbuf_finish(&fb);
-  frame_send(ZYG_FD, &fb, NULL, 0, NULL);
-  _exit(127);
+  frame_fail_exit(ZYG_FD, FRAME_ZYGOTE_FAILED, err, "zygote start-up failed");
 }
 
 /* The zygote's environment is what every worker inherits and what a
@@ -121,16 +116,10 @@ worker_entry(const void *arg)
   wrk_main(arg);
 }
 
-/* Reports a failure of the middle process through the pid pipe: a
-   negative pid, then the message.  */
 static _Noreturn void
 middle_fail(int fd, kiln_error_t *err)
 {
-  int32_t v = -1;
-  (void)!write(fd, &v, sizeof v);
-  const char *msg = err && *err ? (*err)->msg : "unknown error";
-  (void)!write(fd, msg, strlen(msg));
-  _exit(1);
+  frame_fail_exit(fd, FRAME_SPAWN_FAILED, err, "the middle process failed");
 }
 
 /* Forks one worker, in three steps.  The zygote forks a middle process,
@@ -148,12 +137,18 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
   if (frame_get_str(req, TAG_SESSION_ID, false, &session_id, NULL, err) < 0
       || frame_get_u64(req, TAG_UID, false, &uid, err) < 0)
     return -1;
+  /* As root every session has a uid of its own from the front's set; the
+     front sends one below the range when the set is exhausted.  */
+  if (cfg->sbx->jail && !cfg->sbx->userns
+      && (uid < cfg->sbx->uid_base || uid >= (uint64_t)cfg->sbx->uid_base + SBX_UID_SLOTS))
+    return kiln_error_make(err, 0, "no session uid is free (every one is held by a live worker)");
 
   int ctl[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 }, status[2] = { -1, -1 };
   int pidp[2] = { -1, -1 };
   int ret = -1;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0 || pipe2(out, O_CLOEXEC) < 0
-      || pipe2(errp, O_CLOEXEC) < 0 || pipe2(status, O_CLOEXEC) < 0 || pipe2(pidp, O_CLOEXEC) < 0) {
+      || pipe2(errp, O_CLOEXEC) < 0 || pipe2(status, O_CLOEXEC) < 0
+      || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pidp) < 0) {
     kiln_error_make(err, errno, "socketpair/pipe");
     goto out;
   }
@@ -210,9 +205,11 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
       kiln_error_make(&e, errno, "fork the worker's init");
       middle_fail(pidp[1], &e);
     }
-    int32_t v = init;
-    (void)!write(pidp[1], &v, sizeof v);
-    _exit(0);
+    struct fbuf fb;
+    fbuf_init(&fb, FRAME_INIT_FORKED);
+    fbuf_put_u64(&fb, TAG_PID, (uint64_t)init);
+    fbuf_finish(&fb);
+    _exit(frame_send(pidp[1], &fb, NULL, 0, NULL) < 0 ? 1 : 0);
   }
   PyOS_AfterFork_Parent();
   if (mid < 0) {
@@ -221,19 +218,28 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
   }
   close(pidp[1]);
   pidp[1] = -1;
-  int32_t pid = -1;
-  int rr = read_full(pidp[0], &pid, sizeof pid);
-  char msg[512] = "";
-  if (rr == 0 && pid < 0) {
-    ssize_t n = read(pidp[0], msg, sizeof msg - 1);
-    msg[n > 0 ? n : 0] = '\0';
-  }
+  struct frame mf;
+  uint8_t *mbuf = NULL;
+  kiln_error_t merr = NULL;
+  uint64_t pid = 0;
+  cleanup_free char *msg = NULL;
+  int rr = frame_recv(pidp[0], &mf, &mbuf, 64 << 10, &merr);
+  if (rr == 0 && mf.type == FRAME_SPAWN_FAILED)
+    frame_get_str(&mf, TAG_MESSAGE, true, &msg, NULL, &merr);
+  else if (rr == 0
+           && (mf.type != FRAME_INIT_FORKED || frame_get_u64(&mf, TAG_PID, false, &pid, &merr) < 0
+               || pid <= 1))
+    pid = 0;
+  free(mbuf);
   int st;
   while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
     ;
-  if (rr < 0 || pid <= 0) {
+  if (pid <= 1) {
     kiln_error_make(err, 0, "the worker could not be set up: %s",
-                    msg[0] ? msg : "the middle process died");
+                    msg    ? msg
+                    : merr ? merr->msg
+                           : "the middle process died");
+    kiln_error_release(&merr);
     goto out;
   }
 
