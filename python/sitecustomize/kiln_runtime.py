@@ -9,7 +9,8 @@ The C kernel calls three functions:
   environment, fresh random streams, signal handlers, stdio and ``__main__``.
 * ``run_cell(source, cell_no, max_result)`` for every cell, with notebook
   semantics: the last expression's value is the result, top-level ``await``
-  works, tracebacks show the cell's own lines and none of kiln's frames.
+  works (on one event loop that lives as long as the session), tracebacks
+  show the cell's own lines and none of kiln's frames.
 
 This module never runs in a process that serves more than one session.
 """
@@ -25,6 +26,7 @@ import os
 import signal
 import site
 import sys
+import threading
 import traceback
 import types
 
@@ -33,6 +35,9 @@ OK, ERROR, INTERRUPTED = 0, 1, 2
 
 _CO_COROUTINE = 0x0080
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+# Where a cell with top-level await leaves its last expression's value:
+# module code can't return one.
+_RESULT = "__kiln_result__"
 
 _main = None
 _jailed = False
@@ -104,6 +109,7 @@ def worker_init(environment, jailed, max_image_side):
     if np is not None:
         np.random.seed()
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    asyncio.set_event_loop_policy(_SessionLoopPolicy())
     # With no Python handlers installed these would kill the worker
     # instead of raising OSError in the cell.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -120,9 +126,38 @@ def worker_init(environment, jailed, max_image_side):
     # A worker is often started before its session is asked for: pay the
     # copy-on-write faults of the first compile and run now, off the
     # first cell's path.
-    body, expr = _compile("_ = 1\n_", "<warm-up>")
-    _run(expr, {"_": _run(body, {})})
+    _execute("_ = 1\n_", "<warm-up>", {})
     repr(_error(ValueError("warm-up"), "<warm-up>"))
+
+
+class _SessionLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """Makes the session's loop the main thread's current loop, as a
+    notebook kernel's loop is: outside a coroutine, get_event_loop() and
+    ensure_future() use the loop that the cells' await runs on, even
+    before the first cell with await.  A loop that a cell sets itself
+    (asyncio.run does, for its own run) is current until it is unset."""
+
+    _own = None
+
+    def get_event_loop(self):
+        if self._own is None and threading.current_thread() is threading.main_thread():
+            return _session_loop()
+        return super().get_event_loop()
+
+    def set_event_loop(self, loop):
+        super().set_event_loop(loop)
+        if threading.current_thread() is threading.main_thread():
+            self._own = loop
+
+
+def _session_loop():
+    """The session's one event loop, made on first use and kept for the
+    life of the worker, so that a task started in one cell can be awaited
+    in a later one."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
 
 
 def _stream(fd):
@@ -147,23 +182,65 @@ def _cell_filename(cell_no):
 
 
 def _compile(source, filename):
-    """Returns (body_code, expr_code or None).  Raises SyntaxError."""
+    """Returns (body, expr, is_async).  Raises SyntaxError.
+
+    A cell without top-level await is exec'd as BODY, then EXPR (None when
+    the cell does not end in an expression) is eval'd for the result.  A
+    cell with await is one coroutine, BODY, which leaves the value of its
+    last expression in the _RESULT global; EXPR is None.
+    """
     tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST | _FLAGS)
-    expr = None
+    last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = tree.body.pop()
-        expr = compile(ast.Expression(last.value), filename, "eval", _FLAGS)
     body = compile(tree, filename, "exec", _FLAGS)
-    return body, expr
+    expr = None if last is None else compile(ast.Expression(last.value), filename, "eval", _FLAGS)
+    if not (body.co_flags | (expr.co_flags if expr else 0)) & _CO_COROUTINE:
+        return body, expr, False
+    # One coroutine for the whole cell: its last expression runs in the
+    # same task as the rest, on the session's loop, as a notebook's does.
+    if last is not None:
+        target = ast.copy_location(ast.Name(_RESULT, ast.Store()), last)
+        tree.body.append(ast.copy_location(ast.Assign([target], last.value), last))
+    return compile(tree, filename, "exec", _FLAGS), None, True
 
 
-def _run(code, ns):
-    global _loop
-    if code.co_flags & _CO_COROUTINE:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-        return _loop.run_until_complete(eval(code, ns))
-    return eval(code, ns)
+def _execute(source, filename, ns):
+    """Runs a cell's source in NS; returns its last expression's value."""
+    body, expr, is_async = _compile(source, filename)
+    if not is_async:
+        eval(body, ns)
+        return None if expr is None else eval(expr, ns)
+    loop = _session_loop()
+    task = loop.create_task(eval(body, ns))
+    try:
+        loop.run_until_complete(task)
+        return ns.get(_RESULT)
+    except BaseException as exc:
+        if not task.done():
+            # Stopped while the cell awaited: the exception has only the
+            # loop's frames.  Show where the cell was instead.
+            exc.__traceback__ = _await_traceback(task.get_coro())
+        raise
+    finally:
+        ns.pop(_RESULT, None)
+        # An interrupt stops the loop, not the cell's task: still pending,
+        # the rest of the cell would run in whichever cell next runs the
+        # loop.
+        task.cancel()
+
+
+def _await_traceback(coro):
+    """A traceback through the frames of a suspended coroutine and those
+    it awaits, outermost first."""
+    frames = []
+    while getattr(coro, "cr_frame", None) is not None:
+        frames.append(coro.cr_frame)
+        coro = coro.cr_await
+    tb = None
+    for frame in reversed(frames):
+        tb = types.TracebackType(tb, frame, frame.f_lasti, frame.f_lineno)
+    return tb
 
 
 def _trim(tb, filename):
@@ -260,9 +337,7 @@ def run_cell(source, cell_no, max_result):
     status, result, err = OK, None, (None, None, None, None, None)
     try:
         try:
-            body, expr = _compile(source, filename)
-            _run(body, ns)
-            value = _run(expr, ns) if expr is not None else None
+            value = _execute(source, filename, ns)
             if value is not None:
                 ns["_"] = value
                 result = kiln_capture.format_object(value, max_result)[0]
