@@ -1,5 +1,5 @@
 // Notebook semantics that go beyond "exec the cell": top-level await on one
-// event loop per session.
+// event loop per session, and rich display forms that raise.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -118,5 +118,82 @@ describe('top-level await', () => {
     assert.equal(sc.error.type, 'ValueError');
     assert.match(sc.error.traceback, /<cell \d+>", line 3/);
     assert.doesNotMatch(sc.error.traceback, /kiln_runtime|base_events/);
+  });
+});
+
+describe('rich display forms that raise', () => {
+  let server;
+  let client;
+
+  before(async () => {
+    server = await startServer();
+    client = server.client;
+  }, { timeout: HOOK_TIMEOUT });
+
+  after(async () => {
+    await server?.close();
+  }, { timeout: HOOK_TIMEOUT });
+
+  const BROKEN = [
+    'class Broken:',
+    '    def _repr_png_(self):',
+    '        raise ValueError("png is broken")',
+    '    def _repr_html_(self):',
+    '        raise ValueError("html is broken")',
+    '    def _repr_markdown_(self):',
+    '        raise ValueError("markdown is broken")',
+    '    def __repr__(self):',
+    '        return "Broken()"',
+  ].join('\n');
+
+  test('display() of an object whose rich forms raise shows its repr and the cell stays ok', opts, async () => {
+    const sc = await run(client, `${BROKEN}\ndisplay(Broken())\n'after'`);
+    assert.equal(sc.status, 'ok', dump(sc));
+    assert.equal(sc.result, "'after'");
+    assert.ok(sc.display.some((d) => d.mime === 'text/plain' && d.text === 'Broken()'), dump(sc.display));
+    assert.match(sc.stderr, /_repr_png_.*ValueError: png is broken/);
+    assert.match(sc.stderr, /_repr_html_.*ValueError: html is broken/);
+    assert.match(sc.stderr, /_repr_markdown_.*ValueError: markdown is broken/);
+  });
+
+  test('a last expression whose rich forms raise is its repr and the cell stays ok', opts, async () => {
+    const sc = await run(client, `${BROKEN}\nBroken()`);
+    assert.equal(sc.status, 'ok', dump(sc));
+    assert.equal(sc.result, 'Broken()');
+    assert.match(sc.stderr, /_repr_png_.*ValueError: png is broken/);
+  });
+
+  test('a raising rich form falls back to the next one', opts, async () => {
+    const sc = await run(
+      client,
+      [
+        'class Half:',
+        '    def _repr_png_(self):',
+        '        raise RuntimeError("no png today")',
+        '    def _repr_html_(self):',
+        '        return "<b>half</b>"',
+        'display(Half())',
+      ].join('\n'),
+    );
+    assert.equal(sc.status, 'ok', dump(sc));
+    assert.ok(sc.display.some((d) => d.mime === 'text/html' && d.text === '<b>half</b>'), dump(sc.display));
+    assert.match(sc.stderr, /_repr_png_.*RuntimeError: no png today/);
+  });
+
+  test('a last expression whose __repr__ raises gives a short text, a note on stderr and status ok', opts, async () => {
+    const sc = await run(client, 'class NoRepr:\n    def __repr__(self):\n        raise ValueError("no repr here")\nNoRepr()');
+    assert.equal(sc.status, 'ok', dump(sc));
+    assert.match(sc.result, /^<repr of .*NoRepr raised ValueError: no repr here>$/);
+    assert.match(sc.stderr, /NoRepr.*ValueError: no repr here/);
+  });
+
+  test('display() of an object whose __repr__ raises keeps the cell ok', opts, async () => {
+    const sc = await run(
+      client,
+      'class NoRepr:\n    def __repr__(self):\n        raise ValueError("no repr here")\ndisplay(NoRepr())\nprint("still running")',
+    );
+    assert.equal(sc.status, 'ok', dump(sc));
+    assert.equal(sc.stdout, 'still running\n');
+    assert.ok(sc.display.some((d) => /^<repr of .*NoRepr raised ValueError: no repr here>$/.test(d.text)), dump(sc.display));
   });
 });
