@@ -10,11 +10,13 @@ The C kernel calls three functions:
 * ``run_cell(source, cell_no, max_result)`` for every cell, with notebook
   semantics: the last expression's value is the result, top-level ``await``
   works (on one event loop that lives as long as the session), tracebacks
-  show the cell's own lines and none of kiln's frames.
+  show the cell's own lines and none of kiln's frames, and the front's
+  interrupt only ever stops the cell's own code.
 
 This module never runs in a process that serves more than one session.
 """
 
+import _signal
 import ast
 import asyncio
 import builtins
@@ -42,6 +44,12 @@ _RESULT = "__kiln_result__"
 _main = None
 _jailed = False
 _loop = None
+# _signal's own functions and plain ints: signal's wrappers convert
+# every result to an enum, which costs more than the system calls.
+_SIGINT = (_signal.SIGINT,)
+# True only while a cell's own code runs: the one place the front's
+# interrupt may land.
+_in_cell = False
 
 
 def zygote_init(site_packages, preload):
@@ -108,7 +116,9 @@ def worker_init(environment, jailed, max_image_side):
     np = sys.modules.get("numpy")
     if np is not None:
         np.random.seed()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_sigint)
+    # Blocked outside the cell's code; run_cell unblocks it.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)
     asyncio.set_event_loop_policy(_SessionLoopPolicy())
     # With no Python handlers installed these would kill the worker
     # instead of raising OSError in the cell.
@@ -128,6 +138,16 @@ def worker_init(environment, jailed, max_image_side):
     # first cell's path.
     _execute("_ = 1\n_", "<warm-up>", {})
     repr(_error(ValueError("warm-up"), "<warm-up>"))
+
+
+def _on_sigint(signum, frame):
+    # The front interrupts the cell's code at its deadline.  The same
+    # signal arriving while kiln packs up a cell that has already ended
+    # (through a thread of the cell's, which does not block it, or after
+    # waiting blocked until the next cell) is too late and is dropped:
+    # raised there, it would lose the cell's output or stop the next cell.
+    if _in_cell:
+        raise KeyboardInterrupt
 
 
 class _SessionLoopPolicy(asyncio.DefaultEventLoopPolicy):
@@ -244,11 +264,18 @@ def _await_traceback(coro):
 
 
 def _trim(tb, filename):
-    """Drops kiln's own frames: the traceback starts at the cell."""
+    """Drops kiln's own frames: the traceback starts at the cell, and an
+    interrupt ends where the cell was, not in kiln's signal handler."""
     t = tb
     while t is not None and t.tb_frame.f_code.co_filename != filename:
         t = t.tb_next
     if t is not None:
+        end = t
+        while end.tb_next is not None:
+            if end.tb_next.tb_frame.f_code is _on_sigint.__code__:
+                end.tb_next = None
+                break
+            end = end.tb_next
         return t
     here = __file__
     while tb is not None and tb.tb_frame.f_code.co_filename == here:
@@ -328,33 +355,45 @@ def run_cell(source, cell_no, max_result):
     outputs is the list of kiln_capture outputs (figures, images,
     display()), in the order they were shown.
     """
+    global _in_cell
     import kiln_capture
 
     kiln_capture.hook_pil()
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        # A cell put the default back; kiln's handler does the same for
+        # the cell's code, and guards kiln's own.
+        signal.signal(signal.SIGINT, _on_sigint)
     filename = _cell_filename(cell_no)
     ns = _main.__dict__
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     status, result, err = OK, None, (None, None, None, None, None)
     try:
         try:
+            # An interrupt that waited here since the previous cell is
+            # delivered by the unblock itself, before _in_cell is set, and
+            # dropped.
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _SIGINT)
+            _in_cell = True
             value = _execute(source, filename, ns)
             if value is not None:
                 ns["_"] = value
+                # The value's repr is the cell's code too (an interrupt
+                # may stop it), but never fails the cell.
                 result = kiln_capture.format_object(value, max_result)[0]
-        except KeyboardInterrupt as exc:
-            status, err = INTERRUPTED, _error(exc, filename)
-        except BaseException as exc:
-            status, err = ERROR, _error(exc, filename)
         finally:
-            try:
-                kiln_capture.end_of_cell()
-            except Exception as exc:
-                print(f"kiln: capturing the cell's figures failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            _flush()
+            # From here to the next cell, an interrupt waits blocked (or,
+            # taken by another thread, is dropped by _on_sigint).
+            _in_cell = False
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)
     except KeyboardInterrupt as exc:
-        # The interrupt landed in kiln's own code after the cell: report it.
-        status, err = INTERRUPTED, ("KeyboardInterrupt", "", "KeyboardInterrupt\n", None, None)
-        _flush()
+        status, err = INTERRUPTED, _error(exc, filename)
+    except BaseException as exc:
+        status, err = ERROR, _error(exc, filename)
+    try:
+        kiln_capture.end_of_cell()
+    except Exception as exc:
+        print(f"kiln: capturing the cell's figures failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    _flush()
     outputs = kiln_capture.take()
     try:
         _report_files(outputs)

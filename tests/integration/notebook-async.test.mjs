@@ -1,10 +1,11 @@
 // Notebook semantics that go beyond "exec the cell": top-level await on one
-// event loop per session, and rich display forms that raise.
+// event loop per session, rich display forms that raise, and cells that end
+// right at their deadline.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startServer, run, dump, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
+import { startServer, run, runFull, dump, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
@@ -195,5 +196,78 @@ describe('rich display forms that raise', () => {
     assert.equal(sc.status, 'ok', dump(sc));
     assert.equal(sc.stdout, 'still running\n');
     assert.ok(sc.display.some((d) => /^<repr of .*NoRepr raised ValueError: no repr here>$/.test(d.text)), dump(sc.display));
+  });
+});
+
+describe('cells that end at their deadline', () => {
+  let server;
+  let client;
+
+  before(async () => {
+    server = await startServer();
+    client = server.client;
+  }, { timeout: HOOK_TIMEOUT });
+
+  after(async () => {
+    await server?.close();
+  }, { timeout: HOOK_TIMEOUT });
+
+  // The interrupt sent at the deadline lands anywhere from the end of the
+  // user's code to the start of the next cell: in kiln's own work it must
+  // be dropped, never become an internal error or hit the next cell.
+  // Files under /work make kiln's end-of-cell scan, and so that window,
+  // longer.
+  test('200 cells with a deadline equal to their run time are each ok or interrupted', { timeout: 120_000 }, async () => {
+    const first = await run(
+      client,
+      'import os, time\nos.makedirs("many", exist_ok=True)\nfor i in range(3000):\n    open(f"many/{i}", "w").close()\nmarker = "alive"',
+    );
+    assert.equal(first.status, 'ok', dump(first));
+    const sid = first.session_id;
+    const counts = { ok: 0, interrupted: 0 };
+    const bad = [];
+    for (let i = 0; i < 200; i++) {
+      const sc = await run(client, 'import time; time.sleep(0.05)', { session_id: sid, timeout_s: 0.05 });
+      if (sc.state_lost || sc.error?.type === 'KilnInternalError' || !(sc.status in counts)) bad.push(sc);
+      else counts[sc.status]++;
+      if (sc.status === 'interrupted' && sc.error?.type !== 'KeyboardInterrupt') bad.push(sc);
+    }
+    assert.deepEqual(bad, [], `counts ${JSON.stringify(counts)}; ${dump(bad.slice(0, 3))}`);
+    const after = await run(client, 'marker', { session_id: sid });
+    assert.equal(after.status, 'ok', dump(after));
+    assert.equal(after.result, "'alive'");
+  });
+
+  test('a figure drawn before the deadline is captured even when the interrupt comes during capture', { timeout: 120_000 }, async () => {
+    const first = await run(client, 'import time\nimport matplotlib.pyplot as plt');
+    const sid = first.session_id;
+    const lost = [];
+    const counts = { ok: 0, interrupted: 0 };
+    for (let i = 0; i < 60; i++) {
+      const result = await runFull(
+        client,
+        // A large figure makes the capture long; the cell's code takes
+        // its whole 0.05 s, so the deadline falls in or near the capture.
+        't0 = time.perf_counter()\nplt.figure(figsize=(6, 6), dpi=100)\nplt.plot(range(1000))\n'
+          + 'time.sleep(max(0.0, 0.05 - (time.perf_counter() - t0)))',
+        { session_id: sid, timeout_s: 0.05 },
+      );
+      const sc = result.structuredContent;
+      if (sc.status in counts) counts[sc.status]++;
+      const images = result.content.filter((c) => c.type === 'image');
+      if (sc.state_lost || !(sc.status in counts) || images.length !== 1) lost.push(sc);
+    }
+    assert.deepEqual(lost, [], `counts ${JSON.stringify(counts)}; ${dump(lost.slice(0, 3))}`);
+  });
+
+  test('an interrupt that arrives after a cell has finished does not hit the next cell', opts, async () => {
+    const first = await run(client, 'import time\nn = 0');
+    const sid = first.session_id;
+    for (let i = 0; i < 40; i++) {
+      await run(client, 'time.sleep(0.02)', { session_id: sid, timeout_s: 0.02 });
+      // A cell far from any deadline: only a stale interrupt could stop it.
+      const sc = await run(client, 'n += 1\nsum(range(20000))\nn', { session_id: sid, timeout_s: 30 });
+      assert.equal(sc.status, 'ok', dump(sc));
+    }
   });
 });
