@@ -117,55 +117,90 @@ _TEXT_MIMES = (
 )
 
 
+def _note(obj, what, exc):
+    """Says on the cell's stderr that one form of OBJ could not be made:
+    a broken form is skipped, it never fails the cell that shows it."""
+    try:
+        why = f"{type(exc).__name__}: {exc}"
+    except Exception:
+        why = type(exc).__name__
+    print(f"kiln: {type(obj).__qualname__}.{what} raised {why}; left out", file=sys.stderr)
+    return why
+
+
+def _form(obj, method):
+    """What OBJ's METHOD (a ``_repr_*_`` form) returns, or None."""
+    try:
+        fn = getattr(obj, method, None)
+        if not callable(fn):
+            return None
+        data = fn()
+    except Exception as exc:
+        _note(obj, f"{method}()", exc)
+        return None
+    # IPython's forms may return (data, metadata).
+    if isinstance(data, tuple):
+        data = data[0] if data else None
+    return data
+
+
 def format_object(obj, limit):
     """Emits OBJ's rich forms and returns (text, shown): its text form for
     the model, and whether an image of it was emitted.
 
     Figures and PIL images become PNG outputs; objects with ``_repr_png_``
     or ``_repr_jpeg_`` their image; pandas objects a text table (and HTML
-    as a rich form); everything else its ``_repr_*_`` forms and repr.
+    as a rich form); everything else its ``_repr_*_`` forms and repr.  A
+    form that raises is skipped with a note on stderr; a repr that raises
+    becomes a short text saying so.
     """
     text = None
     mod = type(obj).__module__ or ""
     if mod.startswith("matplotlib") and hasattr(obj, "canvas") and hasattr(obj, "savefig"):
-        emit_figure(obj)
-        plt = sys.modules.get("matplotlib.pyplot")
-        if plt is not None:
-            plt.close(obj)
-        return f"<Figure {int(obj.bbox.width)}x{int(obj.bbox.height)}>", True
+        shown = True
+        try:
+            emit_figure(obj)
+        except Exception as exc:
+            _note(obj, "draw()", exc)
+            shown = False
+        finally:
+            plt = sys.modules.get("matplotlib.pyplot")
+            if plt is not None:
+                plt.close(obj)
+        return f"<Figure {int(obj.bbox.width)}x{int(obj.bbox.height)}>", shown
     if mod.startswith("PIL.") and hasattr(obj, "tobytes") and hasattr(obj, "mode"):
-        emit_pil(obj)
-        return f"<PIL image {obj.width}x{obj.height} {obj.mode}>", True
+        shown = True
+        try:
+            emit_pil(obj)
+        except Exception as exc:
+            _note(obj, "convert()", exc)
+            shown = False
+        return f"<PIL image {obj.width}x{obj.height} {obj.mode}>", shown
     before = len(outputs)
-    for method, mime in (("_repr_png_", "image/png"), ("_repr_jpeg_", "image/jpeg")):
-        fn = getattr(obj, method, None)
-        if callable(fn) and not isinstance(obj, type):
-            data = fn()
-            if isinstance(data, tuple):
-                data = data[0]
+    if not isinstance(obj, type):
+        for method, mime in (("_repr_png_", "image/png"), ("_repr_jpeg_", "image/jpeg")):
+            data = _form(obj, method)
             if isinstance(data, (bytes, bytearray)):
                 outputs.append((mime, _name("display", mime.split("/")[1]), bytes(data), 0, 0))
-    for method, mime in _TEXT_MIMES:
-        fn = getattr(obj, method, None)
-        if callable(fn) and not isinstance(obj, type):
-            try:
-                data = fn()
-            except Exception:
-                continue
-            if isinstance(data, tuple):
-                data = data[0]
+        for method, mime in _TEXT_MIMES:
+            data = _form(obj, method)
             if data is None:
                 continue
-            if mime == "application/json" and not isinstance(data, str):
-                data = json.dumps(data)
-            outputs.append((mime, _name("display", "txt"), str(data).encode("utf-8", "backslashreplace"), 0, 0))
+            try:
+                if mime == "application/json" and not isinstance(data, str):
+                    data = json.dumps(data)
+                data = str(data).encode("utf-8", "backslashreplace")
+            except Exception as exc:
+                _note(obj, f"{method}()", exc)
+                continue
+            outputs.append((mime, _name("display", "txt"), data, 0, 0))
     if mod.startswith("pandas"):
         text = _pandas_text(obj)
     if text is None:
         try:
             text = repr(obj)
         except Exception as exc:
-            text = f"<repr failed: {type(exc).__name__}: {exc}>"
+            text = f"<repr of {type(obj).__qualname__} raised {_note(obj, '__repr__()', exc)}>"
     if len(text) > limit:
         text = text[:limit] + f"... [{len(text) - limit} more characters]"
     shown = any(o[0].startswith("image/") for o in outputs[before:])
@@ -179,7 +214,10 @@ def _pandas_text(obj):
     try:
         return to_string(max_rows=60, max_cols=20)
     except TypeError:
-        return repr(obj)
+        return None
+    except Exception as exc:
+        _note(obj, "to_string()", exc)
+        return None
 
 
 def display(*objs, **kwargs):

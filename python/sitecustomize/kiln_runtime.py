@@ -9,11 +9,14 @@ The C kernel calls three functions:
   environment, fresh random streams, signal handlers, stdio and ``__main__``.
 * ``run_cell(source, cell_no, max_result)`` for every cell, with notebook
   semantics: the last expression's value is the result, top-level ``await``
-  works, tracebacks show the cell's own lines and none of kiln's frames.
+  works (on one event loop that lives as long as the session), tracebacks
+  show the cell's own lines and none of kiln's frames, and the front's
+  interrupt only ever stops the cell's own code.
 
 This module never runs in a process that serves more than one session.
 """
 
+import _signal
 import ast
 import asyncio
 import builtins
@@ -25,6 +28,7 @@ import os
 import signal
 import site
 import sys
+import threading
 import traceback
 import types
 
@@ -33,10 +37,19 @@ OK, ERROR, INTERRUPTED = 0, 1, 2
 
 _CO_COROUTINE = 0x0080
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+# Where a cell with top-level await leaves its last expression's value:
+# module code can't return one.
+_RESULT = "__kiln_result__"
 
 _main = None
 _jailed = False
 _loop = None
+# _signal's own functions and plain ints: signal's wrappers convert
+# every result to an enum, which costs more than the system calls.
+_SIGINT = (_signal.SIGINT,)
+# True only while a cell's own code runs: the one place the front's
+# interrupt may land.
+_in_cell = False
 
 
 def zygote_init(site_packages, preload):
@@ -103,7 +116,10 @@ def worker_init(environment, jailed, max_image_side):
     np = sys.modules.get("numpy")
     if np is not None:
         np.random.seed()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_sigint)
+    # Blocked outside the cell's code; run_cell unblocks it.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)
+    asyncio.set_event_loop_policy(_SessionLoopPolicy())
     # With no Python handlers installed these would kill the worker
     # instead of raising OSError in the cell.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -120,9 +136,48 @@ def worker_init(environment, jailed, max_image_side):
     # A worker is often started before its session is asked for: pay the
     # copy-on-write faults of the first compile and run now, off the
     # first cell's path.
-    body, expr = _compile("_ = 1\n_", "<warm-up>")
-    _run(expr, {"_": _run(body, {})})
+    _execute("_ = 1\n_", "<warm-up>", {})
     repr(_error(ValueError("warm-up"), "<warm-up>"))
+
+
+def _on_sigint(signum, frame):
+    # The front interrupts the cell's code at its deadline.  The same
+    # signal arriving while kiln packs up a cell that has already ended
+    # (through a thread of the cell's, which does not block it, or after
+    # waiting blocked until the next cell) is too late and is dropped:
+    # raised there, it would lose the cell's output or stop the next cell.
+    if _in_cell:
+        raise KeyboardInterrupt
+
+
+class _SessionLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """Makes the session's loop the main thread's current loop, as a
+    notebook kernel's loop is: outside a coroutine, get_event_loop() and
+    ensure_future() use the loop that the cells' await runs on, even
+    before the first cell with await.  A loop that a cell sets itself
+    (asyncio.run does, for its own run) is current until it is unset."""
+
+    _own = None
+
+    def get_event_loop(self):
+        if self._own is None and threading.current_thread() is threading.main_thread():
+            return _session_loop()
+        return super().get_event_loop()
+
+    def set_event_loop(self, loop):
+        super().set_event_loop(loop)
+        if threading.current_thread() is threading.main_thread():
+            self._own = loop
+
+
+def _session_loop():
+    """The session's one event loop, made on first use and kept for the
+    life of the worker, so that a task started in one cell can be awaited
+    in a later one."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
 
 
 def _stream(fd):
@@ -147,31 +202,80 @@ def _cell_filename(cell_no):
 
 
 def _compile(source, filename):
-    """Returns (body_code, expr_code or None).  Raises SyntaxError."""
+    """Returns (body, expr, is_async).  Raises SyntaxError.
+
+    A cell without top-level await is exec'd as BODY, then EXPR (None when
+    the cell does not end in an expression) is eval'd for the result.  A
+    cell with await is one coroutine, BODY, which leaves the value of its
+    last expression in the _RESULT global; EXPR is None.
+    """
     tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST | _FLAGS)
-    expr = None
+    last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = tree.body.pop()
-        expr = compile(ast.Expression(last.value), filename, "eval", _FLAGS)
     body = compile(tree, filename, "exec", _FLAGS)
-    return body, expr
+    expr = None if last is None else compile(ast.Expression(last.value), filename, "eval", _FLAGS)
+    if not (body.co_flags | (expr.co_flags if expr else 0)) & _CO_COROUTINE:
+        return body, expr, False
+    # One coroutine for the whole cell: its last expression runs in the
+    # same task as the rest, on the session's loop, as a notebook's does.
+    if last is not None:
+        target = ast.copy_location(ast.Name(_RESULT, ast.Store()), last)
+        tree.body.append(ast.copy_location(ast.Assign([target], last.value), last))
+    return compile(tree, filename, "exec", _FLAGS), None, True
 
 
-def _run(code, ns):
-    global _loop
-    if code.co_flags & _CO_COROUTINE:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-        return _loop.run_until_complete(eval(code, ns))
-    return eval(code, ns)
+def _execute(source, filename, ns):
+    """Runs a cell's source in NS; returns its last expression's value."""
+    body, expr, is_async = _compile(source, filename)
+    if not is_async:
+        eval(body, ns)
+        return None if expr is None else eval(expr, ns)
+    loop = _session_loop()
+    task = loop.create_task(eval(body, ns))
+    try:
+        loop.run_until_complete(task)
+        return ns.get(_RESULT)
+    except BaseException as exc:
+        if not task.done():
+            # Stopped while the cell awaited: the exception has only the
+            # loop's frames.  Show where the cell was instead.
+            exc.__traceback__ = _await_traceback(task.get_coro())
+        raise
+    finally:
+        ns.pop(_RESULT, None)
+        # An interrupt stops the loop, not the cell's task: still pending,
+        # the rest of the cell would run in whichever cell next runs the
+        # loop.
+        task.cancel()
+
+
+def _await_traceback(coro):
+    """A traceback through the frames of a suspended coroutine and those
+    it awaits, outermost first."""
+    frames = []
+    while getattr(coro, "cr_frame", None) is not None:
+        frames.append(coro.cr_frame)
+        coro = coro.cr_await
+    tb = None
+    for frame in reversed(frames):
+        tb = types.TracebackType(tb, frame, frame.f_lasti, frame.f_lineno)
+    return tb
 
 
 def _trim(tb, filename):
-    """Drops kiln's own frames: the traceback starts at the cell."""
+    """Drops kiln's own frames: the traceback starts at the cell, and an
+    interrupt ends where the cell was, not in kiln's signal handler."""
     t = tb
     while t is not None and t.tb_frame.f_code.co_filename != filename:
         t = t.tb_next
     if t is not None:
+        end = t
+        while end.tb_next is not None:
+            if end.tb_next.tb_frame.f_code is _on_sigint.__code__:
+                end.tb_next = None
+                break
+            end = end.tb_next
         return t
     here = __file__
     while tb is not None and tb.tb_frame.f_code.co_filename == here:
@@ -251,35 +355,45 @@ def run_cell(source, cell_no, max_result):
     outputs is the list of kiln_capture outputs (figures, images,
     display()), in the order they were shown.
     """
+    global _in_cell
     import kiln_capture
 
     kiln_capture.hook_pil()
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        # A cell put the default back; kiln's handler does the same for
+        # the cell's code, and guards kiln's own.
+        signal.signal(signal.SIGINT, _on_sigint)
     filename = _cell_filename(cell_no)
     ns = _main.__dict__
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     status, result, err = OK, None, (None, None, None, None, None)
     try:
         try:
-            body, expr = _compile(source, filename)
-            _run(body, ns)
-            value = _run(expr, ns) if expr is not None else None
+            # An interrupt that waited here since the previous cell is
+            # delivered by the unblock itself, before _in_cell is set, and
+            # dropped.
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _SIGINT)
+            _in_cell = True
+            value = _execute(source, filename, ns)
             if value is not None:
                 ns["_"] = value
+                # The value's repr is the cell's code too (an interrupt
+                # may stop it), but never fails the cell.
                 result = kiln_capture.format_object(value, max_result)[0]
-        except KeyboardInterrupt as exc:
-            status, err = INTERRUPTED, _error(exc, filename)
-        except BaseException as exc:
-            status, err = ERROR, _error(exc, filename)
         finally:
-            try:
-                kiln_capture.end_of_cell()
-            except Exception as exc:
-                print(f"kiln: capturing the cell's figures failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            _flush()
+            # From here to the next cell, an interrupt waits blocked (or,
+            # taken by another thread, is dropped by _on_sigint).
+            _in_cell = False
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)
     except KeyboardInterrupt as exc:
-        # The interrupt landed in kiln's own code after the cell: report it.
-        status, err = INTERRUPTED, ("KeyboardInterrupt", "", "KeyboardInterrupt\n", None, None)
-        _flush()
+        status, err = INTERRUPTED, _error(exc, filename)
+    except BaseException as exc:
+        status, err = ERROR, _error(exc, filename)
+    try:
+        kiln_capture.end_of_cell()
+    except Exception as exc:
+        print(f"kiln: capturing the cell's figures failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    _flush()
     outputs = kiln_capture.take()
     try:
         _report_files(outputs)
