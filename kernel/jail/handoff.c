@@ -56,6 +56,9 @@ hof_decode(const struct frame *f, struct kiln_config *cfg, struct sbx_config *sb
   memcpy(cfg, c->data, sizeof *cfg);
   memcpy(sbx, x->data, sizeof *sbx);
   cfg->sbx = sbx;
+  /* The front's allocations mean nothing here; the strings that matter
+     are rebuilt below.  */
+  sbx->owned[0] = sbx->owned[1] = NULL;
   char **v[NSTR_CFG + NSTR_SBX];
   strings_of(cfg, sbx, v);
   size_t off = 0;

@@ -171,6 +171,18 @@ sbx_probe(struct sbx_config *c, const struct kiln_config *cfg, kiln_error_t *err
   c->expose[c->nexpose++] = KILN_PYTHON_HOME;
   c->expose[c->nexpose++] = cfg->venv;
   c->expose[c->nexpose++] = cfg->runtime_dir;
+  /* A venv or runtime reached through a symlink: Python finds its files
+     by the path given, but some (matplotlib's fonts) by their real path,
+     so both must be there.  */
+  const char *linked[] = { cfg->venv, cfg->runtime_dir };
+  for (size_t i = 0; i < 2; i++) {
+    char *real = realpath(linked[i], NULL);
+    if (real && strcmp(real, linked[i]) != 0) {
+      c->owned[i] = real;
+      c->expose[c->nexpose++] = real;
+    } else
+      free(real);
+  }
   c->work_size = cfg->work_size;
   c->tmp_size = cfg->tmp_size;
   c->limits = (struct id_limits){
@@ -200,6 +212,10 @@ sbx_config_free(struct sbx_config *c)
   cg_host_free(&c->cg);
   free(c->root_dir);
   c->root_dir = NULL;
+  for (size_t i = 0; i < 2; i++) {
+    free(c->owned[i]);
+    c->owned[i] = NULL;
+  }
 }
 
 char *

@@ -28,6 +28,7 @@ struct sbx_config {
   uid_t uid_base; /* root: session uids are uid_base + slot, slot < SBX_UID_SLOTS */
   char *root_dir; /* $KILN_HOME/jail: where each worker builds its root */
   const char *expose[8];
+  char *owned[2]; /* real paths among EXPOSE, freed with the config */
   size_t nexpose;
   size_t work_size, tmp_size;
   struct id_limits limits;
