@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <seccomp.h>
 #include <string.h>
@@ -53,7 +54,6 @@ static const char *const allowed[] = {
   "exit_group",
   "faccessat",
   "faccessat2",
-  "fadvise64",
   "fallocate",
   "fchdir",
   "fchmod",
@@ -123,7 +123,6 @@ static const char *const allowed[] = {
   "lseek",
   "lsetxattr",
   "lstat",
-  "madvise",
   "membarrier",
   "memfd_create",
   "mincore",
@@ -430,6 +429,18 @@ build_allow(struct sock_fprog *out, kiln_error_t *err)
 
   /* Sockets of the local kinds only: unix, IP (the network namespace has
      nothing but loopback) and routing netlink (getaddrinfo asks it).  */
+  /* Advice about pages is the session's business, except advice that
+     evicts pages of the page cache the host shares with it: the read-only
+     binds are the host's own files, and POSIX_FADV_DONTNEED or
+     MADV_PAGEOUT/MADV_COLD on them would slow every process on the host
+     that reads them.  */
+  ADD(ctx, SCMP_ACT_ALLOW, "fadvise64", 1, SCMP_A3(SCMP_CMP_NE, POSIX_FADV_DONTNEED));
+  ADD(ctx, SCMP_ACT_ERRNO(EPERM), "fadvise64", 1, SCMP_A3(SCMP_CMP_EQ, POSIX_FADV_DONTNEED));
+  _Static_assert(MADV_COLD + 1 == MADV_PAGEOUT, "the refused advice is one range");
+  ADD(ctx, SCMP_ACT_ALLOW, "madvise", 1, SCMP_A2(SCMP_CMP_LT, MADV_COLD));
+  ADD(ctx, SCMP_ACT_ALLOW, "madvise", 1, SCMP_A2(SCMP_CMP_GT, MADV_PAGEOUT));
+  ADD(ctx, SCMP_ACT_ERRNO(EPERM), "madvise", 1, SCMP_A2(SCMP_CMP_EQ, MADV_PAGEOUT));
+  ADD(ctx, SCMP_ACT_ERRNO(EPERM), "madvise", 1, SCMP_A2(SCMP_CMP_EQ, MADV_COLD));
   ADD(ctx, SCMP_ACT_ALLOW, "socket", 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
   ADD(ctx, SCMP_ACT_ALLOW, "socket", 1, SCMP_A0(SCMP_CMP_EQ, AF_INET));
   ADD(ctx, SCMP_ACT_ALLOW, "socket", 1, SCMP_A0(SCMP_CMP_EQ, AF_INET6));
