@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -143,6 +144,35 @@ tick(int64_t now, void *data)
   }
 }
 
+/* The sessions the front can hold open at once: --max-sessions, unless
+   the open-file limit allows fewer.  Raises the soft limit to the hard
+   one first; says so when --max-sessions had to be lowered.  */
+static size_t
+sessions_within_fd_limit(const struct kiln_config *cfg)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return cfg->max_sessions;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur == RLIM_INFINITY)
+    return cfg->max_sessions;
+  size_t budget = rl.rlim_cur > FDS_RESERVED ? (size_t)rl.rlim_cur - FDS_RESERVED : 0;
+  size_t by_fds = budget / FDS_PER_WORKER;
+  by_fds = by_fds > cfg->spares ? by_fds - cfg->spares : 0;
+  if (by_fds >= cfg->max_sessions)
+    return cfg->max_sessions;
+  log_msg(LOG_WARN,
+          "--max-sessions %zu needs about %zu open files, over this process's limit of %llu "
+          "(ulimit -n): at most %zu sessions will be open at once",
+          cfg->max_sessions, (cfg->max_sessions + cfg->spares) * FDS_PER_WORKER + FDS_RESERVED,
+          (unsigned long long)rl.rlim_cur, by_fds);
+  return by_fds;
+}
+
 struct front *
 front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready, void *ctx,
           kiln_error_t *err)
@@ -174,6 +204,7 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   struct front *f = xzalloc(sizeof *f);
   f->cfg = cfg;
   limits_derive(cfg, &f->limits);
+  f->max_sessions = sessions_within_fd_limit(cfg);
   f->loop = loop;
   f->ready_cb = ready;
   f->ready_ctx = ctx;

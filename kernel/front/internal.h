@@ -20,6 +20,10 @@
    result (capped by the worker, but the front does not trust that) and a
    traceback.  Anything bigger is a lying worker.  */
 #define ZYGOTE_MAX_FRAME (1u << 20)
+/* The front's open files per worker (control socket, two output pipes,
+   the status pipe), and those it keeps for everything else.  */
+#define FDS_PER_WORKER 4
+#define FDS_RESERVED   64
 /* How long a worker may leave a frame half sent before it is killed.  */
 #define FRAME_STALL_NS (5 * 1000000000LL)
 /* Output bytes read from one pipe per wakeup, so that a flooding worker
@@ -158,6 +162,7 @@ struct early_exit {
 struct front {
   const struct kiln_config *cfg;
   struct kiln_limits limits;
+  size_t max_sessions; /* --max-sessions, or fewer if the open-file limit says so */
   struct loop *loop;
   front_ready_cb ready_cb;
   void *ready_ctx;

@@ -217,6 +217,12 @@ front_run_cell(struct front *f, const char *session_id, const char *code, size_t
       return kiln_error_make(err, 0, "session %s already has %zu cells waiting (--max-queued)",
                              s->id, s->nqueued);
   } else {
+    if (f->nsessions >= f->max_sessions && f->max_sessions < cfg->max_sessions)
+      return kiln_error_make(err, 0,
+                             "%zu sessions are open, as many as this host's open-file limit "
+                             "allows (--max-sessions is %zu; raise ulimit -n); close one with "
+                             "close_session",
+                             f->nsessions, cfg->max_sessions);
     if (f->nsessions >= cfg->max_sessions)
       return kiln_error_make(
           err, 0, "%zu sessions are open, the limit (--max-sessions); close one with close_session",

@@ -13,6 +13,11 @@
 static int
 set_limit(int resource, rlim_t v, const char *name, kiln_error_t *err)
 {
+  /* Never above the hard limit kiln was given: raising it needs a
+     privilege the jail does not keep, and the operator's limit stands.  */
+  struct rlimit cur;
+  if (getrlimit(resource, &cur) == 0 && cur.rlim_max != RLIM_INFINITY && v > cur.rlim_max)
+    v = cur.rlim_max;
   struct rlimit rl = { v, v };
   if (setrlimit(resource, &rl) < 0)
     return kiln_error_make(err, errno, "setrlimit %s", name);

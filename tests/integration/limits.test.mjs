@@ -9,7 +9,12 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { startServer, startRaw, run, runFull, callTool, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+
+import {
+  startServer, startRaw, run, runFull, callTool, KILN_BIN, TEST_TIMEOUT, HOOK_TIMEOUT,
+} from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT * 3 };
 
@@ -136,5 +141,46 @@ describe('artifacts are bounded on the host', () => {
     const read = await server.client.readResource({ uri: newest });
     assert.equal(read.contents[0].mimeType, 'image/png');
     await assert.rejects(server.client.readResource({ uri: first.artifacts[0].uri }), /evicted|not found/);
+  });
+});
+
+describe('a host with a low open-file limit', () => {
+  // kiln started with RLIMIT_NOFILE 100 (soft and hard): 64 files are
+  // kept for the front itself, 4 per worker, 2 of them spares.
+  let client;
+  let stderr = '';
+  let home;
+  before(async () => {
+    home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
+    const transport = new StdioClientTransport({
+      command: 'prlimit',
+      args: ['--nofile=100:100', KILN_BIN, 'serve', '--spares', '2'],
+      env: { ...process.env, KILN_HOME: home },
+      stderr: 'pipe',
+    });
+    transport.stderr.on('data', (c) => { stderr += c; });
+    client = new Client({ name: 'kiln-limits-test', version: '0' });
+    await client.connect(transport);
+  }, { timeout: HOOK_TIMEOUT });
+  after(async () => {
+    await client?.close();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  test('start-up says how many sessions fit; past that a new session is refused clearly, and open ones keep working', opts, async () => {
+    assert.match(stderr, /at most 7 sessions will be open at once/);
+    const open = [];
+    for (let i = 0; i < 7; i++) {
+      const r = await run(client, `v = ${i}`);
+      assert.equal(r.status, 'ok', JSON.stringify(r.error));
+      open.push(r.session_id);
+    }
+    const refused = await runFull(client, 'v = 99');
+    assert.equal(refused.isError, true);
+    assert.match(refused.content[0].text, /open-file limit/);
+    for (const [i, id] of open.entries()) {
+      const r = await run(client, 'v', { session_id: id });
+      assert.equal(r.result, String(i));
+    }
   });
 });
