@@ -108,6 +108,7 @@ struct worker {
   struct output cap_out, cap_err;
   bool ready;
   int64_t in_progress_ns; /* when part of a frame last arrived; 0: none held */
+  pid_t peer_pid;         /* the worker, as its first frame's sender; 0 until then */
   int64_t kill_at;        /* when to kill it if it has not exited by then */
   /* Why the front killed it (a protocol violation, EOF); NULL if it died
      on its own.  */

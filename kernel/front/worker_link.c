@@ -201,7 +201,8 @@ worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data)
   for (int i = 0; i < READS_PER_EVENT; i++) {
     int fds[FRAME_MAX_FDS];
     size_t nfds = 0;
-    ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds);
+    pid_t sender = 0;
+    ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds, &sender);
     for (size_t k = 0; k < nfds; k++)
       close(fds[k]);
     if (nfds) {
@@ -218,6 +219,18 @@ worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data)
       loop_del(w->front->loop, fd);
       if (!w->killed && w->kill_at == 0)
         w->kill_at = now_ns() + EOF_GRACE_NS;
+      return;
+    }
+    /* The control socket is the worker's own fd 3, so anything the cell
+       starts inherits it.  The first writer is the worker (its READY, or
+       its init's report that it could not start); bytes from any other
+       process (a child of the cell answering while the worker is
+       stopped, say) end the session.  */
+    if (sender > 0 && w->peer_pid == 0)
+      w->peer_pid = sender;
+    else if (sender > 0 && sender != w->peer_pid) {
+      worker_fault(w, "a process other than the worker (host pid %d) wrote on its control socket",
+                   (int)sender);
       return;
     }
     buf_append(&w->in, chunk, (size_t)r);

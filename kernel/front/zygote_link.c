@@ -151,7 +151,9 @@ spawn_arrived(struct front *f, struct frame *fr)
   output_init(&w->cap_err, f->cfg->max_output);
   w->next = f->workers;
   f->workers = w;
+  int one = 1;
   if (set_nonblock(w->status, true) < 0 || set_nonblock(w->ctl, true) < 0
+      || setsockopt(w->ctl, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0
       || set_nonblock(w->out, true) < 0 || set_nonblock(w->err, true) < 0
       || loop_add(f->loop, w->ctl, EPOLLIN, worker_on_ctl, w, &err) < 0
       || loop_add(f->loop, w->out, EPOLLIN, on_worker_pipe, w, &err) < 0
@@ -298,7 +300,7 @@ on_zygote(struct loop *loop, int fd, uint32_t events, void *data)
   uint8_t chunk[READ_CHUNK];
   int fds[FRAME_MAX_FDS];
   size_t nfds = 0;
-  ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds);
+  ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds, NULL);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
     return;
   if (r <= 0) {

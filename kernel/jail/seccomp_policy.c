@@ -13,6 +13,9 @@
 #include <sys/socket.h>
 #include <linux/netlink.h>
 
+/* Linux 6.5; not in every libc's headers yet.  */
+#define KILN_SO_PEERPIDFD 77
+
 /* What CPython, numpy, matplotlib, PIL, pandas and the usual subprocesses
    (a shell, coreutils) need.  Anything else fails with ENOSYS, which C
    libraries treat as "not available here" and fall back from.  */
@@ -97,7 +100,6 @@ static const char *const allowed[] = {
   "getrusage",
   "getsid",
   "getsockname",
-  "getsockopt",
   "gettid",
   "gettimeofday",
   "getuid",
@@ -429,6 +431,10 @@ build_allow(struct sock_fprog *out, kiln_error_t *err)
 
   /* Sockets of the local kinds only: unix, IP (the network namespace has
      nothing but loopback) and routing netlink (getaddrinfo asks it).  */
+  /* SO_PEERPIDFD on the control socket would hand the cell a pidfd of the
+     zygote, which made the socket: a host process it could signal.  */
+  ADD(ctx, SCMP_ACT_ALLOW, "getsockopt", 1, SCMP_A2(SCMP_CMP_NE, KILN_SO_PEERPIDFD));
+  ADD(ctx, SCMP_ACT_ERRNO(EPERM), "getsockopt", 1, SCMP_A2(SCMP_CMP_EQ, KILN_SO_PEERPIDFD));
   /* Advice about pages is the session's business, except advice that
      evicts pages of the page cache the host shares with it: the read-only
      binds are the host's own files, and POSIX_FADV_DONTNEED or

@@ -216,10 +216,10 @@ frame_send(int fd, const struct fbuf *fb, const int *fds, size_t nfds, kiln_erro
    FRAME_MAX_FDS; with FDS NULL or full, extra ones are closed).  Returns
    bytes read, 0 at EOF, -1 with errno.  */
 static ssize_t
-recv_with_fds(int fd, uint8_t *buf, size_t cap, int flags, int *fds, size_t *nfds)
+recv_with_fds(int fd, uint8_t *buf, size_t cap, int flags, int *fds, size_t *nfds, pid_t *sender)
 {
   union {
-    char buf[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS * 2)];
+    char buf[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS * 2) + CMSG_SPACE(sizeof(struct ucred))];
     struct cmsghdr align;
   } u;
   struct iovec iov = { .iov_base = buf, .iov_len = cap };
@@ -231,7 +231,17 @@ recv_with_fds(int fd, uint8_t *buf, size_t cap, int flags, int *fds, size_t *nfd
   while (r < 0 && errno == EINTR);
   if (r < 0)
     return -1;
+  if (sender)
+    *sender = 0;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS
+        && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+      struct ucred cred;
+      memcpy(&cred, CMSG_DATA(c), sizeof cred);
+      if (sender)
+        *sender = cred.pid;
+      continue;
+    }
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
       continue;
     size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -250,16 +260,16 @@ recv_with_fds(int fd, uint8_t *buf, size_t cap, int flags, int *fds, size_t *nfd
 }
 
 ssize_t
-frame_recv_some(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds)
+frame_recv_some(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds, pid_t *sender)
 {
-  return recv_with_fds(fd, buf, cap, MSG_DONTWAIT, fds, nfds);
+  return recv_with_fds(fd, buf, cap, MSG_DONTWAIT, fds, nfds, sender);
 }
 
 static int
 recv_exact(int fd, uint8_t *buf, size_t n, struct frame *f, kiln_error_t *err)
 {
   for (size_t off = 0; off < n;) {
-    ssize_t r = recv_with_fds(fd, buf + off, n - off, 0, f->fds, &f->nfds);
+    ssize_t r = recv_with_fds(fd, buf + off, n - off, 0, f->fds, &f->nfds, NULL);
     if (r < 0)
       return kiln_error_make(err, errno, "receive frame");
     if (r == 0)

@@ -158,7 +158,9 @@ _Noreturn void frame_fail_exit(int fd, enum frame_type type, kiln_error_t *err,
 /* Receives whatever the socket holds (up to CAP bytes) and any fds passed
    with it, non-blocking.  Returns bytes read, 0 at EOF, -1 with errno
    (EAGAIN included).  Received fds are appended to FDS (count in NFDS) (at most
-   FRAME_MAX_FDS); extra ones are closed.  */
-ssize_t frame_recv_some(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds);
+   FRAME_MAX_FDS); extra ones are closed.  *SENDER, if not NULL, gets the pid
+   of the process that wrote the bytes when the socket has SO_PASSCRED (a
+   read never spans two writers' bytes then), else 0.  */
+ssize_t frame_recv_some(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds, pid_t *sender);
 
 #endif
