@@ -141,8 +141,7 @@ within(const char *path, const char *dir)
   return strncmp(path, dir, l) == 0 && (path[l] == '\0' || path[l] == '/');
 }
 
-/* --- the instance --------------------------------------------------- */
-
+/* DIR/NAME, or NAME under the root; the caller frees it.  */
 static char *
 join(const char *dir, const char *name)
 {
@@ -159,6 +158,8 @@ depth(const char *rel)
     d += *p == '/';
   return d;
 }
+
+/* --- the instance --------------------------------------------------- */
 
 /* Watching stops for good: every later changes() asks for a scan, and
    the first says why on the cell's stderr.  */
@@ -207,15 +208,15 @@ open_instance(void)
   return 0;
 }
 
-/* Whether state.fd is still the instance we made: user code may have closed
-   it, and then maybe opened something else that got its number.  */
+/* Whether state.fd is still the instance we made: user code may have
+   closed it, and then opened or dup'ed something else onto its number.  */
 static bool
 fd_ours(void)
 {
   return fcntl(state.fd, F_GETOWN) == state.owner;
 }
 
-/* Adds REL (new, owned) to the changed paths.  */
+/* Adds REL to the changed paths; takes ownership of it.  */
 static void
 note(char *rel)
 {
