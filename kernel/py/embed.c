@@ -4,6 +4,7 @@
 #include "pngenc.h"
 #include "embed.h"
 #include "paths.h"
+#include "watch.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -78,6 +79,10 @@ emb_init(const struct kiln_config *cfg, kiln_error_t *err)
   if (cap_png_register() < 0) {
     PyConfig_Clear(&config);
     return kiln_error_make(err, 0, "register the _kiln_png module");
+  }
+  if (wch_register() < 0) {
+    PyConfig_Clear(&config);
+    return kiln_error_make(err, 0, "register the _kiln_watch module");
   }
   st = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);

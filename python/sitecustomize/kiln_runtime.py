@@ -107,6 +107,13 @@ def worker_init(environment, jailed, max_image_side):
     # /work is the session's own only inside the jail: without it there is
     # nothing of the session's to report.
     _jailed = bool(jailed)
+    if _jailed:
+        # Before any user code, so that no change goes unseen: the files a
+        # cell changes are then known from inotify events, not from a walk
+        # of /work after every cell.
+        import _kiln_watch
+
+        _kiln_watch.start("/work")
     # A fixed environment: nothing of the host's or kiln's reaches a cell.
     os.environ.clear()
     os.environ.update(environment)
@@ -336,15 +343,40 @@ def _scan_work(limit=10000):
 
 def _report_files(outputs):
     """Adds an output for each file under /work created or changed since
-    the last scan."""
+    the last call: the paths the watcher had events for, or, when it lost
+    track (first cell, queue overflow, fd closed by the cell, no watches
+    left), those whose size or time differ from the last scan's."""
     global _files
     if not _jailed:
         return
-    now = _scan_work()
-    for path, (size, mtime) in sorted(now.items()):
-        if _files.get(path) != (size, mtime):
-            outputs.append((FILE_MIME, path, b"", min(size, 0xFFFFFFFF), 0))
-    _files = now
+    import _kiln_watch
+
+    changed = _kiln_watch.changes()
+    if changed is None:
+        now = _scan_work()
+        for path, (size, mtime) in sorted(now.items()):
+            if _files.get(path) != (size, mtime):
+                outputs.append((FILE_MIME, path, b"", min(size, 0xFFFFFFFF), 0))
+        _files = now
+        return
+    if not changed:
+        return
+    import stat
+
+    dev = os.stat("/work").st_dev
+    for path in changed:
+        try:
+            st = os.lstat(f"/work/{path}")
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode) or st.st_dev != dev:
+            _files.pop(path, None)
+            continue
+        outputs.append((FILE_MIME, path, b"", min(st.st_size, 0xFFFFFFFF), 0))
+        # Kept current, and as bounded as the scan, for the next scan to
+        # compare with.
+        if path in _files or len(_files) < 10000:
+            _files[path] = (st.st_size, st.st_mtime_ns)
 
 
 def run_cell(source, cell_no, max_result):
