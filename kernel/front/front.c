@@ -144,6 +144,84 @@ tick(int64_t now, void *data)
   }
 }
 
+/* "PID STARTTIME" of process PID (start time in clock ticks since boot,
+   from /proc), or NULL when it is gone: a pid and its start time name a
+   process for good, where a pid alone may be reused.  Allocated.  */
+char *
+front_instance_of(long pid)
+{
+  cleanup_free char *path = xasprintf("/proc/%ld/stat", pid);
+  FILE *fp = fopen(path, "re");
+  if (fp == NULL)
+    return NULL;
+  char line[1024];
+  char *got = fgets(line, sizeof line, fp);
+  fclose(fp);
+  /* The command name may hold spaces and parentheses: fields count from
+     the last ')'.  Start time is field 22, the 20th after it.  */
+  char *p = got ? strrchr(line, ')') : NULL;
+  if (p == NULL)
+    return NULL;
+  unsigned long long start = 0;
+  int field = 2;
+  for (char *save = NULL, *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+    if (++field == 22) {
+      start = strtoull(tok, NULL, 10);
+      break;
+    }
+  return field == 22 ? xasprintf("%ld %llu", pid, start) : NULL;
+}
+
+/* Removes the session directories of fronts that are gone (killed before
+   they could remove their own): their workers died with them, and what
+   is left (artifacts) belongs to no one.  Directories without an owner
+   or of a live front are left alone.  */
+static void
+reap_stale_sessions(struct front *f)
+{
+  cleanup_free char *sessions = xasprintf("%s/sessions", f->cfg->home);
+  DIR *d = opendir(sessions);
+  if (d == NULL)
+    return;
+  struct dirent *de;
+  size_t reaped = 0;
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    cleanup_free char *owner_path = xasprintf("%s/%s/" OWNER_FILE, sessions, de->d_name);
+    char owner[64] = "";
+    int fd = open(owner_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, owner, sizeof owner - 1) : -1;
+    if (fd >= 0)
+      close(fd);
+    if (n <= 0)
+      continue;
+    owner[n] = '\0';
+    cleanup_free char *now = front_instance_of(strtol(owner, NULL, 10));
+    if (now && strcmp(now, owner) == 0)
+      continue;
+    cleanup_free char *dir = xasprintf("%s/%s", sessions, de->d_name);
+    cleanup_free char *art = xasprintf("%s/artifacts", dir);
+    DIR *a = opendir(art);
+    struct dirent *ae;
+    while (a && (ae = readdir(a)) != NULL)
+      if (ae->d_name[0] != '.') {
+        cleanup_free char *file = xasprintf("%s/%s", art, ae->d_name);
+        unlink(file);
+      }
+    if (a)
+      closedir(a);
+    rmdir(art);
+    unlink(owner_path);
+    if (rmdir(dir) == 0)
+      reaped++;
+  }
+  closedir(d);
+  if (reaped)
+    log_msg(LOG_INFO, "removed %zu session directories left by kiln processes that are gone",
+            reaped);
+}
+
 /* The sessions the front can hold open at once: --max-sessions, unless
    the open-file limit allows fewer.  Raises the soft limit to the hard
    one first; says so when --max-sessions had to be lowered.  */
@@ -205,6 +283,9 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   f->cfg = cfg;
   limits_derive(cfg, &f->limits);
   f->max_sessions = sessions_within_fd_limit(cfg);
+  cleanup_free char *me = front_instance_of((long)getpid());
+  snprintf(f->instance, sizeof f->instance, "%s", me ? me : "0 0");
+  reap_stale_sessions(f);
   f->loop = loop;
   f->ready_cb = ready;
   f->ready_ctx = ctx;
@@ -269,8 +350,6 @@ front_free(struct front *f)
       if (f->spawnq[i].s == s)
         f->spawnq[i].s = NULL;
     session_drop_worker(s);
-    /* A spare's directory was never used: leave nothing behind.  */
-    rmdir(s->workdir);
     session_free(s);
   }
   f->nspares = 0;
@@ -296,6 +375,9 @@ front_free(struct front *f)
       nanosleep(&ts, NULL);
     }
   }
+  /* Spawns the zygote never answered hold cgroups no worker will take
+     over; whatever their middle process started was killed above.  */
+  zygote_release_spawns(f);
   while (f->workers) {
     worker_free(f->workers);
   }

@@ -23,7 +23,9 @@
 /* The front's open files per worker (control socket, two output pipes,
    the status pipe), and those it keeps for everything else.  */
 #define FDS_PER_WORKER 4
-#define FDS_RESERVED   64
+/* In each session directory: the instance of the front that owns it.  */
+#define OWNER_FILE   ".owner"
+#define FDS_RESERVED 64
 /* How long a worker may leave a frame half sent before it is killed.  */
 #define FRAME_STALL_NS (5 * 1000000000LL)
 /* Output bytes read from one pipe per wakeup, so that a flooding worker
@@ -164,6 +166,7 @@ struct front {
   const struct kiln_config *cfg;
   struct kiln_limits limits;
   size_t max_sessions; /* --max-sessions, or fewer if the open-file limit says so */
+  char instance[64];   /* "PID STARTTIME": this front, as session directories record it */
   struct loop *loop;
   front_ready_cb ready_cb;
   void *ready_ctx;
@@ -265,9 +268,12 @@ void zygote_send_spawns(struct front *f);
 void zygote_lost(struct front *f, const char *why);
 void zygote_start(struct front *f);
 void zygote_tick(struct front *f, int64_t now);
+/* Gives up every spawn not yet answered, releasing its uid and cgroups.  */
+void zygote_release_spawns(struct front *f);
 void zygote_uid_release(struct front *f, int slot);
 
 /* front.c */
+char *front_instance_of(long pid);
 void front_cg_forget(struct front *f, const char *name);
 void worker_fault(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -93,6 +93,8 @@ session_free(struct session *s)
 {
   /* A closed session's files go with it.  */
   artifacts_drop_all(s);
+  cleanup_free char *owner = xasprintf("%s/" OWNER_FILE, s->workdir);
+  unlink(owner);
   rmdir(s->workdir);
   free(s->workdir);
   free(s->lost_reason);
@@ -124,6 +126,19 @@ make_workdir(struct front *f, const char *id, char **out, kiln_error_t *err)
     free(dir);
     return kiln_error_make(err, errno, "mkdir session directory");
   }
+  /* Whose it is, so that a kiln starting after this one died unclean
+     can tell it is nobody's (front_reap_stale_sessions).  */
+  cleanup_free char *owner = xasprintf("%s/" OWNER_FILE, dir);
+  int fd = open(owner, O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 || write_full(fd, f->instance, strlen(f->instance)) < 0) {
+    kiln_error_make(err, errno, "write %s", owner);
+    if (fd >= 0)
+      close(fd);
+    rmdir(dir);
+    free(dir);
+    return -1;
+  }
+  close(fd);
   *out = dir;
   return 0;
 }

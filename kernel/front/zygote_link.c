@@ -62,6 +62,14 @@ spawn_req_release(struct front *f, struct spawn_req *r)
 }
 
 void
+zygote_release_spawns(struct front *f)
+{
+  for (size_t i = 0; i < f->nspawn; i++)
+    spawn_req_release(f, &f->spawnq[i]);
+  f->nspawn = f->spawn_sent = 0;
+}
+
+void
 zygote_send_spawns(struct front *f)
 {
   if (!f->zygote_ready)

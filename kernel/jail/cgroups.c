@@ -3,6 +3,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,6 +77,64 @@ writable_dir(const char *dir)
   return access(dir, W_OK) == 0;
 }
 
+/* Whether process PID exists.  A group whose kiln is gone is nobody's;
+   one whose pid now belongs to another process is left alone (a reused
+   pid cannot be told from a renamed kiln), so only the dead are reaped.  */
+static bool
+pid_alive(long pid)
+{
+  return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
+}
+
+/* Removes group DIR and the session groups in it, killing what is left
+   in them (processes of a kiln that died without cleaning up).  */
+static void
+remove_tree(const char *dir)
+{
+  DIR *d = opendir(dir);
+  if (d) {
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+      if (de->d_type != DT_DIR || de->d_name[0] == '.')
+        continue;
+      cleanup_free char *sub = xasprintf("%s/%s", dir, de->d_name);
+      for (int i = 0; i < 50 && rmdir(sub) < 0 && errno == EBUSY; i++) {
+        cleanup_free char *procs = xasprintf("%s/cgroup.procs", sub);
+        FILE *fp = fopen(procs, "re");
+        long pid;
+        while (fp && fscanf(fp, "%ld", &pid) == 1)
+          kill((pid_t)pid, SIGKILL);
+        if (fp)
+          fclose(fp);
+        usleep(10000);
+      }
+    }
+    closedir(d);
+  }
+  rmdir(dir);
+}
+
+/* Removes the kiln-<pid> groups under PARENT whose kiln is gone.  */
+static void
+reap_stale(const char *parent)
+{
+  DIR *d = opendir(parent);
+  if (d == NULL)
+    return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    char *end;
+    if (strncmp(de->d_name, "kiln-", 5) != 0)
+      continue;
+    long pid = strtol(de->d_name + 5, &end, 10);
+    if (*end != '\0' || pid == (long)getpid() || pid_alive(pid))
+      continue;
+    cleanup_free char *dir = xasprintf("%s/%s", parent, de->d_name);
+    remove_tree(dir);
+  }
+  closedir(d);
+}
+
 void
 cg_host_probe(struct cg_host *h, const char *tag)
 {
@@ -86,7 +146,9 @@ cg_host_probe(struct cg_host *h, const char *tag)
   if (ctrls && strstr(ctrls, "memory") && strstr(ctrls, "pids")) {
     cleanup_free char *own = own_group(NULL);
     if (own) {
-      char *parent = xasprintf("/sys/fs/cgroup%s/%s", strcmp(own, "/") == 0 ? "" : own, tag);
+      cleanup_free char *base = xasprintf("/sys/fs/cgroup%s", strcmp(own, "/") == 0 ? "" : own);
+      reap_stale(base);
+      char *parent = xasprintf("%s/%s", base, tag);
       if (mkdir(parent, 0755) == 0 || errno == EEXIST) {
         kiln_error_t e = NULL;
         if (write_file(parent, "cgroup.subtree_control", "+memory +pids +cpu", &e) == 0
@@ -114,8 +176,10 @@ cg_host_probe(struct cg_host *h, const char *tag)
     cleanup_free char *own = own_group(v1_controllers[i]);
     if (own == NULL)
       continue;
-    char *dir = xasprintf("/sys/fs/cgroup/%s%s/%s", v1_controllers[i],
-                          strcmp(own, "/") == 0 ? "" : own, tag);
+    cleanup_free char *base
+        = xasprintf("/sys/fs/cgroup/%s%s", v1_controllers[i], strcmp(own, "/") == 0 ? "" : own);
+    reap_stale(base);
+    char *dir = xasprintf("%s/%s", base, tag);
     if ((mkdir(dir, 0755) == 0 || errno == EEXIST) && writable_dir(dir))
       h->dirs[i] = dir;
     else

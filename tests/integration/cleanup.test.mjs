@@ -5,7 +5,9 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import {
   startServer, run, callTool, sessionPid, childrenOf, commOf, pollUntil, TEST_TIMEOUT, HOOK_TIMEOUT,
@@ -69,6 +71,12 @@ describe('cgroups are released on every terminal path', { skip: why }, () => {
     await callTool(server.client, 'close_session', { session_id: a.session_id });
     await settled('one closed');
     process.kill(await sessionPid(server.client, b.session_id), 'SIGKILL');
+    // The front notices the death (SIGCHLD) before the next call runs.
+    const lost = await pollUntil(async () => {
+      const list = await callTool(server.client, 'list_sessions', {});
+      return list.structuredContent.sessions.find((x) => x.session_id === b.session_id)?.state === 'lost';
+    });
+    assert.ok(lost, 'the session is lost once its worker is killed');
     const again = await run(server.client, '1', { session_id: b.session_id });
     assert.equal(again.state_lost, true);
     await settled('a worker killed and replaced');
@@ -96,5 +104,34 @@ describe('cgroups are released on every terminal path', { skip: why }, () => {
     await s.close();
     const gone = await pollUntil(() => groupsOf(pid).every((d) => !existsSync(d)), 10_000);
     assert.ok(gone, `left behind: ${groupsOf(pid).filter((d) => existsSync(d))}`);
+  });
+
+  test('a kiln killed with SIGKILL leaves groups and session directories that the next kiln removes', opts, async () => {
+    const home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
+    try {
+      const a = await startServer([], { env: { KILN_HOME: home } });
+      const r = await run(a.client, 'from PIL import Image\nImage.new("RGB", (8, 8)).show()');
+      assert.equal(r.artifacts.length, 1);
+      const pid = a.pid;
+      const dirs = readdirSync(join(home, 'sessions'));
+      assert.ok(dirs.includes(r.session_id));
+      process.kill(pid, 'SIGKILL');
+      await pollUntil(() => !existsSync(`/proc/${pid}`) || commOf(pid) === null);
+      assert.ok(groupsOf(pid).some((d) => existsSync(d)), 'SIGKILL left the groups behind');
+      const b = await startServer([], { env: { KILN_HOME: home } });
+      try {
+        assert.ok(groupsOf(pid).every((d) => !existsSync(d)), `left: ${groupsOf(pid).filter((d) => existsSync(d))}`);
+        const left = readdirSync(join(home, 'sessions'));
+        for (const d of dirs) assert.ok(!left.includes(d), `session directory ${d} of the dead kiln is still there`);
+        // The new kiln's own sessions are untouched by the sweep.
+        const mine = await run(b.client, '1 + 1');
+        assert.equal(mine.result, '2');
+      } finally {
+        await b.close();
+      }
+      await a.close().catch(() => {});
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
