@@ -83,7 +83,10 @@ session_interrupt(struct session *s, int64_t now, bool cancel)
 {
   if (s->kill_ns != 0 || s->w == NULL)
     return;
-  kill(s->w->pid, SIGINT);
+  /* Tagged with the cell, so that an interrupt that arrives after its
+     cell ended is not taken for one meant for the next
+     (kernel/py/interrupt.c).  */
+  sigqueue(s->w->pid, SIGINT, (union sigval){ .sival_int = (int)s->execution_count });
   s->kill_ns = now + (int64_t)(s->front->cfg->grace_s * 1e9);
   s->cancel_interrupt = cancel;
 }

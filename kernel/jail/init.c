@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
 #include "init.h"
+#include "identity.h"
+#include "seccomp_policy.h"
 #include "frame.h"
 #include "util.h"
 
@@ -51,6 +53,17 @@ init_main(const struct init_params *p)
   struct pollfd pf = { .fd = p->mid_pidfd, .events = POLLIN };
   if (poll(&pf, 1, 10000) <= 0)
     _exit(126);
+  /* From here the init only reaps and relays signals, so it keeps
+     nothing else: the worker's uid (it must be able to signal it), no
+     capabilities, no way to gain any, and a filter of the few calls it
+     makes (loaded below, once it has no more set-up to do).  The ids
+     change before the parent-death signal is armed: a credential change
+     clears it.  */
+  kiln_error_t err = NULL;
+  if (p->filter && id_drop_privileges(p->switch_ids, p->uid, p->gid, &err) < 0) {
+    kill(w, SIGKILL);
+    _exit(125);
+  }
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
     _exit(126);
   struct pollfd ff = { .fd = p->front_pidfd, .events = POLLIN };
@@ -58,6 +71,11 @@ init_main(const struct init_params *p)
     _exit(126);
   close(p->mid_pidfd);
   close(p->front_pidfd);
+  if (p->filter
+      && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || scf_load_one(p->filter, &err) < 0)) {
+    kill(w, SIGKILL);
+    _exit(125);
+  }
 
   for (;;) {
     siginfo_t si;
@@ -65,9 +83,14 @@ init_main(const struct init_params *p)
       continue;
     if (si.si_signo != SIGCHLD) {
       /* The front's interrupt (and anything else it sends) is for the
-         worker.  SIGKILL never gets here: it ends this process and with
-         it the namespace.  */
-      kill(w, si.si_signo);
+         worker.  The front is outside the namespace, so its signals carry
+         no sender pid; one with a sender came from inside (the cell, whose
+         uid the init shares) and is not relayed.  SIGKILL never gets here:
+         it ends this process and with it the namespace.  */
+      if (si.si_pid == 0 && si.si_code == SI_QUEUE)
+        sigqueue(w, si.si_signo, si.si_value);
+      else if (si.si_pid == 0)
+        kill(w, si.si_signo);
       continue;
     }
     for (;;) {

@@ -6,6 +6,8 @@
 #ifndef KILN_INIT_H
 #define KILN_INIT_H
 
+#include <linux/filter.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct init_params {
@@ -15,6 +17,13 @@ struct init_params {
   int status_fd;   /* write end of the status pipe to the front */
   int ctl;         /* the worker's control socket: where a failure to
                       fork it is reported */
+  /* Who the init becomes once the worker is forked: the session's uid
+     (when SWITCH_IDS, as root) with no capabilities, under FILTER (NULL
+     without a jail).  */
+  bool switch_ids;
+  uid_t uid;
+  gid_t gid;
+  const struct sock_fprog *filter;
   /* Runs in the forked worker; never returns.  */
   void (*worker_main)(const void *arg) __attribute__((noreturn));
   const void *worker_arg;

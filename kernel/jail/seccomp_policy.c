@@ -519,3 +519,37 @@ scf_load(const struct scf_policy *p, kiln_error_t *err)
     return kiln_error_make(err, errno, "load the seccomp denylist");
   return 0;
 }
+
+int
+scf_build_init(struct sock_fprog *out, kiln_error_t *err)
+{
+  /* What the namespace's init does once the worker is forked: wait for a
+     signal, pass it on, reap, report the worker's status, exit.  */
+  static const char *const init_calls[] = {
+    "rt_sigtimedwait", "rt_sigprocmask", "rt_sigreturn", "restart_syscall", "kill",
+    "rt_sigqueueinfo", "wait4",          "waitid",       "write",           "exit",
+    "exit_group",
+  };
+  int r, ret = -1;
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+  if (ctx == NULL)
+    return kiln_error_make(err, ENOMEM, "seccomp_init");
+  if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS))) < 0) {
+    kiln_error_make(err, -r, "seccomp bad-arch action");
+    goto out;
+  }
+  for (size_t i = 0; i < sizeof init_calls / sizeof init_calls[0]; i++)
+    ADD(ctx, SCMP_ACT_ALLOW, init_calls[i], 0);
+  ret = export(ctx, out, err);
+out:
+  seccomp_release(ctx);
+  return ret;
+}
+
+int
+scf_load_one(const struct sock_fprog *f, kiln_error_t *err)
+{
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, f) < 0)
+    return kiln_error_make(err, errno, "load a seccomp filter");
+  return 0;
+}

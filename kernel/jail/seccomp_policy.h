@@ -24,6 +24,12 @@ void scf_free(struct scf_policy *p);
    already be set.  */
 int scf_load(const struct scf_policy *p, kiln_error_t *err);
 
+/* The filter of a worker's init (init.c): the handful of calls it makes
+   once the worker is forked, nothing else.  OUT->filter is allocated.  */
+int scf_build_init(struct sock_fprog *out, kiln_error_t *err);
+/* Loads one program into the calling thread (PR_SET_NO_NEW_PRIVS set).  */
+int scf_load_one(const struct sock_fprog *f, kiln_error_t *err);
+
 /* Syscalls the policy refuses by name: `kiln doctor` lists how many of
    them this libseccomp knows (it silently skips names it does not).  */
 extern const char *const scf_refused[];

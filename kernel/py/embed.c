@@ -3,6 +3,7 @@
 
 #include "pngenc.h"
 #include "embed.h"
+#include "interrupt.h"
 #include "paths.h"
 #include "watch.h"
 #include "util.h"
@@ -79,6 +80,10 @@ emb_init(const struct kiln_config *cfg, kiln_error_t *err)
   if (cap_png_register() < 0) {
     PyConfig_Clear(&config);
     return kiln_error_make(err, 0, "register the _kiln_png module");
+  }
+  if (intr_register() < 0) {
+    PyConfig_Clear(&config);
+    return kiln_error_make(err, 0, "register the _kiln_interrupt module");
   }
   if (wch_register() < 0) {
     PyConfig_Clear(&config);

@@ -5,6 +5,7 @@
 #include "embed.h"
 #include "frame.h"
 #include "wire_limits.h"
+#include "interrupt.h"
 #include "records.h"
 #include "sandbox.h"
 #include "util.h"
@@ -263,6 +264,7 @@ wrk_main(const struct wrk_params *p)
     const struct field *code = frame_get(&f, TAG_CODE);
     if (code == NULL || frame_get_u64(&f, TAG_CELL_NO, false, &cell_no, NULL) < 0)
       break;
+    intr_arm(cell_no);
     run_cell(run, (const char *)code->data, code->len, cell_no, p->limits, &fb);
     free(payload);
     /* C-level stdio (printf from extensions) is block-buffered on a pipe;

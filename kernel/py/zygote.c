@@ -94,6 +94,9 @@ close_pair(int fds[2])
   fds[0] = fds[1] = -1;
 }
 
+/* The filter of every worker's init, built with the policy.  */
+static struct sock_fprog init_filter;
+
 /* The limits every worker obeys, derived from the configuration.  */
 static struct kiln_limits limits;
 
@@ -196,6 +199,10 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
         .front_pidfd = front_pidfd,
         .status_fd = status[1],
         .ctl = ctl[1],
+        .switch_ids = !cfg->sbx->userns,
+        .uid = (uid_t)uid,
+        .gid = (gid_t)uid,
+        .filter = cfg->sbx->jail ? &init_filter : NULL,
         .worker_main = worker_entry,
         .worker_arg = &wp,
       };
@@ -300,7 +307,7 @@ static void
 serve(const struct kiln_config *cfg)
 {
   kiln_error_t err = NULL;
-  if (cfg->sbx->jail && scf_build(&policy, &err) < 0)
+  if (cfg->sbx->jail && (scf_build(&policy, &err) < 0 || scf_build_init(&init_filter, &err) < 0))
     fail(&err);
   reset_environment(cfg);
   struct fbuf ready;

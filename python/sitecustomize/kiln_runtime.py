@@ -395,6 +395,10 @@ def run_cell(source, cell_no, max_result):
         # A cell put the default back; kiln's handler does the same for
         # the cell's code, and guards kiln's own.
         signal.signal(signal.SIGINT, _on_sigint)
+        # Over signal.signal's handler, kiln's C one that drops an
+        # interrupt meant for an earlier cell (kernel/py/interrupt.c).
+        import _kiln_interrupt
+        _kiln_interrupt.arm()
     filename = _cell_filename(cell_no)
     ns = _main.__dict__
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
