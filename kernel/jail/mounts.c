@@ -126,6 +126,44 @@ bind_ro(const char *root, const char *src, kiln_error_t *err)
   return remount_submounts_ro(dst, err);
 }
 
+/* Files of the fresh /proc that still describe the host (its boot, its
+   disks, its devices, its kernel's command line) are masked as container
+   runtimes mask them (runc's maskedPaths): /dev/null over files, an
+   empty read-only tmpfs over directories.  A path this kernel does not
+   have is skipped.  */
+static int
+mask_proc(const char *root, kiln_error_t *err)
+{
+  static const char *const files[] = {
+    "/proc/cmdline",       "/proc/sys/kernel/random/boot_id",
+    "/proc/diskstats",     "/proc/interrupts",
+    "/proc/partitions",    "/proc/kcore",
+    "/proc/keys",          "/proc/key-users",
+    "/proc/latency_stats", "/proc/timer_list",
+    "/proc/sched_debug",   "/proc/kallsyms",
+    "/proc/modules",       "/proc/softirqs",
+    "/proc/sysrq-trigger",
+  };
+  static const char *const dirs[] = { "/proc/acpi", "/proc/asound", "/proc/scsi", "/proc/bus",
+                                      "/proc/irq",  "/proc/driver", "/proc/tty" };
+  cleanup_free char *null = xasprintf("%s/dev/null", root);
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    cleanup_free char *dst = xasprintf("%s%s", root, files[i]);
+    if (access(dst, F_OK) < 0)
+      continue;
+    if (mount(null, dst, NULL, MS_BIND, NULL) < 0)
+      return kiln_error_make(err, errno, "mask %s", files[i]);
+  }
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+    cleanup_free char *dst = xasprintf("%s%s", root, dirs[i]);
+    if (access(dst, F_OK) < 0)
+      continue;
+    if (mount("tmpfs", dst, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0") < 0)
+      return kiln_error_make(err, errno, "mask %s", dirs[i]);
+  }
+  return 0;
+}
+
 static int
 mount_tmpfs(const char *root, const char *path, const char *opts, kiln_error_t *err)
 {
@@ -226,6 +264,8 @@ mnt_build_root(const struct mnt_plan *p, kiln_error_t *err)
   /* A fresh /proc shows only this pid namespace.  */
   if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     return kiln_error_make(err, errno, "mount /proc");
+  if (mask_proc(root, err) < 0)
+    return -1;
 
   for (size_t i = 0; i < sizeof system_trees / sizeof system_trees[0]; i++) {
     const char *t = system_trees[i];

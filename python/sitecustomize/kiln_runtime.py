@@ -123,6 +123,7 @@ def worker_init(environment, jailed, max_image_side):
     np = sys.modules.get("numpy")
     if np is not None:
         np.random.seed()
+    _forget_host_paths()
     signal.signal(signal.SIGINT, _on_sigint)
     # Blocked outside the cell's code; run_cell unblocks it.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)
@@ -145,6 +146,21 @@ def worker_init(environment, jailed, max_image_side):
     # first cell's path.
     _execute("_ = 1\n_", "<warm-up>", {})
     repr(_error(ValueError("warm-up"), "<warm-up>"))
+
+
+def _forget_host_paths():
+    # matplotlib remembers the configuration and cache directories it
+    # found in the zygote, under the host's KILN_HOME; inside the jail it
+    # must find them again (MPLCONFIGDIR, under /tmp), or a cell would
+    # read the host's path back.  They are memoised in closures.
+    mpl = sys.modules.get("matplotlib")
+    for name in ("get_configdir", "get_cachedir"):
+        f = getattr(mpl, name, None)
+        cells = dict(zip(getattr(getattr(f, "__code__", None), "co_freevars", ()),
+                         getattr(f, "__closure__", None) or ()))
+        if "called" in cells and "ret" in cells:
+            cells["called"].cell_contents = False
+            cells["ret"].cell_contents = None
 
 
 def _on_sigint(signum, frame):
