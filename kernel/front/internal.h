@@ -197,6 +197,7 @@ struct front {
      Their ids and directories are assigned up front so that a worker is
      set up for its session before anyone asks for it.  */
   size_t artifacts_bytes; /* every session's images on disk */
+  size_t held_bytes;      /* partial frames held for all workers */
   uint64_t artifact_serial;
   struct session *spares;
   size_t nspares;

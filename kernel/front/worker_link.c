@@ -122,6 +122,7 @@ worker_free(struct worker *w)
       break;
     }
   worker_close_fds(w);
+  f->held_bytes -= w->in.len;
   /* Its processes are gone with its init: what it held is free again.  */
   if (w->cg_made)
     front_cg_forget(f, w->cg);
@@ -233,7 +234,20 @@ worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data)
                    (int)sender);
       return;
     }
+    /* The front holds every worker's partial frame in its own memory,
+       outside any session's cgroup: all of them together are bounded, and
+       the worker whose bytes would pass the bound is the one stopped.  */
+    struct front *f = w->front;
+    if (f->held_bytes + (size_t)r > f->limits.held_max) {
+      worker_fault(w,
+                   "the front holds %zu bytes of partial frames from its workers, its limit: "
+                   "this worker's frame (%zu bytes so far) would pass it",
+                   f->held_bytes, w->in.len + (size_t)r);
+      return;
+    }
+    f->held_bytes -= w->in.len;
     buf_append(&w->in, chunk, (size_t)r);
+    f->held_bytes += w->in.len;
     if (w->in.len > (size_t)w->front->limits.worker_frame + FRAME_HDR_SIZE) {
       worker_fault(w, "the worker sent more than a frame's worth of data at once");
       return;
@@ -242,7 +256,9 @@ worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data)
       struct frame fr;
       uint8_t *payload = NULL;
       kiln_error_t err = NULL;
+      size_t before = w->in.len;
       int n = link_next_frame(&w->in, w->front->limits.worker_frame, &fr, &payload, &err);
+      f->held_bytes -= before - w->in.len;
       if (n < 0) {
         worker_fault(w, "the worker broke the protocol: %s", err->msg);
         kiln_error_release(&err);

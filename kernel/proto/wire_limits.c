@@ -27,6 +27,11 @@ limits_derive(const struct kiln_config *cfg, struct kiln_limits *l)
   size_t cell = 3 * l->text_bytes + l->outputs_bytes;
   size_t file = l->file_bytes > l->listing_bytes ? l->file_bytes : l->listing_bytes;
   l->worker_frame = clamp_frame((cell > file ? cell : file) + FRAME_SLACK);
+  /* Four sessions sending their largest replies at once, and never less
+     than 256 MiB, so that ordinary traffic never meets it.  */
+  l->held_max = 4 * (size_t)l->worker_frame;
+  if (l->held_max < (256u << 20))
+    l->held_max = 256u << 20;
   size_t in = cfg->max_code > l->file_bytes ? cfg->max_code : l->file_bytes;
   l->front_frame = clamp_frame(in + FRAME_SLACK);
 }

@@ -27,6 +27,8 @@ struct kiln_limits {
      and says so.  */
   size_t listing_entries;
   size_t listing_bytes;
+  /* Bytes of partial frames the front holds for all workers together.  */
+  size_t held_max;
   /* The largest frame a worker may send and may be sent.  */
   uint32_t worker_frame;
   uint32_t front_frame;
