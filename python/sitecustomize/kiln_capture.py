@@ -144,6 +144,17 @@ def _form(obj, method):
     return data
 
 
+# Characters of a result's repr and of each text form a cell displays
+# (--max-result); kiln_runtime sets it for every cell.
+max_result = 65536
+
+
+def _cut(text, limit):
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} more characters]"
+
+
 def format_object(obj, limit):
     """Emits OBJ's rich forms and returns (text, shown): its text form for
     the model, and whether an image of it was emitted.
@@ -189,7 +200,7 @@ def format_object(obj, limit):
             try:
                 if mime == "application/json" and not isinstance(data, str):
                     data = json.dumps(data)
-                data = str(data).encode("utf-8", "backslashreplace")
+                data = _cut(str(data), limit).encode("utf-8", "backslashreplace")
             except Exception as exc:
                 _note(obj, f"{method}()", exc)
                 continue
@@ -201,8 +212,7 @@ def format_object(obj, limit):
             text = repr(obj)
         except Exception as exc:
             text = f"<repr of {type(obj).__qualname__} raised {_note(obj, '__repr__()', exc)}>"
-    if len(text) > limit:
-        text = text[:limit] + f"... [{len(text) - limit} more characters]"
+    text = _cut(text, limit)
     shown = any(o[0].startswith("image/") for o in outputs[before:])
     return text, shown
 
@@ -223,6 +233,6 @@ def _pandas_text(obj):
 def display(*objs, **kwargs):
     """Shows each object below the cell's output, as a notebook does."""
     for obj in objs:
-        text, shown = format_object(obj, 65536)
+        text, shown = format_object(obj, max_result)
         if not shown:
             outputs.append(("text/plain", _name("display", "txt"), text.encode("utf-8", "backslashreplace"), 0, 0))

@@ -407,6 +407,7 @@ def run_cell(source, cell_no, max_result):
     import kiln_capture
 
     kiln_capture.hook_pil()
+    kiln_capture.max_result = max_result
     if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
         # A cell put the default back; kiln's handler does the same for
         # the cell's code, and guards kiln's own.

@@ -7,6 +7,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -72,6 +73,24 @@ describe('caps that cap', () => {
     const again = await run(server.client, '1 + 1', { session_id: r.session_id });
     assert.equal(again.result, '2');
     assert.equal(again.state_lost, false);
+  });
+
+  test('a _repr_markdown_ of 11 M characters is cut to --max-result in display() and as the result', opts, async () => {
+    const r = await runFull(server.client, [
+      'class M:',
+      "    def _repr_markdown_(self): return 'x' * 11_000_000",
+      'display(M())',
+      'M()',
+    ].join('\n'));
+    const sc = r.structuredContent;
+    assert.equal(sc.status, 'ok');
+    const markdown = sc.display.filter((d) => d.mime === 'text/markdown');
+    assert.ok(markdown.length >= 1);
+    for (const d of markdown) {
+      assert.ok(d.text.length <= 65536 + 100, `${d.text.length} characters`);
+      assert.match(d.text, /more characters\]$/);
+    }
+    assert.ok(JSON.stringify(r).length < 2 << 20, 'the reply stays small');
   });
 
   test('list_files over 10,000 nested files is cut short and says so; the session lives', opts, async () => {
@@ -182,5 +201,31 @@ describe('a host with a low open-file limit', () => {
       const r = await run(client, 'v', { session_id: id });
       assert.equal(r.result, String(i));
     }
+  });
+});
+
+describe('a full disk', { skip: process.getuid() === 0 ? false : 'needs root to mount a small tmpfs as KILN_HOME' }, () => {
+  let server;
+  let home;
+  before(async () => {
+    home = mkdtempSync(join(tmpdir(), 'kiln-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2M', 'tmpfs', home]);
+    server = await startServer([], { env: { KILN_HOME: home } });
+  }, { timeout: HOOK_TIMEOUT });
+  after(async () => {
+    await server?.close();
+    execFileSync('umount', ['-l', home]);
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  test('an image that cannot be stored is said in the reply and leaves no partial file', opts, async () => {
+    // Noise does not compress: about 3 MB of PNG, on a 2 MB disk.
+    const r = await run(server.client, 'import numpy as np, PIL.Image\n'
+      + 'PIL.Image.fromarray(np.random.randint(0, 255, (1000, 1000, 3), dtype=np.uint8)).show()', { timeout_s: 60 });
+    assert.equal(r.status, 'ok', JSON.stringify(r.error));
+    assert.equal(r.artifacts.length, 0);
+    assert.match(r.notice ?? '', /could not be stored \(No space left on device\)/);
+    const leftovers = readdirSync(join(home, 'sessions', r.session_id, 'artifacts'));
+    assert.deepEqual(leftovers, []);
   });
 });
