@@ -153,8 +153,8 @@ sbx_doctor(const struct sbx_config *c, FILE *out)
   snprintf(detail, sizeof detail, "%zu of the %zu refused by name are known to this libseccomp",
            scf_known(scf_refused, scf_nrefused), scf_nrefused);
   line(out, "seccomp names", true, detail);
-  cleanup_free char *cg = c->userns ? xstrdup("kiln is unprivileged: rlimits only")
-                                    : cg_host_describe(&c->cg, &c->cg_limits);
+  cleanup_free char *cg
+      = c->userns ? sbx_unprivileged_bound(c) : cg_host_describe(&c->cg, &c->cg_limits);
   line(out, "cgroups (memory, pids, cpu)", !c->userns && c->cg.version != 0, cg);
   long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
   snprintf(detail, sizeof detail,

@@ -88,7 +88,7 @@ sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *
      allocation forever instead of failing.  RLIMIT_NPROC is counted per
      user namespace (Linux 5.14+), so it holds per session either way.  */
   if (c->userns)
-    lim.address_space = 4 * c->cg_limits.memory;
+    lim.address_space = UNPRIVILEGED_AS(c);
   if (id_set_rlimits(&lim, err) < 0)
     return -1;
 
@@ -219,12 +219,24 @@ sbx_config_free(struct sbx_config *c)
 }
 
 char *
+sbx_unprivileged_bound(const struct sbx_config *c)
+{
+  size_t as = UNPRIVILEGED_AS(c);
+  unsigned long long worst = (unsigned long long)as * c->limits.nproc;
+  return xasprintf("unavailable (kiln is unprivileged): memory is limited per process, not per "
+                   "session: %zu MiB of address space each, up to %u processes, so at worst %llu "
+                   "GiB per session (lower --memory or --max-procs, or run kiln as root for "
+                   "cgroups); inotify instances are shared by every session of this host user",
+                   as >> 20, c->limits.nproc, worst >> 30);
+}
+
+char *
 sbx_describe(const struct sbx_config *c)
 {
   if (!c->jail)
     return xstrdup("NONE: the sandbox is disabled (--insecure-no-sandbox); cells run unisolated");
-  cleanup_free char *cg = c->userns ? xstrdup("unavailable (kiln is unprivileged: rlimits only)")
-                                    : cg_host_describe(&c->cg, &c->cg_limits);
+  cleanup_free char *cg
+      = c->userns ? sbx_unprivileged_bound(c) : cg_host_describe(&c->cg, &c->cg_limits);
   return xasprintf("namespaces (%spid, mount, net, ipc, uts, cgroup), read-only root, %s, "
                    "no capabilities, no-new-privs, seccomp; cgroups: %s",
                    c->userns ? "user, " : "", c->userns ? "own uid" : "per-session uid", cg);

@@ -71,6 +71,12 @@ int sbx_in_child(int (*fn)(const struct sbx_config *, kiln_error_t *), const str
 #include <stdio.h>
 int sbx_doctor(const struct sbx_config *c, FILE *out);
 
+/* Unprivileged kiln has no cgroups: the address-space limit of each of a
+   session's processes, and a sentence stating the worst case it allows.
+   Allocated.  */
+#define UNPRIVILEGED_AS(c) (4 * (c)->cg_limits.memory)
+char *sbx_unprivileged_bound(const struct sbx_config *c);
+
 /* One line naming what is active, for the banner.  Allocated.  */
 char *sbx_describe(const struct sbx_config *c);
 

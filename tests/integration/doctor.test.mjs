@@ -1,0 +1,41 @@
+// kiln doctor says what the host gives a session, including what it
+// cannot give: unprivileged, without cgroups, the memory bound is per
+// process, and the worst case per session is stated as a number.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { KILN_BIN, TEST_TIMEOUT } from './helpers.mjs';
+
+const opts = { timeout: TEST_TIMEOUT };
+
+function doctor(args, asNobody) {
+  const home = mkdtempSync(join(tmpdir(), 'kiln-doctor-'));
+  chmodSync(home, 0o777);
+  const cmd = asNobody
+    ? ['setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', `HOME=${home}`, `KILN_HOME=${home}`, KILN_BIN, 'doctor', ...args]]
+    : [KILN_BIN, ['doctor', ...args]];
+  const r = spawnSync(cmd[0], cmd[1], { encoding: 'utf8', env: { ...process.env, KILN_HOME: home } });
+  rmSync(home, { recursive: true, force: true });
+  return r;
+}
+
+test('as root, kiln doctor shows the cgroup limits per session', opts, (t) => {
+  if (process.getuid() !== 0) return t.skip('not root');
+  const r = doctor(['--memory', '512M'], false);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /cgroups \(memory, pids, cpu\)\s+active\s+cgroup v\d \(memory 512 MiB/);
+});
+
+test('unprivileged, kiln doctor states the worst case memory per session as a number', opts, (t) => {
+  const asNobody = process.getuid() === 0;
+  if (asNobody && spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', KILN_BIN, '--version']).status !== 0) {
+    return t.skip('this kiln cannot run as nobody here (its Python is out of reach)');
+  }
+  const r = doctor(['--memory', '256M', '--max-procs', '64'], asNobody);
+  assert.match(r.stdout, /memory is limited per process, not per session: 1024 MiB of address space each, up to 64 processes, so at worst 64 GiB per session/);
+});
