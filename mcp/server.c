@@ -409,8 +409,6 @@ initialize(struct mcp_server *s, json_t *params)
 #define ARTIFACT_URI_PREFIX "kiln://sessions/"
 /* resources/list pages.  */
 #define RESOURCES_PER_PAGE 100
-/* resources/read refuses artifacts larger than this.  */
-#define MAX_RESOURCE_BYTES (32u << 20)
 
 struct listing {
   json_t *items;
@@ -502,28 +500,15 @@ resources_read(struct mcp_server *s, json_t *params, int *code, char **message, 
   }
   kiln_error_t err = NULL;
   const char *mime = NULL;
-  cleanup_free char *path = front_artifact_path(s->front, sid, name, &mime, &err);
-  if (path == NULL) {
+  size_t len = 0;
+  cleanup_free uint8_t *data = front_artifact_read(s->front, sid, name, &mime, &len, &err);
+  if (data == NULL) {
     *code = -32002;
     *message = xasprintf("resource not found: %s (%s)", uri, err->msg);
     kiln_error_release(&err);
     return NULL;
   }
-  cleanup_close int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)
-      || st.st_size > (off_t)MAX_RESOURCE_BYTES) {
-    *code = JRPC_INTERNAL_ERROR;
-    *message = xasprintf("cannot read %s", uri);
-    return NULL;
-  }
-  cleanup_free uint8_t *data = xmalloc((size_t)st.st_size + 1);
-  if (read_full(fd, data, (size_t)st.st_size) < 0) {
-    *code = JRPC_INTERNAL_ERROR;
-    *message = xasprintf("cannot read %s: %s", uri, strerror(errno));
-    return NULL;
-  }
-  cleanup_free char *b64 = base64_encode(data, (size_t)st.st_size);
+  cleanup_free char *b64 = base64_encode(data, len);
   return json_pack("{s:[{s:s, s:s, s:s}]}", "contents", "uri", uri, "mimeType", mime, "blob", b64);
 }
 

@@ -3,9 +3,11 @@
    They live outside the session's size-limited /work and its cgroup, so
    the front bounds them: a quota per session (a quarter of
    --max-artifacts-size) and one for all sessions together; the oldest are
-   evicted first, and the reply of the cell that caused it says so.  A
-   write that fails (a full disk) leaves nothing behind and is reported
-   too.  */
+   evicted first, and the reply of the cell that caused it says so.  The
+   files are written off the loop (artifact_writer.c); until one is
+   complete it is read from memory.  A disk without room for an image is
+   said in the reply, and a write that fails anyway leaves nothing behind
+   and is logged.  */
 #define _GNU_SOURCE
 #include "internal.h"
 #include "log.h"
@@ -15,6 +17,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 static size_t
@@ -29,12 +32,24 @@ artifact_path(const struct session *s, const struct artifact *a)
   return xasprintf("%s/artifacts/%s", s->workdir, a->name);
 }
 
+/* Removes A's file, or the write that would make it.  */
+static void
+discard(struct front *f, const struct session *s, struct artifact *a)
+{
+  if (a->job) {
+    art_drop(f->writer, a->job);
+    a->job = NULL;
+    return;
+  }
+  cleanup_free char *path = artifact_path(s, a);
+  unlink(path);
+}
+
 /* Removes S's oldest artifact from disk and from the accounts.  */
 static void
 evict_oldest(struct front *f, struct session *s)
 {
-  cleanup_free char *path = artifact_path(s, &s->artifacts[0]);
-  unlink(path);
+  discard(f, s, &s->artifacts[0]);
   s->artifacts_bytes -= s->artifacts[0].size;
   f->artifacts_bytes -= s->artifacts[0].size;
   memmove(s->artifacts, s->artifacts + 1, (s->nartifacts - 1) * sizeof *s->artifacts);
@@ -86,19 +101,18 @@ artifact_store(struct session *s, const char *mime, const uint8_t *data, size_t 
                         .serial = ++f->artifact_serial };
   snprintf(a.name, sizeof a.name, "cell%llu-%llu.%s", (unsigned long long)s->execution_count,
            (unsigned long long)a.serial, strcmp(mime, "image/jpeg") == 0 ? "jpg" : "png");
-  cleanup_free char *path = artifact_path(s, &a);
-  int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0 || write_full(fd, data, len) < 0 || close(fd) < 0) {
-    int e = errno;
-    /* Nothing half-written stays behind.  */
-    if (fd >= 0) {
-      close(fd);
-      unlink(path);
-    }
-    notes->write_errno = e;
-    log_msg(LOG_ERROR, "write %s: %s", path, strerror(e));
+  /* The write happens after the reply; whether the disk has room is
+     known now, and said in this reply.  */
+  struct statvfs vfs;
+  if (statvfs(dir, &vfs) == 0
+      && (unsigned long long)vfs.f_bavail * vfs.f_frsize < len + (64u << 10)) {
+    notes->write_errno = ENOSPC;
     return NULL;
   }
+  cleanup_free char *path = artifact_path(s, &a);
+  uint8_t *copy = xmalloc(len ? len : 1);
+  memcpy(copy, data, len);
+  a.job = art_write(f->writer, path, copy, len);
   s->artifacts = xrealloc(s->artifacts, (s->nartifacts + 1) * sizeof *s->artifacts);
   s->artifacts[s->nartifacts] = a;
   s->artifacts_bytes += len;
@@ -140,10 +154,8 @@ artifact_notice(const struct artifact_notes *n)
 void
 artifacts_drop_all(struct session *s)
 {
-  for (size_t i = 0; i < s->nartifacts; i++) {
-    cleanup_free char *path = artifact_path(s, &s->artifacts[i]);
-    unlink(path);
-  }
+  for (size_t i = 0; i < s->nartifacts; i++)
+    discard(s->front, s, &s->artifacts[i]);
   s->front->artifacts_bytes -= s->artifacts_bytes;
   s->artifacts_bytes = 0;
   cleanup_free char *adir = xasprintf("%s/artifacts", s->workdir);
@@ -153,9 +165,33 @@ artifacts_drop_all(struct session *s)
   s->nartifacts = 0;
 }
 
-char *
-front_artifact_path(struct front *f, const char *session_id, const char *name, const char **mime,
-                    kiln_error_t *err)
+void
+artifact_written(void *ctx, struct art_job *job, int errnum)
+{
+  struct front *f = ctx;
+  for (struct session *s = f->sessions; s; s = s->next)
+    for (size_t i = 0; i < s->nartifacts; i++) {
+      struct artifact *a = &s->artifacts[i];
+      if (a->job != job)
+        continue;
+      a->job = NULL;
+      if (errnum == 0)
+        return;
+      /* The reply has gone: the image is only gone from the table, and
+         the log says why.  */
+      log_msg(LOG_ERROR, "could not store image %s of session %s: %s", a->name, s->id,
+              strerror(errnum));
+      s->artifacts_bytes -= a->size;
+      f->artifacts_bytes -= a->size;
+      memmove(a, a + 1, (s->nartifacts - i - 1) * sizeof *a);
+      s->nartifacts--;
+      return;
+    }
+}
+
+uint8_t *
+front_artifact_read(struct front *f, const char *session_id, const char *name, const char **mime,
+                    size_t *len, kiln_error_t *err)
 {
   struct session *s = session_find(f, session_id);
   if (s == NULL) {
@@ -163,11 +199,35 @@ front_artifact_path(struct front *f, const char *session_id, const char *name, c
     return NULL;
   }
   /* Only names kiln gave out: nothing a client sends becomes a path.  */
-  for (size_t i = 0; i < s->nartifacts; i++)
-    if (strcmp(s->artifacts[i].name, name) == 0) {
-      *mime = s->artifacts[i].mime;
-      return artifact_path(s, &s->artifacts[i]);
+  for (size_t i = 0; i < s->nartifacts; i++) {
+    struct artifact *a = &s->artifacts[i];
+    if (strcmp(a->name, name) != 0)
+      continue;
+    *mime = a->mime;
+    if (a->job) {
+      size_t n;
+      const uint8_t *d = art_job_data(a->job, &n);
+      uint8_t *copy = xmalloc(n ? n : 1);
+      memcpy(copy, d, n);
+      *len = n;
+      return copy;
     }
+    cleanup_free char *path = artifact_path(s, a);
+    cleanup_close int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != a->size) {
+      kiln_error_make(err, errno, "cannot read image %s", name);
+      return NULL;
+    }
+    uint8_t *data = xmalloc(a->size ? a->size : 1);
+    if (read_full(fd, data, a->size) < 0) {
+      kiln_error_make(err, errno, "cannot read image %s", name);
+      free(data);
+      return NULL;
+    }
+    *len = a->size;
+    return data;
+  }
   kiln_error_make(err, 0, "session %s has no artifact '%s' (it may have been evicted)", session_id,
                   name);
   return NULL;

@@ -296,6 +296,13 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
     free(f);
     return NULL;
   }
+  f->writer = art_writer_new(loop, artifact_written, f, err);
+  if (f->writer == NULL) {
+    loop_del(loop, sigfd);
+    close(sigfd);
+    free(f);
+    return NULL;
+  }
   loop_set_timers(loop, next_deadline, tick, f);
   zygote_start(f);
   spares_refill(f);
@@ -390,6 +397,9 @@ front_free(struct front *f)
   for (size_t i = 0; i < f->ncg_dead; i++)
     free(f->cg_dead[i]);
   free(f->cg_dead);
+  /* Every session's artifacts were dropped with it: no job is left that
+     anyone holds.  */
+  art_writer_free(f->writer);
   loop_del(f->loop, f->sigfd);
   close(f->sigfd);
   buf_free(&f->zin);

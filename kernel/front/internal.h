@@ -6,6 +6,7 @@
 
 #include "cgroups.h"
 #include "frame.h"
+#include "artifact_writer.h"
 #include "kiln.h"
 #include "wire_limits.h"
 #include "output.h"
@@ -125,7 +126,8 @@ struct artifact {
   size_t size;
   uint32_t width, height;
   uint64_t cell;
-  uint64_t serial; /* front-wide: lower is older */
+  uint64_t serial;     /* front-wide: lower is older */
+  struct art_job *job; /* its file is being written; NULL once it is there */
 };
 
 /* What storing a cell's images did besides storing them, for its reply.  */
@@ -198,6 +200,7 @@ struct front {
      set up for its session before anyone asks for it.  */
   size_t artifacts_bytes; /* every session's images on disk */
   size_t held_bytes;      /* partial frames held for all workers */
+  struct art_writer *writer;
   uint64_t artifact_serial;
   struct session *spares;
   size_t nspares;
@@ -246,6 +249,8 @@ struct artifact *artifact_store(struct session *s, const char *mime, const uint8
 /* A sentence for the reply about NOTES (allocated), or NULL.  */
 char *artifact_notice(const struct artifact_notes *notes);
 void artifacts_drop_all(struct session *s);
+/* The writer's callback (artifact_writer.h); CTX is the front.  */
+void artifact_written(void *ctx, struct art_job *job, int errnum);
 
 /* reply.c */
 

@@ -146,11 +146,11 @@ void front_cancel(struct front *f, int64_t handle);
    errors.  Returns -1 with ERR when the id is unknown.  */
 int front_close_session(struct front *f, const char *session_id, kiln_error_t *err);
 
-/* The file holding artifact NAME of session SESSION_ID: a newly
-   allocated path the caller frees, or NULL with ERR when either is
-   unknown.  *MIME gets its type (static).  */
-char *front_artifact_path(struct front *f, const char *session_id, const char *name,
-                          const char **mime, kiln_error_t *err);
+/* The bytes of artifact NAME of session SESSION_ID (allocated, the caller
+   frees them; their length in *LEN), or NULL with ERR when either is
+   unknown or the image cannot be read.  *MIME gets its type (static).  */
+uint8_t *front_artifact_read(struct front *f, const char *session_id, const char *name,
+                             const char **mime, size_t *len, kiln_error_t *err);
 
 /* Calls FN for every stored artifact of every session, newest session
    first.  */
