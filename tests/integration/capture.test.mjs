@@ -26,16 +26,22 @@ function decode(bytes) {
 
 const images = (result) => result.content.filter((c) => c.type === 'image');
 
+/** The first image content of RESULT, and what PIL makes of it. */
+function firstImage(result) {
+  const [img] = images(result);
+  assert.ok(img, dump(result));
+  return { img, decoded: decode(Buffer.from(img.data, 'base64')) };
+}
+
 describe('capture', () => {
   const kiln = useServer();
 
   test('a figure never shown is captured as a valid PNG of its pixel size', opts, async () => {
     const result = await runFull(kiln.client, 'import matplotlib.pyplot as plt\nfig = plt.figure(figsize=(4, 3), dpi=50)\nplt.plot([1, 3, 2])');
     assert.equal(result.isError, false, dump(result));
-    const [img] = images(result);
-    assert.ok(img, dump(result));
+    const { img, decoded } = firstImage(result);
     assert.equal(img.mimeType, 'image/png');
-    assert.deepEqual(decode(Buffer.from(img.data, 'base64')), { width: 200, height: 150, mode: decode(Buffer.from(img.data, 'base64')).mode, format: 'PNG' });
+    assert.deepEqual(decoded, { width: 200, height: 150, mode: 'RGB', format: 'PNG' });
     const [meta] = result.structuredContent.artifacts;
     assert.equal(meta.width, 200);
     assert.equal(meta.height, 150);
@@ -62,11 +68,8 @@ describe('capture', () => {
 
   test('PIL Image.show() captures the image', opts, async () => {
     const result = await runFull(kiln.client, 'from PIL import Image\nImage.new("RGB", (37, 21), (200, 30, 30)).show()');
-    const [img] = images(result);
-    assert.ok(img, dump(result));
-    const d = decode(Buffer.from(img.data, 'base64'));
-    assert.equal(d.width, 37);
-    assert.equal(d.height, 21);
+    const { decoded } = firstImage(result);
+    assert.deepEqual([decoded.width, decoded.height], [37, 21]);
   });
 
   test('display() of an object with _repr_png_ shows its PNG', opts, async () => {
@@ -81,9 +84,7 @@ describe('capture', () => {
         'display(Chart())',
       ].join('\n'),
     );
-    const [img] = images(result);
-    assert.ok(img, dump(result));
-    assert.equal(decode(Buffer.from(img.data, 'base64')).width, 9);
+    assert.equal(firstImage(result).decoded.width, 9);
   });
 
   test('a DataFrame result is a text table for the model, with HTML among the display forms', opts, async () => {
@@ -119,9 +120,7 @@ describe('capture', () => {
 
   test('a large figure is sent downscaled, with the full size kept as the artifact', opts, async () => {
     const result = await runFull(kiln.client, 'import matplotlib.pyplot as plt\nplt.figure(figsize=(20, 10), dpi=100)\nplt.plot([1, 2])');
-    const [img] = images(result);
-    const inline = decode(Buffer.from(img.data, 'base64'));
-    assert.equal(inline.width, 1568);
+    assert.equal(firstImage(result).decoded.width, 1568);
     const [meta] = result.structuredContent.artifacts;
     assert.equal(meta.width, 2000);
     const read = await kiln.client.readResource({ uri: meta.uri });
@@ -169,9 +168,8 @@ describe('--max-image-side', () => {
   test('sets the size past which images are sent downscaled', opts, async () => {
     await withServer({ args: ['--max-image-side', '100'] }, async ({ client }) => {
       const result = await runFull(client, 'import matplotlib.pyplot as plt\nplt.figure(figsize=(3, 2), dpi=100)\nplt.plot([1, 2])');
-      const [img] = result.content.filter((c) => c.type === 'image');
-      const inline = decode(Buffer.from(img.data, 'base64'));
-      assert.deepEqual([inline.width, inline.height], [100, 67]);
+      const { decoded } = firstImage(result);
+      assert.deepEqual([decoded.width, decoded.height], [100, 67]);
       assert.equal(result.structuredContent.artifacts[0].width, 300);
     });
   });

@@ -24,7 +24,7 @@ describe('session files', () => {
     assert.equal(link.uri, `kiln://sessions/${sid}/files/out/report.txt`);
     assert.deepEqual(result.structuredContent.files.map((f) => f.path), ['out/report.txt']);
     const read = await callTool(kiln.client, 'read_file', { session_id: sid, path: 'out/report.txt' });
-    assert.equal(read.isError, undefined ?? read.isError, dump(read));
+    assert.ok(!read.isError, dump(read));
     assert.equal(read.content[0].text, 'héllo\n');
     const res = await kiln.client.readResource({ uri: link.uri });
     assert.equal(res.contents[0].text, 'héllo\n');
