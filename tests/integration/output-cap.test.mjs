@@ -3,6 +3,7 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 
 import { useServer, run, dump, TEST_TIMEOUT } from './helpers.mjs';
 
@@ -62,6 +63,17 @@ describe('output cap with --max-output 10000', () => {
     const second = await run(kiln.client, 'print("small")', { session_id: first.session_id });
     assert.equal(second.stdout, 'small\n');
     assert.equal(second.stdout_dropped, 0);
+  });
+
+  test('gigabytes of output cost the front only the cap', opts, async () => {
+    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${kiln.pid}/status`, 'utf8'))[1]);
+    const before = rss();
+    const sc = await run(kiln.client, 'import os\nb = b"y" * (1 << 20)\nfor _ in range(2048): os.write(1, b)\n"done"', {
+      timeout_s: 120,
+    });
+    assert.equal(sc.status, 'ok', dump({ ...sc, stdout: sc.stdout.slice(0, 200) }));
+    assert.equal(sc.stdout_dropped, 2048 * (1 << 20) - MAX_OUTPUT);
+    assert.ok(rss() - before < 64 * 1024, `the front grew by ${rss() - before} KiB`);
   });
 
   test('output under the cap is returned whole', opts, async () => {
