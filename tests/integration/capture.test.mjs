@@ -156,9 +156,13 @@ describe('capture', () => {
     ]);
   });
 
-  test('an unknown or malformed resource URI is refused and the server lives', opts, async () => {
-    for (const uri of ['kiln://sessions/abc/artifacts/../../etc/passwd', 'kiln://sessions/00/artifacts/none.png', 'file:///etc/passwd']) {
-      await assert.rejects(kiln.client.readResource({ uri }), /not found/);
+  test('an artifact of an unknown session, or an artifact a session does not have, is not found, saying which', opts, async () => {
+    const { session_id } = await run(kiln.client, 'pass');
+    for (const [uri, why] of [
+      [`kiln://sessions/${session_id}/artifacts/none.png`, ` (session ${session_id} has no artifact 'none.png')`],
+      ['kiln://sessions/00/artifacts/none.png', " (unknown session '00')"],
+    ]) {
+      await assert.rejects(kiln.client.readResource({ uri }), { code: -32002, message: `MCP error -32002: resource not found: ${uri}${why}` });
     }
     assert.equal((await run(kiln.client, '1+1')).result, '2');
   });
