@@ -1,19 +1,9 @@
 // Bad input: every mistake gets a clear error and the server keeps answering.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import {
-  startServer,
-  startRaw,
-  run,
-  runFull,
-  callTool,
-  resultText,
-  dump,
-  TEST_TIMEOUT,
-  HOOK_TIMEOUT,
-} from './helpers.mjs';
+import { useServer, useRawServer, withRawServer, run, expectResult, assertKept, runFull, callTool, resultText, dump, TEST_TIMEOUT } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
@@ -24,29 +14,14 @@ async function assertStillAnswers(client) {
 }
 
 describe('bad tool calls through the SDK client', () => {
-  let server;
-  let client;
+  const kiln = useServer();
 
-  before(async () => {
-    server = await startServer();
-    client = server.client;
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
-  }, { timeout: HOOK_TIMEOUT });
-
-  test('calling an unknown tool is refused with a message naming the tool', opts, async () => {
-    let text;
-    try {
-      const result = await callTool(client, 'no_such_tool', {});
-      assert.equal(result.isError, true, `unknown tool call succeeded: ${dump(result)}`);
-      text = resultText(result);
-    } catch (err) {
-      text = String(err?.message ?? err);
-    }
-    assert.match(text, /no_such_tool/);
-    await assertStillAnswers(client);
+  test('calling an unknown tool is refused with invalid params (-32602) naming the tool', opts, async () => {
+    await assert.rejects(callTool(kiln.client, 'no_such_tool', {}), {
+      code: -32602,
+      message: /unknown tool 'no_such_tool' \(kiln offers run_python, /,
+    });
+    await assertStillAnswers(kiln.client);
   });
 
   const badArguments = [
@@ -58,71 +33,46 @@ describe('bad tool calls through the SDK client', () => {
   ];
   for (const [label, args, pattern] of badArguments) {
     test(`run_python with ${label} returns isError naming the argument, and the server still answers`, opts, async () => {
-      const result = await callTool(client, 'run_python', args);
+      const result = await callTool(kiln.client, 'run_python', args);
       assert.equal(result.isError, true, dump(result));
       assert.match(resultText(result), pattern);
-      await assertStillAnswers(client);
+      await assertStillAnswers(kiln.client);
     });
   }
 
   test('run_python with an unknown session id returns isError mentioning "unknown session"', opts, async () => {
-    const result = await runFull(client, '1+1', { session_id: 'this-session-does-not-exist' });
+    const result = await runFull(kiln.client, '1+1', { session_id: 'this-session-does-not-exist' });
     assert.equal(result.isError, true, dump(result));
     assert.match(resultText(result), /unknown session/i);
-    await assertStillAnswers(client);
+    await assertStillAnswers(kiln.client);
   });
 
   test('a bad argument on an existing session leaves that session intact', opts, async () => {
-    const first = await run(client, 'precious = 123');
-    const bad = await callTool(client, 'run_python', { session_id: first.session_id, code: 7 });
+    const first = await run(kiln.client, 'precious = 123');
+    const bad = await callTool(kiln.client, 'run_python', { session_id: first.session_id, code: 7 });
     assert.equal(bad.isError, true, dump(bad));
-    const after = await run(client, 'precious', { session_id: first.session_id });
-    assert.equal(after.result, '123');
-    assert.equal(after.state_lost, false);
+    await assertKept(kiln.client, first.session_id, 'precious', '123');
   });
 });
 
 describe('code size limit with --max-code 1000', () => {
-  let server;
-  let client;
+  const kiln = useServer({ args: ['--max-code', '1000'] });
 
-  before(async () => {
-    server = await startServer(['--max-code', '1000']);
-    client = server.client;
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
-  }, { timeout: HOOK_TIMEOUT });
-
-  test('code over the size limit is refused with a message that mentions the limit', opts, async () => {
+  test('code over the size limit is refused with a message giving its size and the limit', opts, async () => {
     const code = `x = ${JSON.stringify('a'.repeat(2000))}`;
-    assert.ok(code.length >= 2000);
-    const result = await runFull(client, code);
+    const result = await runFull(kiln.client, code);
     assert.equal(result.isError, true, dump(result));
-    assert.match(resultText(result), /limit|1000|too (long|large|big)/i);
-    await assertStillAnswers(client);
+    assert.equal(resultText(result), `the code is ${code.length} bytes, over the 1000-byte limit (--max-code)`);
+    await assertStillAnswers(kiln.client);
   });
 
   test('code under the size limit still runs', opts, async () => {
-    const sc = await run(client, `len(${JSON.stringify('b'.repeat(500))})`);
-    assert.equal(sc.status, 'ok', dump(sc));
-    assert.equal(sc.result, '500');
+    await expectResult(kiln.client, `len(${JSON.stringify('b'.repeat(500))})`, '500');
   });
 });
 
 describe('malformed JSON-RPC over raw stdio (--max-message 100000)', () => {
-  let raw;
-
-  before(async () => {
-    raw = startRaw(['--max-message', '100000']);
-    const init = await raw.initialize();
-    assert.ok(init.result, `initialize failed: ${dump(init)}`);
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await raw?.close();
-  }, { timeout: HOOK_TIMEOUT });
+  const raw = useRawServer({ args: ['--max-message', '100000'] });
 
   async function assertRawStillAnswers() {
     const response = await raw.runPython('1+1');
@@ -178,7 +128,7 @@ describe('malformed JSON-RPC over raw stdio (--max-message 100000)', () => {
     assert.equal(response.result?.structuredContent?.result, '50000', dump(response));
   });
 
-  test('a line longer than --max-message gets an error response and the next request is answered', opts, async () => {
+  test('a line longer than --max-message gets an invalid request error (-32600) with id null, and the next request is answered', opts, async () => {
     const huge = JSON.stringify({
       jsonrpc: '2.0',
       id: 'too-long-1',
@@ -188,8 +138,11 @@ describe('malformed JSON-RPC over raw stdio (--max-message 100000)', () => {
     assert.ok(huge.length > 100_000);
     await raw.sendLine(huge);
     const response = await raw.waitFor(isError);
-    assert.ok([-32600, -32700].includes(response.error.code), dump(response));
-    assert.ok(response.id === null || response.id === 'too-long-1', dump(response));
+    assert.deepEqual(response, {
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: -32600, message: `message of ${huge.length} bytes is over the 100000-byte limit (--max-message)` },
+    });
     await assertRawStillAnswers();
   });
 
@@ -199,20 +152,14 @@ describe('malformed JSON-RPC over raw stdio (--max-message 100000)', () => {
 });
 
 describe('tools/call before initialize over raw stdio', () => {
-  test('the server answers or refuses the call but does not crash', opts, async () => {
-    const raw = startRaw();
-    try {
+  test('is run like any other call, and the handshake still works after it', opts, async () => {
+    await withRawServer({ initialize: false }, async (raw) => {
       const early = await raw.runPython('1+1');
-      assert.equal(early.jsonrpc, '2.0');
-      assert.ok('result' in early || 'error' in early, dump(early));
-      assert.equal(raw.child.exitCode, null, 'kiln exited');
-
+      assert.equal(early.result?.structuredContent?.result, '2', dump(early));
       const init = await raw.initialize();
       assert.ok(init.result, dump(init));
       const later = await raw.runPython('1+1');
       assert.equal(later.result?.structuredContent?.result, '2', dump(later));
-    } finally {
-      await raw.close();
-    }
+    });
   });
 });

@@ -2,12 +2,12 @@
 // image content (checked with an independent decoder, PIL in kiln's venv),
 // kept as artifacts the client can read as resources.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 
-import { startServer, runFull, run, dump, KILN_BIN, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
+import { useServer, withServer, runFull, run, dump, KILN_BIN, TEST_TIMEOUT } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 const VENV_PYTHON = join(dirname(KILN_BIN), '..', '.venv', 'bin', 'python3');
@@ -26,26 +26,22 @@ function decode(bytes) {
 
 const images = (result) => result.content.filter((c) => c.type === 'image');
 
+/** The first image content of RESULT, and what PIL makes of it. */
+function firstImage(result) {
+  const [img] = images(result);
+  assert.ok(img, dump(result));
+  return { img, decoded: decode(Buffer.from(img.data, 'base64')) };
+}
+
 describe('capture', () => {
-  let server;
-  let client;
-
-  before(async () => {
-    server = await startServer();
-    client = server.client;
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
-  }, { timeout: HOOK_TIMEOUT });
+  const kiln = useServer();
 
   test('a figure never shown is captured as a valid PNG of its pixel size', opts, async () => {
-    const result = await runFull(client, 'import matplotlib.pyplot as plt\nfig = plt.figure(figsize=(4, 3), dpi=50)\nplt.plot([1, 3, 2])');
+    const result = await runFull(kiln.client, 'import matplotlib.pyplot as plt\nfig = plt.figure(figsize=(4, 3), dpi=50)\nplt.plot([1, 3, 2])');
     assert.equal(result.isError, false, dump(result));
-    const [img] = images(result);
-    assert.ok(img, dump(result));
+    const { img, decoded } = firstImage(result);
     assert.equal(img.mimeType, 'image/png');
-    assert.deepEqual(decode(Buffer.from(img.data, 'base64')), { width: 200, height: 150, mode: decode(Buffer.from(img.data, 'base64')).mode, format: 'PNG' });
+    assert.deepEqual(decoded, { width: 200, height: 150, mode: 'RGB', format: 'PNG' });
     const [meta] = result.structuredContent.artifacts;
     assert.equal(meta.width, 200);
     assert.equal(meta.height, 150);
@@ -54,7 +50,7 @@ describe('capture', () => {
 
   test('two figures with one show() come back as two images, in order', opts, async () => {
     const result = await runFull(
-      client,
+      kiln.client,
       'import matplotlib.pyplot as plt\nplt.figure(figsize=(2, 1), dpi=100)\nplt.plot([1, 2])\nplt.figure(figsize=(3, 1), dpi=100)\nplt.plot([2, 1])\nplt.show()\nprint("after")',
     );
     const sizes = images(result).map((i) => decode(Buffer.from(i.data, 'base64')).width);
@@ -63,25 +59,22 @@ describe('capture', () => {
   });
 
   test('a figure is not sent again by the next cell', opts, async () => {
-    const first = await run(client, 'import matplotlib.pyplot as plt\nplt.plot([1, 2])');
+    const first = await run(kiln.client, 'import matplotlib.pyplot as plt\nplt.plot([1, 2])');
     assert.equal(first.artifacts.length, 1, dump(first));
-    const second = await runFull(client, 'x = 1', { session_id: first.session_id });
+    const second = await runFull(kiln.client, 'x = 1', { session_id: first.session_id });
     assert.deepEqual(images(second), []);
     assert.deepEqual(second.structuredContent.artifacts, []);
   });
 
   test('PIL Image.show() captures the image', opts, async () => {
-    const result = await runFull(client, 'from PIL import Image\nImage.new("RGB", (37, 21), (200, 30, 30)).show()');
-    const [img] = images(result);
-    assert.ok(img, dump(result));
-    const d = decode(Buffer.from(img.data, 'base64'));
-    assert.equal(d.width, 37);
-    assert.equal(d.height, 21);
+    const result = await runFull(kiln.client, 'from PIL import Image\nImage.new("RGB", (37, 21), (200, 30, 30)).show()');
+    const { decoded } = firstImage(result);
+    assert.deepEqual([decoded.width, decoded.height], [37, 21]);
   });
 
   test('display() of an object with _repr_png_ shows its PNG', opts, async () => {
     const result = await runFull(
-      client,
+      kiln.client,
       [
         'import io',
         'from PIL import Image',
@@ -91,13 +84,11 @@ describe('capture', () => {
         'display(Chart())',
       ].join('\n'),
     );
-    const [img] = images(result);
-    assert.ok(img, dump(result));
-    assert.equal(decode(Buffer.from(img.data, 'base64')).width, 9);
+    assert.equal(firstImage(result).decoded.width, 9);
   });
 
   test('a DataFrame result is a text table for the model, with HTML among the display forms', opts, async () => {
-    const result = await runFull(client, 'import pandas as pd\npd.DataFrame({"alpha": [1, 2], "beta": [3, 4]})');
+    const result = await runFull(kiln.client, 'import pandas as pd\npd.DataFrame({"alpha": [1, 2], "beta": [3, 4]})');
     const sc = result.structuredContent;
     assert.match(sc.result, /alpha\s+beta\n0\s+1\s+3\n1\s+2\s+4/);
     assert.match(result.content[0].text, /alpha\s+beta/);
@@ -106,7 +97,7 @@ describe('capture', () => {
 
   test('the encoder reproduces the pixels of palette, RGB and RGBA images exactly (PIL decodes them)', opts, async () => {
     const sc = await run(
-      client,
+      kiln.client,
       [
         'import _kiln_png, io, numpy as np',
         'from PIL import Image',
@@ -128,64 +119,62 @@ describe('capture', () => {
   });
 
   test('a large figure is sent downscaled, with the full size kept as the artifact', opts, async () => {
-    const result = await runFull(client, 'import matplotlib.pyplot as plt\nplt.figure(figsize=(20, 10), dpi=100)\nplt.plot([1, 2])');
-    const [img] = images(result);
-    const inline = decode(Buffer.from(img.data, 'base64'));
-    assert.equal(inline.width, 1568);
+    const result = await runFull(kiln.client, 'import matplotlib.pyplot as plt\nplt.figure(figsize=(20, 10), dpi=100)\nplt.plot([1, 2])');
+    assert.equal(firstImage(result).decoded.width, 1568);
     const [meta] = result.structuredContent.artifacts;
     assert.equal(meta.width, 2000);
-    const read = await client.readResource({ uri: meta.uri });
+    const read = await kiln.client.readResource({ uri: meta.uri });
     const full = decode(Buffer.from(read.contents[0].blob, 'base64'));
     assert.deepEqual([full.width, full.height], [2000, 1000]);
   });
 
   test('past the per-reply cap, images come as resource links', opts, async () => {
     const result = await runFull(
-      client,
+      kiln.client,
       'import matplotlib.pyplot as plt\nfor i in range(11):\n    plt.figure(figsize=(1, 1), dpi=30); plt.plot([i, 0])',
     );
     assert.equal(images(result).length, 8);
     const links = result.content.filter((c) => c.type === 'resource_link');
     assert.equal(links.length, 3);
     assert.equal(result.structuredContent.artifacts.length, 11);
-    const read = await client.readResource({ uri: links[0].uri });
+    const read = await kiln.client.readResource({ uri: links[0].uri });
     assert.equal(decode(Buffer.from(read.contents[0].blob, 'base64')).width, 30);
   });
 
   test('artifacts are listed as resources, with a URI template, and read back byte for byte', opts, async () => {
-    const result = await runFull(client, 'import matplotlib.pyplot as plt\nplt.figure(figsize=(1, 1), dpi=40)\nplt.plot([1])');
+    const result = await runFull(kiln.client, 'import matplotlib.pyplot as plt\nplt.figure(figsize=(1, 1), dpi=40)\nplt.plot([1])');
     const [img] = images(result);
     const [meta] = result.structuredContent.artifacts;
-    const listed = await client.listResources();
+    const listed = await kiln.client.listResources();
     assert.ok(listed.resources.some((r) => r.uri === meta.uri), dump(listed));
-    const read = await client.readResource({ uri: meta.uri });
+    const read = await kiln.client.readResource({ uri: meta.uri });
     assert.equal(read.contents[0].blob, img.data);
-    const templates = await client.listResourceTemplates();
+    const templates = await kiln.client.listResourceTemplates();
     assert.deepEqual(templates.resourceTemplates.map((t) => t.uriTemplate), [
       'kiln://sessions/{session_id}/artifacts/{name}',
       'kiln://sessions/{session_id}/files/{path}',
     ]);
   });
 
-  test('an unknown or malformed resource URI is refused and the server lives', opts, async () => {
-    for (const uri of ['kiln://sessions/abc/artifacts/../../etc/passwd', 'kiln://sessions/00/artifacts/none.png', 'file:///etc/passwd']) {
-      await assert.rejects(client.readResource({ uri }), /not found/);
+  test('an artifact of an unknown session, or an artifact a session does not have, is not found, saying which', opts, async () => {
+    const { session_id } = await run(kiln.client, 'pass');
+    for (const [uri, why] of [
+      [`kiln://sessions/${session_id}/artifacts/none.png`, ` (session ${session_id} has no artifact 'none.png')`],
+      ['kiln://sessions/00/artifacts/none.png', " (unknown session '00')"],
+    ]) {
+      await assert.rejects(kiln.client.readResource({ uri }), { code: -32002, message: `MCP error -32002: resource not found: ${uri}${why}` });
     }
-    assert.equal((await run(client, '1+1')).result, '2');
+    assert.equal((await run(kiln.client, '1+1')).result, '2');
   });
 });
 
 describe('--max-image-side', () => {
   test('sets the size past which images are sent downscaled', opts, async () => {
-    const server = await startServer(['--max-image-side', '100']);
-    try {
-      const result = await runFull(server.client, 'import matplotlib.pyplot as plt\nplt.figure(figsize=(3, 2), dpi=100)\nplt.plot([1, 2])');
-      const [img] = result.content.filter((c) => c.type === 'image');
-      const inline = decode(Buffer.from(img.data, 'base64'));
-      assert.deepEqual([inline.width, inline.height], [100, 67]);
+    await withServer({ args: ['--max-image-side', '100'] }, async ({ client }) => {
+      const result = await runFull(client, 'import matplotlib.pyplot as plt\nplt.figure(figsize=(3, 2), dpi=100)\nplt.plot([1, 2])');
+      const { decoded } = firstImage(result);
+      assert.deepEqual([decoded.width, decoded.height], [100, 67]);
       assert.equal(result.structuredContent.artifacts[0].width, 300);
-    } finally {
-      await server.close();
-    }
+    });
   });
 });

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { KILN_BIN, TEST_TIMEOUT, startServer, run, dump, pollUntil } from './helpers.mjs';
+import { KILN_BIN, TEST_TIMEOUT, withServer, run, dump, pollUntil } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 const dir = mkdtempSync(join(tmpdir(), 'kiln-cli-'));
@@ -108,15 +108,12 @@ describe('kiln doctor', () => {
 
 describe('--insecure-no-sandbox', () => {
   test('runs cells, and every reply says the session is not isolated', opts, async () => {
-    const server = await startServer(['--insecure-no-sandbox']);
-    try {
+    await withServer({ args: ['--insecure-no-sandbox'] }, async (server) => {
       const sc = await run(server.client, '1+1');
       assert.equal(sc.result, '2', dump(sc));
       assert.match(sc.notice ?? '', /NOT isolated/, dump(sc));
       const line = await pollUntil(() => (server.stderr().includes('\n') ? server.stderr() : ''));
       assert.match(line, /protections: NONE/);
-    } finally {
-      await server.close();
-    }
+    });
   });
 });

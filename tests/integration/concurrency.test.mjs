@@ -1,40 +1,24 @@
 // Cells of different sessions run at the same time.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import {
-  startServer,
-  run,
-  dump,
-  TEST_TIMEOUT,
-  HOOK_TIMEOUT,
-} from './helpers.mjs';
+import { useServer, run, dump, TEST_TIMEOUT } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
 describe('concurrent sessions', () => {
-  let server;
-  let client;
-
-  before(async () => {
-    server = await startServer();
-    client = server.client;
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
-  }, { timeout: HOOK_TIMEOUT });
+  const kiln = useServer();
 
   test('a cell in another session is answered while a long cell is still running', opts, async () => {
     // Sessions cannot see each other (each has its own /tmp and /work), so
     // concurrency shows in the order of the replies, not in shared files.
     let slowDone = false;
-    const slow = run(client, 'import time\ntime.sleep(8)\n"slow"', { timeout_s: 50 }).then((r) => {
+    const slow = run(kiln.client, 'import time\ntime.sleep(8)\n"slow"', { timeout_s: 50 }).then((r) => {
       slowDone = true;
       return r;
     });
-    const fast = await run(client, '"fast"', { timeout_s: 50 });
+    const fast = await run(kiln.client, '"fast"', { timeout_s: 50 });
     assert.equal(fast.status, 'ok', dump(fast));
     assert.equal(fast.result, "'fast'");
     assert.equal(slowDone, false, 'the second session was answered only after the first one finished');
@@ -45,16 +29,16 @@ describe('concurrent sessions', () => {
   });
 
   test('existing sessions run concurrently too, and each call gets its own result', opts, async () => {
-    const a = await run(client, 'who = "a"');
-    const b = await run(client, 'who = "b"');
+    const a = await run(kiln.client, 'who = "a"');
+    const b = await run(kiln.client, 'who = "b"');
     let slowDone = false;
-    const slow = run(client, 'import time\ntime.sleep(8)\nwho', { session_id: a.session_id, timeout_s: 50 }).then(
+    const slow = run(kiln.client, 'import time\ntime.sleep(8)\nwho', { session_id: a.session_id, timeout_s: 50 }).then(
       (r) => {
         slowDone = true;
         return r;
       },
     );
-    const rb = await run(client, 'who', { session_id: b.session_id, timeout_s: 50 });
+    const rb = await run(kiln.client, 'who', { session_id: b.session_id, timeout_s: 50 });
     assert.equal(slowDone, false, 'session b waited for session a');
     const ra = await slow;
     assert.equal(ra.status, 'ok', dump(ra));
@@ -68,7 +52,7 @@ describe('concurrent sessions', () => {
   test('many short cells sent at once in separate sessions all complete with their own results', opts, async () => {
     const calls = [];
     for (let i = 0; i < 6; i += 1) {
-      calls.push(run(client, `print(${i})\n${i} * 10`));
+      calls.push(run(kiln.client, `print(${i})\n${i} * 10`));
     }
     const results = await Promise.all(calls);
     results.forEach((sc, i) => {

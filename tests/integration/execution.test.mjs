@@ -1,36 +1,18 @@
 // Core run_python semantics: sessions, results, output capture and errors.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import {
-  startServer,
-  run,
-  runFull,
-  dump,
-  TEST_TIMEOUT,
-  HOOK_TIMEOUT,
-  sessionPid,
-} from './helpers.mjs';
+import { useServer, run, expectResult, assertKept, runFull, dump, TEST_TIMEOUT, sessionPid } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
 describe('run_python', () => {
-  let server;
-  let client;
-
-  before(async () => {
-    server = await startServer();
-    client = server.client;
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
-  }, { timeout: HOOK_TIMEOUT });
+  const kiln = useServer();
 
   describe('sessions', () => {
     test('a call without session_id creates a new session and reports its id', opts, async () => {
-      const result = await runFull(client, '1+1');
+      const result = await runFull(kiln.client, '1+1');
       assert.ok(!result.isError, dump(result));
       const sc = result.structuredContent;
       assert.equal(typeof sc.session_id, 'string');
@@ -42,17 +24,17 @@ describe('run_python', () => {
     });
 
     test('two calls without session_id get two different sessions', opts, async () => {
-      const a = await run(client, 'pass');
-      const b = await run(client, 'pass');
+      const a = await run(kiln.client, 'pass');
+      const b = await run(kiln.client, 'pass');
       assert.notEqual(a.session_id, b.session_id);
       assert.equal(a.new_session, true);
       assert.equal(b.new_session, true);
     });
 
     test('a variable defined in one cell is visible in the next cell of the same session', opts, async () => {
-      const first = await run(client, 'x = 41');
+      const first = await run(kiln.client, 'x = 41');
       assert.equal(first.status, 'ok', dump(first));
-      const second = await run(client, 'x + 1', { session_id: first.session_id });
+      const second = await run(kiln.client, 'x + 1', { session_id: first.session_id });
       assert.equal(second.status, 'ok', dump(second));
       assert.equal(second.result, '42');
       assert.equal(second.session_id, first.session_id);
@@ -62,31 +44,31 @@ describe('run_python', () => {
 
     test('functions, imports and classes defined in a cell persist in the session', opts, async () => {
       const first = await run(
-        client,
+        kiln.client,
         'import math\nclass Point:\n    def __init__(self, x):\n        self.x = x\ndef double(v):\n    return 2 * v',
       );
       assert.equal(first.status, 'ok', dump(first));
-      const second = await run(client, 'double(Point(math.floor(2.5)).x)', { session_id: first.session_id });
+      const second = await run(kiln.client, 'double(Point(math.floor(2.5)).x)', { session_id: first.session_id });
       assert.equal(second.status, 'ok', dump(second));
       assert.equal(second.result, '4');
     });
 
     test('different sessions do not share globals', opts, async () => {
-      const a = await run(client, 'only_in_session_a = 1');
+      const a = await run(kiln.client, 'only_in_session_a = 1');
       assert.equal(a.status, 'ok', dump(a));
-      const b = await run(client, "'only_in_session_a' in globals()");
+      const b = await run(kiln.client, "'only_in_session_a' in globals()");
       assert.notEqual(b.session_id, a.session_id);
       assert.equal(b.result, 'False');
-      const again = await run(client, "'only_in_session_a' in globals()", { session_id: a.session_id });
+      const again = await run(kiln.client, "'only_in_session_a' in globals()", { session_id: a.session_id });
       assert.equal(again.result, 'True');
     });
 
     test('execution_count is 1 for the first cell of a session and then counts up', opts, async () => {
-      const first = await run(client, 'a = 1');
+      const first = await run(kiln.client, 'a = 1');
       assert.equal(first.execution_count, 1);
-      const second = await run(client, 'a += 1', { session_id: first.session_id });
+      const second = await run(kiln.client, 'a += 1', { session_id: first.session_id });
       assert.equal(second.execution_count, 2);
-      const third = await run(client, 'a', { session_id: first.session_id });
+      const third = await run(kiln.client, 'a', { session_id: first.session_id });
       assert.equal(third.execution_count, 3);
       assert.equal(third.result, '2');
     });
@@ -94,36 +76,32 @@ describe('run_python', () => {
 
   describe('results and output', () => {
     test('an expression as the last statement yields its repr: 1+1 gives "2"', opts, async () => {
-      const sc = await run(client, '1+1');
+      const sc = await run(kiln.client, '1+1');
       assert.equal(sc.status, 'ok', dump(sc));
       assert.equal(sc.result, '2');
       assert.equal(sc.error, null);
     });
 
     test('the result is the repr of the value, so strings are quoted', opts, async () => {
-      const sc = await run(client, "'a' + 'b'");
+      const sc = await run(kiln.client, "'a' + 'b'");
       assert.equal(sc.result, "'ab'");
     });
 
     test('only the last statement of a multi-statement cell gives the result', opts, async () => {
-      const sc = await run(client, 'v = 10\nv * 3\nv * 4');
+      const sc = await run(kiln.client, 'v = 10\nv * 3\nv * 4');
       assert.equal(sc.result, '40');
     });
 
     test('a cell ending in None has a null result', opts, async () => {
-      const sc = await run(client, 'None');
-      assert.equal(sc.status, 'ok', dump(sc));
-      assert.equal(sc.result, null);
+      await expectResult(kiln.client, 'None', null);
     });
 
     test('a cell ending in a statement has a null result', opts, async () => {
-      const sc = await run(client, 'y = 3');
-      assert.equal(sc.status, 'ok', dump(sc));
-      assert.equal(sc.result, null);
+      await expectResult(kiln.client, 'y = 3', null);
     });
 
     test('print("hi") gives stdout "hi\\n" and a null result', opts, async () => {
-      const sc = await run(client, 'print("hi")');
+      const sc = await run(kiln.client, 'print("hi")');
       assert.equal(sc.status, 'ok', dump(sc));
       assert.equal(sc.stdout, 'hi\n');
       assert.equal(sc.stderr, '');
@@ -131,7 +109,7 @@ describe('run_python', () => {
     });
 
     test('a successful cell has no error, no dropped output, no notice and a duration', opts, async () => {
-      const result = await runFull(client, 'print("fine")');
+      const result = await runFull(kiln.client, 'print("fine")');
       assert.ok(!result.isError, dump(result));
       const sc = result.structuredContent;
       assert.equal(sc.status, 'ok');
@@ -145,7 +123,7 @@ describe('run_python', () => {
     });
 
     test('the result has exactly one text content block showing stdout and the result', opts, async () => {
-      const result = await runFull(client, 'print("visible-marker")\n40 + 2');
+      const result = await runFull(kiln.client, 'print("visible-marker")\n40 + 2');
       assert.equal(result.content.length, 1, dump(result.content));
       assert.equal(result.content[0].type, 'text');
       assert.ok(result.content[0].text.includes('visible-marker'), dump(result.content));
@@ -153,20 +131,18 @@ describe('run_python', () => {
     });
 
     test('top-level await works in a cell', opts, async () => {
-      const sc = await run(client, "import asyncio\nawait asyncio.sleep(0.1)\n'done'");
-      assert.equal(sc.status, 'ok', dump(sc));
-      assert.equal(sc.result, "'done'");
+      await expectResult(kiln.client, "import asyncio\nawait asyncio.sleep(0.1)\n'done'", "'done'");
     });
 
     test('stdout and stderr are kept apart', opts, async () => {
-      const sc = await run(client, 'import sys; print("out"); print("err", file=sys.stderr)');
+      const sc = await run(kiln.client, 'import sys; print("out"); print("err", file=sys.stderr)');
       assert.equal(sc.status, 'ok', dump(sc));
       assert.equal(sc.stdout, 'out\n');
       assert.equal(sc.stderr, 'err\n');
     });
 
     test('writes straight to file descriptors 1 and 2 are captured', opts, async () => {
-      const sc = await run(client, 'import os; os.write(1, b"fd-out\\n"); os.write(2, b"fd-err\\n")');
+      const sc = await run(kiln.client, 'import os; os.write(1, b"fd-out\\n"); os.write(2, b"fd-err\\n")');
       assert.equal(sc.status, 'ok', dump(sc));
       assert.ok(sc.stdout.includes('fd-out'), dump(sc));
       assert.ok(sc.stderr.includes('fd-err'), dump(sc));
@@ -175,32 +151,32 @@ describe('run_python', () => {
     });
 
     test('output of a child process started by the cell is captured', opts, async () => {
-      const sc = await run(client, 'import subprocess; subprocess.run(["echo","hi"])');
+      const sc = await run(kiln.client, 'import subprocess; subprocess.run(["echo","hi"])');
       assert.equal(sc.status, 'ok', dump(sc));
       assert.ok(sc.stdout.includes('hi'), dump(sc));
     });
 
     test('non-ASCII text in stdout and in the result comes back intact', opts, async () => {
-      const sc = await run(client, 'print("h\u00e9llo \u2713 \u{1F600}")\n"\u00e9\u2713\u{1F600}"');
+      const sc = await run(kiln.client, 'print("h\u00e9llo \u2713 \u{1F600}")\n"\u00e9\u2713\u{1F600}"');
       assert.equal(sc.status, 'ok', dump(sc));
       assert.equal(sc.stdout, 'h\u00e9llo \u2713 \u{1F600}\n');
       assert.equal(sc.result, "'\u00e9\u2713\u{1F600}'");
     });
 
     test('control characters in output are carried through the JSON encoding', opts, async () => {
-      const sc = await run(client, 'import sys; sys.stdout.write("a\\tb\\x00c\\x1bd\\n")');
+      const sc = await run(kiln.client, 'import sys; sys.stdout.write("a\\tb\\x00c\\x1bd\\n")');
       assert.equal(sc.status, 'ok', dump(sc));
       assert.equal(sc.stdout, 'a\tb\u0000c\u001bd\n');
     });
 
     test('bytes that are not valid UTF-8 on a file descriptor do not break the reply', opts, async () => {
-      const sc = await run(client, 'import os; os.write(1, b"\\xff\\xfe still ok\\n")');
+      const sc = await run(kiln.client, 'import os; os.write(1, b"\\xff\\xfe still ok\\n")');
       assert.equal(sc.status, 'ok', dump(sc));
       assert.ok(sc.stdout.includes(' still ok'), dump(sc));
     });
 
     test('output printed before an exception is kept', opts, async () => {
-      const sc = await run(client, 'print("before")\nraise ValueError("boom")');
+      const sc = await run(kiln.client, 'print("before")\nraise ValueError("boom")');
       assert.equal(sc.status, 'error', dump(sc));
       assert.ok(sc.stdout.includes('before'), dump(sc));
       assert.equal(sc.error.type, 'ValueError');
@@ -208,15 +184,15 @@ describe('run_python', () => {
     });
 
     test('output from one cell does not leak into the next cell', opts, async () => {
-      const first = await run(client, 'print("first-cell-output")');
-      const second = await run(client, 'print("second-cell-output")', { session_id: first.session_id });
+      const first = await run(kiln.client, 'print("first-cell-output")');
+      const second = await run(kiln.client, 'print("second-cell-output")', { session_id: first.session_id });
       assert.equal(second.stdout, 'second-cell-output\n');
     });
   });
 
   describe('errors', () => {
     test('a failing cell reports status "error" and sets isError', opts, async () => {
-      const result = await runFull(client, 'def f():\n    return 1/0\nf()');
+      const result = await runFull(kiln.client, 'def f():\n    return 1/0\nf()');
       assert.equal(result.isError, true, dump(result));
       const sc = result.structuredContent;
       assert.equal(sc.status, 'error');
@@ -226,7 +202,7 @@ describe('run_python', () => {
     });
 
     test('a traceback contains the failing source line of the cell', opts, async () => {
-      const sc = await run(client, 'def f():\n    return 1/0\nf()');
+      const sc = await run(kiln.client, 'def f():\n    return 1/0\nf()');
       assert.equal(sc.error.type, 'ZeroDivisionError', dump(sc));
       assert.equal(typeof sc.error.traceback, 'string');
       assert.ok(sc.error.traceback.includes('return 1/0'), sc.error.traceback);
@@ -234,12 +210,12 @@ describe('run_python', () => {
     });
 
     test("a traceback does not contain kiln's own frames", opts, async () => {
-      const sc = await run(client, 'def f():\n    return 1/0\nf()');
+      const sc = await run(kiln.client, 'def f():\n    return 1/0\nf()');
       assert.ok(!sc.error.traceback.includes('kiln_runtime'), sc.error.traceback);
     });
 
     test('the human-readable text of a failing cell shows the exception', opts, async () => {
-      const result = await runFull(client, 'raise KeyError("missing-key")');
+      const result = await runFull(kiln.client, 'raise KeyError("missing-key")');
       assert.equal(result.content.length, 1, dump(result.content));
       assert.ok(result.content[0].text.includes('KeyError'), dump(result.content));
       assert.ok(result.content[0].text.includes('missing-key'), dump(result.content));
@@ -247,7 +223,7 @@ describe('run_python', () => {
 
     for (const code of ['x = (1,\n', 'def f(:']) {
       test(`a syntax error (${JSON.stringify(code)}) reports SyntaxError with line, offset and a caret`, opts, async () => {
-        const result = await runFull(client, code);
+        const result = await runFull(kiln.client, code);
         assert.equal(result.isError, true, dump(result));
         const sc = result.structuredContent;
         assert.equal(sc.status, 'error', dump(sc));
@@ -261,80 +237,58 @@ describe('run_python', () => {
     }
 
     test('a syntax error leaves the session state untouched', opts, async () => {
-      const first = await run(client, 'kept = "still here"');
-      const bad = await run(client, 'kept = (', { session_id: first.session_id });
+      const first = await run(kiln.client, 'kept = "still here"');
+      const bad = await run(kiln.client, 'kept = (', { session_id: first.session_id });
       assert.equal(bad.error?.type, 'SyntaxError', dump(bad));
-      const after = await run(client, 'kept', { session_id: first.session_id });
+      const after = await run(kiln.client, 'kept', { session_id: first.session_id });
       assert.equal(after.result, "'still here'");
     });
 
     test('an exception leaves earlier variables of the session in place', opts, async () => {
-      const first = await run(client, 'survivor = 7');
-      const bad = await run(client, 'survivor = 8\nraise RuntimeError("x")', { session_id: first.session_id });
+      const first = await run(kiln.client, 'survivor = 7');
+      const bad = await run(kiln.client, 'survivor = 8\nraise RuntimeError("x")', { session_id: first.session_id });
       assert.equal(bad.status, 'error', dump(bad));
-      const after = await run(client, 'survivor', { session_id: first.session_id });
-      assert.equal(after.status, 'ok', dump(after));
-      assert.equal(after.result, '8');
-      assert.equal(after.state_lost, false);
+      await assertKept(kiln.client, first.session_id, 'survivor', '8');
     });
 
     test('input() fails with a clear error instead of waiting for a terminal', opts, async () => {
-      const sc = await run(client, 'name = input("name? ")', { timeout_s: 30 });
+      const sc = await run(kiln.client, 'name = input("name? ")', { timeout_s: 30 });
       assert.equal(sc.status, 'error', dump(sc));
       assert.ok(sc.error, dump(sc));
       assert.match(sc.error.message, /input/i);
     });
 
     test('the session is still usable after input() failed', opts, async () => {
-      const first = await run(client, 'before_input = 1');
-      const bad = await run(client, 'input()', { session_id: first.session_id, timeout_s: 30 });
+      const first = await run(kiln.client, 'before_input = 1');
+      const bad = await run(kiln.client, 'input()', { session_id: first.session_id, timeout_s: 30 });
       assert.equal(bad.status, 'error', dump(bad));
-      const after = await run(client, 'before_input + 1', { session_id: first.session_id });
-      assert.equal(after.status, 'ok', dump(after));
-      assert.equal(after.result, '2');
-      assert.equal(after.state_lost, false);
+      await assertKept(kiln.client, first.session_id, 'before_input + 1', '2');
     });
 
-    test('sys.exit(3) is reported as a SystemExit error and the session keeps its variables', opts, async () => {
-      const first = await run(client, 'keep_me = "yes"');
-      const exit = await run(client, 'import sys; sys.exit(3)', { session_id: first.session_id });
-      assert.equal(exit.status, 'error', dump(exit));
-      assert.equal(exit.error.type, 'SystemExit');
-      const after = await run(client, 'keep_me', { session_id: first.session_id });
-      assert.equal(after.status, 'ok', dump(after));
-      assert.equal(after.result, "'yes'");
-      assert.equal(after.state_lost, false);
-    });
-
-    test('raise SystemExit is reported as a SystemExit error and the session keeps its variables', opts, async () => {
-      const first = await run(client, 'keep_me_too = 5');
-      const exit = await run(client, 'raise SystemExit', { session_id: first.session_id });
-      assert.equal(exit.status, 'error', dump(exit));
-      assert.equal(exit.error.type, 'SystemExit');
-      const after = await run(client, 'keep_me_too', { session_id: first.session_id });
-      assert.equal(after.status, 'ok', dump(after));
-      assert.equal(after.result, '5');
-      assert.equal(after.state_lost, false);
-    });
+    for (const code of ['sys.exit(3)', 'raise SystemExit']) {
+      test(`${code} is reported as a SystemExit error and the session keeps its variables`, opts, async () => {
+        const first = await run(kiln.client, 'import sys\nkeep_me = "yes"');
+        const exit = await run(kiln.client, code, { session_id: first.session_id });
+        assert.equal(exit.status, 'error', dump(exit));
+        assert.equal(exit.error.type, 'SystemExit', dump(exit));
+        await assertKept(kiln.client, first.session_id, 'keep_me', "'yes'");
+      });
+    }
   });
 
   describe('worker environment', () => {
     test('numpy and matplotlib are preloaded without importing them in the cell', opts, async () => {
-      const sc = await run(client, "import sys; 'numpy' in sys.modules and 'matplotlib' in sys.modules");
-      assert.equal(sc.status, 'ok', dump(sc));
-      assert.equal(sc.result, 'True');
+      await expectResult(kiln.client, "import sys; 'numpy' in sys.modules and 'matplotlib' in sys.modules", 'True');
     });
 
     test('PIL and pandas are preloaded by default as well', opts, async () => {
-      const sc = await run(client, "import sys; 'PIL' in sys.modules and 'pandas' in sys.modules");
-      assert.equal(sc.status, 'ok', dump(sc));
-      assert.equal(sc.result, 'True');
+      await expectResult(kiln.client, "import sys; 'PIL' in sys.modules and 'pandas' in sys.modules", 'True');
     });
 
     test('two new sessions get distinct random streams from random and numpy', opts, async () => {
       const code = 'import random, numpy\n(random.random(), float(numpy.random.rand()))';
-      const a = await run(client, code);
-      const b = await run(client, code);
+      const a = await run(kiln.client, code);
+      const b = await run(kiln.client, code);
       assert.equal(a.status, 'ok', dump(a));
       assert.equal(b.status, 'ok', dump(b));
       assert.notEqual(a.result, b.result);
@@ -346,14 +300,14 @@ describe('run_python', () => {
     });
 
     test('each session runs in its own worker process', opts, async () => {
-      const a = await run(client, 'x = 1');
-      const b = await run(client, 'x = 2');
+      const a = await run(kiln.client, 'x = 1');
+      const b = await run(kiln.client, 'x = 2');
       assert.equal(a.status, 'ok', dump(a));
-      const pa = await sessionPid(client, a.session_id);
-      const pb = await sessionPid(client, b.session_id);
+      const pa = await sessionPid(kiln.client, a.session_id);
+      const pb = await sessionPid(kiln.client, b.session_id);
       assert.notEqual(pa, pb);
-      await run(client, 'x', { session_id: a.session_id });
-      assert.equal(await sessionPid(client, a.session_id), pa);
+      await run(kiln.client, 'x', { session_id: a.session_id });
+      assert.equal(await sessionPid(kiln.client, a.session_id), pa);
     });
   });
 });

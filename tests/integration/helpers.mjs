@@ -1,14 +1,27 @@
-// Shared helpers for the kiln integration tests.
+// Shared helpers for the kiln integration tests and the security battery.
 //
 // Two ways of talking to `kiln serve` are provided:
-//   * startServer(): the official MCP TypeScript SDK client over stdio, used
-//     for everything a well-behaved MCP client can express;
-//   * startRaw(): a bare child process with newline-delimited JSON on
-//     stdin/stdout, used for malformed input the SDK client refuses to send.
+//   * the official MCP TypeScript SDK client over stdio, used for
+//     everything a well-behaved MCP client can express;
+//   * a bare child process with newline-delimited JSON on stdin/stdout,
+//     used for malformed input the SDK client refuses to send.
+//
+// Each comes as a fixture for a whole suite (useServer, useRawServer: the
+// server starts before the suite's first test and stops after its last) and
+// as a scope for one test (withServer, withRawServer).  All four take the
+// same options:
+//   args       extra arguments after `kiln serve`
+//   env        variables added to the test's own environment
+//   listTools  (SDK client) fetch the tool list once on connect, so that the
+//              client checks every structuredContent against its outputSchema;
+//              default true
+//   initialize (raw stdio) perform the initialize handshake once started;
+//              default true
 
+import { before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -40,18 +53,56 @@ export const PROTOCOL_VERSION = '2025-06-18';
 
 /**
  * Every server under test gets its own state directory (KILN_HOME) so that
- * tests neither depend on nor touch the state of the user running them.
- * Returns the environment to start kiln with and a cleanup function.
+ * tests neither depend on nor touch the state of the user running them.  It
+ * is also the server's working directory: a cell run without the sandbox
+ * (--insecure-no-sandbox) writes its relative paths there, not into the
+ * directory the tests were started from.
+ * Returns the environment to start kiln with, its directory and a cleanup
+ * function.
  */
 function serverEnvironment(env) {
   if (env.KILN_HOME !== undefined) {
-    return { env: { ...process.env, ...env }, cleanup: () => {} };
+    return { env: { ...process.env, ...env }, cwd: env.KILN_HOME, cleanup: () => {} };
   }
   const home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
   return {
     env: { ...process.env, ...env, KILN_HOME: home },
+    cwd: home,
     cleanup: () => rmSync(home, { recursive: true, force: true }),
   };
+}
+
+/** Options as an object; a bare array is taken as `args`. */
+function serverOptions(options) {
+  return Array.isArray(options) ? { args: options } : options;
+}
+
+/**
+ * Registers before/after hooks in the enclosing suite (or file) that start
+ * and stop a server as START(options) does.  Returns a handle that is empty
+ * until the before hook has run and then carries the server's fields.
+ */
+function useFixture(start, options) {
+  const handle = {};
+  let server;
+  before(async () => {
+    server = await start(options);
+    Object.assign(handle, server);
+  }, { timeout: HOOK_TIMEOUT });
+  after(async () => {
+    await server?.close();
+  }, { timeout: HOOK_TIMEOUT });
+  return handle;
+}
+
+/** Starts a server as START(options) does, runs FN(server), and closes it whatever FN did. */
+async function within(start, options, fn) {
+  const server = await start(options);
+  try {
+    return await fn(server);
+  } finally {
+    await server.close();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -59,17 +110,18 @@ function serverEnvironment(env) {
 // ---------------------------------------------------------------------------
 
 /**
- * Starts `kiln serve ...extraArgs` and connects an MCP client to it.
- *
- * The tool list is fetched once so that the client validates every
- * structuredContent it receives against the advertised outputSchema.
+ * Starts `kiln serve ...args` and connects an MCP client to it.  Resolves
+ * with { client, transport, pid, stderr(), close() }; close() may be called
+ * more than once.
  */
-export async function startServer(extraArgs = [], { env = {}, listTools = true } = {}) {
-  const { env: serverEnv, cleanup } = serverEnvironment(env);
+export async function startServer(options = {}) {
+  const { args = [], env = {}, listTools = true } = serverOptions(options);
+  const { env: serverEnv, cwd, cleanup } = serverEnvironment(env);
   const transport = new StdioClientTransport({
     command: KILN_BIN,
-    args: ['serve', ...extraArgs],
+    args: ['serve', ...args],
     env: serverEnv,
+    cwd,
     stderr: 'pipe',
   });
   let stderr = '';
@@ -90,19 +142,34 @@ export async function startServer(extraArgs = [], { env = {}, listTools = true }
     await client.listTools();
   }
 
+  let closing;
   return {
     client,
     transport,
     pid,
     stderr: () => stderr,
-    async close() {
-      try {
-        await client.close();
-      } finally {
-        cleanup();
-      }
+    close() {
+      closing ??= client.close().finally(cleanup);
+      return closing;
     },
   };
+}
+
+/**
+ * A server for every test of the enclosing suite: started before the first,
+ * closed after the last.  Returns a handle with the fields of startServer's
+ * result ({ client, transport, pid, stderr() }), set once the suite starts.
+ */
+export function useServer(options = {}) {
+  return useFixture(startServer, options);
+}
+
+/**
+ * A server for one test: starts it, resolves with what FN(server) resolves
+ * with, and closes the server whatever FN did.
+ */
+export function withServer(options, fn) {
+  return within(startServer, options, fn);
 }
 
 /**
@@ -128,6 +195,37 @@ export async function run(client, code, opts = {}) {
     );
   }
   return result.structuredContent;
+}
+
+/**
+ * A session created before the tests of the enclosing suite on KILN (a
+ * useServer handle), holding `kept = "intact"`.  Its unharmed() asserts
+ * that the server still answers and that the session kept its state: the
+ * check after every attack, whatever the attack did to its own session.
+ */
+export function useBystander(kiln) {
+  const bystander = {};
+  before(async () => {
+    const sc = await run(kiln.client, 'kept = "intact"');
+    assert.equal(sc.status, 'ok', dump(sc));
+    bystander.session_id = sc.session_id;
+  }, { timeout: HOOK_TIMEOUT });
+  bystander.unharmed = () => assertKept(kiln.client, bystander.session_id, 'kept', "'intact'");
+  return bystander;
+}
+
+/** Runs CODE, asserts that it succeeds with EXPECTED as its result, and returns its structuredContent. */
+export async function expectResult(client, code, expected, opts = {}) {
+  const sc = await run(client, code, opts);
+  assert.equal(sc.status, 'ok', dump(sc));
+  assert.equal(sc.result, expected, dump(sc));
+  return sc;
+}
+
+/** Asserts that EXPR, run in session SESSION_ID, gives EXPECTED with no state lost. */
+export async function assertKept(client, sessionId, expr, expected) {
+  const sc = await expectResult(client, expr, expected, { session_id: sessionId });
+  assert.equal(sc.state_lost, false, dump(sc));
 }
 
 /** Calls any tool with raw arguments and returns the full CallToolResult. */
@@ -189,6 +287,24 @@ export function pidGone(pid) {
   }
 }
 
+/**
+ * Returns watch(...pids): host pids that are killed after each test of the
+ * enclosing suite (or file) if they are still alive, so that a failed test
+ * leaves nothing running.
+ */
+export function killAfterEach() {
+  let pids = [];
+  afterEach(() => {
+    for (const pid of pids) {
+      if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
+    pids = [];
+  });
+  return (...more) => {
+    pids.push(...more);
+  };
+}
+
 /** Polls `predicate` until it returns truthy or `ms` elapse; returns its last value. */
 export async function pollUntil(predicate, ms = 10_000, interval = 50) {
   const deadline = Date.now() + ms;
@@ -199,24 +315,22 @@ export async function pollUntil(predicate, ms = 10_000, interval = 50) {
   }
 }
 
-/** A unique path under the OS temp directory (not created). */
-export function uniqueTempPath(prefix = 'kiln-test') {
-  return join(tmpdir(), `${prefix}-${process.pid}-${randomUUID()}`);
-}
-
 // ---------------------------------------------------------------------------
 // Raw stdio server
 // ---------------------------------------------------------------------------
 
 /**
- * Spawns `kiln serve ...extraArgs` with plain pipes. Every stdout line is
- * parsed as JSON; lines that do not parse are kept in `badLines`.
+ * Spawns `kiln serve ...args` with plain pipes and, unless `initialize` is
+ * false, performs the handshake.  Every stdout line is parsed as JSON; lines
+ * that do not parse are kept in `badLines`.
  */
-export function startRaw(extraArgs = [], { env = {} } = {}) {
-  const { env: serverEnv, cleanup } = serverEnvironment(env);
-  const child = spawn(KILN_BIN, ['serve', ...extraArgs], {
+export async function startRaw(options = {}) {
+  const { args = [], env = {}, initialize = true } = serverOptions(options);
+  const { env: serverEnv, cwd, cleanup } = serverEnvironment(env);
+  const child = spawn(KILN_BIN, ['serve', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: serverEnv,
+    cwd,
   });
 
   const messages = [];
@@ -355,7 +469,30 @@ export function startRaw(extraArgs = [], { env = {} } = {}) {
       return outcome;
     },
   };
+  if (initialize) {
+    const response = await server.initialize();
+    if (!response.result) {
+      await server.close();
+      throw new Error(`initialize failed: ${JSON.stringify(response)}; stderr: ${stderr.slice(-2000)}`);
+    }
+  }
   return server;
+}
+
+/**
+ * A raw stdio server for every test of the enclosing suite.  Returns a
+ * handle with the fields of startRaw's result, set once the suite starts.
+ */
+export function useRawServer(options = {}) {
+  return useFixture(startRaw, options);
+}
+
+/**
+ * A raw stdio server for one test: resolves with what FN(raw) resolves
+ * with, and closes the server whatever FN did.
+ */
+export function withRawServer(options, fn) {
+  return within(startRaw, options, fn);
 }
 
 // ---------------------------------------------------------------------------
@@ -373,6 +510,31 @@ export async function sessionPid(client, sessionId) {
   const entry = result.structuredContent.sessions.find((s) => s.session_id === sessionId);
   if (!entry) throw new Error(`session ${sessionId} is not listed`);
   return entry.pid;
+}
+
+let sleepers = 0;
+
+/**
+ * Runs, through RUNCELL (code => structuredContent), a cell that leaves
+ * `sleep` running with an argument no other process on the host has.
+ * Resolves with { sc, sleeper }: the cell's structuredContent and the host
+ * pid of the sleep.
+ */
+export async function leaveSleeper(runCell) {
+  const marker = `300.${process.pid}${++sleepers}`;
+  const sc = await runCell(`import subprocess\nsubprocess.Popen(["sleep", "${marker}"])\n'started'`);
+  assert.equal(sc?.status, 'ok', dump(sc));
+  const found = await pollUntil(() => {
+    const pids = hostPidsWithArg(marker);
+    return pids.length ? pids : null;
+  });
+  assert.ok(found, 'the sleep process never appeared');
+  return { sc, sleeper: found[0] };
+}
+
+/** The parent of PID on the host. */
+export function parentOf(pid) {
+  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
 }
 
 /** Direct children of PID on the host ([] once it is gone). */

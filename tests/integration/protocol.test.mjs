@@ -1,55 +1,39 @@
 // MCP handshake, server identity and tool discovery.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import {
-  startServer,
-  startRaw,
-  pollUntil,
-  dump,
-  TEST_TIMEOUT,
-  HOOK_TIMEOUT,
-  PROTOCOL_VERSION,
-} from './helpers.mjs';
+import { useServer, withRawServer, pollUntil, dump, TEST_TIMEOUT, PROTOCOL_VERSION } from './helpers.mjs';
 
 describe('MCP handshake over the SDK client', () => {
-  let server;
-
-  before(async () => {
-    server = await startServer([], { listTools: false });
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
-  }, { timeout: HOOK_TIMEOUT });
+  const kiln = useServer({ listTools: false });
 
   test('the server identifies itself as "kiln" in serverInfo', { timeout: TEST_TIMEOUT }, () => {
-    const info = server.client.getServerVersion();
+    const info = kiln.client.getServerVersion();
     assert.ok(info, 'initialize returned no serverInfo');
     assert.equal(info.name, 'kiln');
     assert.equal(typeof info.version, 'string');
   });
 
   test('the server advertises the tools capability', { timeout: TEST_TIMEOUT }, () => {
-    const capabilities = server.client.getServerCapabilities();
+    const capabilities = kiln.client.getServerCapabilities();
     assert.ok(capabilities?.tools, `capabilities: ${dump(capabilities)}`);
   });
 
   test('on start the server writes a line beginning with "kiln " to stderr', { timeout: TEST_TIMEOUT }, async () => {
-    const text = await pollUntil(() => (server.stderr().includes('\n') ? server.stderr() : ''), 10_000);
-    assert.ok(text, `no complete stderr line; stderr so far: ${JSON.stringify(server.stderr())}`);
+    const text = await pollUntil(() => (kiln.stderr().includes('\n') ? kiln.stderr() : ''), 10_000);
+    assert.ok(text, `no complete stderr line; stderr so far: ${JSON.stringify(kiln.stderr())}`);
     const firstLine = text.split('\n')[0];
     assert.ok(firstLine.startsWith('kiln '), `first stderr line: ${JSON.stringify(firstLine)}`);
   });
 
   test('ping is answered', { timeout: TEST_TIMEOUT }, async () => {
-    const result = await server.client.ping();
+    const result = await kiln.client.ping();
     assert.deepEqual(result, {});
   });
 
   test('tools/list returns exactly the session and file tools', { timeout: TEST_TIMEOUT }, async () => {
-    const { tools } = await server.client.listTools();
+    const { tools } = await kiln.client.listTools();
     const names = tools.map((t) => t.name).sort();
     assert.deepEqual(names, ['close_session', 'list_files', 'list_sessions', 'read_file', 'run_python', 'upload_file']);
     for (const tool of tools) {
@@ -59,7 +43,7 @@ describe('MCP handshake over the SDK client', () => {
   });
 
   test('run_python declares code as a required string argument and has an outputSchema', { timeout: TEST_TIMEOUT }, async () => {
-    const { tools } = await server.client.listTools();
+    const { tools } = await kiln.client.listTools();
     const tool = tools.find((t) => t.name === 'run_python');
     assert.ok(tool, 'run_python missing');
     const schema = tool.inputSchema;
@@ -74,7 +58,7 @@ describe('MCP handshake over the SDK client', () => {
   });
 
   test('close_session declares session_id as a required argument', { timeout: TEST_TIMEOUT }, async () => {
-    const { tools } = await server.client.listTools();
+    const { tools } = await kiln.client.listTools();
     const tool = tools.find((t) => t.name === 'close_session');
     assert.ok(tool, 'close_session missing');
     assert.ok(tool.inputSchema.properties?.session_id, dump(tool.inputSchema));
@@ -83,16 +67,9 @@ describe('MCP handshake over the SDK client', () => {
 });
 
 describe('protocol version negotiation over raw stdio', () => {
-  let raw;
-
-  after(async () => {
-    await raw?.close();
-  }, { timeout: HOOK_TIMEOUT });
-
   for (const version of [PROTOCOL_VERSION, '2025-03-26', '2024-11-05']) {
     test(`a client asking for protocol version ${version} gets that version back`, { timeout: TEST_TIMEOUT }, async () => {
-      raw = startRaw();
-      try {
+      await withRawServer({ initialize: false }, async (raw) => {
         const response = await raw.initialize(version);
         assert.equal(response.jsonrpc, '2.0');
         assert.ok(response.result, `initialize failed: ${dump(response)}`);
@@ -100,36 +77,24 @@ describe('protocol version negotiation over raw stdio', () => {
         assert.equal(response.result.serverInfo?.name, 'kiln');
         const listed = await raw.request('tools/list', {});
         assert.equal(listed.result?.tools?.length, 6, dump(listed));
-      } finally {
-        await raw.close();
-        raw = undefined;
-      }
+      });
     });
   }
 
   test(`a client asking for an unsupported protocol version is offered ${PROTOCOL_VERSION}`, { timeout: TEST_TIMEOUT }, async () => {
-    raw = startRaw();
-    try {
+    await withRawServer({ initialize: false }, async (raw) => {
       const response = await raw.initialize('2099-01-01');
       assert.ok(response.result, `initialize failed: ${dump(response)}`);
       assert.equal(response.result.protocolVersion, PROTOCOL_VERSION);
-    } finally {
-      await raw.close();
-      raw = undefined;
-    }
+    });
   });
 
   test('every line the server writes to stdout is a JSON-RPC 2.0 message', { timeout: TEST_TIMEOUT }, async () => {
-    raw = startRaw();
-    try {
-      await raw.initialize();
+    await withRawServer({}, async (raw) => {
       await raw.request('tools/list', {});
       const call = await raw.runPython('print("hello")\n1+1');
       assert.equal(call.result?.structuredContent?.result, '2', dump(call));
       assert.deepEqual(raw.badLines, [], 'stdout carried non-JSON lines');
-    } finally {
-      await raw.close();
-      raw = undefined;
-    }
+    });
   });
 });

@@ -1,23 +1,9 @@
 // list_sessions and close_session.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import {
-  startServer,
-  run,
-  runFull,
-  callTool,
-  resultText,
-  pidGone,
-  pollUntil,
-  dump,
-  TEST_TIMEOUT,
-  HOOK_TIMEOUT,
-  sessionPid,
-  childrenOf,
-  commOf,
-} from './helpers.mjs';
+import { useServer, run, assertKept, runFull, callTool, resultText, pidGone, pollUntil, dump, TEST_TIMEOUT, sessionPid, childrenOf, commOf } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
@@ -30,24 +16,14 @@ async function listSessions(client) {
 }
 
 describe('session management', () => {
-  let server;
-  let client;
-
-  before(async () => {
-    server = await startServer();
-    client = server.client;
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
-  }, { timeout: HOOK_TIMEOUT });
+  const kiln = useServer();
 
   test('list_sessions lists every created session with its id, state, pid, count and timestamps', opts, async () => {
-    const a = await run(client, 'import os; os.getpid()');
-    const b = await run(client, 'import os; os.getpid()');
-    await run(client, 'n = 1', { session_id: b.session_id });
+    const a = await run(kiln.client, 'import os; os.getpid()');
+    const b = await run(kiln.client, 'import os; os.getpid()');
+    await run(kiln.client, 'n = 1', { session_id: b.session_id });
 
-    const sessions = await listSessions(client);
+    const sessions = await listSessions(kiln.client);
     const byId = new Map(sessions.map((s) => [s.session_id, s]));
     for (const [created, count] of [[a, 1], [b, 2]]) {
       const entry = byId.get(created.session_id);
@@ -67,15 +43,15 @@ describe('session management', () => {
   });
 
   test('list_sessions returns a text content block as well', opts, async () => {
-    await run(client, 'pass');
-    const result = await callTool(client, 'list_sessions', {});
+    await run(kiln.client, 'pass');
+    const result = await callTool(kiln.client, 'list_sessions', {});
     assert.ok(Array.isArray(result.content) && result.content.length >= 1, dump(result));
     assert.equal(result.content[0].type, 'text');
   });
 
   test('close_session confirms the close with the session id and closed: true', opts, async () => {
-    const created = await run(client, 'pass');
-    const result = await callTool(client, 'close_session', { session_id: created.session_id });
+    const created = await run(kiln.client, 'pass');
+    const result = await callTool(kiln.client, 'close_session', { session_id: created.session_id });
     assert.ok(!result.isError, dump(result));
     assert.deepEqual(
       { session_id: result.structuredContent?.session_id, closed: result.structuredContent?.closed },
@@ -84,96 +60,89 @@ describe('session management', () => {
   });
 
   test('a closed session disappears from list_sessions', opts, async () => {
-    const created = await run(client, 'pass');
-    const before = await listSessions(client);
+    const created = await run(kiln.client, 'pass');
+    const before = await listSessions(kiln.client);
     assert.ok(before.some((s) => s.session_id === created.session_id));
-    await callTool(client, 'close_session', { session_id: created.session_id });
-    const after = await listSessions(client);
+    await callTool(kiln.client, 'close_session', { session_id: created.session_id });
+    const after = await listSessions(kiln.client);
     assert.ok(!after.some((s) => s.session_id === created.session_id), dump(after));
   });
 
   test('closing a session ends its worker process', opts, async () => {
-    const created = await run(client, 'x = 1');
-    const workerPid = await sessionPid(client, created.session_id);
+    const created = await run(kiln.client, 'x = 1');
+    const workerPid = await sessionPid(kiln.client, created.session_id);
     assert.ok(Number.isInteger(workerPid) && workerPid > 0, dump(created));
     assert.ok(!pidGone(workerPid), 'worker should be alive before close');
-    const result = await callTool(client, 'close_session', { session_id: created.session_id });
+    const result = await callTool(kiln.client, 'close_session', { session_id: created.session_id });
     assert.ok(!result.isError, dump(result));
     const gone = await pollUntil(() => pidGone(workerPid), 5_000);
     assert.ok(gone, `worker ${workerPid} still exists after close_session`);
   });
 
   test('run_python on a closed session id is an error', opts, async () => {
-    const created = await run(client, 'x = 1');
-    await callTool(client, 'close_session', { session_id: created.session_id });
-    const result = await runFull(client, 'x', { session_id: created.session_id });
+    const created = await run(kiln.client, 'x = 1');
+    await callTool(kiln.client, 'close_session', { session_id: created.session_id });
+    const result = await runFull(kiln.client, 'x', { session_id: created.session_id });
     assert.equal(result.isError, true, dump(result));
-    assert.match(resultText(result), /unknown session|closed|not found/i);
+    assert.equal(
+      resultText(result),
+      `unknown session '${created.session_id}' (closed, or never created); omit session_id to start a new session`,
+    );
   });
 
   test('closing one session leaves the others intact', opts, async () => {
-    const keep = await run(client, 'kept = "kept"');
-    const drop = await run(client, 'pass');
-    await callTool(client, 'close_session', { session_id: drop.session_id });
-    const after = await run(client, 'kept', { session_id: keep.session_id });
+    const keep = await run(kiln.client, 'kept = "kept"');
+    const drop = await run(kiln.client, 'pass');
+    await callTool(kiln.client, 'close_session', { session_id: drop.session_id });
+    const after = await run(kiln.client, 'kept', { session_id: keep.session_id });
     assert.equal(after.result, "'kept'");
-    const sessions = await listSessions(client);
+    const sessions = await listSessions(kiln.client);
     assert.ok(sessions.some((s) => s.session_id === keep.session_id));
   });
 
   test('closing an unknown session id is an error', opts, async () => {
-    const result = await callTool(client, 'close_session', { session_id: 'no-such-session-id' });
+    const result = await callTool(kiln.client, 'close_session', { session_id: 'no-such-session-id' });
     assert.equal(result.isError, true, dump(result));
-    assert.match(resultText(result), /unknown session|not found|no such/i);
+    assert.equal(resultText(result), "unknown session 'no-such-session-id'");
   });
 
   test('close_session without a session_id is an error naming the argument', opts, async () => {
-    const result = await callTool(client, 'close_session', {});
+    const result = await callTool(kiln.client, 'close_session', {});
     assert.equal(result.isError, true, dump(result));
     assert.match(resultText(result), /session_id/);
   });
 });
 
 describe('session limit with --max-sessions 2', () => {
-  let server;
-  let client;
+  const kiln = useServer({ args: ['--max-sessions', '2'] });
 
-  before(async () => {
-    server = await startServer(['--max-sessions', '2']);
-    client = server.client;
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
-  }, { timeout: HOOK_TIMEOUT });
-
-  test('no more than two sessions are alive at once, and the server keeps answering', opts, async () => {
-    const a = await run(client, 'who = "a"');
-    const b = await run(client, 'who = "b"');
+  test('a third session is refused while two are open, and both open sessions keep working', opts, async () => {
+    const a = await run(kiln.client, 'who = "a"');
+    const b = await run(kiln.client, 'who = "b"');
     assert.equal(a.status, 'ok', dump(a));
     assert.equal(b.status, 'ok', dump(b));
 
-    // A third session is either refused or makes room by retiring another;
-    // both are fine, exceeding the limit is not.
-    await runFull(client, '1+1');
-    const sessions = (await callTool(client, 'list_sessions', {})).structuredContent.sessions;
-    assert.ok(sessions.length <= 2, dump(sessions));
+    const third = await runFull(kiln.client, '1+1');
+    assert.equal(third.isError, true, dump(third));
+    assert.equal(resultText(third), '2 sessions are open, the limit (--max-sessions); close one with close_session');
+    const open = (await listSessions(kiln.client)).map((s) => s.session_id).sort();
+    assert.deepEqual(open, [a.session_id, b.session_id].sort());
 
-    const fresh = await runFull(client, '1+1', { session_id: sessions[0]?.session_id });
-    assert.equal(fresh.structuredContent?.result, '2', dump(fresh));
+    for (const [sc, who] of [[a, "'a'"], [b, "'b'"]]) {
+      await assertKept(kiln.client, sc.session_id, 'who', who);
+    }
   });
 
   test('closing a session makes room for a new one', opts, async () => {
-    const sessions = (await callTool(client, 'list_sessions', {})).structuredContent.sessions;
-    for (const s of sessions) {
-      await callTool(client, 'close_session', { session_id: s.session_id });
+    for (const s of await listSessions(kiln.client)) {
+      await callTool(kiln.client, 'close_session', { session_id: s.session_id });
     }
-    const a = await run(client, '1');
-    const b = await run(client, '2');
+    const a = await run(kiln.client, '1');
+    const b = await run(kiln.client, '2');
     assert.equal(a.status, 'ok', dump(a));
     assert.equal(b.status, 'ok', dump(b));
-    await callTool(client, 'close_session', { session_id: a.session_id });
-    const c = await run(client, '3');
+    await callTool(kiln.client, 'close_session', { session_id: a.session_id });
+    const c = await run(kiln.client, '3');
     assert.equal(c.status, 'ok', dump(c));
     assert.equal(c.result, '3');
   });

@@ -3,138 +3,77 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 
-import {
-  startServer,
-  startRaw,
-  run,
-  pidAlive,
-  hostPidsWithArg,
-  sessionPid,
-  pollUntil,
-  dump,
-  TEST_TIMEOUT,
-} from './helpers.mjs';
+import { withServer, withRawServer, run, pidAlive, leaveSleeper, parentOf, killAfterEach, sessionPid, pollUntil, TEST_TIMEOUT } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
+const watch = killAfterEach();
 
-// The cell starts `sleep` with a unique argument, so that the host can find
-// it (a cell only sees pids of its own namespace) and, as its parent, the
-// worker.
-let sleepers = 0;
-function spawnSleeper() {
-  const marker = `300.${process.pid}${++sleepers}`;
-  return { marker, code: `import subprocess; p = subprocess.Popen(["sleep", "${marker}"]); 'started'` };
+/**
+ * Runs a cell through RUNCELL that leaves `sleep` running (found on the
+ * host by its argument: a cell only sees pids of its own namespace);
+ * resolves with [worker, sleep], the host pids of the sleep's parent and of
+ * the sleep.
+ */
+async function startSleeper(runCell) {
+  const { sleeper } = await leaveSleeper(runCell);
+  const worker = parentOf(sleeper);
+  watch(worker, sleeper);
+  return [worker, sleeper];
 }
 
-function ppidOf(pid) {
-  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+/** Asserts that every [what, pid] is gone within ten seconds. */
+async function assertAllGone(processes, when) {
+  for (const [what, pid] of processes) {
+    const gone = await pollUntil(() => !pidAlive(pid), 10_000);
+    assert.ok(gone, `${what} process ${pid} is still running ${when}`);
+  }
 }
 
-/** [worker, sleep] host pids of the sleeper started with MARKER. */
-async function sleeperPids(marker) {
-  const [sleepPid] = await pollUntil(() => {
-    const found = hostPidsWithArg(marker);
-    return found.length ? found : null;
-  }, 10_000);
-  return [ppidOf(sleepPid), sleepPid];
+/** Resolves with the raw server's exit, or null if it is still running after MS. */
+function exitWithin(raw, ms) {
+  return Promise.race([raw.exited, new Promise((resolve) => setTimeout(() => resolve(null), ms))]);
 }
+
+const runRaw = (raw) => async (code) => (await raw.runPython(code)).result?.structuredContent;
 
 describe('shutdown', () => {
   test('closing the client ends the server, its workers and their child processes', opts, async () => {
-    const server = await startServer();
-    const kilnPid = server.transport.pid;
-    let workerPid;
-    let sleepPid;
-    try {
-      const sleeper = spawnSleeper();
-      const sc = await run(server.client, sleeper.code);
-      assert.equal(sc.status, 'ok', dump(sc));
-      [workerPid, sleepPid] = await sleeperPids(sleeper.marker);
+    await withServer({}, async (server) => {
+      const [workerPid, sleepPid] = await startSleeper((code) => run(server.client, code));
       const other = await run(server.client, 'x = 1');
       const otherWorkerPid = await sessionPid(server.client, other.session_id);
       assert.ok(pidAlive(workerPid) && pidAlive(sleepPid) && pidAlive(otherWorkerPid));
 
       await server.close();
 
-      for (const [what, pid] of [
-        ['kiln', kilnPid],
-        ['worker', workerPid],
-        ['second worker', otherWorkerPid],
-        ['sleep child', sleepPid],
-      ]) {
-        const gone = await pollUntil(() => !pidAlive(pid), 10_000);
-        assert.ok(gone, `${what} process ${pid} is still running after the client closed`);
-      }
-    } finally {
-      for (const pid of [workerPid, sleepPid]) {
-        if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
-      }
-    }
+      await assertAllGone(
+        [['kiln', server.pid], ['worker', workerPid], ['second worker', otherWorkerPid], ['sleep child', sleepPid]],
+        'after the client closed',
+      );
+    });
   });
 
   test('end of input alone makes the server exit cleanly with no processes left behind', opts, async () => {
-    const raw = startRaw();
-    let workerPid;
-    let sleepPid;
-    try {
-      await raw.initialize();
-      const sleeper = spawnSleeper();
-      const response = await raw.runPython(sleeper.code);
-      const sc = response.result?.structuredContent;
-      assert.equal(sc?.status, 'ok', dump(response));
-      [workerPid, sleepPid] = await sleeperPids(sleeper.marker);
+    await withRawServer({}, async (raw) => {
+      const [workerPid, sleepPid] = await startSleeper(runRaw(raw));
 
       raw.child.stdin.end();
-      const outcome = await Promise.race([
-        raw.exited,
-        new Promise((resolve) => setTimeout(() => resolve(null), 30_000)),
-      ]);
-      assert.ok(outcome, 'kiln did not exit after its stdin was closed');
-      assert.equal(outcome.signal, null, `kiln was ended by ${outcome.signal}`);
-      assert.equal(outcome.code, 0, `kiln exited with code ${outcome.code}`);
+      const outcome = await exitWithin(raw, 30_000);
+      assert.deepEqual(outcome, { code: 0, signal: null }, 'kiln did not exit cleanly after its stdin was closed');
 
-      for (const [what, pid] of [['worker', workerPid], ['sleep child', sleepPid]]) {
-        const gone = await pollUntil(() => !pidAlive(pid), 10_000);
-        assert.ok(gone, `${what} process ${pid} is still running after kiln exited`);
-      }
-    } finally {
-      if (raw.child.exitCode === null && raw.child.signalCode === null) raw.child.kill('SIGKILL');
-      for (const pid of [workerPid, sleepPid]) {
-        if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
-      }
-    }
+      await assertAllGone([['worker', workerPid], ['sleep child', sleepPid]], 'after kiln exited');
+    });
   });
 
   test('SIGTERM makes the server exit with no processes left behind', opts, async () => {
-    const raw = startRaw();
-    let workerPid;
-    let sleepPid;
-    try {
-      await raw.initialize();
-      const sleeper = spawnSleeper();
-      const response = await raw.runPython(sleeper.code);
-      const sc = response.result?.structuredContent;
-      assert.equal(sc?.status, 'ok', dump(response));
-      [workerPid, sleepPid] = await sleeperPids(sleeper.marker);
+    await withRawServer({}, async (raw) => {
+      const [workerPid, sleepPid] = await startSleeper(runRaw(raw));
 
       raw.child.kill('SIGTERM');
-      const outcome = await Promise.race([
-        raw.exited,
-        new Promise((resolve) => setTimeout(() => resolve(null), 30_000)),
-      ]);
-      assert.ok(outcome, 'kiln did not exit after SIGTERM');
+      assert.ok(await exitWithin(raw, 30_000), 'kiln did not exit after SIGTERM');
 
-      for (const [what, pid] of [['worker', workerPid], ['sleep child', sleepPid]]) {
-        const gone = await pollUntil(() => !pidAlive(pid), 10_000);
-        assert.ok(gone, `${what} process ${pid} is still running after kiln exited`);
-      }
-    } finally {
-      if (raw.child.exitCode === null && raw.child.signalCode === null) raw.child.kill('SIGKILL');
-      for (const pid of [workerPid, sleepPid]) {
-        if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL');
-      }
-    }
+      await assertAllGone([['worker', workerPid], ['sleep child', sleepPid]], 'after kiln exited');
+    });
   });
 });

@@ -1,40 +1,38 @@
 // The security battery: one test per attack on the worker jail.  Each runs
 // the attack as a cell, asserts the exact contained outcome, and then checks
 // that the front and a second live session are unharmed.  The same file runs
-// as root and, through a user namespace, as an unprivileged user
-// (KILN_SECURITY_MODE says which; tests/run.sh runs both).
+// as root and, through a user namespace, as an unprivileged user, and once
+// more without the jail, where every test must fail (see mode.mjs).
+//
+// Without the jail a cell is a process of the host with kiln's uid, so each
+// attack is written to leave the host as it found it: files it manages to
+// create are removed, the front is probed with signal 0, bombs stop at a
+// ceiling above the jail's limit.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 
-import {
-  startServer,
-  run,
-  runFull,
-  dump,
-  pollUntil,
-  pidGone,
-  hostPidsWithArg,
-  sessionPid,
-  commOf,
-  TEST_TIMEOUT,
-  HOOK_TIMEOUT,
-} from '../integration/helpers.mjs';
+import { useServer, useBystander, run, callTool, resultText, dump, pollUntil, pidAlive, leaveSleeper, killAfterEach, sessionPid, commOf, KILN_BIN, TEST_TIMEOUT } from '../integration/helpers.mjs';
+import { unprivileged, unjailed, jailArgs, modeName } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
-const unprivileged = process.getuid() !== 0;
 const SECRET = `kiln-secret-${process.pid}-${Date.now()}`;
+const PROCESS_LIMIT = 64;
+const FILE_LIMIT = 256;
 
-/** Runs CODE in a fresh session and returns its structuredContent. */
-async function attack(client, code, extra = {}) {
-  return run(client, code, { timeout_s: 30, ...extra });
-}
+// A file on the host that no cell may read.
+const dir = mkdtempSync(join(tmpdir(), 'kiln-security-'));
+const planted = join(dir, 'planted-secret.txt');
+writeFileSync(planted, SECRET, { mode: 0o644 });
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
-/** A cell that tries F and returns "Type:errno-name" or "ok:<repr>". */
+/** A cell that defines _try(f), returning "ok:<repr>" or "Type:errno-name". */
 function probe(body) {
   return [
     'import errno as _e',
@@ -58,135 +56,172 @@ const SYSCALL = [
   '    return f"{r}:{errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno())}"',
 ].join('\n');
 
-describe(`the worker jail (${unprivileged ? 'unprivileged kiln' : 'kiln as root'})`, () => {
-  let server;
-  let client;
-  let bystander;
-  let dir;
-  let planted;
+/**
+ * What an x32 system call gets from this kernel outside any jail (a script
+ * run by `kiln run --insecure-no-sandbox`): "-1:ENOSYS" when the kernel has
+ * no x32 ABI, and then the seccomp filter's answer cannot be told from the
+ * kernel's.
+ */
+function hostX32Outcome() {
+  const home = mkdtempSync(join(tmpdir(), 'kiln-x32-'));
+  try {
+    const script = join(home, 'x32.py');
+    writeFileSync(script, `${SYSCALL}\nprint(sc(0x40000000 + 39))\n`);
+    const r = spawnSync(KILN_BIN, ['run', '--insecure-no-sandbox', script], {
+      env: { ...process.env, KILN_HOME: home },
+      encoding: 'utf8',
+      timeout: 50_000,
+    });
+    return r.stdout.trim();
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
 
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'kiln-security-'));
-    planted = join(dir, 'planted-secret.txt');
-    writeFileSync(planted, SECRET, { mode: 0o644 });
-    server = await startServer(
-      ['--memory', '256M', '--max-procs', '64', '--work-size', '16M', '--tmp-size', '16M', '--max-output', '64K',
-        '--grace', '1'],
-      { env: { KILN_TEST_SECRET: SECRET } },
-    );
-    client = server.client;
-    bystander = (await run(client, 'kept = "intact"')).session_id;
-  }, { timeout: HOOK_TIMEOUT });
+describe(`the worker jail (${modeName})`, () => {
+  const kiln = useServer({
+    args: ['--memory', '256M', '--max-procs', String(PROCESS_LIMIT), '--max-files', String(FILE_LIMIT),
+      '--work-size', '16M', '--tmp-size', '16M', '--max-output', '64K', '--grace', '1', ...jailArgs],
+    env: { KILN_TEST_SECRET: SECRET },
+  });
+  const bystander = useBystander(kiln);
 
-  after(async () => {
-    await server?.close();
-    rmSync(dir, { recursive: true, force: true });
-  }, { timeout: HOOK_TIMEOUT });
+  /** Runs CODE in a fresh session and returns its structuredContent. */
+  const cell = (code, extra = {}) => run(kiln.client, code, { timeout_s: 30, ...extra });
 
-  /** After every attack: the front answers and the bystander kept its state. */
-  async function unharmed() {
-    const other = await run(client, 'kept', { session_id: bystander });
-    assert.equal(other.status, 'ok', dump(other));
-    assert.equal(other.result, "'intact'", dump(other));
-    assert.equal(other.state_lost, false, dump(other));
+  /**
+   * An attack on the jail.  Without the jail its expectation is inverted:
+   * it passes only if its own assertions fail, which shows that it can tell
+   * a jailed worker from an unjailed one.  Anything but a failed assertion
+   * (a crash of the test, a timeout) still fails it.
+   */
+  function attack(name, fn, { skip } = {}) {
+    if (!unjailed || skip) return test(name, { ...opts, skip }, fn);
+    return test(name, opts, async (t) => {
+      try {
+        await fn(t);
+      } catch (err) {
+        if (!(err instanceof assert.AssertionError)) throw err;
+        t.diagnostic(`without the jail: ${failed(err)}`);
+        return;
+      }
+      assert.fail('passed without the jail: this test cannot tell a jailed worker from an unjailed one');
+    });
   }
 
-  const expectOutcome = (name, body, expected, extra) =>
-    test(name, opts, async () => {
-      const sc = await attack(client, probe(body), extra);
+  /** A failed assertion in one line. */
+  function failed(err) {
+    if (!['strictEqual', 'deepStrictEqual', 'match'].includes(err.operator)) return err.message.split('\n')[0];
+    const show = (v) => inspect(v, { breakLength: Infinity }).slice(0, 200);
+    return `got ${show(err.actual)} instead of ${show(err.expected)}`;
+  }
+
+  /** An attack whose probe cell must come back ok with EXPECTED as its result. */
+  const expectOutcome = (name, body, expected, options) =>
+    attack(name, async () => {
+      const sc = await cell(probe(body));
       assert.equal(sc.status, 'ok', dump(sc));
       assert.equal(sc.result, expected, dump(sc));
-      await unharmed();
-    });
+      await bystander.unharmed();
+    }, options);
+
+  const watch = killAfterEach();
+
+  /** A new session whose cell left `sleep` running: { session_id, sleeper (host pid) }. */
+  async function sleeperSession() {
+    const { sc, sleeper } = await leaveSleeper((code) => cell(code));
+    watch(sleeper);
+    return { session_id: sc.session_id, sleeper };
+  }
 
   // --- the host's files ---------------------------------------------------
-  test('a host file cannot be read by its absolute path', opts, async () => {
-    const sc = await attack(client, probe(`_try(lambda: open(${JSON.stringify(planted)}).read())`));
-    assert.equal(sc.result, "'FileNotFoundError:ENOENT'", dump(sc));
-    await unharmed();
+  expectOutcome('a host file cannot be read by its absolute path',
+    `_try(lambda: open(${JSON.stringify(planted)}).read())`, "'FileNotFoundError:ENOENT'");
+  expectOutcome('a host file cannot be reached with ..',
+    `_try(lambda: open("/work/../../../.." + ${JSON.stringify(planted)}).read())`, "'FileNotFoundError:ENOENT'");
+  expectOutcome('a symlink to a host file leads nowhere',
+    `import os\nos.symlink(${JSON.stringify(planted)}, "link")\n_try(lambda: open("link").read())`,
+    "'FileNotFoundError:ENOENT'");
+  // /work is a file system of its own: a hard link can name only /work's
+  // files, so the file tools, which serve /work, cannot be led out by one.
+  attack('a hard link to a file outside /work cannot be made, so no file tool reads one', async () => {
+    const sc = await cell(probe(
+      'import os, tempfile\n' +
+      'fd, t = tempfile.mkstemp()\n' +
+      `r = [_try(lambda: os.link(src, f"hard{i}")) for i, src in enumerate((${JSON.stringify(planted)}, "/etc/passwd", t))]\n` +
+      'os.close(fd); os.unlink(t)\n' +
+      'r',
+    ));
+    assert.equal(sc.result, "['FileNotFoundError:ENOENT', 'OSError:EXDEV', 'OSError:EXDEV']", dump(sc));
+    for (const path of ['hard0', 'hard1', 'hard2']) {
+      const read = await callTool(kiln.client, 'read_file', { session_id: sc.session_id, path });
+      assert.equal(resultText(read), `cannot open '${path}': No such file or directory`, dump(read));
+    }
+    await bystander.unharmed();
   });
-  test('a host file cannot be reached with ..', opts, async () => {
-    const sc = await attack(client, probe(`_try(lambda: open("/work/../../../.." + ${JSON.stringify(planted)}).read())`));
-    assert.equal(sc.result, "'FileNotFoundError:ENOENT'", dump(sc));
-    await unharmed();
-  });
-  test('a symlink to a host file leads nowhere', opts, async () => {
-    const sc = await attack(
-      client,
-      probe(`import os\nos.symlink(${JSON.stringify(planted)}, "/work/link")\n_try(lambda: open("/work/link").read())`),
-    );
-    assert.equal(sc.result, "'FileNotFoundError:ENOENT'", dump(sc));
-    await unharmed();
-  });
-  test('a hard link to a host file cannot be made', opts, async () => {
-    const sc = await attack(client, probe(`import os\n_try(lambda: os.link(${JSON.stringify(planted)}, "/work/hard"))`));
-    assert.equal(sc.result, "'FileNotFoundError:ENOENT'", dump(sc));
-    await unharmed();
-  });
-  test('/proc/1/root does not lead to the host', opts, async () => {
-    const sc = await attack(client, probe(`_try(lambda: open("/proc/1/root" + ${JSON.stringify(planted)}).read())`));
-    assert.equal(sc.result, "'PermissionError:EACCES'", dump(sc));
-    await unharmed();
-  });
-  test('/proc/self/root is the jail, not the host', opts, async () => {
-    const sc = await attack(client, probe(`_try(lambda: open("/proc/self/root" + ${JSON.stringify(planted)}).read())`));
-    assert.equal(sc.result, "'FileNotFoundError:ENOENT'", dump(sc));
-    await unharmed();
-  });
-  test('nothing outside /work and /tmp can be written', opts, async () => {
-    const sc = await attack(
-      client,
-      probe('[_try(lambda: open(p, "w")) for p in ("/x", "/usr/x", "/etc/passwd", "/proc/x", "/dev/x")]'),
-    );
-    assert.equal(
-      sc.result,
-      "['OSError:EROFS', 'OSError:EROFS', 'OSError:EROFS', 'FileNotFoundError:ENOENT', 'OSError:EROFS']",
-      dump(sc),
-    );
-    await unharmed();
-  });
-  test('/work and /tmp are writable but cannot be filled beyond their limits', opts, async () => {
-    const fill = (d) =>
-      `_try(lambda: [open(f"${d}/fill{i}", "wb").write(b"x" * (4 << 20)) for i in range(16)])`;
-    const sc = await attack(client, probe(`(${fill('/work')}, ${fill('/tmp')})`));
-    assert.equal(sc.result, "('OSError:ENOSPC', 'OSError:ENOSPC')", dump(sc));
-    await unharmed();
-  });
-  test('device nodes cannot be created', opts, async () => {
-    const sc = await attack(client, probe('import os\n_try(lambda: os.mknod("/work/null", 0o20666, os.makedev(1, 3)))'));
-    assert.equal(sc.result, "'PermissionError:EPERM'", dump(sc));
-    await unharmed();
-  });
+  // Every process the cell can see, the sandbox's init included.
+  expectOutcome("no process's /proc/PID/root leads to the host",
+    'import os\n' +
+    `{int(p): _try(lambda p=p: open(f"/proc/{p}/root" + ${JSON.stringify(planted)}).read()) for p in os.listdir("/proc") if p.isdigit()}`,
+    "{1: 'PermissionError:EACCES', 2: 'FileNotFoundError:ENOENT'}");
+  expectOutcome('/proc/self/root is the jail, not the host',
+    `_try(lambda: open("/proc/self/root" + ${JSON.stringify(planted)}).read())`, "'FileNotFoundError:ENOENT'");
+  // Files are made with O_EXCL and removed again, so that a host without
+  // the jail keeps its directories as they were.
+  expectOutcome('nothing outside /work and /tmp can be written',
+    [
+      'import os, uuid',
+      'name = "kiln-probe-" + uuid.uuid4().hex',
+      'def create(d):',
+      '    p = os.path.join(d, name)',
+      '    os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL))',
+      '    os.unlink(p)',
+      '[_try(lambda d=d: create(d)) for d in ("/", "/usr", "/etc", "/proc", "/dev")]',
+    ].join('\n'),
+    "['OSError:EROFS', 'OSError:EROFS', 'OSError:EROFS', 'FileNotFoundError:ENOENT', 'OSError:EROFS']");
+  // A cell starts in /work; what it writes is removed again.
+  expectOutcome('/work and /tmp are writable but cannot be filled beyond their limits',
+    [
+      'import os, tempfile',
+      'def fill(d):',
+      '    try:',
+      '        for i in range(16):',
+      '            with open(os.path.join(d, f"fill{i}"), "wb") as f: f.write(b"x" * (4 << 20))',
+      '    finally:',
+      '        for i in range(16):',
+      '            if os.path.exists(os.path.join(d, f"fill{i}")): os.remove(os.path.join(d, f"fill{i}"))',
+      'tmp = tempfile.mkdtemp()',
+      'r = (os.getcwd(), _try(lambda: fill(".")), tmp.startswith("/tmp/"), _try(lambda: fill(tmp)))',
+      'os.rmdir(tmp)',
+      'r',
+    ].join('\n'),
+    "('/work', 'OSError:ENOSPC', True, 'OSError:ENOSPC')");
+  expectOutcome('device nodes cannot be created',
+    'import os\n_try(lambda: os.mknod("null", 0o20666, os.makedev(1, 3)))', "'PermissionError:EPERM'");
 
   // --- secrets, processes, identity ---------------------------------------
-  test("a secret in kiln's environment is not in the cell's environment or any /proc environ", opts, async () => {
-    const sc = await attack(
-      client,
-      [
-        'import os',
-        'seen = [k for k, v in os.environ.items() if v == ' + JSON.stringify(SECRET) + ']',
-        'for p in os.listdir("/proc"):',
-        '    try:',
-        '        if ' + JSON.stringify(SECRET) + '.encode() in open(f"/proc/{p}/environ", "rb").read():',
-        '            seen.append(p)',
-        '    except OSError:',
-        '        pass',
-        'seen',
-      ].join('\n'),
-    );
-    assert.equal(sc.result, '[]', dump(sc));
-    await unharmed();
-  });
-  test('only the sandbox\'s own processes are visible in /proc', opts, async () => {
-    const sc = await attack(client, 'import os\nsorted(int(p) for p in os.listdir("/proc") if p.isdigit())');
-    assert.equal(sc.result, '[1, 2]', dump(sc));
-    await unharmed();
-  });
-  test('the front and other sessions cannot be signalled', opts, async () => {
-    const target = await sessionPid(client, bystander);
-    const sc = await attack(
-      client,
-      probe(`import os\n(_try(lambda: os.kill(${server.pid}, 9)), _try(lambda: os.kill(${target}, 9)), _try(lambda: os.kill(1, 9)))`),
+  expectOutcome("a secret in kiln's environment is not in the cell's environment or any /proc environ",
+    [
+      'import os',
+      'seen = [k for k, v in os.environ.items() if v == ' + JSON.stringify(SECRET) + ']',
+      'for p in os.listdir("/proc"):',
+      '    try:',
+      '        if ' + JSON.stringify(SECRET) + '.encode() in open(f"/proc/{p}/environ", "rb").read():',
+      '            seen.append(p)',
+      '    except OSError:',
+      '        pass',
+      'seen',
+    ].join('\n'),
+    '[]');
+  expectOutcome('only the sandbox\'s own processes are visible in /proc',
+    'import os\nsorted(int(p) for p in os.listdir("/proc") if p.isdigit())', '[1, 2]');
+  // The front and the other session are probed with signal 0: it is checked
+  // as a real signal would be (visibility, permission) but ends nothing when
+  // the jail is missing.
+  attack('the front and other sessions cannot be signalled', async () => {
+    const target = await sessionPid(kiln.client, bystander.session_id);
+    const sc = await cell(
+      probe(`import os\n(_try(lambda: os.kill(${kiln.pid}, 0)), _try(lambda: os.kill(${target}, 0)), _try(lambda: os.kill(1, 9)))`),
     );
     // The init of the sandbox: as root it is another uid (EPERM); in a user
     // namespace it shares the uid, and the kernel drops signals to a
@@ -194,57 +229,59 @@ describe(`the worker jail (${unprivileged ? 'unprivileged kiln' : 'kiln as root'
     const init = unprivileged ? 'ok:None' : 'PermissionError:EPERM';
     assert.equal(sc.result, `('ProcessLookupError:ESRCH', 'ProcessLookupError:ESRCH', '${init}')`, dump(sc));
     assert.equal(commOf(target), 'kiln-init');
-    await unharmed();
+    await bystander.unharmed();
   });
-  test('ptrace is refused, on the init and on a child of the cell', opts, async () => {
-    const sc = await attack(
-      client,
-      `${SYSCALL}\nimport os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(5); os._exit(0)\nr = (sc(101, 16, 1, 0, 0), sc(101, 16, pid, 0, 0))\nos.kill(pid, 9); os.waitpid(pid, 0)\nr`,
-    );
-    assert.equal(sc.result, "('-1:EPERM', '-1:EPERM')", dump(sc));
-    await unharmed();
-  });
-  test('the uid is unprivileged, with no capabilities, no-new-privs and seccomp', opts, async () => {
-    const sc = await attack(
-      client,
-      'import os\nst = dict(l.split(":\\t") for l in open("/proc/self/status").read().splitlines() if ":\\t" in l)\n' +
-        '(os.getuid() != 0 or ' + (unprivileged ? 'True' : 'False') + ', [st[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")])',
-    );
-    assert.equal(
-      sc.result,
-      "(True, ['0000000000000000', '0000000000000000', '0000000000000000', '0000000000000000', '0000000000000000', '1', '2'])",
-      dump(sc),
-    );
-    await unharmed();
-  });
+  // PTRACE_SEIZE (0x4206) on the init, not PTRACE_ATTACH, and PTRACE_DETACH
+  // (17) at once if it worked: without the jail the init is the host's, and
+  // it must not stop.
+  expectOutcome('ptrace is refused, on the init and on a child of the cell',
+    [
+      SYSCALL,
+      'import os, time',
+      'pid = os.fork()',
+      'if pid == 0:',
+      '    time.sleep(5); os._exit(0)',
+      'init = sc(101, 0x4206, 1, 0, 0)',
+      'if init.startswith("0:"): sc(101, 17, 1, 0, 0)',
+      'r = (init, sc(101, 16, pid, 0, 0))',
+      'os.kill(pid, 9); os.waitpid(pid, 0)',
+      'r',
+    ].join('\n'),
+    "('-1:EPERM', '-1:EPERM')");
+  expectOutcome('the uid is unprivileged, with no capabilities, no-new-privs and seccomp',
+    'import os\nst = dict(l.split(":\\t") for l in open("/proc/self/status").read().splitlines() if ":\\t" in l)\n' +
+      '(os.getuid() != 0 or ' + (unprivileged ? 'True' : 'False') + ', [st[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")])',
+    "(True, ['0000000000000000', '0000000000000000', '0000000000000000', '0000000000000000', '0000000000000000', '1', '2'])");
   // As root the uid change is refused; in a user namespace uid 0 does not
   // even exist.
   expectOutcome('setuid(0) and setgid(0) are refused', 'import os\n(_try(lambda: os.setuid(0)), _try(lambda: os.setgid(0)))',
     unprivileged ? "('OSError:EINVAL', 'OSError:EINVAL')" : "('PermissionError:EPERM', 'PermissionError:EPERM')");
-  test('a hard rlimit cannot be raised', opts, async () => {
-    const sc = await attack(
-      client,
-      probe('import resource\nh = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n_try(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (h + 1, h + 1)))'),
-    );
-    assert.equal(sc.result, "'ValueError:'", dump(sc));
-    await unharmed();
-  });
-  test('the hostname is the sandbox\'s own and cannot be changed', opts, async () => {
-    const sc = await attack(client, probe('import socket\n(_try(lambda: socket.sethostname("evil")), socket.gethostname())'));
+  expectOutcome("the open-file limit is the jail's and its hard limit cannot be raised",
+    'import resource\nh = resource.getrlimit(resource.RLIMIT_NOFILE)\n(h, _try(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (h[1] + 1, h[1] + 1))))',
+    `((${FILE_LIMIT}, ${FILE_LIMIT}), 'ValueError:')`);
+  // The cell asks for the name it already has, so that without the jail
+  // the host's name stays what it was.
+  attack('the hostname is the sandbox\'s own and cannot be changed', async () => {
+    const sc = await cell(probe('import socket\n(_try(lambda: socket.sethostname(socket.gethostname())), socket.gethostname())'));
     assert.equal(sc.result, "('PermissionError:EPERM', 'kiln')", dump(sc));
-    const other = await run(client, 'import socket; socket.gethostname()', { session_id: bystander });
+    const other = await run(kiln.client, 'import socket; socket.gethostname()', { session_id: bystander.session_id });
     assert.equal(other.result, "'kiln'");
-    await unharmed();
+    await bystander.unharmed();
   });
 
   // --- kernel surfaces -----------------------------------------------------
-  for (const [name, body, expected] of [
-    ['mount', 'sc(165, b"none", b"/tmp", b"tmpfs", 0, 0)', '-1:EPERM'],
+  const x32 = hostX32Outcome();
+  // mount, chroot and pivot_root name a path that does not exist: the
+  // filter refuses them before the kernel looks, and without the jail the
+  // kernel fails them with ENOENT instead of changing the host's mounts.
+  for (const [name, body, expected, skip] of [
+    ['mount', 'sc(165, b"none", b"/kiln-no-such-dir", b"tmpfs", 0, 0)', '-1:EPERM'],
     ['unshare', 'sc(272, 0x10000000)', '-1:EPERM'],
     ['setns', 'sc(308, 0, 0)', '-1:EPERM'],
-    ['chroot', 'sc(161, b"/tmp")', '-1:EPERM'],
-    ['pivot_root', 'sc(155, b"/tmp", b"/tmp")', '-1:EPERM'],
-    ['clone with CLONE_NEWUSER', 'sc(56, 0x10000000 | 17, 0, 0, 0, 0)', '-1:EPERM'],
+    ['chroot', 'sc(161, b"/kiln-no-such-dir")', '-1:EPERM'],
+    ['pivot_root', 'sc(155, b"/kiln-no-such-dir", b"/kiln-no-such-dir")', '-1:EPERM'],
+    // A child that clone does create leaves at once.
+    ['clone with CLONE_NEWUSER', 'import os\nr = sc(56, 0x10000000 | 17, 0, 0, 0, 0)\nif r.startswith("0:"): os._exit(0)\nif not r.startswith("-1:"): os.waitpid(int(r.split(":")[0]), 0)\nr', '-1:EPERM'],
     ['bpf', 'sc(321, 0, 0, 0)', '-1:EPERM'],
     ['perf_event_open', 'sc(298, 0, 0, -1, -1, 0)', '-1:EPERM'],
     ['userfaultfd', 'sc(323, 0)', '-1:EPERM'],
@@ -252,74 +289,61 @@ describe(`the worker jail (${unprivileged ? 'unprivileged kiln' : 'kiln as root'
     ['keyctl', 'sc(250, 0, 0, 0, 0, 0)', '-1:EPERM'],
     ['init_module', 'sc(175, 0, 0, 0)', '-1:EPERM'],
     ['finit_module', 'sc(313, -1, 0, 0)', '-1:EPERM'],
-    ['an x32 system call', 'sc(0x40000000 + 39)', '-1:ENOSYS'],
+    ['an x32 system call', 'sc(0x40000000 + 39)', '-1:ENOSYS',
+      x32 === '-1:ENOSYS' && 'this kernel has no x32 ABI: an x32 call fails with ENOSYS with or without the seccomp filter, so this test cannot fail on this host'],
   ]) {
-    test(`${name} is refused with an errno`, opts, async () => {
-      const sc = await attack(client, `${SYSCALL}\n${body}`);
-      assert.equal(sc.status, 'ok', dump(sc));
-      assert.equal(sc.result, `'${expected}'`, dump(sc));
-      await unharmed();
-    });
+    expectOutcome(`${name} is refused with an errno`, `${SYSCALL}\n${body}`, `'${expected}'`, { skip });
   }
   test.skip('an i386 system call (int 0x80) is refused: int 0x80 faults with SIGSEGV on this VM even unsandboxed');
   expectOutcome('TIOCSTI is refused', 'import fcntl, termios\n_try(lambda: fcntl.ioctl(0, termios.TIOCSTI, b"x"))', "'PermissionError:EPERM'");
 
   // --- resources -----------------------------------------------------------
-  test('a fork bomb stops at the process limit and the session survives', opts, async () => {
-    const sc = await attack(
-      client,
+  // The bombs stop at twice the limit, which only a missing jail reaches.
+  attack('a fork bomb stops at the process limit and the session survives', async () => {
+    const sc = await cell(
       probe(
         [
           'import os, time',
           'kids = []',
           'def bomb():',
-          '    while True:',
+          `    while len(kids) < ${2 * PROCESS_LIMIT}:`,
           '        pid = os.fork()',
           '        if pid == 0:',
           '            time.sleep(60); os._exit(0)',
           '        kids.append(pid)',
           'r = _try(bomb)',
           'for k in kids: os.kill(k, 9); os.waitpid(k, 0)',
-          '(r, 0 < len(kids) <= 64)',
+          `(r, 0 < len(kids) <= ${PROCESS_LIMIT})`,
         ].join('\n'),
       ),
     );
     assert.equal(sc.result, "('BlockingIOError:EAGAIN', True)", dump(sc));
     if (!unprivileged) assert.match(sc.notice ?? '', /process limit/, dump(sc));
-    await unharmed();
+    await bystander.unharmed();
   });
-  test('a thread bomb stops at the process limit', opts, async () => {
-    const sc = await attack(
-      client,
-      probe(
-        [
-          'import threading',
-          'stop = threading.Event()',
-          'ts = []',
-          'def bomb():',
-          '    while True:',
-          '        t = threading.Thread(target=stop.wait); t.start(); ts.append(t)',
-          'r = _try(bomb)',
-          'stop.set()',
-          'for t in ts: t.join()',
-          '(r, 0 < len(ts) <= 64)',
-        ].join('\n'),
-      ),
-    );
-    assert.equal(sc.result, "('RuntimeError:', True)", dump(sc));
-    await unharmed();
-  });
-  test('opening more files than allowed fails with EMFILE', opts, async () => {
-    const sc = await attack(client, probe('fs = []\nr = _try(lambda: [fs.append(open("/dev/null")) for _ in range(100000)])\n[f.close() for f in fs]\nr'));
-    assert.equal(sc.result, "'OSError:EMFILE'", dump(sc));
-    await unharmed();
-  });
+  expectOutcome('a thread bomb stops at the process limit',
+    [
+      'import threading',
+      'stop = threading.Event()',
+      'ts = []',
+      'def bomb():',
+      `    while len(ts) < ${2 * PROCESS_LIMIT}:`,
+      '        t = threading.Thread(target=stop.wait); t.start(); ts.append(t)',
+      'r = _try(bomb)',
+      'stop.set()',
+      'for t in ts: t.join()',
+      `(r, 0 < len(ts) <= ${PROCESS_LIMIT})`,
+    ].join('\n'),
+    "('RuntimeError:', True)");
+  expectOutcome('opening more files than allowed fails with EMFILE',
+    `fs = []\nr = _try(lambda: [fs.append(open("/dev/null")) for _ in range(100000)])\n[f.close() for f in fs]\n(r, len(fs) < ${FILE_LIMIT})`,
+    "('OSError:EMFILE', True)");
   for (const [name, code] of [
     ['a bytearray', 'b = bytearray(2 << 30)'],
     ['numpy', 'import numpy\na = numpy.ones(2 << 27)'],
   ]) {
-    test(`a memory bomb (${name}) is contained, and only its own session is affected`, opts, async () => {
-      const sc = await attack(client, code);
+    attack(`a memory bomb (${name}) is contained, and only its own session is affected`, async () => {
+      const sc = await cell(code);
       if (unprivileged) {
         // No cgroups without privileges: the address-space backstop makes
         // the allocation fail inside the cell.
@@ -329,12 +353,12 @@ describe(`the worker jail (${unprivileged ? 'unprivileged kiln' : 'kiln as root'
         assert.equal(sc.status, 'crashed', dump(sc));
         assert.match(sc.error.message, /out of memory/, dump(sc));
       }
-      await unharmed();
+      await bystander.unharmed();
     });
   }
 
   // --- network ---------------------------------------------------------------
-  test("a TCP listener on the host's 127.0.0.1 cannot be reached", opts, async () => {
+  attack("a TCP listener on the host's 127.0.0.1 cannot be reached", async () => {
     let connections = 0;
     const listener = net.createServer((s) => {
       connections += 1;
@@ -343,15 +367,17 @@ describe(`the worker jail (${unprivileged ? 'unprivileged kiln' : 'kiln as root'
     await new Promise((resolve) => listener.listen(0, '127.0.0.1', resolve));
     const { port } = listener.address();
     try {
-      const sc = await attack(client, probe(`import socket\n_try(lambda: socket.create_connection(("127.0.0.1", ${port}), timeout=3))`));
+      const sc = await cell(probe(`import socket\n_try(lambda: socket.create_connection(("127.0.0.1", ${port}), timeout=3))`));
       assert.equal(sc.result, "'ConnectionRefusedError:ECONNREFUSED'", dump(sc));
       assert.equal(connections, 0);
     } finally {
       listener.close();
     }
-    await unharmed();
+    await bystander.unharmed();
   });
-  test("a host's abstract unix socket cannot be reached", opts, async () => {
+  // Node binds an abstract name padded with NULs to the whole of sun_path,
+  // so the cell asks for it padded the same way.
+  attack("a host's abstract unix socket cannot be reached", async () => {
     const name = `kiln-test-${process.pid}`;
     let connections = 0;
     const listener = net.createServer((s) => {
@@ -360,74 +386,56 @@ describe(`the worker jail (${unprivileged ? 'unprivileged kiln' : 'kiln as root'
     });
     await new Promise((resolve) => listener.listen(`\0${name}`, resolve));
     try {
-      const sc = await attack(
-        client,
-        probe(`import socket\ns = socket.socket(socket.AF_UNIX)\n_try(lambda: s.connect("\\0${name}"))`),
+      const sc = await cell(
+        probe(`import socket\ns = socket.socket(socket.AF_UNIX)\n_try(lambda: s.connect("\\0${name}".ljust(108, "\\0")))`),
       );
       assert.equal(sc.result, "'ConnectionRefusedError:ECONNREFUSED'", dump(sc));
       assert.equal(connections, 0);
     } finally {
       listener.close();
     }
-    await unharmed();
+    await bystander.unharmed();
   });
   expectOutcome('raw packet sockets are refused', 'import socket\n_try(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))', "'OSError:ENOSYS'");
 
   // --- crashes and leftovers -----------------------------------------------
-  test('a ctypes segfault ends only its own session', opts, async () => {
-    const sc = await attack(client, 'import ctypes; ctypes.string_at(0)');
-    assert.equal(sc.status, 'crashed', dump(sc));
-    assert.match(sc.error.message, /SIGSEGV/);
-    await unharmed();
-  });
-  test('os._exit from a cell ends only its own session', opts, async () => {
-    const sc = await attack(client, 'import os; os._exit(9)');
-    assert.equal(sc.status, 'crashed', dump(sc));
-    assert.match(sc.error.message, /exited with code 9/);
-    await unharmed();
-  });
-  test('a core dump is never written', opts, async () => {
-    const sc = await attack(client, 'import os, resource\nprint(resource.getrlimit(resource.RLIMIT_CORE), flush=True)\nos.abort()');
+  for (const [name, crash, message] of [
+    ['a ctypes segfault', 'import ctypes; ctypes.string_at(0)', /SIGSEGV/],
+    ['os._exit from a cell', 'import os; os._exit(9)', /exited with code 9/],
+  ]) {
+    attack(`${name} ends its own session with every process the cell started, and nothing else`, async () => {
+      const { session_id, sleeper } = await sleeperSession();
+      const sc = await cell(crash, { session_id });
+      assert.equal(sc.status, 'crashed', dump(sc));
+      assert.match(sc.error.message, message, dump(sc));
+      assert.ok(await pollUntil(() => !pidAlive(sleeper), 10_000), `sleep ${sleeper} outlived its session`);
+      await bystander.unharmed();
+    });
+  }
+  attack('a core dump is never written', async () => {
+    const sc = await cell('import os, resource\nprint(resource.getrlimit(resource.RLIMIT_CORE), flush=True)\nos.abort()');
     assert.equal(sc.status, 'crashed', dump(sc));
     assert.match(sc.error.message, /SIGABRT/);
     assert.equal(sc.stdout, '(0, 0)\n');
-    await unharmed();
+    await bystander.unharmed();
   });
-  test('a child process left running does not outlive its session', opts, async () => {
-    const marker = `301.${process.pid}`;
-    const sc = await attack(client, `import subprocess\nsubprocess.Popen(["sleep", "${marker}"])\n'started'`);
-    assert.equal(sc.status, 'ok', dump(sc));
-    const [sleeper] = await pollUntil(() => {
-      const found = hostPidsWithArg(marker);
-      return found.length ? found : null;
-    });
-    assert.ok(sleeper, 'the sleep process never appeared');
-    await client.callTool({ name: 'close_session', arguments: { session_id: sc.session_id } });
-    assert.ok(await pollUntil(() => pidGone(sleeper), 10_000), `sleep ${sleeper} outlived its session`);
-    await unharmed();
+  attack('a child process left running does not outlive its session', async () => {
+    const { session_id, sleeper } = await sleeperSession();
+    await callTool(kiln.client, 'close_session', { session_id });
+    assert.ok(await pollUntil(() => !pidAlive(sleeper), 10_000), `sleep ${sleeper} outlived its session`);
+    await bystander.unharmed();
   });
-  test('a cell that ignores SIGINT is killed after the grace period and its session starts over', opts, async () => {
-    const first = await attack(client, 'x = 1');
-    const sc = await run(client, 'import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass', {
-      session_id: first.session_id,
+  attack('a cell that ignores SIGINT is killed after the grace period with every process it started, and its session starts over', async () => {
+    const { session_id, sleeper } = await sleeperSession();
+    const sc = await run(kiln.client, 'import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass', {
+      session_id,
       timeout_s: 1,
     });
     assert.equal(sc.status, 'killed', dump(sc));
-    const next = await run(client, "'x' in globals()", { session_id: first.session_id });
+    assert.ok(await pollUntil(() => !pidAlive(sleeper), 10_000), `sleep ${sleeper} outlived the killed cell`);
+    const next = await run(kiln.client, "'subprocess' in globals()", { session_id });
     assert.equal(next.result, 'False', dump(next));
     assert.equal(next.state_lost, true);
-    await unharmed();
+    await bystander.unharmed();
   });
-  test('gigabytes of output cost the front only the cap', opts, async () => {
-    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))[1]);
-    const before = rss();
-    const sc = await attack(client, 'import os\nb = b"y" * (1 << 20)\nfor _ in range(2048): os.write(1, b)\n"done"', {
-      timeout_s: 120,
-    });
-    assert.equal(sc.status, 'ok', dump(sc));
-    assert.equal(sc.stdout_dropped, 2048 * (1 << 20) - 64 * 1024);
-    assert.ok(rss() - before < 64 * 1024, `the front grew by ${rss() - before} KiB`);
-    await unharmed();
-  });
-  test.skip('a symlink planted in /work is refused by every tool that reads or lists files: kiln has no file tools yet');
 });
