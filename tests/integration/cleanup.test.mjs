@@ -48,7 +48,7 @@ const why = haveCgroups ? false : 'needs root and v1 memory/pids cgroups (the gr
 describe('cgroups are released on every terminal path', { skip: why }, () => {
   let server;
   before(async () => {
-    server = await startServer(['--spares', '2']);
+    server = await startServer({ args: ['--spares', '2'] });
   }, { timeout: HOOK_TIMEOUT });
   after(async () => server?.close());
 
@@ -97,7 +97,7 @@ describe('cgroups are released on every terminal path', { skip: why }, () => {
   });
 
   test('a server that shuts down leaves no kiln-<pid> group', opts, async () => {
-    const s = await startServer([]);
+    const s = await startServer();
     await run(s.client, 'pass');
     const pid = s.pid;
     assert.ok(groupsOf(pid).some((d) => existsSync(d)), 'the server made its groups');
@@ -109,7 +109,7 @@ describe('cgroups are released on every terminal path', { skip: why }, () => {
   test('a kiln killed with SIGKILL leaves groups and session directories that the next kiln removes', opts, async () => {
     const home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
     try {
-      const a = await startServer([], { env: { KILN_HOME: home } });
+      const a = await startServer({ env: { KILN_HOME: home } });
       const r = await run(a.client, 'from PIL import Image\nImage.new("RGB", (8, 8)).show()');
       assert.equal(r.artifacts.length, 1);
       const pid = a.pid;
@@ -118,7 +118,7 @@ describe('cgroups are released on every terminal path', { skip: why }, () => {
       process.kill(pid, 'SIGKILL');
       await pollUntil(() => !existsSync(`/proc/${pid}`) || commOf(pid) === null);
       assert.ok(groupsOf(pid).some((d) => existsSync(d)), 'SIGKILL left the groups behind');
-      const b = await startServer([], { env: { KILN_HOME: home } });
+      const b = await startServer({ env: { KILN_HOME: home } });
       try {
         assert.ok(groupsOf(pid).every((d) => !existsSync(d)), `left: ${groupsOf(pid).filter((d) => existsSync(d))}`);
         const left = readdirSync(join(home, 'sessions'));

@@ -35,8 +35,7 @@ describe('a result within --max-result 48M', () => {
   // client's stdio reader takes.
   let server;
   before(async () => {
-    server = startRaw(['--max-result', '48M', '--max-message', '64M']);
-    await server.initialize();
+    server = await startRaw({ args: ['--max-result', '48M', '--max-message', '64M'] });
   }, { timeout: HOOK_TIMEOUT });
   after(async () => server?.close());
 
@@ -58,7 +57,7 @@ describe('a result within --max-result 48M', () => {
 describe('caps that cap', () => {
   let server;
   before(async () => {
-    server = await startServer(['--max-result', '64K']);
+    server = await startServer({ args: ['--max-result', '64K'] });
   }, { timeout: HOOK_TIMEOUT });
   after(async () => server?.close());
 
@@ -117,7 +116,7 @@ describe('artifacts are bounded on the host', () => {
   let home;
   before(async () => {
     home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
-    server = await startServer(['--max-artifacts-size', '4M'], { env: { KILN_HOME: home } });
+    server = await startServer({ args: ['--max-artifacts-size', '4M'], env: { KILN_HOME: home } });
   }, { timeout: HOOK_TIMEOUT });
   after(async () => {
     await server?.close();
@@ -210,7 +209,7 @@ describe('a full disk', { skip: process.getuid() === 0 ? false : 'needs root to 
   before(async () => {
     home = mkdtempSync(join(tmpdir(), 'kiln-full-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2M', 'tmpfs', home]);
-    server = await startServer([], { env: { KILN_HOME: home } });
+    server = await startServer({ env: { KILN_HOME: home } });
   }, { timeout: HOOK_TIMEOUT });
   after(async () => {
     await server?.close();

@@ -8,6 +8,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startServer, run, TEST_TIMEOUT, HOOK_TIMEOUT } from '../integration/helpers.mjs';
+import { attack, jailArgs, modeName } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
@@ -20,11 +21,13 @@ const FORGE = [
   '    return struct.pack("<IHH", len(body), 32, 0) + body',
 ].join('\n');
 
-describe('the control socket', () => {
+// The first two are the front's own defences and hold with or without the
+// jail; SO_PEERPIDFD is the seccomp policy's.
+describe(`the control socket (${modeName})`, () => {
   let server;
   let bystander;
   before(async () => {
-    server = await startServer([]);
+    server = await startServer({ args: jailArgs });
     bystander = await run(server.client, 'secret = 1234');
   }, { timeout: HOOK_TIMEOUT });
   after(async () => server?.close());
@@ -75,7 +78,7 @@ describe('the control socket', () => {
     await unharmed();
   });
 
-  test('SO_PEERPIDFD on fd 3 is refused with EPERM (it would be a pidfd of the zygote)', opts, async () => {
+  attack(test, 'SO_PEERPIDFD on fd 3 is refused with EPERM (it would be a pidfd of the zygote)', opts, async () => {
     const r = await run(server.client, [
       'import socket, errno',
       's = socket.socket(fileno=3)',

@@ -7,6 +7,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startServer, run, TEST_TIMEOUT, HOOK_TIMEOUT } from '../integration/helpers.mjs';
+import { jailArgs, modeName } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT * 2 };
 
@@ -22,11 +23,12 @@ const halfFrame = (declared, sent, sleep) => [
   `time.sleep(${sleep})`,
 ].join('\n');
 
-describe("the front's memory", () => {
+// The front's own limits: they hold with or without the jail.
+describe(`the front's memory (${modeName})`, () => {
   let server;
   let bystander;
   before(async () => {
-    server = await startServer(['--spares', '4']);
+    server = await startServer({ args: ['--spares', '4', ...jailArgs] });
     bystander = await run(server.client, 'secret = 1234');
   }, { timeout: HOOK_TIMEOUT });
   after(async () => server?.close());

@@ -13,22 +13,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { startServer, run, KILN_BIN, TEST_TIMEOUT, HOOK_TIMEOUT } from '../integration/helpers.mjs';
+import { attack, jailArgs, modeName } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
-describe('host information in the jail', () => {
+describe(`host information in the jail (${modeName})`, () => {
   let server;
   let home;
   before(async () => {
     home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
-    server = await startServer(['--timeout', '30'], { env: { KILN_HOME: home } });
+    server = await startServer({ args: ['--timeout', '30', ...jailArgs], env: { KILN_HOME: home } });
   }, { timeout: HOOK_TIMEOUT });
   after(async () => {
     await server?.close();
     rmSync(home, { recursive: true, force: true });
   });
 
-  test('/proc files that describe the host read as empty', opts, async () => {
+  attack(test, '/proc files that describe the host read as empty', opts, async () => {
     const r = await run(server.client, [
       'import json',
       'paths = ["/proc/cmdline", "/proc/sys/kernel/random/boot_id", "/proc/diskstats", "/proc/interrupts", "/proc/partitions"]',
@@ -38,7 +39,7 @@ describe('host information in the jail', () => {
     for (const [path, text] of Object.entries(JSON.parse(r.stdout))) assert.equal(text, '', path);
   });
 
-  test("the init's command line and matplotlib's directories name no host path", opts, async () => {
+  attack(test, "the init's command line and matplotlib's directories name no host path", opts, async () => {
     const r = await run(server.client, [
       'import json, matplotlib',
       'print(json.dumps({"init": open("/proc/1/cmdline").read(), "config": matplotlib.get_configdir(), "cache": matplotlib.get_cachedir()}))',

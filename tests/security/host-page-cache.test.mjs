@@ -8,14 +8,15 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startServer, run, TEST_TIMEOUT, HOOK_TIMEOUT } from '../integration/helpers.mjs';
+import { attack, jailArgs, modeName } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
-describe('host page cache', () => {
+describe(`host page cache (${modeName})`, () => {
   let server;
   let bystander;
   before(async () => {
-    server = await startServer([]);
+    server = await startServer({ args: jailArgs });
     bystander = await run(server.client, 'secret = 1234');
   }, { timeout: HOOK_TIMEOUT });
   after(async () => server?.close());
@@ -26,7 +27,7 @@ describe('host page cache', () => {
     assert.equal(r.state_lost, false);
   }
 
-  test('posix_fadvise DONTNEED on a host file is refused with EPERM', opts, async () => {
+  attack(test, 'posix_fadvise DONTNEED on a host file is refused with EPERM', opts, async () => {
     const r = await run(server.client, [
       'import os, sys, errno',
       'fd = os.open(sys.executable, os.O_RDONLY)',
@@ -41,7 +42,7 @@ describe('host page cache', () => {
     await unharmed();
   });
 
-  test('madvise MADV_PAGEOUT and MADV_COLD on a mapped host file are refused with EPERM', opts, async () => {
+  attack(test, 'madvise MADV_PAGEOUT and MADV_COLD on a mapped host file are refused with EPERM', opts, async () => {
     const r = await run(server.client, [
       'import ctypes, sys, errno',
       'libc = ctypes.CDLL(None, use_errno=True)',

@@ -17,3 +17,24 @@ export const modeName = [
   unprivileged ? 'unprivileged kiln' : 'kiln as root',
   ...(unjailed ? ['WITHOUT the jail'] : []),
 ].join(', ');
+
+/**
+ * Declares an attack on the jail with node:test's TEST.  Without the jail
+ * its expectation is inverted: it passes only if its own assertions fail,
+ * which shows that it can tell a jailed worker from an unjailed one;
+ * anything but a failed assertion (a crash of the test, a timeout) still
+ * fails it.  SKIP, when set, is the reason it cannot run in this mode.
+ */
+export function attack(test, name, opts, fn, { skip } = {}) {
+  if (!unjailed || skip) return test(name, { ...opts, skip }, fn);
+  return test(name, opts, async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      if (err?.name !== 'AssertionError') throw err;
+      t.diagnostic(`without the jail: ${err.message.split('\n')[0]}`);
+      return;
+    }
+    throw new Error('passed without the jail: this test cannot tell a jailed worker from an unjailed one');
+  });
+}
