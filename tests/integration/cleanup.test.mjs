@@ -3,14 +3,14 @@
 // worker, a zygote killed while spawns were in flight), and a server that
 // shuts down leaves no kiln-<pid> group behind.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import {
-  startServer, run, callTool, sessionPid, childrenOf, commOf, pollUntil, TEST_TIMEOUT, HOOK_TIMEOUT,
+  startServer, useServer, run, callTool, sessionPid, childrenOf, commOf, pollUntil, TEST_TIMEOUT, HOOK_TIMEOUT,
 } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT * 2 };
@@ -46,11 +46,7 @@ const haveCgroups = process.getuid() === 0 && existsSync('/sys/fs/cgroup/memory'
 const why = haveCgroups ? false : 'needs root and v1 memory/pids cgroups (the groups are counted on the host)';
 
 describe('cgroups are released on every terminal path', { skip: why }, () => {
-  let server;
-  before(async () => {
-    server = await startServer({ args: ['--spares', '2'] });
-  }, { timeout: HOOK_TIMEOUT });
-  after(async () => server?.close());
+  const server = useServer({ args: ['--spares', '2'] });
 
   /** Waits until the server's session groups are exactly one per live worker. */
   async function settled(what) {

@@ -4,33 +4,23 @@
 // renamed ones), and still when the worker's inotify watcher loses track
 // (its queue overflows, the cell closes its fd, too many directories).
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startServer, run, dump, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
+import { useServer, run, dump, TEST_TIMEOUT } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
 describe('changed files', () => {
-  let server;
-  let client;
-
-  before(async () => {
-    server = await startServer();
-    client = server.client;
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
-  }, { timeout: HOOK_TIMEOUT });
+  const kiln = useServer();
 
   /** A fresh session (its own worker and /work); returns a function that
    *  runs a cell in it, checks it succeeded and returns its structuredContent. */
   async function session() {
-    const first = await run(client, 'import os, subprocess');
+    const first = await run(kiln.client, 'import os, subprocess');
     assert.equal(first.status, 'ok', dump(first));
     return async (code) => {
-      const sc = await run(client, code, { session_id: first.session_id });
+      const sc = await run(kiln.client, code, { session_id: first.session_id });
       assert.equal(sc.status, 'ok', dump(sc));
       return sc;
     };

@@ -147,6 +147,8 @@ export async function startServer(options = {}) {
     client,
     transport,
     pid,
+    /** The server's KILN_HOME. */
+    home: cwd,
     stderr: () => stderr,
     close() {
       closing ??= client.close().finally(cleanup);

@@ -14,7 +14,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 
 import {
-  startServer, startRaw, run, runFull, callTool, KILN_BIN, TEST_TIMEOUT, HOOK_TIMEOUT,
+  startServer, useServer, useRawServer, run, runFull, callTool, KILN_BIN, TEST_TIMEOUT, HOOK_TIMEOUT,
 } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT * 3 };
@@ -33,11 +33,7 @@ function treeBytes(dir) {
 describe('a result within --max-result 48M', () => {
   // Raw stdio: the reply is a single 80 MiB JSON line, more than the SDK
   // client's stdio reader takes.
-  let server;
-  before(async () => {
-    server = await startRaw({ args: ['--max-result', '48M', '--max-message', '64M'] });
-  }, { timeout: HOOK_TIMEOUT });
-  after(async () => server?.close());
+  const server = useRawServer({ args: ['--max-result', '48M', '--max-message', '64M'] });
 
   test('a 40 MiB string as the last expression comes back whole and the session lives', opts, async () => {
     await server.sendLine({ jsonrpc: '2.0', id: 'big', method: 'tools/call',
@@ -55,11 +51,7 @@ describe('a result within --max-result 48M', () => {
 });
 
 describe('caps that cap', () => {
-  let server;
-  before(async () => {
-    server = await startServer({ args: ['--max-result', '64K'] });
-  }, { timeout: HOOK_TIMEOUT });
-  after(async () => server?.close());
+  const server = useServer({ args: ['--max-result', '64K'] });
 
   test('an exception with a 10 MB message is cut to the configured size, the session lives', opts, async () => {
     const r = await run(server.client, 'raise Exception("\\x01" * 10_000_000)');
@@ -112,16 +104,7 @@ describe('caps that cap', () => {
 });
 
 describe('artifacts are bounded on the host', () => {
-  let server;
-  let home;
-  before(async () => {
-    home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
-    server = await startServer({ args: ['--max-artifacts-size', '4M'], env: { KILN_HOME: home } });
-  }, { timeout: HOOK_TIMEOUT });
-  after(async () => {
-    await server?.close();
-    rmSync(home, { recursive: true, force: true });
-  });
+  const server = useServer({ args: ['--max-artifacts-size', '4M'] });
 
   test('500,000 display() calls of a tiny PNG in one cell: bounded reply, bounded disk, others unharmed', opts, async () => {
     const bystander = await run(server.client, 'x = 41');
@@ -152,7 +135,7 @@ describe('artifacts are bounded on the host', () => {
     const second = await run(server.client, code, { session_id: first.session_id, timeout_s: 120 });
     assert.equal(second.status, 'ok');
     assert.match(second.notice ?? '', /--max-artifacts-size/);
-    const sessions = join(home, 'sessions');
+    const sessions = join(server.home, 'sessions');
     assert.ok(treeBytes(sessions) <= 4 << 20, `${treeBytes(sessions)} bytes under ${sessions}`);
     // The newest image is still readable; the first one is gone.
     const newest = second.artifacts.at(-1).uri;

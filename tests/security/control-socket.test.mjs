@@ -4,10 +4,10 @@
 // session, never pass for the worker's reply.  And the socket must not
 // lead to a host process.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startServer, run, TEST_TIMEOUT, HOOK_TIMEOUT } from '../integration/helpers.mjs';
+import { useServer, useBystander, run, TEST_TIMEOUT } from '../integration/helpers.mjs';
 import { attack, jailArgs, modeName } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
@@ -24,19 +24,9 @@ const FORGE = [
 // The first two are the front's own defences and hold with or without the
 // jail; SO_PEERPIDFD is the seccomp policy's.
 describe(`the control socket (${modeName})`, () => {
-  let server;
-  let bystander;
-  before(async () => {
-    server = await startServer({ args: jailArgs });
-    bystander = await run(server.client, 'secret = 1234');
-  }, { timeout: HOOK_TIMEOUT });
-  after(async () => server?.close());
+  const server = useServer({ args: jailArgs });
+  const bystander = useBystander(server);
 
-  async function unharmed() {
-    const r = await run(server.client, 'secret', { session_id: bystander.session_id });
-    assert.equal(r.result, '1234');
-    assert.equal(r.state_lost, false);
-  }
 
   test('a child of the cell that answers on fd 3 ends the session; its forged result is never seen', opts, async () => {
     const r = await run(server.client, [
@@ -55,7 +45,7 @@ describe(`the control socket (${modeName})`, () => {
     const next = await run(server.client, '1 + 1', { session_id: r.session_id });
     assert.equal(next.result, '2');
     assert.equal(next.state_lost, true);
-    await unharmed();
+    await bystander.unharmed();
   });
 
   test('a child that stops the worker and answers for it is caught too', opts, async () => {
@@ -75,7 +65,7 @@ describe(`the control socket (${modeName})`, () => {
     assert.notEqual(r.result, 'FORGED');
     assert.equal(r.status, 'crashed');
     assert.match(r.error.message, /a process other than the worker/);
-    await unharmed();
+    await bystander.unharmed();
   });
 
   attack(test, 'SO_PEERPIDFD on fd 3 is refused with EPERM (it would be a pidfd of the zygote)', opts, async () => {
@@ -91,6 +81,6 @@ describe(`the control socket (${modeName})`, () => {
       'out',
     ].join('\n'));
     assert.equal(r.result, "'EPERM'", JSON.stringify(r.error));
-    await unharmed();
+    await bystander.unharmed();
   });
 });

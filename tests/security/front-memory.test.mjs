@@ -3,10 +3,10 @@
 // workers together are bounded.  The front holds these bytes outside
 // any session's cgroup, so these are limits the front must keep itself.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startServer, run, TEST_TIMEOUT, HOOK_TIMEOUT } from '../integration/helpers.mjs';
+import { useServer, useBystander, run, TEST_TIMEOUT } from '../integration/helpers.mjs';
 import { jailArgs, modeName } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT * 2 };
@@ -25,25 +25,15 @@ const halfFrame = (declared, sent, sleep) => [
 
 // The front's own limits: they hold with or without the jail.
 describe(`the front's memory (${modeName})`, () => {
-  let server;
-  let bystander;
-  before(async () => {
-    server = await startServer({ args: ['--spares', '4', ...jailArgs] });
-    bystander = await run(server.client, 'secret = 1234');
-  }, { timeout: HOOK_TIMEOUT });
-  after(async () => server?.close());
+  const server = useServer({ args: ['--spares', '4', ...jailArgs] });
+  const bystander = useBystander(server);
 
-  async function unharmed() {
-    const r = await run(server.client, 'secret', { session_id: bystander.session_id });
-    assert.equal(r.result, '1234');
-    assert.equal(r.state_lost, false);
-  }
 
   test('a frame left half sent ends its session instead of being held', opts, async () => {
     const r = await run(server.client, halfFrame(20 << 20, 4 << 20, 60), { timeout_s: 90 });
     assert.equal(r.status, 'crashed', JSON.stringify(r));
     assert.match(r.error.message, /stopped in the middle of a frame/);
-    await unharmed();
+    await bystander.unharmed();
   });
 
   test('the partial frames of all workers together are bounded; the one past the bound is stopped', opts, async () => {
@@ -55,6 +45,6 @@ describe(`the front's memory (${modeName})`, () => {
     const messages = replies.map((r) => r.error?.message ?? '');
     assert.ok(messages.some((m) => /partial frames from its workers, its limit/.test(m)), messages.join('\n'));
     for (const r of replies) assert.equal(r.status, 'crashed');
-    await unharmed();
+    await bystander.unharmed();
   });
 });

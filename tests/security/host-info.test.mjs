@@ -6,28 +6,16 @@
 // binary's host path through /proc/self/exe and the bind sources in
 // /proc/self/mountinfo.)
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
-import { startServer, run, KILN_BIN, TEST_TIMEOUT, HOOK_TIMEOUT } from '../integration/helpers.mjs';
+import { useServer, useBystander, run, KILN_BIN, TEST_TIMEOUT } from '../integration/helpers.mjs';
 import { attack, jailArgs, modeName } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
 describe(`host information in the jail (${modeName})`, () => {
-  let server;
-  let home;
-  before(async () => {
-    home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
-    server = await startServer({ args: ['--timeout', '30', ...jailArgs], env: { KILN_HOME: home } });
-  }, { timeout: HOOK_TIMEOUT });
-  after(async () => {
-    await server?.close();
-    rmSync(home, { recursive: true, force: true });
-  });
+  const server = useServer({ args: ['--timeout', '30', ...jailArgs] });
 
   attack(test, '/proc files that describe the host read as empty', opts, async () => {
     const r = await run(server.client, [
@@ -47,7 +35,7 @@ describe(`host information in the jail (${modeName})`, () => {
     assert.equal(r.status, 'ok', JSON.stringify(r.error));
     const got = JSON.parse(r.stdout);
     for (const [what, text] of Object.entries(got)) {
-      assert.ok(!text.includes(home), `${what} shows KILN_HOME: ${text}`);
+      assert.ok(!text.includes(server.home), `${what} shows KILN_HOME: ${text}`);
       assert.ok(!text.includes(KILN_BIN), `${what} shows the kiln binary's path: ${text}`);
       assert.ok(!text.includes('serve'), `${what} shows kiln's arguments: ${text}`);
     }

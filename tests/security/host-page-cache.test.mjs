@@ -4,28 +4,18 @@
 // Each attack asserts the exact errno, then that a bystander session is
 // unharmed.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startServer, run, TEST_TIMEOUT, HOOK_TIMEOUT } from '../integration/helpers.mjs';
+import { useServer, useBystander, run, TEST_TIMEOUT } from '../integration/helpers.mjs';
 import { attack, jailArgs, modeName } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
 describe(`host page cache (${modeName})`, () => {
-  let server;
-  let bystander;
-  before(async () => {
-    server = await startServer({ args: jailArgs });
-    bystander = await run(server.client, 'secret = 1234');
-  }, { timeout: HOOK_TIMEOUT });
-  after(async () => server?.close());
+  const server = useServer({ args: jailArgs });
+  const bystander = useBystander(server);
 
-  async function unharmed() {
-    const r = await run(server.client, 'secret', { session_id: bystander.session_id });
-    assert.equal(r.result, '1234');
-    assert.equal(r.state_lost, false);
-  }
 
   attack(test, 'posix_fadvise DONTNEED on a host file is refused with EPERM', opts, async () => {
     const r = await run(server.client, [
@@ -39,7 +29,7 @@ describe(`host page cache (${modeName})`, () => {
       'out',
     ].join('\n'));
     assert.equal(r.result, "'EPERM'");
-    await unharmed();
+    await bystander.unharmed();
   });
 
   attack(test, 'madvise MADV_PAGEOUT and MADV_COLD on a mapped host file are refused with EPERM', opts, async () => {
@@ -58,7 +48,7 @@ describe(`host page cache (${modeName})`, () => {
       'out',
     ].join('\n'));
     assert.equal(r.result, "['EPERM', 'EPERM']", JSON.stringify(r.error));
-    await unharmed();
+    await bystander.unharmed();
   });
 
   test('advice that only concerns the session itself still works', opts, async () => {

@@ -3,28 +3,18 @@
 // the worker's own uid, no capabilities, no new privileges, and a seccomp
 // filter of its own.  And the cell cannot stop it.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startServer, run, TEST_TIMEOUT, HOOK_TIMEOUT } from '../integration/helpers.mjs';
+import { useServer, useBystander, run, TEST_TIMEOUT } from '../integration/helpers.mjs';
 import { attack, jailArgs, modeName, unjailed } from './mode.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
 describe(`the namespace's init (${modeName})`, () => {
-  let server;
-  let bystander;
-  before(async () => {
-    server = await startServer({ args: jailArgs });
-    bystander = await run(server.client, 'secret = 1234');
-  }, { timeout: HOOK_TIMEOUT });
-  after(async () => server?.close());
+  const server = useServer({ args: jailArgs });
+  const bystander = useBystander(server);
 
-  async function unharmed() {
-    const r = await run(server.client, 'secret', { session_id: bystander.session_id });
-    assert.equal(r.result, '1234');
-    assert.equal(r.state_lost, false);
-  }
 
   attack(test, 'runs as the worker\'s uid with no capabilities, no new privileges and a seccomp filter', opts, async () => {
     const r = await run(server.client, [
@@ -43,7 +33,7 @@ describe(`the namespace's init (${modeName})`, () => {
       Seccomp: '2',
       me: got.me,
     });
-    await unharmed();
+    await bystander.unharmed();
   });
 
   attack(test, 'a cell cannot stop or kill its init, nor make it signal the worker', opts, async () => {
@@ -62,6 +52,6 @@ describe(`the namespace's init (${modeName})`, () => {
     const again = await run(server.client, '21 * 2', { session_id: r.session_id });
     assert.equal(again.result, '42');
     assert.equal(again.state_lost, false);
-    await unharmed();
+    await bystander.unharmed();
   }, { skip: unjailed && "without the jail PID 1 is the host's init: it is not signalled" });
 });
