@@ -228,7 +228,7 @@ front_artifact_read(struct front *f, const char *session_id, const char *name, c
     *len = a->size;
     return data;
   }
-  kiln_error_make(err, 0, "session %s has no artifact '%s' (it may have been evicted)", session_id,
+  kiln_error_make(err, 0, "session %s has no artifact '%s'; it may have been evicted", session_id,
                   name);
   return NULL;
 }

@@ -159,7 +159,7 @@ describe('capture', () => {
   test('an artifact of an unknown session, or an artifact a session does not have, is not found, saying which', opts, async () => {
     const { session_id } = await run(kiln.client, 'pass');
     for (const [uri, why] of [
-      [`kiln://sessions/${session_id}/artifacts/none.png`, ` (session ${session_id} has no artifact 'none.png')`],
+      [`kiln://sessions/${session_id}/artifacts/none.png`, ` (session ${session_id} has no artifact 'none.png'; it may have been evicted)`],
       ['kiln://sessions/00/artifacts/none.png', " (unknown session '00')"],
     ]) {
       await assert.rejects(kiln.client.readResource({ uri }), { code: -32002, message: `MCP error -32002: resource not found: ${uri}${why}` });
