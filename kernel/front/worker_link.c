@@ -223,13 +223,14 @@ worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data)
       return;
     }
     /* The control socket is the worker's own fd 3, so anything the cell
-       starts inherits it.  The first writer is the worker (its READY, or
-       its init's report that it could not start); bytes from any other
+       starts inherits it.  The zygote made it with SO_PASSCRED, so every
+       byte says who wrote it.  The first writer is the worker (its READY,
+       or its init's report that it could not start); bytes from any other
        process (a child of the cell answering while the worker is
        stopped, say) end the session.  */
-    if (sender > 0 && w->peer_pid == 0)
+    if (w->peer_pid == 0)
       w->peer_pid = sender;
-    else if (sender > 0 && sender != w->peer_pid) {
+    else if (sender != w->peer_pid) {
       worker_fault(w, "a process other than the worker (host pid %d) wrote on its control socket",
                    (int)sender);
       return;

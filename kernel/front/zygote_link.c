@@ -159,9 +159,7 @@ spawn_arrived(struct front *f, struct frame *fr)
   output_init(&w->cap_err, f->cfg->max_output);
   w->next = f->workers;
   f->workers = w;
-  int one = 1;
   if (set_nonblock(w->status, true) < 0 || set_nonblock(w->ctl, true) < 0
-      || setsockopt(w->ctl, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0
       || set_nonblock(w->out, true) < 0 || set_nonblock(w->err, true) < 0
       || loop_add(f->loop, w->ctl, EPOLLIN, worker_on_ctl, w, &err) < 0
       || loop_add(f->loop, w->out, EPOLLIN, on_worker_pipe, w, &err) < 0

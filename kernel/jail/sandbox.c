@@ -89,6 +89,12 @@ sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *
      user namespace (Linux 5.14+), so it holds per session either way.  */
   if (c->userns)
     lim.address_space = UNPRIVILEGED_AS(c);
+  /* With a pids cgroup, RLIMIT_NPROC is only a backstop: a few above the
+     cgroup's limit, so that the cgroup is what stops a fork bomb (and the
+     session is told so), not the rlimit, which counts the init as well
+     now that it shares the worker's uid.  */
+  else if (c->cg.version)
+    lim.nproc += 8;
   if (id_set_rlimits(&lim, err) < 0)
     return -1;
 

@@ -155,6 +155,13 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
     kiln_error_make(err, errno, "socketpair/pipe");
     goto out;
   }
+  /* The front learns who wrote each byte on the control socket
+     (worker_link.c); the option must be on before anyone can write.  */
+  int one = 1;
+  if (setsockopt(ctl[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0) {
+    kiln_error_make(err, errno, "SO_PASSCRED");
+    goto out;
+  }
   /* Big pipes: a cell printing a lot makes fewer round trips through
      the front's loop.  Best effort.  */
   fcntl(out[1], F_SETPIPE_SZ, 1 << 20);

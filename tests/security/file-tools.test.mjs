@@ -69,9 +69,11 @@ describe(`the file tools (${modeName})`, { skip }, () => {
   const withNul = 'notes.md\u0000/../../etc/passwd';
   test('a path with a NUL byte is refused by every file tool', opts, async () => {
     const sid = await plant('open("notes.md", "w").write("notes")');
-    await refused(sid, 'read_file', { path: withNul }, notPlain('notes.md'));
-    await refused(sid, 'upload_file', { path: withNul, content: 'x' }, notPlain('notes.md'));
-    await refused(sid, 'list_files', { path: withNul }, notPlain('notes.md'));
+    // The whole path is shown, its NUL as '?'.
+    const shown = withNul.replace('\0', '?');
+    await refused(sid, 'read_file', { path: withNul }, notPlain(shown));
+    await refused(sid, 'upload_file', { path: withNul, content: 'x' }, notPlain(shown));
+    await refused(sid, 'list_files', { path: withNul }, notPlain(shown));
     await bystander.unharmed();
   });
   test('resources/read refuses a file URI with a NUL byte', {

@@ -34,6 +34,9 @@ describe(`host information in the jail (${modeName})`, () => {
     ].join('\n'));
     assert.equal(r.status, 'ok', JSON.stringify(r.error));
     const got = JSON.parse(r.stdout);
+    // The init is a fork of the zygote, which kiln starts with a fixed
+    // command line of its own.
+    assert.equal(got.init, 'kiln-zygote\u0000__zygote\u0000');
     for (const [what, text] of Object.entries(got)) {
       assert.ok(!text.includes(server.home), `${what} shows KILN_HOME: ${text}`);
       assert.ok(!text.includes(KILN_BIN), `${what} shows the kiln binary's path: ${text}`);
