@@ -132,7 +132,11 @@ malformed_outputs_are_refused(void)
   n = forged_output(p, 0xffff, 0xffff, 0xffffffff, 3);
   off = 0;
   CHECK(rec_output_next(p, n, &off, &o) == -1);
-  /* An offset past the end.  */
+  /* An offset past the end, even where a valid record lies in memory
+     beyond it.  */
+  n = forged_output(p, 1, 1, 1, 3);
+  p[n] = '-';
+  forged_output(p + n + 1, 1, 1, 1, 3);
   off = n + 1;
   CHECK(rec_output_next(p, n, &off, &o) == -1);
 }
@@ -188,8 +192,13 @@ malformed_listing_entries_are_refused(void)
   b.data[0] = 'd';
   off = 0;
   CHECK(rec_entry_next(b.data, b.len, &off, &e) == 1 && e.kind == 'd');
-  off = b.len + 1;
-  CHECK(rec_entry_next(b.data, b.len, &off, &e) == -1);
+  /* An offset past the end, even where a valid entry lies in memory
+     beyond it.  */
+  size_t n = b.len;
+  buf_append(&b, "-", 1);
+  rec_entry_put(&b, &in);
+  off = n + 1;
+  CHECK(rec_entry_next(b.data, n, &off, &e) == -1);
   buf_free(&b);
 }
 
