@@ -103,10 +103,12 @@ join_line(json_t *str, const char *add, size_t n)
   if (olen == strlen(none) && memcmp(old, none, olen) == 0)
     olen = 0;
   struct buf b = { 0 };
-  buf_append(&b, old, olen);
-  if (olen)
+  if (olen) {
+    buf_append(&b, old, olen);
     buf_append(&b, "\n", 1);
-  buf_append(&b, add, n);
+  }
+  if (n)
+    buf_append(&b, add, n);
   buf_append(&b, "", 1);
   json_string_setn(str, (const char *)b.data, b.len - 1);
   buf_free(&b);

@@ -7,6 +7,15 @@
 /* The longest argument name a message quotes.  */
 #define SHOWN_KEY 64
 
+/* Appends S unless it is empty (buf_append may not be given an empty
+   buffer and nothing).  */
+static void
+add(struct buf *b, const char *s)
+{
+  if (*s)
+    buf_append(b, s, strlen(s));
+}
+
 static bool
 has_type(json_t *v, const char *type)
 {
@@ -43,9 +52,9 @@ type_ok(json_t *v, json_t *type, struct buf *want)
     ok |= has_type(v, t);
     const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
     const char *article = i > 0 ? "" : strchr("aeiou", t[0]) ? "an " : "a ";
-    buf_append(want, sep, strlen(sep));
-    buf_append(want, article, strlen(article));
-    buf_append(want, t, strlen(t));
+    add(want, sep);
+    add(want, article);
+    add(want, t);
   }
   buf_append(want, "", 1);
   return ok;

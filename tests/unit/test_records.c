@@ -55,7 +55,7 @@ outputs_round_trip(void)
   struct buf b = { 0 };
   struct rec_output in[] = {
     { "image/png", 9, "fig-1.png", 9, (const uint8_t *)"\x89PNG", 4, 640, 480 },
-    { REC_FILE_MIME, strlen(REC_FILE_MIME), "a b/\xc3\xbc.txt", 10, NULL, 0, 12, 0 },
+    { REC_FILE_MIME, strlen(REC_FILE_MIME), "a b/\xc3\xbc.txt", 10, (const uint8_t *)"", 0, 12, 0 },
     { "text/plain", 10, "", 0, (const uint8_t *)"a\0b", 3, 0, 0 },
   };
   for (size_t i = 0; i < 3; i++)
@@ -85,7 +85,7 @@ an_output_that_does_not_fit_is_not_written(void)
   CHECK(b.len == one);
   CHECK(rec_output_put(&b, &o, 2 * one - 1) == -1);
   CHECK(b.len == one);
-  struct rec_output big = { "text/plain", 70000, "n", 1, NULL, 0, 0, 0 };
+  struct rec_output big = { "text/plain", 70000, "n", 1, (const uint8_t *)"", 0, 0, 0 };
   CHECK(rec_output_put(&b, &big, SIZE_MAX) == -1); /* the mime length is 16 bits */
   CHECK(b.len == one);
   buf_free(&b);
