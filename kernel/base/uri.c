@@ -3,12 +3,12 @@
 #include "utf8.h"
 #include "util.h"
 
+#include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
-
-/* Longest excerpt of a refused URI an error message quotes.  */
-#define SHOWN 200
 
 static bool
 unreserved(unsigned char c)
@@ -34,6 +34,23 @@ hexval(unsigned char c)
     return c - 'a' + 10;
   if (c >= 'A' && c <= 'F')
     return c - 'A' + 10;
+  return -1;
+}
+
+/* An encoding error: its status says so (see uri.h).  */
+__attribute__((format(printf, 2, 3))) static int
+bad_encoding(kiln_error_t *err, const char *fmt, ...)
+{
+  if (err == NULL)
+    return -1;
+  va_list ap;
+  va_start(ap, fmt);
+  cleanup_free char *msg = NULL;
+  if (vasprintf(&msg, fmt, ap) < 0)
+    xoom();
+  va_end(ap);
+  kiln_error_make(err, 0, "%s", msg);
+  (*err)->status = EILSEQ;
   return -1;
 }
 
@@ -77,27 +94,26 @@ uri_decode(const char *s, size_t n, char **out, size_t *out_len, kiln_error_t *e
         if (hi >= 0 && lo >= 0) {
           c = (unsigned char)(hi << 4 | lo);
           if (c == '\0')
-            return kiln_error_make(err, 0, "%%00 (a NUL byte) is not allowed in a kiln URI");
+            return bad_encoding(err, "%%00 (a NUL byte) is not allowed in a kiln URI");
           d[o++] = (char)c;
           i += 2;
           continue;
         }
       }
       cleanup_free char *shown = utf8_excerpt(s + i, n - i < 3 ? n - i : 3, 3);
-      return kiln_error_make(err, 0, "'%s' is not a percent-encoded byte (%%XX, two hex digits)",
-                             shown);
+      return bad_encoding(err, "'%s' is not a percent-encoded byte (%%XX, two hex digits)", shown);
     }
     if (c != '/' && !pchar(c)) {
       if (c == '#' || c == '?')
-        return kiln_error_make(err, 0, "kiln URIs take no query or fragment: encode '%c' as %%%02X",
-                               c, c);
+        return bad_encoding(err, "kiln URIs take no query or fragment: encode '%c' as %%%02X", c,
+                            c);
       if (c <= 0x20 || c >= 0x7f)
-        return kiln_error_make(err, 0, "byte 0x%02X must be percent-encoded in a kiln URI (%%%02X)",
-                               c, c);
-      return kiln_error_make(err, 0,
-                             "'%c' must be percent-encoded in a kiln URI (%%%02X): only letters, "
-                             "digits, '-._~', '/' and \"!$&'()*+,;=:@\" stand for themselves",
-                             c, c);
+        return bad_encoding(err, "byte 0x%02X must be percent-encoded in a kiln URI (%%%02X)", c,
+                            c);
+      return bad_encoding(err,
+                          "'%c' must be percent-encoded in a kiln URI (%%%02X): only letters, "
+                          "digits, '-._~', '/' and \"!$&'()*+,;=:@\" stand for themselves",
+                          c, c);
     }
     d[o++] = (char)c;
   }
@@ -105,7 +121,7 @@ uri_decode(const char *s, size_t n, char **out, size_t *out_len, kiln_error_t *e
   size_t clean_len;
   cleanup_free char *clean = utf8_sanitize(d, o, &clean_len);
   if (clean_len != o || memcmp(clean, d, o) != 0)
-    return kiln_error_make(err, 0, "a kiln URI must decode to UTF-8 text");
+    return bad_encoding(err, "a kiln URI must decode to UTF-8 text");
   *out = steal_pointer(&d);
   *out_len = o;
   return 0;
@@ -117,12 +133,12 @@ uri_parse(const char *s, size_t n, struct kiln_uri *u, kiln_error_t *err)
   static const char files[] = "files/", artifacts[] = "artifacts/";
   const size_t plen = strlen(URI_PREFIX);
   memset(u, 0, sizeof *u);
-  cleanup_free char *shown = utf8_excerpt(s, n, SHOWN);
+  /* The messages do not quote the URI: the caller, who shows it, does.  */
   if (n < plen || strncasecmp(s, URI_PREFIX, plen) != 0)
-    return kiln_error_make(err, 0, "'%s' is not a kiln URI (kiln://sessions/...)", shown);
+    return kiln_error_make(err, 0, "not a kiln URI (kiln://sessions/...)");
   const char *p = s + plen, *end = s + n;
   if (p == end || *p == '/')
-    return kiln_error_make(err, 0, "'%s' names no session", shown);
+    return kiln_error_make(err, 0, "the URI names no session");
   const char *slash = memchr(p, '/', (size_t)(end - p));
   const char *rest = slash ? slash + 1 : end;
   size_t rest_len = (size_t)(end - rest);
@@ -134,14 +150,13 @@ uri_parse(const char *s, size_t n, struct kiln_uri *u, kiln_error_t *err)
     u->kind = URI_ARTIFACT;
     what = rest + strlen(artifacts);
   } else
-    return kiln_error_make(err, 0, "'%s' names neither a session's files nor its artifacts", shown);
+    return kiln_error_make(err, 0, "the URI names neither a session's files nor its artifacts");
   if (what == end)
-    return kiln_error_make(err, 0, "'%s' names no %s", shown,
+    return kiln_error_make(err, 0, "the URI names no %s",
                            u->kind == URI_FILE ? "file" : "artifact");
   size_t sid_len;
   if (uri_decode(p, (size_t)(rest - 1 - p), &u->session_id, &sid_len, err) < 0
       || uri_decode(what, (size_t)(end - what), &u->name, &u->name_len, err) < 0) {
-    kiln_error_wrap(err, "'%s'", shown);
     uri_clear(u);
     return -1;
   }

@@ -30,7 +30,8 @@ char *uri_encode_path(const char *s, size_t n);
    unreserved characters and lower-case hex are accepted: RFC 3986 makes
    them equivalent to the canonical form.  On success returns 0 and a
    newly allocated, NUL-terminated *OUT of *OUT_LEN bytes the caller
-   frees.  */
+   frees; on failure the error's status is EILSEQ, so that a caller can
+   tell a badly encoded name from a URI of the wrong shape.  */
 int uri_decode(const char *s, size_t n, char **out, size_t *out_len, kiln_error_t *err);
 
 enum uri_kind {
@@ -50,7 +51,9 @@ struct kiln_uri {
    case-insensitive); every part is decoded with uri_decode.  A '/' in a
    file path may come encoded (%2F): a template expansion encodes it, and
    no file name holds one.  On success returns 0 and fills U (release it
-   with uri_clear); otherwise -1 with ERR.  */
+   with uri_clear); otherwise -1 with ERR, whose status is EILSEQ when the
+   URI has the right shape but a badly encoded part, 0 when it is not one
+   of the two forms.  */
 int uri_parse(const char *s, size_t n, struct kiln_uri *u, kiln_error_t *err);
 void uri_clear(struct kiln_uri *u);
 
