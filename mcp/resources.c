@@ -17,6 +17,32 @@
 /* The longest URI an error message quotes.  */
 #define SHOWN_URI 200
 
+/* Makes ERR say "resource not found: URI", with WHY (ERR's message, if
+   any) in parentheses when it tells the client something about the
+   resource rather than about the URI's shape.  URI is what the client
+   asked for, cut for display.  */
+static void
+not_found(kiln_error_t *err, const char *uri, size_t len, bool why)
+{
+  cleanup_free char *shown = utf8_excerpt(uri, len, SHOWN_URI);
+  cleanup_free char *msg = why && err && *err
+                               ? xasprintf("resource not found: %s (%s)", shown, (*err)->msg)
+                               : xasprintf("resource not found: %s", shown);
+  kiln_error_make(err, 0, "%s", msg);
+}
+
+/* Whether NAME is spelled as the front names artifacts; any other name
+   is not looked up at all.  */
+static bool
+artifact_name_ok(const char *name, size_t len)
+{
+  for (size_t i = 0; i < len; i++)
+    if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-", name[i])
+        || name[i] == '\0')
+      return false;
+  return len > 0 && strspn(name, ".") != len;
+}
+
 struct listing {
   json_t *items;
   size_t skip, seen;
@@ -73,17 +99,14 @@ resources_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_
 /* Reads an artifact: both parts of its name are looked up in the
    front's tables, never used as a path as given.  */
 static int
-read_artifact(struct mcp_call *c, const struct kiln_uri *u, const char *shown, json_t **result,
-              kiln_error_t *err)
+read_artifact(struct mcp_call *c, const struct kiln_uri *u, json_t **result, kiln_error_t *err)
 {
   const char *mime = NULL;
   size_t len = 0;
   cleanup_free uint8_t *data
       = front_artifact_read(c->server->front, u->session_id, u->name, &mime, &len, err);
-  if (data == NULL) {
-    kiln_error_wrap(err, "resource not found: %s", shown);
+  if (data == NULL)
     return MCP_RESOURCE_NOT_FOUND;
-  }
   cleanup_free char *b64 = base64_encode(data, len);
   cleanup_free char *uri = uri_artifact(u->session_id, u->name);
   *result
@@ -101,16 +124,26 @@ resources_read_method(struct mcp_call *c, json_t *params, json_t **result, kiln_
   }
   const char *s = json_string_value(uri);
   size_t n = json_string_length(uri);
-  cleanup_free char *shown = utf8_excerpt(s, n, SHOWN_URI);
   struct kiln_uri u;
   if (uri_parse(s, n, &u, err) < 0) {
-    kiln_error_wrap(err, "resource not found");
+    /* A badly encoded name is worth explaining; a URI of another shape
+       simply names nothing kiln has.  */
+    not_found(err, s, n, (*err)->status == EILSEQ);
     return MCP_RESOURCE_NOT_FOUND;
   }
-  int r = u.kind == URI_FILE ? files_read_resource(c, u.session_id, u.name, u.name_len, err)
-                             : read_artifact(c, &u, shown, result, err);
-  if (r < 0 && u.kind == URI_FILE)
-    kiln_error_wrap(err, "resource not found: %s", shown);
+  int r;
+  if (u.kind == URI_FILE)
+    /* The front's and the worker's refusals say what is wrong with the
+       path as they are.  */
+    r = files_read_resource(c, u.session_id, u.name, u.name_len, err);
+  else if (!artifact_name_ok(u.name, u.name_len)) {
+    not_found(err, s, n, false);
+    r = MCP_RESOURCE_NOT_FOUND;
+  } else {
+    r = read_artifact(c, &u, result, err);
+    if (r < 0)
+      not_found(err, s, n, true);
+  }
   uri_clear(&u);
   return r;
 }

@@ -160,11 +160,6 @@ on_file_reply(void *ctx, const struct file_reply *r)
   if (r->status != 0) {
     kiln_error_t err = NULL;
     kiln_error_make(&err, 0, "%s", r->message ? r->message : strerror(r->status));
-    if (p->kind == FR_RESOURCE) {
-      cleanup_free char *uri = uri_file(r->session_id, p->path, p->path_len);
-      cleanup_free char *shown = utf8_excerpt(uri, strlen(uri), 200);
-      kiln_error_wrap(&err, "resource not found: %s", shown);
-    }
     mcp_fail(&p->base, err);
     kiln_error_release(&err);
     return;
