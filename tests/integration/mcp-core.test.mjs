@@ -3,7 +3,7 @@
 // raw stdio client sends them), each answered with the right id and
 // leaving the server alive.
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,8 +12,9 @@ import { join } from 'node:path';
 
 import {
   KILN_BIN,
-  startServer,
-  startRaw,
+  useServer,
+  useRawServer,
+  withRawServer,
   run,
   runFull,
   callTool,
@@ -160,19 +161,14 @@ function filePath(uri, sid) {
 }
 
 describe('resource URIs are percent-encoded', () => {
-  let server;
+  const kiln = useServer();
   let client;
   let sid;
   const names = ['a b#c%.txt', 'dir/ü.txt', 'q?x=1&y.txt'];
 
   before(async () => {
-    server = await startServer();
-    client = server.client;
+    client = kiln.client;
     sid = (await run(client, 'x = 1')).session_id;
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await server?.close();
   }, { timeout: HOOK_TIMEOUT });
 
   test('files a cell writes come back as links with encoded URIs that read back', opts, async () => {
@@ -232,14 +228,21 @@ describe('resource URIs are percent-encoded', () => {
   });
 
   test('a URI that is not encoded, or encodes a NUL, is refused and the server lives', opts, async () => {
-    for (const uri of [
-      `kiln://sessions/${sid}/files/a b#c%.txt`,
-      `kiln://sessions/${sid}/files/a%00b`,
-      `kiln://sessions/${sid}/files/%C3`,
-      `kiln://sessions/${sid}/files/%2E%2E/etc/passwd`,
+    for (const [uri, why] of [
+      [`kiln://sessions/${sid}/files/a b#c%.txt`, 'byte 0x20 must be percent-encoded in a kiln URI (%20)'],
+      [`kiln://sessions/${sid}/files/a%00b`, '%00 (a NUL byte) is not allowed in a kiln URI'],
+      [`kiln://sessions/${sid}/files/%C3`, 'a kiln URI must decode to UTF-8 text'],
     ]) {
-      await assert.rejects(client.readResource({ uri }), /not found/, uri);
+      await assert.rejects(client.readResource({ uri }), {
+        code: -32002,
+        message: `MCP error -32002: resource not found: ${uri} (${why})`,
+      });
     }
+    // Decoded, '..' is the front's to refuse, as it refuses it from read_file.
+    await assert.rejects(client.readResource({ uri: `kiln://sessions/${sid}/files/%2E%2E/etc/passwd` }), {
+      code: -32002,
+      message: "MCP error -32002: '../etc/passwd' is not a path under /work: use a relative path without '..', '.' or empty parts",
+    });
     assert.equal((await run(client, '1+1')).result, '2');
   });
 });
@@ -249,20 +252,13 @@ describe('resource URIs are percent-encoded', () => {
 // ---------------------------------------------------------------------------
 
 describe('malformed requests over raw stdio are answered with their id', () => {
-  let raw;
+  const raw = useRawServer({ args: ['--max-message', '100000'] });
   let sid;
 
   before(async () => {
-    raw = startRaw(['--max-message', '100000']);
-    const init = await raw.initialize();
-    assert.ok(init.result, dump(init));
     const first = await raw.runPython('n = 0');
     sid = first.result?.structuredContent?.session_id;
     assert.ok(sid, dump(first));
-  }, { timeout: HOOK_TIMEOUT });
-
-  after(async () => {
-    await raw?.close();
   }, { timeout: HOOK_TIMEOUT });
 
   async function assertAlive() {
@@ -363,9 +359,7 @@ describe('malformed requests over raw stdio are answered with their id', () => {
 
 describe('--max-message holds for a line that arrives in one piece', () => {
   test('a short line over a small limit is refused with its id, one under it served', opts, async () => {
-    const raw = startRaw(['--max-message', '2000']);
-    try {
-      await raw.initialize();
+    await withRawServer({ args: ['--max-message', '2000'] }, async (raw) => {
       const over = { jsonrpc: '2.0', id: 'over-1', method: 'ping', params: { pad: 'p'.repeat(3000) } };
       await raw.sendLine(over);
       const r = await raw.response('over-1');
@@ -373,8 +367,6 @@ describe('--max-message holds for a line that arrives in one piece', () => {
       assert.match(r.error.message, /2000-byte limit/);
       const under = await raw.request('ping', { pad: 'p'.repeat(1500) }, 'under-1');
       assert.deepEqual(under.result, {}, dump(under));
-    } finally {
-      await raw.close();
-    }
+    });
   });
 });
