@@ -73,20 +73,8 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
           info->preload_failed[0] ? "; not loaded: " : "", info->preload_failed, protections);
 }
 
-static void
-send_stdio(void *ctx, json_t *msg)
-{
-  struct app *a = ctx;
-  mcp_stdio_send(a->stdio, msg);
-}
-
-static void
-on_line(void *ctx, const char *line, size_t len, size_t too_long)
-{
-  struct app *a = ctx;
-  mcp_server_handle(a->server, line, len, too_long);
-}
-
+/* The client is finished with: its input ended and every request it
+   sent was answered.  */
 static void
 on_eof(void *ctx)
 {
@@ -142,25 +130,27 @@ static int
 serve(struct app *a)
 {
   kiln_error_t err = NULL;
-  a->stdio = mcp_stdio_new(a->loop, a->cfg.max_message, on_line, on_eof, a, &err);
+  a->server = mcp_server_new(&a->cfg, a->front);
+  a->stdio = mcp_stdio_new(a->loop, a->server, on_eof, a, &err);
   if (a->stdio == NULL) {
     fprintf(stderr, "kiln: stdio: %s\n", err->msg);
     kiln_error_release(&err);
+    mcp_server_free(a->server);
     return 1;
   }
-  a->server = mcp_server_new(&a->cfg, a->front, send_stdio, a);
   if (loop_run(a->loop, &err) < 0) {
     fprintf(stderr, "kiln: %s\n", err->msg);
     kiln_error_release(&err);
     a->exit_code = 1;
   }
   /* The client is gone or asked us to stop: kill every worker first, so
-     nothing outlives the server, then say what is still queued.  */
+     nothing outlives the server, then say what is still queued (the
+     front answers it as it goes).  */
   front_free(a->front);
   a->front = NULL;
   mcp_stdio_flush(a->stdio, 1000);
-  mcp_server_free(a->server);
   mcp_stdio_free(a->stdio);
+  mcp_server_free(a->server);
   return a->exit_code;
 }
 

@@ -1,12 +1,13 @@
-/* JSON-RPC 2.0 framing for MCP: classifying incoming messages and
-   building responses.  Every error a client sees goes through
-   jrpc_error or jrpc_error_from.  */
+/* JSON-RPC 2.0 framing for MCP: classifying incoming messages, finding
+   the id of one that does not parse, and building responses.  Nothing
+   here knows MCP's methods.  */
 #ifndef KILN_JSONRPC_H
 #define KILN_JSONRPC_H
 
 #include "error.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 enum {
@@ -16,6 +17,14 @@ enum {
   JRPC_INVALID_PARAMS = -32602,
   JRPC_INTERNAL_ERROR = -32603,
 };
+
+/* Whether CODE is a JSON-RPC error code (the reserved range and the
+   implementation-defined one below it).  */
+static inline bool
+jrpc_is_code(int code)
+{
+  return code >= -32768 && code <= -32000;
+}
 
 enum jrpc_kind {
   JRPC_REQUEST,      /* method + id */
@@ -27,22 +36,35 @@ struct jrpc_msg {
   enum jrpc_kind kind;
   json_t *root;       /* owned: the whole message */
   json_t *id;         /* borrowed from ROOT; NULL for notifications */
-  const char *method; /* borrowed from ROOT */
-  json_t *params;     /* borrowed; NULL when absent */
+  const char *method; /* borrowed from ROOT; may hold NUL bytes: use METHOD_LEN */
+  size_t method_len;
+  json_t *params; /* borrowed; NULL when absent */
 };
 
 /* Parses one message.  On success fills MSG (release with jrpc_msg_free)
    and returns 0.  On failure returns -1 and stores in *REPLY the error
-   response to send (new reference), or NULL when none must be sent.  */
+   response to send (new reference), or NULL when none must be sent (a
+   notification).  A message that does not parse is answered with the id
+   jrpc_scan_id finds in TEXT, so that the client can tell which request
+   failed.  */
 int jrpc_parse(const char *text, size_t len, struct jrpc_msg *msg, json_t **reply);
 void jrpc_msg_free(struct jrpc_msg *msg);
 
-/* Both return a new reference.  jrpc_result steals RESULT; ID is
-   borrowed (NULL becomes JSON null).  DATA, if not NULL, is stolen.  */
+/* The id of a message that jansson refused ([TEXT, TEXT+LEN) may also be
+   only the start of one): the value of the top-level "id" key when it is
+   an integer or a string that decode on their own, found by a scan that
+   looks at each byte once and keeps no state but the nesting depth.
+   Returns a new reference, or NULL when there is no such id, or more
+   than one "id" key.  */
+json_t *jrpc_scan_id(const char *text, size_t len);
+
+/* Responses.  Both return a new reference and never NULL.  ID is
+   borrowed (NULL becomes JSON null).  jrpc_result steals RESULT; a NULL
+   RESULT (a reply that could not be built) becomes an internal error.
+   jrpc_error copies MESSAGE, cut to a few KiB on a character boundary,
+   with invalid UTF-8 replaced; DATA, if not NULL, is stolen.  */
 json_t *jrpc_result(json_t *id, json_t *result);
 json_t *jrpc_error(json_t *id, int code, const char *message, json_t *data);
-/* The error response for a kiln error; does not release ERR.  */
-json_t *jrpc_error_from(json_t *id, int code, kiln_error_t err);
 
 /* Serialises MSG as one line (compact, no embedded newline, '\n' added).
    Returns a newly allocated string and its length; the caller frees it.  */

@@ -1,30 +1,63 @@
-/* The tools kiln offers: their schemas, argument checks and results.  */
+/* The tools kiln offers, as one table (tools/registry.c): each entry's
+   name, title, description, input and output schema and handler.
+   tools/list, the argument checks (unknown, missing and mistyped
+   arguments, from the input schema) and the "unknown tool" message are
+   all derived from it.  */
 #ifndef KILN_MCP_TOOLS_H
 #define KILN_MCP_TOOLS_H
 
+#include "call.h"
 #include "kiln.h"
 
 #include <jansson.h>
 
+struct mcp_tool {
+  const char *name, *title, *description;
+  /* JSON Schema text.  The input schema is the subset tools/schema.c
+     checks: an object with typed properties, "required" and
+     "additionalProperties": false.  OUTPUT may be NULL.  */
+  const char *input, *output;
+  /* Called with ARGS (borrowed) that passed the input schema; returns
+     as call.h says, any failure becoming a tool result with isError.  */
+  int (*fn)(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *err);
+};
+
+extern const struct mcp_tool tool_run_python, tool_list_sessions, tool_close_session,
+    tool_upload_file, tool_list_files, tool_read_file;
+
+/* The handlers of tools/list and tools/call (mcp_method_fn).  */
+int tools_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err);
+int tools_call_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err);
+
 /* The tools/list result (new reference).  */
 json_t *tools_list(void);
 
-/* A tool result with isError set and MESSAGE as its text (new reference).  */
-json_t *tools_error_result(const char *message);
+/* The parsed input schema of T (borrowed: parsed once, kept for the life
+   of the process).  */
+json_t *tools_input_schema(const struct mcp_tool *t);
 
-/* The tools/call result for a finished cell (new reference).  */
-json_t *tools_cell_result(const struct cell_reply *r);
+/* ARGS's value for KEY (borrowed), or NULL when absent or JSON null
+   (which some clients send for an optional argument they leave out).  */
+json_t *tools_arg(json_t *args, const char *key);
 
-/* The result of list_sessions (new reference).  */
-json_t *tools_sessions_result(const struct session_info *v, size_t n);
+/* The optional string argument KEY of ARGS as a C string (borrowed, NULL
+   when absent), for a name the front looks up: one holding a NUL byte
+   would name whatever comes before the NUL, so it is refused (-1 with
+   ERR).  */
+int tools_arg_name(json_t *args, const char *key, const char **out, kiln_error_t *err);
 
-/* Checks run_python's arguments.  On success returns 0 and fills the
-   borrowed outputs (SESSION_ID NULL when absent, TIMEOUT 0 when absent);
-   otherwise returns -1 with a message for the caller in ERR.  */
+/* Checks run_python's arguments against its schema.  On success returns
+   0 and fills the borrowed outputs (SESSION_ID NULL when absent, TIMEOUT
+   0 when absent); otherwise returns -1 with a message for the caller in
+   ERR.  */
 int tools_run_python_args(json_t *args, const char **code, size_t *code_len,
                           const char **session_id, double *timeout, kiln_error_t *err);
 
-/* Checks an arguments object holding exactly one string "session_id".  */
-int tools_session_id_arg(json_t *args, const char **session_id, kiln_error_t *err);
+/* The tools/call result for a finished cell (new reference; NULL only if
+   it could not be built).  */
+json_t *tools_cell_result(const struct cell_reply *r);
+
+/* The result of list_sessions (new reference, or NULL).  */
+json_t *tools_sessions_result(const struct session_info *v, size_t n);
 
 #endif

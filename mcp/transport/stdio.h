@@ -1,30 +1,35 @@
 /* The stdio transport: newline-delimited JSON-RPC on fds 0 and 1, read
-   and written without blocking the front's loop.  */
+   and written without blocking the front's loop.  stdin may be a pipe, a
+   terminal or a socket (watched with epoll) or a regular file or
+   /dev/null (which epoll refuses: read a chunk at a time from the loop
+   instead, so that a file of requests is served like a client sending
+   them).  */
 #ifndef KILN_STDIO_H
 #define KILN_STDIO_H
 
 #include "error.h"
 #include "loop.h"
+#include "server.h"
 
-#include <jansson.h>
-#include <stddef.h>
+/* How much of a line over the limit is kept: its start, where a
+   message's id usually is, so that the refusal can name the request.  */
+#define MCP_STDIO_KEPT_PREFIX (64u << 10)
 
 struct mcp_stdio;
 
-/* Called for each complete line (without its newline; LEN may be 0 for a
-   line that was over the limit, with TOO_LONG set to its size).  */
-typedef void (*mcp_line_cb)(void *ctx, const char *line, size_t len, size_t too_long);
-/* Called once when stdin reaches EOF (after the last line).  */
-typedef void (*mcp_eof_cb)(void *ctx);
-
-/* Watches fd 0 and 1 on LOOP.  MAX_LINE bounds one message.  Returns
-   NULL with ERR.  */
-struct mcp_stdio *mcp_stdio_new(struct loop *loop, size_t max_line, mcp_line_cb on_line,
-                                mcp_eof_cb on_eof, void *ctx, kiln_error_t *err);
-/* Queues MSG (borrowed) as one line on stdout.  */
-void mcp_stdio_send(struct mcp_stdio *t, json_t *msg);
+/* Serves one client on fds 0 and 1, watched on LOOP: its messages go to
+   a connection (conn.h) on S, nothing is read before the loop runs, and
+   a line over S's --max-message is refused by id.  DONE (CTX) is called
+   once the client is finished with: its input ended and every request it
+   sent is answered (a client may close stdin and keep reading, as
+   `kiln serve < requests.jsonl` does), or stdout failed.  Returns NULL
+   with ERR.  */
+struct mcp_stdio *mcp_stdio_new(struct loop *loop, struct mcp_server *s, void (*done)(void *ctx),
+                                void *ctx, kiln_error_t *err);
 /* Writes whatever is still queued, blocking for at most TIMEOUT_MS.  */
 void mcp_stdio_flush(struct mcp_stdio *t, int timeout_ms);
+/* Frees T and its connection (whose pending requests must have been
+   answered, or the front still exist to cancel them: see mcp_conn_free).  */
 void mcp_stdio_free(struct mcp_stdio *t);
 
 #endif

@@ -1,0 +1,163 @@
+/* resources/list, resources/read and resources/templates/list.  A URI a
+   client sends is parsed and decoded by uri.h, and every URI sent back
+   is rebuilt from its decoded parts, so it is always the canonical,
+   encoded spelling.  */
+#define _GNU_SOURCE
+#include "resources.h"
+#include "conn.h"
+#include "tools/files.h"
+#include "uri.h"
+#include "util.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* resources/list pages.  */
+#define RESOURCES_PER_PAGE 100
+/* The longest URI an error message quotes.  */
+#define SHOWN_URI 200
+
+/* Makes ERR say "resource not found: URI", with WHY (ERR's message, if
+   any) in parentheses when it tells the client something about the
+   resource rather than about the URI's shape.  URI is what the client
+   asked for, cut for display.  */
+static void
+not_found(kiln_error_t *err, const char *uri, size_t len, bool why)
+{
+  cleanup_free char *shown = utf8_excerpt(uri, len, SHOWN_URI);
+  cleanup_free char *msg = why && err && *err
+                               ? xasprintf("resource not found: %s (%s)", shown, (*err)->msg)
+                               : xasprintf("resource not found: %s", shown);
+  kiln_error_make(err, 0, "%s", msg);
+}
+
+/* Whether NAME is spelled as the front names artifacts; any other name
+   is not looked up at all.  */
+static bool
+artifact_name_ok(const char *name, size_t len)
+{
+  for (size_t i = 0; i < len; i++)
+    if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-", name[i])
+        || name[i] == '\0')
+      return false;
+  return len > 0 && strspn(name, ".") != len;
+}
+
+struct listing {
+  json_t *items;
+  size_t skip, seen;
+  bool more;
+};
+
+static void
+list_one(void *ctx, const char *sid, const char *name, const char *mime, size_t size, uint32_t w,
+         uint32_t h)
+{
+  struct listing *l = ctx;
+  size_t i = l->seen++;
+  if (i < l->skip)
+    return;
+  if (json_array_size(l->items) == RESOURCES_PER_PAGE) {
+    l->more = true;
+    return;
+  }
+  cleanup_free char *uri = uri_artifact(sid, name);
+  cleanup_free char *desc = xasprintf("%ux%u image from session %s", w, h, sid);
+  json_array_append_new(l->items,
+                        json_pack("{s:s, s:s, s:s, s:s, s:I}", "uri", uri, "name", name,
+                                  "description", desc, "mimeType", mime, "size", (json_int_t)size));
+}
+
+int
+resources_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
+{
+  json_t *cursor = json_object_get(params, "cursor");
+  struct listing l = { 0 };
+  if (cursor) {
+    const char *s = json_string_value(cursor);
+    char *end;
+    errno = 0;
+    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+    if (s == NULL || end == s || *end || errno || s[0] == '-'
+        || (size_t)(end - s) != json_string_length(cursor)) {
+      kiln_error_make(err, 0, "invalid cursor");
+      return JRPC_INVALID_PARAMS;
+    }
+    l.skip = (size_t)v;
+  }
+  l.items = json_array();
+  front_each_artifact(c->server->front, list_one, &l);
+  *result = json_pack("{s:o}", "resources", l.items);
+  if (*result && l.more) {
+    char next[32];
+    snprintf(next, sizeof next, "%zu", l.skip + RESOURCES_PER_PAGE);
+    json_object_set_new(*result, "nextCursor", json_string(next));
+  }
+  return MCP_ANSWERED;
+}
+
+/* Reads an artifact: both parts of its name are looked up in the
+   front's tables, never used as a path as given.  */
+static int
+read_artifact(struct mcp_call *c, const struct kiln_uri *u, json_t **result, kiln_error_t *err)
+{
+  const char *mime = NULL;
+  size_t len = 0;
+  cleanup_free uint8_t *data
+      = front_artifact_read(c->server->front, u->session_id, u->name, &mime, &len, err);
+  if (data == NULL)
+    return MCP_RESOURCE_NOT_FOUND;
+  cleanup_free char *b64 = base64_encode(data, len);
+  cleanup_free char *uri = uri_artifact(u->session_id, u->name);
+  *result
+      = json_pack("{s:[{s:s, s:s, s:s}]}", "contents", "uri", uri, "mimeType", mime, "blob", b64);
+  return MCP_ANSWERED;
+}
+
+int
+resources_read_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
+{
+  json_t *uri = json_object_get(params, "uri");
+  if (!json_is_string(uri)) {
+    kiln_error_make(err, 0, "resources/read needs a string \"uri\"");
+    return JRPC_INVALID_PARAMS;
+  }
+  const char *s = json_string_value(uri);
+  size_t n = json_string_length(uri);
+  struct kiln_uri u;
+  if (uri_parse(s, n, &u, err) < 0) {
+    /* A badly encoded name is worth explaining; a URI of another shape
+       simply names nothing kiln has.  */
+    not_found(err, s, n, (*err)->status == EILSEQ);
+    return MCP_RESOURCE_NOT_FOUND;
+  }
+  int r;
+  if (u.kind == URI_FILE)
+    /* The front's and the worker's refusals say what is wrong with the
+       path as they are.  */
+    r = files_read_resource(c, u.session_id, u.name, u.name_len, err);
+  else if (!artifact_name_ok(u.name, u.name_len)) {
+    not_found(err, s, n, false);
+    r = MCP_RESOURCE_NOT_FOUND;
+  } else {
+    r = read_artifact(c, &u, result, err);
+    if (r < 0)
+      not_found(err, s, n, true);
+  }
+  uri_clear(&u);
+  return r;
+}
+
+int
+resources_templates_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
+{
+  *result = json_pack(
+      "{s:[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s}]}", "resourceTemplates", "uriTemplate",
+      URI_PREFIX "{session_id}/artifacts/{name}", "name", "artifact", "description",
+      "An image a cell produced (a matplotlib figure, a PIL image or a display()ed object), "
+      "full size",
+      "mimeType", "image/png", "uriTemplate", URI_PREFIX "{session_id}/files/{path}", "name",
+      "file", "description",
+      "A file in the session's working directory (/work); the path percent-encoded");
+  return MCP_ANSWERED;
+}
