@@ -128,7 +128,7 @@ describe('malformed JSON-RPC over raw stdio (--max-message 100000)', () => {
     assert.equal(response.result?.structuredContent?.result, '50000', dump(response));
   });
 
-  test('a line longer than --max-message gets an invalid request error (-32600) with id null, and the next request is answered', opts, async () => {
+  test('a line longer than --max-message gets an invalid request error (-32600) with its id, and the next request is answered', opts, async () => {
     const huge = JSON.stringify({
       jsonrpc: '2.0',
       id: 'too-long-1',
@@ -140,7 +140,7 @@ describe('malformed JSON-RPC over raw stdio (--max-message 100000)', () => {
     const response = await raw.waitFor(isError);
     assert.deepEqual(response, {
       jsonrpc: '2.0',
-      id: null,
+      id: 'too-long-1',
       error: { code: -32600, message: `message of ${huge.length} bytes is over the 100000-byte limit (--max-message)` },
     });
     await assertRawStillAnswers();
