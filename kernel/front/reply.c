@@ -208,14 +208,15 @@ reply_done(struct worker *w, struct frame *fr)
 {
   struct session *s = w->session;
   kiln_error_t err = NULL;
-  uint64_t status = 0, lineno = 0, offset = 0;
+  uint64_t status = 0, lineno = 0, offset = 0, outs_dropped = 0;
   if (s == NULL || s->running == NULL || s->state != S_RUNNING) {
     worker_fault(w, "the worker sent a reply with no cell running");
     return;
   }
   if (frame_get_u64(fr, TAG_STATUS, false, &status, &err) < 0 || status > CELL_STATUS_MAX
       || frame_get_u64(fr, TAG_ERR_LINENO, true, &lineno, &err) < 0
-      || frame_get_u64(fr, TAG_ERR_OFFSET, true, &offset, &err) < 0) {
+      || frame_get_u64(fr, TAG_ERR_OFFSET, true, &offset, &err) < 0
+      || frame_get_u64(fr, TAG_OUTPUTS_DROPPED, true, &outs_dropped, &err) < 0) {
     worker_fault(w, "the worker sent a malformed reply: %s", err ? err->msg : "bad status");
     kiln_error_release(&err);
     return;
@@ -250,18 +251,6 @@ reply_done(struct worker *w, struct frame *fr)
   size_t nstrings;
   struct artifact_notes anotes = { 0 };
   size_t nouts = parse_outputs(s, frame_get(fr, TAG_OUTPUTS), &outs, &strings, &nstrings, &anotes);
-  uint64_t outs_dropped = 0;
-  if (frame_get_u64(fr, TAG_OUTPUTS_DROPPED, true, &outs_dropped, &err) < 0) {
-    worker_fault(w, "the worker sent a malformed reply: %s", err->msg);
-    kiln_error_release(&err);
-    for (size_t i = 0; i < 4; i++)
-      free(text[i]);
-    for (size_t i = 0; i < nstrings; i++)
-      free(strings[i]);
-    free(strings);
-    free(outs);
-    return;
-  }
   struct cell_reply r = {
     .outputs = outs,
     .noutputs = nouts,

@@ -67,6 +67,18 @@ start_zygote(const struct kiln_config *cfg, pid_t *pid)
   return sv[0];
 }
 
+/* Finishes FB, sends it on FD and frees it, failing the scenario (WHAT
+   says which frame) on error.  */
+static void
+send_frame(int fd, struct fbuf *fb, const char *what)
+{
+  kiln_error_t err = NULL;
+  fbuf_finish(fb);
+  if (frame_send(fd, fb, NULL, 0, &err) < 0)
+    die(what, err);
+  fbuf_free(fb);
+}
+
 /* Receives one frame from FD into F (payload in *BUF, freed by the
    caller), failing the scenario on error.  */
 static void
@@ -157,11 +169,8 @@ spawn_worker(int z, const struct sbx_config *sbx, pid_t *init)
   fbuf_init(&fb, FRAME_SPAWN);
   fbuf_put_str(&fb, TAG_SESSION_ID, "embed");
   fbuf_put_u64(&fb, TAG_UID, 200999);
-  fbuf_finish(&fb);
+  send_frame(z, &fb, "send SPAWN");
   kiln_error_t err = NULL;
-  if (frame_send(z, &fb, NULL, 0, &err) < 0)
-    die("send SPAWN", err);
-  fbuf_free(&fb);
   struct frame f;
   uint8_t *buf = NULL;
   recv_frame(z, &f, &buf);
@@ -235,11 +244,8 @@ cell_run(void)
   fbuf_init(&fb, FRAME_EXEC);
   fbuf_put_str(&fb, TAG_CODE, "import json\njson.dumps([6 * 7])");
   fbuf_put_u64(&fb, TAG_CELL_NO, 1);
-  fbuf_finish(&fb);
+  send_frame(ctl, &fb, "send EXEC");
   kiln_error_t err = NULL;
-  if (frame_send(ctl, &fb, NULL, 0, &err) < 0)
-    die("send EXEC", err);
-  fbuf_free(&fb);
   struct frame f;
   uint8_t *buf = NULL;
   recv_frame(ctl, &f, &buf);
