@@ -98,6 +98,9 @@ meson test -C build-asan --print-errorlogs
 step "sanitizers: integration tests"
 (cd tests/integration && KILN_BIN=$root/build-asan/kiln node --test --test-concurrency=1 .)
 
+step "fuzzing (libFuzzer harnesses of tests/fuzz, 60 s each)"
+tests/fuzz/run 60
+
 step "the C code compiles against Python 3.11 (kernel/base/pycompat.h)"
 py311=
 for c in /usr/bin/python3.11 $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.11.*/bin/python3.11 2>/dev/null); do

@@ -79,13 +79,17 @@ utf8_boundary_before(const char *s, size_t n)
 char *
 utf8_excerpt(const char *s, size_t n, size_t max)
 {
-  bool cut = n > max;
-  size_t keep = cut ? utf8_boundary_before(s, max) : n;
+  /* Cut after sanitizing, not before: a replaced byte grows to three.
+     MAX + 1 bytes of S sanitize to more than MAX, so the text is cut
+     when S is longer; a character that the first cut split becomes
+     replacements that end past MAX and go with the second.  */
   size_t len;
-  cleanup_free char *clean = utf8_sanitize(s, keep, &len);
+  cleanup_free char *clean = utf8_sanitize(s, n > max ? max + 1 : n, &len);
+  bool cut = len > max;
+  size_t keep = cut ? utf8_boundary_before(clean, max) : len;
   /* A NUL inside would end the text early wherever it is shown.  */
-  for (size_t i = 0; i < len; i++)
+  for (size_t i = 0; i < keep; i++)
     if (clean[i] == '\0')
       clean[i] = '?';
-  return xasprintf("%.*s%s", (int)len, clean, cut ? "\u2026" : "");
+  return xasprintf("%.*s%s", (int)keep, clean, cut ? "\u2026" : "");
 }

@@ -14,9 +14,10 @@ char *utf8_sanitize(const char *s, size_t n, size_t *out_len);
    of a UTF-8 sequence (N itself when S+N falls on a boundary).  */
 size_t utf8_boundary_before(const char *s, size_t n);
 
-/* At most MAX bytes of [S, S+N) for an error message: cut on a character
-   boundary with an ellipsis added when cut, invalid UTF-8 replaced, NUL
-   shown as '?'.  Returns a newly allocated string the caller frees.  */
+/* [S, S+N) for an error message, invalid UTF-8 replaced and NUL shown as
+   '?', in at most MAX bytes: cut on a character boundary with an
+   ellipsis added when cut.  Returns a newly allocated string the caller
+   frees.  */
 char *utf8_excerpt(const char *s, size_t n, size_t max);
 
 #endif
