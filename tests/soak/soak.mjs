@@ -808,6 +808,14 @@ const memoryBytes = (() => {
 
 function measure() {
   const kids = childrenOf(front).map((p) => ({ pid: p, comm: commOf(p) }));
+  // Below the front: the zygote keeps no children (each fork's middle
+  // process is reaped), and each init has its worker and nothing else.
+  const below = [];
+  for (const k of kids) {
+    const grand = childrenOf(k.pid).map((p) => commOf(p));
+    if (k.comm === 'kiln-zygote' && grand.length) below.push(`zygote ${k.pid}: ${grand.join(',')}`);
+    if (k.comm === 'kiln-init' && (grand.length !== 1 || grand[0] !== 'kiln-worker')) below.push(`init ${k.pid}: ${grand.join(',') || 'no worker'}`);
+  }
   return {
     rssKiB: procStatus(front, 'VmRSS'),
     fds: countDir(`/proc/${front}/fd`),
@@ -815,6 +823,7 @@ function measure() {
     zygotes: kids.filter((k) => k.comm === 'kiln-zygote').length,
     inits: kids.filter((k) => k.comm === 'kiln-init').length,
     others: kids.filter((k) => k.comm !== 'kiln-zygote' && k.comm !== 'kiln-init').map((k) => `${k.pid}:${k.comm}`),
+    below,
     children: kids.length,
     cgroups: haveCgroups ? sessionGroupsOf(kilnGroups) : null,
     sessionDirs: countDir(sessionsDir),
@@ -829,6 +838,7 @@ function expectedFigures(open) {
     zygotes: 1,
     inits: SPARES + open,
     others: [],
+    below: [],
     cgroups: haveCgroups ? kilnGroups.length * (SPARES + open) : null,
     sessionDirs: SPARES + open,
   };
