@@ -558,6 +558,8 @@ const KINDS = [
     if (!r.sc) return;
     const st = expectStatus(r, ['ok', 'interrupted', 'killed']);
     if (st === 'ok' && r.sc.result !== "'done'") fail(r.ctx, 'result', "'done'", r.sc.result, r.sc);
+    if ((st === 'interrupted' || st === 'killed') && r.sc.duration_ms < timeout * 1000 - 5)
+      fail(r.ctx, 'a cell is not stopped before its deadline', `duration_ms >= ${timeout * 1000}`, r.sc.duration_ms, r.sc);
     if (st === 'interrupted' && r.sc.error?.type !== 'KeyboardInterrupt')
       fail(r.ctx, 'error type of an interrupted cell', 'KeyboardInterrupt', r.sc.error?.type, r.sc);
   }],
@@ -617,6 +619,7 @@ const KINDS = [
     const w = lane.rng.int(2, 8), h = lane.rng.int(2, 6), points = lane.rng.int(2, 50);
     const ys = Array.from({ length: points }, () => lane.rng.int(-100, 100));
     const code = `import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(${w}, ${h}), dpi=40)\nax.plot(${JSON.stringify(ys)})\nNone`;
+    const readBack = lane.rng.chance(0.3);
     const r = await cell(lane, 'figure', null, code);
     if (!r.sc || expectStatus(r, ['ok']) !== 'ok') return;
     const images = r.result.content.filter((b) => b.type === 'image');
@@ -631,7 +634,7 @@ const KINDS = [
       fail(r.ctx, 'the image is a PNG', 'image/png with a PNG header', `${images[0].mimeType}, ${art.mime}, header ${png.subarray(0, 8).toString('hex')}`);
     else if (size.width !== art.width || size.height !== art.height || size.width !== w * 40 || size.height !== h * 40)
       fail(r.ctx, 'the image is the figure', `${w * 40}x${h * 40}`, `artifact ${art.width}x${art.height}, PNG ${size.width}x${size.height}`);
-    if (lane.rng.chance(0.3)) {
+    if (readBack) {
       try {
         const res = await client.readResource({ uri: art.uri }, { timeout: REQUEST_TIMEOUT });
         const got = bytesOfContent(res.contents?.[0]);
@@ -650,6 +653,7 @@ const KINDS = [
     const bytes = lane.rng.bytes(size);
     const path = `soak/${ctx.n}/f${lane.rng.int(0, 1e6)}.bin`;
     const via = lane.rng.pick(['read_file', 'resources/read']);
+    const checkInWorker = lane.rng.chance(0.3);
     ctx.variant = via;
     const started = performance.now();
     // An upload may find the worker the soak just killed: it then fails
@@ -695,7 +699,7 @@ const KINDS = [
       return;
     }
     note('file', 'ok', performance.now() - started);
-    if (lane.rng.chance(0.3)) {
+    if (checkInWorker) {
       // And the worker sees the same bytes.
       const sha = createHash('sha256').update(bytes).digest('hex');
       const r = await cell(lane, 'file-check', null, `import hashlib\nhashlib.sha256(open(${JSON.stringify(path)}, "rb").read()).hexdigest()`);
@@ -739,7 +743,10 @@ const FAULT_RATE = 0.04;
 let lastZygoteKilled = 0;
 
 async function injectFault(lane) {
+  // Every draw is made whatever happens next, so that a lane's stream,
+  // and with it the rest of its cells, depends on the seed alone.
   const which = lane.rng.weighted([['zygote', 1], ['init-kill', 2], ['init-stop', 2]]);
+  const stopMs = lane.rng.int(10, 400);
   if (which === 'zygote') {
     const z = childrenOf(front).find((p) => commOf(p) === 'kiln-zygote');
     // A zygote is killed only once it has been up a while: the front gives
@@ -787,7 +794,7 @@ async function injectFault(lane) {
   } else {
     process.kill(pid, 'SIGSTOP');
     faults['init SIGSTOP/SIGCONT']++;
-    lane.stopped = { pid, ms: lane.rng.int(10, 400) };
+    lane.stopped = { pid, ms: stopMs };
     await pollUntil(() => stateOf(pid) !== 'R' && stateOf(pid) !== 'S', 2_000, 5);
   }
 }
