@@ -78,6 +78,9 @@ else
   echo "skip: not running as root"
 fi
 
+step "soak: 1,000 cells with faults injected (tests/soak)"
+KILN_BIN=$root/build/kiln tests/soak/run --cells 1000
+
 step "sanitizers (address, undefined): build"
 pc=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBPC"))')
 if [ ! -f build-asan/build.ninja ]; then
