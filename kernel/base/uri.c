@@ -22,7 +22,8 @@ unreserved(unsigned char c)
 static bool
 pchar(unsigned char c)
 {
-  return unreserved(c) || strchr("!$&'()*+,;=:@", c) != NULL;
+  /* strchr finds the terminator too: a raw NUL is not a sub-delim.  */
+  return unreserved(c) || (c != '\0' && strchr("!$&'()*+,;=:@", c) != NULL);
 }
 
 static int

@@ -5,8 +5,9 @@
    the reference): a message is refused with a parse error exactly when
    it is not JSON; a refusal without a reply is a notification's (an
    object with no "id"); every reply is a JSON-RPC error object with one
-   of the standard codes, the request's id when it had a usable one and
-   null otherwise, and dumps as one line that reads back as the same
+   of the standard codes, the request's id when it had a usable one (for
+   bytes that are not JSON, the id jrpc_scan_id recovers, which must be a
+   string or an integer) and null otherwise, and dumps as one line that reads back as the same
    JSON; an accepted message's kind agrees with its "id" and "method",
    and what MSG borrows is what the message holds.  */
 #include "fuzz.h"
@@ -22,7 +23,7 @@ usable_id(json_t *id)
 }
 
 static void
-check_reply(json_t *reply, json_t *root)
+check_reply(json_t *reply, json_t *root, const char *text, size_t size)
 {
   FUZZ_CHECK(json_is_object(reply) && json_object_size(reply) == 3);
   json_t *version = json_object_get(reply, "jsonrpc");
@@ -39,7 +40,13 @@ check_reply(json_t *reply, json_t *root)
 
   json_t *id = json_object_get(reply, "id");
   json_t *asked = json_is_object(root) ? json_object_get(root, "id") : NULL;
-  FUZZ_CHECK(usable_id(asked) ? json_equal(id, asked) : json_is_null(id));
+  json_t *scanned = root == NULL ? jrpc_scan_id(text, size) : NULL;
+  FUZZ_CHECK(scanned == NULL || usable_id(scanned));
+  if (root == NULL)
+    FUZZ_CHECK(scanned ? json_equal(id, scanned) : json_is_null(id));
+  else
+    FUZZ_CHECK(usable_id(asked) ? json_equal(id, asked) : json_is_null(id));
+  json_decref(scanned);
 
   size_t len = 0;
   char *line = jrpc_dump_line(reply, &len);
@@ -91,7 +98,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (reply == NULL)
       FUZZ_CHECK(json_is_object(root) && json_object_get(root, "id") == NULL);
     else
-      check_reply(reply, root);
+      check_reply(reply, root, text, size);
     json_decref(reply);
   }
   json_decref(root);

@@ -109,6 +109,14 @@ malformed_encodings_are_refused(void)
   CHECK(decodes_to("a<b>", NULL, "percent-encoded"));
   CHECK(decodes_to("a\\b", NULL, "percent-encoded"));
   CHECK(decodes_to("a{b}|^`[]", NULL, "percent-encoded"));
+  /* A raw NUL inside the text (found by the fuzzer: strchr matched the
+     terminator of the sub-delims).  */
+  char *out = NULL;
+  size_t len = 0;
+  kiln_error_t err = NULL;
+  CHECK(uri_decode("a\0b", 3, &out, &len, &err) == -1 && out == NULL && err != NULL
+        && err->status == EILSEQ);
+  kiln_error_release(&err);
 }
 
 static void
