@@ -159,7 +159,13 @@ files_serve(const struct frame *f, const struct kiln_limits *lim, struct fbuf *o
   }
   if (f->type == FRAME_FILE_READ) {
     uint64_t max = 0;
-    if (frame_get_u64(f, TAG_MAX_BYTES, true, &max, NULL) < 0 || max > lim->file_bytes)
+    kiln_error_t ferr = NULL;
+    if (frame_get_u64(f, TAG_MAX_BYTES, true, &max, &ferr) < 0) {
+      result(out, EINVAL, ferr->msg);
+      kiln_error_release(&ferr);
+      return;
+    }
+    if (max == 0 || max > lim->file_bytes)
       max = lim->file_bytes;
     /* O_NONBLOCK: a FIFO planted by a cell must not hang the read.  */
     cleanup_close int fd = open_beneath(root, path, O_RDONLY | O_NONBLOCK, 0);

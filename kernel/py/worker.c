@@ -6,6 +6,7 @@
 #include "frame.h"
 #include "wire_limits.h"
 #include "interrupt.h"
+#include "log.h"
 #include "records.h"
 #include "sandbox.h"
 #include "util.h"
@@ -262,8 +263,13 @@ wrk_main(const struct wrk_params *p)
       break;
     uint64_t cell_no = 0;
     const struct field *code = frame_get(&f, TAG_CODE);
-    if (code == NULL || frame_get_u64(&f, TAG_CELL_NO, false, &cell_no, NULL) < 0)
+    kiln_error_t ferr = NULL;
+    if (code == NULL || frame_get_u64(&f, TAG_CELL_NO, false, &cell_no, &ferr) < 0) {
+      /* The front is trusted: a malformed EXEC is a bug there, and this
+         worker stops rather than guess.  */
+      log_error(LOG_ERROR, &ferr, "malformed EXEC from the front");
       break;
+    }
     intr_arm(cell_no);
     run_cell(run, (const char *)code->data, code->len, cell_no, p->limits, &fb);
     free(payload);
