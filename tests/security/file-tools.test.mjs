@@ -78,7 +78,9 @@ describe(`the file tools (${modeName})`, { skip }, () => {
   });
   test('resources/read refuses a file URI with a NUL byte', opts, async () => {
     const sid = await plant('open("notes.md", "w").write("notes")');
-    await unreadable(fileUri(sid, withNul), notPlain(withNul.replace('\0', '?')));
+    // A raw NUL is not a URI character: refused before the path is looked at.
+    const uri = fileUri(sid, withNul);
+    await unreadable(uri, `resource not found: ${uri.replace('\0', '?')} (byte 0x00 must be percent-encoded in a kiln URI (%00))`);
     await bystander.unharmed();
   });
 
