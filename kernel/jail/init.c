@@ -60,7 +60,10 @@ init_main(const struct init_params *p)
      change before the parent-death signal is armed: a credential change
      clears it.  */
   kiln_error_t err = NULL;
-  if (p->filter && id_drop_privileges(p->switch_ids, p->uid, p->gid, &err) < 0) {
+  /* Not dumpable either, like the worker: a cell that shares its uid
+     must not reach into it through /proc (its root, its memory).  */
+  if (p->filter && (id_drop_privileges(p->switch_ids, p->uid, p->gid, &err) < 0
+                    || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)) {
     kill(w, SIGKILL);
     _exit(125);
   }
