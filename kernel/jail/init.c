@@ -62,8 +62,9 @@ init_main(const struct init_params *p)
   kiln_error_t err = NULL;
   /* Not dumpable either, like the worker: a cell that shares its uid
      must not reach into it through /proc (its root, its memory).  */
-  if (p->filter && (id_drop_privileges(p->switch_ids, p->uid, p->gid, &err) < 0
-                    || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)) {
+  if (p->filter
+      && (id_drop_privileges(p->switch_ids, p->uid, p->gid, &err) < 0
+          || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)) {
     kill(w, SIGKILL);
     _exit(125);
   }
