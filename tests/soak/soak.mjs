@@ -330,7 +330,7 @@ console.log(`soak: ${KILN_BIN} serve ${KILN_ARGS.join(' ')}  (KILN_HOME ${home})
 // each big free), so the front's RSS would show its high-water mark, not
 // what it holds.  Fixed thresholds give big buffers back at once.
 const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' };
-const server = await startServer(KILN_ARGS, { env: { KILN_HOME: home, ...MALLOC_ENV } });
+const server = await startServer({ args: KILN_ARGS, env: { KILN_HOME: home, ...MALLOC_ENV } });
 const client = server.client;
 const front = server.pid;
 let frontGone = null;
