@@ -275,6 +275,7 @@ jsonrpc(void)
                         "\"message\":\"no\"}}" },
     { "ping-params-array", "{\"jsonrpc\":\"2.0\",\"id\":-9007199254740993,\"method\":\"ping\","
                            "\"params\":[]}" },
+    { "nul-in-id", "{\"jsonrpc\":\"1.0\",\"id\":\"\\u0000\",\"method\":\"ping\"}" },
     { "escapes",
       "{\"jsonrpc\":\"2.0\",\"id\":\"\\u2028\\ud83d\\ude00\",\"method\":\"a\\u0000b\"}" },
     { "not-json", "{not json" },
