@@ -197,21 +197,33 @@ spawn_worker(int z, const struct sbx_config *sbx, pid_t *init)
   return ctl;
 }
 
+/* This process as the front would be (a child subreaper), a zygote, and
+   one jailed worker from it: returns the worker's control socket, the
+   zygote's pid in *PID and the worker's init in *INIT; -1 when the zygote
+   did not come up as expected.  */
+static int
+jailed_worker(struct kiln_config *cfg, struct sbx_config *sbx, pid_t *pid, pid_t *init)
+{
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+    die("subreaper", NULL);
+  setup(cfg, sbx, true);
+  int z = start_zygote(cfg, pid);
+  if (expect_ready(z))
+    return -1;
+  return spawn_worker(z, sbx, init);
+}
+
 /* A worker is forked, jailed (its init is a child of this process, the
    subreaper, in a pid namespace of its own) and says it is ready.  */
 static int
 worker_forked_and_jailed(void)
 {
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-    die("subreaper", NULL);
   struct kiln_config cfg;
   struct sbx_config sbx;
-  setup(&cfg, &sbx, true);
   pid_t pid, init;
-  int z = start_zygote(&cfg, &pid);
-  if (expect_ready(z))
+  int ctl = jailed_worker(&cfg, &sbx, &pid, &init);
+  if (ctl < 0)
     return 1;
-  int ctl = spawn_worker(z, &sbx, &init);
   /* The init lives in a pid namespace of its own: its ns link differs.  */
   cleanup_free char *mine = xasprintf("/proc/self/ns/pid"),
                     *its = xasprintf("/proc/%d/ns/pid", init);
@@ -230,16 +242,12 @@ worker_forked_and_jailed(void)
 static int
 cell_run(void)
 {
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-    die("subreaper", NULL);
   struct kiln_config cfg;
   struct sbx_config sbx;
-  setup(&cfg, &sbx, true);
   pid_t pid, init;
-  int z = start_zygote(&cfg, &pid);
-  if (expect_ready(z))
+  int ctl = jailed_worker(&cfg, &sbx, &pid, &init);
+  if (ctl < 0)
     return 1;
-  int ctl = spawn_worker(z, &sbx, &init);
   struct fbuf fb;
   fbuf_init(&fb, FRAME_EXEC);
   fbuf_put_str(&fb, TAG_CODE, "import json\njson.dumps([6 * 7])");
