@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct mcp_batch;
 struct mcp_conn;
 struct mcp_server;
 
@@ -42,7 +43,8 @@ enum mcp_outcome {
 struct mcp_call {
   struct mcp_server *server;
   struct mcp_conn *conn;
-  json_t *id; /* borrowed */
+  json_t *id;             /* borrowed */
+  json_t *progress_token; /* params._meta.progressToken (borrowed), or NULL */
 };
 
 typedef int (*mcp_method_fn)(struct mcp_call *c, json_t *params, json_t **result,
@@ -64,11 +66,14 @@ json_t *mcp_tool_error(const char *message);
 struct mcp_pending {
   struct mcp_pending *next; /* the connection's list */
   struct mcp_conn *conn;
-  json_t *id;     /* owned */
-  int64_t handle; /* the front's, for cancellation; 0 until started */
-  int fail_code;  /* how mcp_fail reports: a JSON-RPC code or MCP_TOOL_ERROR */
-  bool starting;  /* between mcp_defer and mcp_started */
-  bool answered;  /* answered while starting: freed by mcp_started */
+  json_t *id;              /* owned */
+  int64_t handle;          /* the front's, for cancellation; 0 until started */
+  int fail_code;           /* how mcp_fail reports: a JSON-RPC code or MCP_TOOL_ERROR */
+  bool starting;           /* between mcp_defer and mcp_started */
+  bool answered;           /* answered while starting: freed by mcp_started */
+  bool tool;               /* a tools/call: its result is shaped for VERSION */
+  int version;             /* the connection's enum mcp_version */
+  struct mcp_batch *batch; /* the batch it came in, or NULL */
   /* Frees what the handler added to its struct (not the struct), or NULL.  */
   void (*release)(struct mcp_pending *p);
 };

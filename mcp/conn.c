@@ -5,6 +5,8 @@
 #include "conn.h"
 #include "jsonrpc.h"
 #include "methods.h"
+#include "shape.h"
+#include "tools.h"
 #include "utf8.h"
 #include "util.h"
 
@@ -15,6 +17,14 @@
 /* The longest error text a tool result carries.  */
 #define MAX_TOOL_ERROR 4096
 
+/* The replies to a JSON-RPC batch, sent together as one array once the
+   last request of the batch is answered.  */
+struct mcp_batch {
+  json_t *replies;
+  size_t waiting; /* deferred requests not yet answered */
+  bool sealed;    /* every message of the batch has been handled */
+};
+
 struct mcp_conn *
 mcp_conn_new(struct mcp_server *s, mcp_send_fn send, void *ctx)
 {
@@ -22,6 +32,10 @@ mcp_conn_new(struct mcp_server *s, mcp_send_fn send, void *ctx)
   c->server = s;
   c->send = send;
   c->ctx = ctx;
+  c->version = MCP_LATEST;
+  c->log_level = MCP_LOG_WARNING;
+  c->next_in_server = s->conns;
+  s->conns = c;
   return c;
 }
 
@@ -29,8 +43,41 @@ mcp_conn_new(struct mcp_server *s, mcp_send_fn send, void *ctx)
 static void
 send_msg(struct mcp_conn *c, json_t *msg)
 {
-  c->send(c->ctx, msg);
+  if (!c->closing)
+    c->send(c->ctx, msg);
   json_decref(msg);
+}
+
+/* Sends B's replies if the batch is done, and frees it.  */
+static void
+batch_check(struct mcp_conn *c, struct mcp_batch *b)
+{
+  if (!b->sealed || b->waiting > 0)
+    return;
+  /* A batch of notifications only is answered with nothing at all.  */
+  if (json_array_size(b->replies) > 0)
+    send_msg(c, b->replies);
+  else
+    json_decref(b->replies);
+  free(b);
+}
+
+/* Sends MSG (stolen), the answer to a request of batch B (NULL: none).  */
+static void
+reply(struct mcp_conn *c, struct mcp_batch *b, json_t *msg)
+{
+  if (b)
+    json_array_append_new(b->replies, msg);
+  else
+    send_msg(c, msg);
+}
+
+void
+mcp_notify(struct mcp_conn *c, const char *method, json_t *params)
+{
+  json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params", params);
+  if (msg)
+    send_msg(c, msg);
 }
 
 json_t *
@@ -85,7 +132,13 @@ free_pending(struct mcp_pending *p)
   if (p->release)
     p->release(p);
   json_decref(p->id);
+  struct mcp_batch *b = p->batch;
+  struct mcp_conn *c = p->conn;
   free(p);
+  if (b) {
+    b->waiting--;
+    batch_check(c, b);
+  }
 }
 
 /* P has been answered: forget it, unless its handler is still starting
@@ -111,6 +164,11 @@ mcp_defer(struct mcp_call *call, size_t size, int fail_code)
   p->id = json_incref(call->id);
   p->fail_code = fail_code;
   p->starting = true;
+  p->tool = fail_code == MCP_TOOL_ERROR;
+  p->version = call->conn->version;
+  p->batch = call->conn->batch;
+  if (p->batch)
+    p->batch->waiting++;
   p->next = call->conn->pending;
   call->conn->pending = p;
   return p;
@@ -140,14 +198,16 @@ mcp_started(struct mcp_pending *p, int64_t handle)
 void
 mcp_answer(struct mcp_pending *p, json_t *result)
 {
-  send_msg(p->conn, jrpc_result(p->id, result));
+  if (p->tool)
+    result = shape_tool_result(p->version, result);
+  reply(p->conn, p->batch, jrpc_result(p->id, result));
   finish(p);
 }
 
 void
 mcp_fail(struct mcp_pending *p, kiln_error_t err)
 {
-  send_msg(p->conn, mcp_failure(p->id, p->fail_code, err));
+  reply(p->conn, p->batch, mcp_failure(p->id, p->fail_code, err));
   finish(p);
 }
 
@@ -174,37 +234,123 @@ mcp_conn_when_idle(struct mcp_conn *c, void (*fn)(void *ctx), void *ctx)
 
 /* ---------------------------------------------------------------- messages */
 
+/* The progress token of a request's params._meta (borrowed), or NULL.  */
+static json_t *
+progress_token(json_t *params)
+{
+  json_t *t = json_object_get(json_object_get(params, "_meta"), "progressToken");
+  return json_is_string(t) || json_is_integer(t) ? t : NULL;
+}
+
 static void
 handle_request(struct mcp_conn *c, struct jrpc_msg *msg)
 {
+  struct mcp_batch *b = c->batch;
   const struct mcp_method *m = mcp_method_find(msg->method, msg->method_len);
   if (m == NULL) {
     cleanup_free char *name = utf8_excerpt(msg->method, msg->method_len, SHOWN_NAME);
     cleanup_free char *text = xasprintf("method not found: %s", name);
-    send_msg(c, jrpc_error(msg->id, JRPC_METHOD_NOT_FOUND, text, NULL));
+    reply(c, b, jrpc_error(msg->id, JRPC_METHOD_NOT_FOUND, text, NULL));
     return;
   }
   if (!c->initialized && !m->before_initialize) {
-    cleanup_free char *text
-        = xasprintf("%s before initialize: the client must send initialize first", m->name);
-    send_msg(c, jrpc_error(msg->id, JRPC_INVALID_REQUEST, text, NULL));
+    cleanup_free char *text = xasprintf(
+        "%s before initialize: the client must send initialize (and wait for its answer) first",
+        m->name);
+    reply(c, b, jrpc_error(msg->id, JRPC_INVALID_REQUEST, text, NULL));
     return;
   }
   if (msg->params && !json_is_object(msg->params)) {
-    send_msg(c, jrpc_error(msg->id, JRPC_INVALID_PARAMS, "params must be an object", NULL));
+    reply(c, b, jrpc_error(msg->id, JRPC_INVALID_PARAMS, "params must be an object", NULL));
     return;
   }
-  struct mcp_call call = { .server = c->server, .conn = c, .id = msg->id };
   json_t *params = msg->params ? json_incref(msg->params) : json_object();
+  struct mcp_call call
+      = { .server = c->server, .conn = c, .id = msg->id, .progress_token = progress_token(params) };
   json_t *result = NULL;
   kiln_error_t err = NULL;
   int r = m->fn(&call, params, &result, &err);
-  if (r == MCP_ANSWERED)
-    send_msg(c, jrpc_result(msg->id, result));
-  else if (r != MCP_DEFERRED)
-    send_msg(c, mcp_failure(msg->id, r, err));
+  if (r == MCP_ANSWERED) {
+    if (m->fn == tools_call_method)
+      result = shape_tool_result(c->version, result);
+    else if (m->fn == tools_list_method)
+      result = shape_tools_list(c->version, result);
+    reply(c, b, jrpc_result(msg->id, result));
+  } else if (r != MCP_DEFERRED)
+    reply(c, b, mcp_failure(msg->id, r, err));
   kiln_error_release(&err);
   json_decref(params);
+}
+
+/* Handles one parsed message.  */
+static void
+handle_msg(struct mcp_conn *c, struct jrpc_msg *msg)
+{
+  if (msg->kind == JRPC_REQUEST)
+    handle_request(c, msg);
+  else if (msg->kind == JRPC_NOTIFICATION) {
+    /* Unknown notifications are ignored: they are never answered.  */
+    const struct mcp_notification *n = mcp_notification_find(msg->method, msg->method_len);
+    struct mcp_call call = { .server = c->server, .conn = c };
+    if (n)
+      n->fn(&call, json_is_object(msg->params) ? msg->params : NULL);
+  }
+  /* A response: kiln sends no requests, so there is nothing to match.  */
+}
+
+/* A batch: allowed by 2025-03-26 alone (earlier revisions never used
+   them, later ones removed them).  Each message is handled as if it came
+   alone; the answers go back together, as one array.  */
+static void
+handle_batch(struct mcp_conn *c, json_t *items)
+{
+  if (!c->initialized || c->version != MCP_2025_03_26) {
+    cleanup_free char *m = c->initialized
+                               ? xasprintf("JSON-RPC batches are not part of protocol version %s "
+                                           "(only of 2025-03-26)",
+                                           mcp_version_name(c->version))
+                               : xstrdup("a JSON-RPC batch before initialize: initialize must "
+                                         "come alone, and only 2025-03-26 allows batches");
+    send_msg(c, jrpc_error(NULL, JRPC_INVALID_REQUEST, m, NULL));
+    return;
+  }
+  if (json_array_size(items) == 0) {
+    send_msg(c, jrpc_error(NULL, JRPC_INVALID_REQUEST, "an empty JSON-RPC batch", NULL));
+    return;
+  }
+  struct mcp_batch *b = mcp_batch_begin(c);
+  size_t i;
+  json_t *item;
+  json_array_foreach(items, i, item)
+  {
+    struct jrpc_msg msg;
+    json_t *err_reply = NULL;
+    if (jrpc_classify(json_incref(item), &msg, &err_reply) < 0) {
+      if (err_reply)
+        reply(c, b, err_reply);
+      continue;
+    }
+    handle_msg(c, &msg);
+    jrpc_msg_free(&msg);
+  }
+  mcp_batch_end(c, b);
+}
+
+struct mcp_batch *
+mcp_batch_begin(struct mcp_conn *c)
+{
+  struct mcp_batch *b = xzalloc(sizeof *b);
+  b->replies = json_array();
+  c->batch = b;
+  return b;
+}
+
+void
+mcp_batch_end(struct mcp_conn *c, struct mcp_batch *b)
+{
+  c->batch = NULL;
+  b->sealed = true;
+  batch_check(c, b);
 }
 
 void
@@ -226,17 +372,24 @@ mcp_conn_handle(struct mcp_conn *c, const char *text, size_t len, size_t too_lon
       send_msg(c, err_reply);
     return;
   }
-  if (msg.kind == JRPC_REQUEST)
-    handle_request(c, &msg);
-  else if (msg.kind == JRPC_NOTIFICATION) {
-    /* Unknown notifications are ignored: they are never answered.  */
-    const struct mcp_notification *n = mcp_notification_find(msg.method, msg.method_len);
-    struct mcp_call call = { .server = c->server, .conn = c };
-    if (n)
-      n->fn(&call, json_is_object(msg.params) ? msg.params : NULL);
-  }
-  /* A response: kiln sends no requests, so there is nothing to match.  */
+  if (msg.kind == JRPC_BATCH)
+    handle_batch(c, msg.root);
+  else
+    handle_msg(c, &msg);
   jrpc_msg_free(&msg);
+}
+
+void
+mcp_conn_log(struct mcp_server *s, enum mcp_log_level level, const char *text)
+{
+  for (struct mcp_conn *c = s->conns; c; c = c->next_in_server) {
+    if (!c->initialized || level < c->log_level)
+      continue;
+    cleanup_free char *clean = utf8_excerpt(text, strlen(text), MAX_TOOL_ERROR);
+    mcp_notify(c, "notifications/message",
+               json_pack("{s:s, s:s, s:s}", "level", mcp_log_level_name(level), "logger", "kiln",
+                         "data", clean));
+  }
 }
 
 void
@@ -244,6 +397,13 @@ mcp_conn_free(struct mcp_conn *c)
 {
   if (c == NULL)
     return;
+  for (struct mcp_conn **pp = &c->server->conns; *pp; pp = &(*pp)->next_in_server)
+    if (*pp == c) {
+      *pp = c->next_in_server;
+      break;
+    }
+  /* Batches still waiting are freed unsent as their requests go.  */
+  c->closing = true;
   while (c->pending) {
     struct mcp_pending *p = c->pending;
     c->pending = p->next;

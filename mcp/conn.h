@@ -16,13 +16,47 @@
 /* Sends one message (borrowed) to the client.  */
 typedef void (*mcp_send_fn)(void *ctx, json_t *msg);
 
+/* The protocol revisions kiln speaks, oldest first, so that a feature
+   can be tested with >=.  */
+enum mcp_version {
+  MCP_2024_11_05,
+  MCP_2025_03_26,
+  MCP_2025_06_18,
+  MCP_2025_11_25,
+  MCP_LATEST = MCP_2025_11_25,
+};
+
+/* The name of revision V ("2025-11-25").  */
+const char *mcp_version_name(enum mcp_version v);
+
+/* The log levels of logging/setLevel (RFC 5424's, most severe last).  */
+enum mcp_log_level {
+  MCP_LOG_DEBUG,
+  MCP_LOG_INFO,
+  MCP_LOG_NOTICE,
+  MCP_LOG_WARNING,
+  MCP_LOG_ERROR,
+  MCP_LOG_CRITICAL,
+  MCP_LOG_ALERT,
+  MCP_LOG_EMERGENCY,
+};
+
+struct mcp_batch;
+
 struct mcp_conn {
   struct mcp_server *server;
   mcp_send_fn send;
   void *ctx;
   bool initialized;
-  const char *protocol_version; /* static; NULL until initialize */
-  struct mcp_pending *pending;  /* owned, newest first */
+  enum mcp_version version; /* what initialize negotiated */
+  /* notifications/message at this level and above; the default sends
+     warnings and errors.  */
+  enum mcp_log_level log_level;
+  struct mcp_conn *next_in_server; /* the server's list, for broadcasts */
+  /* The batch whose requests are being handled, while they are.  */
+  struct mcp_batch *batch;
+  bool closing;                /* being freed: nothing more is sent */
+  struct mcp_pending *pending; /* owned, newest first */
   /* Called once no request is pending after mcp_conn_when_idle.  */
   void (*idle)(void *ctx);
   void *idle_ctx;
@@ -46,6 +80,22 @@ void mcp_conn_when_idle(struct mcp_conn *c, void (*fn)(void *ctx), void *ctx);
    as MCP asks of a cancelled request, and cancels its work in the front.
    Unknown ids are ignored: the answer may already be on its way.  */
 void mcp_conn_cancel(struct mcp_conn *c, json_t *request_id);
+
+/* Starts and ends a batch: what C answers in between, now or later,
+   goes into one array, sent once the batch has ended and its last
+   request is answered.  */
+struct mcp_batch *mcp_batch_begin(struct mcp_conn *c);
+void mcp_batch_end(struct mcp_conn *c, struct mcp_batch *b);
+
+/* Sends the notification METHOD with PARAMS (stolen) to C.  */
+void mcp_notify(struct mcp_conn *c, const char *method, json_t *params);
+
+/* The name of log level L ("warning").  */
+const char *mcp_log_level_name(enum mcp_log_level l);
+
+/* Sends TEXT as a notifications/message at LEVEL to every initialized
+   connection of S that asked for LEVEL or a lower one.  */
+void mcp_conn_log(struct mcp_server *s, enum mcp_log_level level, const char *text);
 
 /* Forgets C's pending requests without answering them (the client is
    gone), cancelling their work in the front, which must still exist

@@ -152,10 +152,18 @@ jrpc_parse(const char *text, size_t len, struct jrpc_msg *msg, json_t **reply)
     return -1;
   }
   if (json_is_array(root)) {
-    *reply = jrpc_error(NULL, JRPC_INVALID_REQUEST, "JSON-RPC batches are not supported", NULL);
-    json_decref(root);
-    return -1;
+    msg->kind = JRPC_BATCH;
+    msg->root = root;
+    return 0;
   }
+  return jrpc_classify(root, msg, reply);
+}
+
+int
+jrpc_classify(json_t *root, struct jrpc_msg *msg, json_t **reply)
+{
+  *reply = NULL;
+  memset(msg, 0, sizeof *msg);
   if (!json_is_object(root)) {
     *reply = jrpc_error(NULL, JRPC_INVALID_REQUEST, "a JSON-RPC message must be an object", NULL);
     json_decref(root);

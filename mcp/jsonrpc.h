@@ -30,6 +30,7 @@ enum jrpc_kind {
   JRPC_REQUEST,      /* method + id */
   JRPC_NOTIFICATION, /* method, no id */
   JRPC_RESPONSE,     /* result or error + id: an answer to the server */
+  JRPC_BATCH,        /* an array of messages: ROOT is the array, for jrpc_classify */
 };
 
 struct jrpc_msg {
@@ -49,6 +50,10 @@ struct jrpc_msg {
    failed.  */
 int jrpc_parse(const char *text, size_t len, struct jrpc_msg *msg, json_t **reply);
 void jrpc_msg_free(struct jrpc_msg *msg);
+
+/* Classifies ROOT (stolen), one message of a batch (or a whole one),
+   as jrpc_parse does after parsing.  A nested array is refused.  */
+int jrpc_classify(json_t *root, struct jrpc_msg *msg, json_t **reply);
 
 /* The id of a message that jansson refused ([TEXT, TEXT+LEN) may also be
    only the start of one): the value of the top-level "id" key when it is

@@ -114,6 +114,27 @@ read_artifact(struct mcp_call *c, const struct kiln_uri *u, json_t **result, kil
   return MCP_ANSWERED;
 }
 
+/* Reads a cell's kept output, as text.  */
+static int
+read_cell_output(struct mcp_call *c, const struct kiln_uri *u, json_t **result, kiln_error_t *err)
+{
+  uint64_t cell;
+  int stream;
+  if (uri_cell_parts(u, &cell, &stream) < 0)
+    return MCP_RESOURCE_NOT_FOUND;
+  size_t len;
+  cleanup_free char *text
+      = front_cell_output_read(c->server->front, u->session_id, cell, stream, &len, err);
+  if (text == NULL)
+    return MCP_RESOURCE_NOT_FOUND;
+  cleanup_free char *uri = uri_cell_output(u->session_id, cell, stream);
+  size_t clean_len;
+  cleanup_free char *clean = utf8_sanitize(text, len, &clean_len);
+  *result = json_pack("{s:[{s:s, s:s, s:s%}]}", "contents", "uri", uri, "mimeType", "text/plain",
+                      "text", clean, clean_len);
+  return MCP_ANSWERED;
+}
+
 int
 resources_read_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
 {
@@ -136,7 +157,11 @@ resources_read_method(struct mcp_call *c, json_t *params, json_t **result, kiln_
     /* The front's and the worker's refusals say what is wrong with the
        path as they are.  */
     r = files_read_resource(c, u.session_id, u.name, u.name_len, err);
-  else if (!artifact_name_ok(u.name, u.name_len)) {
+  else if (u.kind == URI_CELL) {
+    r = read_cell_output(c, &u, result, err);
+    if (r < 0)
+      not_found(err, s, n, err && *err);
+  } else if (!artifact_name_ok(u.name, u.name_len)) {
     not_found(err, s, n, false);
     r = MCP_RESOURCE_NOT_FOUND;
   } else {
@@ -152,12 +177,16 @@ int
 resources_templates_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
 {
   *result = json_pack(
-      "{s:[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s}]}", "resourceTemplates", "uriTemplate",
-      URI_PREFIX "{session_id}/artifacts/{name}", "name", "artifact", "description",
+      "{s:[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}]}", "resourceTemplates",
+      "uriTemplate", URI_PREFIX "{session_id}/artifacts/{name}", "name", "artifact", "description",
       "An image a cell produced (a matplotlib figure, a PIL image or a display()ed object), "
       "full size",
       "mimeType", "image/png", "uriTemplate", URI_PREFIX "{session_id}/files/{path}", "name",
       "file", "description",
-      "A file in the session's working directory (/work); the path percent-encoded");
+      "A file in the session's working directory (/work); the path percent-encoded", "uriTemplate",
+      URI_PREFIX "{session_id}/cells/{cell}/{stream}", "name", "cell output", "description",
+      "The whole stdout or stderr (stream) of a cell, as kept within --max-output, when a reply "
+      "showed only part of it (the last 32 cells of a session)",
+      "mimeType", "text/plain");
   return MCP_ANSWERED;
 }

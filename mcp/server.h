@@ -8,9 +8,12 @@
 #include "config.h"
 #include "kiln.h"
 
+struct mcp_conn;
+
 struct mcp_server {
   const struct kiln_config *cfg; /* borrowed */
   struct front *front;           /* borrowed */
+  struct mcp_conn *conns;        /* every live connection (not owned) */
 };
 
 /* CFG and FRONT must outlive the server; the caller frees it with

@@ -53,9 +53,10 @@ int tools_arg_name(json_t *args, const char *key, const char **out, kiln_error_t
 int tools_run_python_args(json_t *args, const char **code, size_t *code_len,
                           const char **session_id, double *timeout, kiln_error_t *err);
 
-/* The tools/call result for a finished cell (new reference; NULL only if
-   it could not be built).  */
-json_t *tools_cell_result(const struct cell_reply *r);
+/* The tools/call result for a finished cell, its text within MAX_REPLY
+   bytes (--max-reply) (new reference; NULL only if it could not be
+   built).  */
+json_t *tools_cell_result(const struct cell_reply *r, size_t max_reply);
 
 /* The result of list_sessions (new reference, or NULL).  */
 json_t *tools_sessions_result(const struct session_info *v, size_t n);

@@ -57,6 +57,9 @@ static const struct setting settings[] = {
   S("max-result", "KILN_MAX_RESULT", K_SIZE, max_result, "CHARS", "64K",
     "length of a result's repr, of an error's message and traceback, and of each text "
     "form a cell displays"),
+  S("max-reply", "KILN_MAX_REPLY", K_SIZE, max_reply, "CHARS", "20K",
+    "text a reply shows a model: head and tail of each stream and of the result; what is "
+    "cut stays readable as a kiln://sessions/ID/cells/N/stdout resource"),
   S("max-code", "KILN_MAX_CODE", K_SIZE, max_code, "BYTES", "1M", "size of a cell's source"),
   S("max-message", "KILN_MAX_MESSAGE", K_SIZE, max_message, "BYTES", "16M",
     "size of one JSON-RPC message"),
@@ -235,6 +238,7 @@ config_init(struct kiln_config *cfg, kiln_error_t *err)
     .grace_s = 2,
     .max_output = 256 << 10,
     .max_result = 64 << 10,
+    .max_reply = 20 << 10,
     .max_code = 1 << 20,
     .max_message = 16 << 20,
     .max_sessions = 256,

@@ -17,6 +17,7 @@ struct kiln_config {
   double grace_s;       /* from SIGINT at the deadline to SIGKILL */
   size_t max_output;    /* bytes kept per stream per cell (head + tail) */
   size_t max_result;    /* characters of a result's repr */
+  size_t max_reply;     /* characters of text a reply shows (head and tail of each part) */
   size_t max_code;      /* bytes of a cell's source */
   size_t max_message;   /* bytes of one JSON-RPC message */
   size_t max_sessions;

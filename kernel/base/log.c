@@ -19,6 +19,16 @@ log_setup(int level, int json)
   as_json = json;
 }
 
+static log_sink_fn sink;
+static void *sink_ctx;
+
+void
+log_set_sink(log_sink_fn fn, void *ctx)
+{
+  sink = fn;
+  sink_ctx = ctx;
+}
+
 static const char *const names[] = { "error", "warn", "info", "debug" };
 
 /* Appends S to B as the body of a JSON string.  */
@@ -45,7 +55,8 @@ json_escape(struct buf *b, const char *s)
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
-  if ((int)level > max_level)
+  static bool in_sink;
+  if ((int)level > max_level && (sink == NULL || in_sink))
     return;
   char *msg = NULL;
   va_list ap;
@@ -53,6 +64,15 @@ log_msg(enum log_level level, const char *fmt, ...)
   if (vasprintf(&msg, fmt, ap) < 0)
     xoom();
   va_end(ap);
+  if (sink && !in_sink) {
+    in_sink = true;
+    sink(sink_ctx, level, msg);
+    in_sink = false;
+  }
+  if ((int)level > max_level) {
+    free(msg);
+    return;
+  }
   struct buf b = { 0 };
   if (as_json) {
     struct timespec ts;

@@ -19,6 +19,12 @@ void log_setup(int level, int json);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Also hands every message, whatever --log-level says, to FN (CTX)
+   (NULL: none): for a front that tells its clients.  FN is not called
+   again for a message it logs itself.  */
+typedef void (*log_sink_fn)(void *ctx, enum log_level level, const char *msg);
+void log_set_sink(log_sink_fn fn, void *ctx);
+
 /* Logs ERR (if any) with context at LEVEL and releases it.  */
 void log_error(enum log_level level, kiln_error_t *err, const char *context);
 

@@ -131,7 +131,7 @@ uri_decode(const char *s, size_t n, char **out, size_t *out_len, kiln_error_t *e
 int
 uri_parse(const char *s, size_t n, struct kiln_uri *u, kiln_error_t *err)
 {
-  static const char files[] = "files/", artifacts[] = "artifacts/";
+  static const char files[] = "files/", artifacts[] = "artifacts/", cells[] = "cells/";
   const size_t plen = strlen(URI_PREFIX);
   memset(u, 0, sizeof *u);
   /* The messages do not quote the URI: the caller, who shows it, does.  */
@@ -150,11 +150,17 @@ uri_parse(const char *s, size_t n, struct kiln_uri *u, kiln_error_t *err)
   } else if (rest_len >= strlen(artifacts) && memcmp(rest, artifacts, strlen(artifacts)) == 0) {
     u->kind = URI_ARTIFACT;
     what = rest + strlen(artifacts);
+  } else if (rest_len >= strlen(cells) && memcmp(rest, cells, strlen(cells)) == 0) {
+    u->kind = URI_CELL;
+    what = rest + strlen(cells);
   } else
-    return kiln_error_make(err, 0, "the URI names neither a session's files nor its artifacts");
+    return kiln_error_make(err, 0,
+                           "the URI names neither a session's files, its artifacts nor its cells");
   if (what == end)
     return kiln_error_make(err, 0, "the URI names no %s",
-                           u->kind == URI_FILE ? "file" : "artifact");
+                           u->kind == URI_FILE       ? "file"
+                           : u->kind == URI_ARTIFACT ? "artifact"
+                                                     : "cell");
   size_t sid_len;
   if (uri_decode(p, (size_t)(rest - 1 - p), &u->session_id, &sid_len, err) < 0
       || uri_decode(what, (size_t)(end - what), &u->name, &u->name_len, err) < 0) {
@@ -186,4 +192,36 @@ uri_artifact(const char *session_id, const char *name)
   cleanup_free char *sid = encode(session_id, strlen(session_id), false);
   cleanup_free char *nm = encode(name, strlen(name), false);
   return xasprintf(URI_PREFIX "%s/artifacts/%s", sid, nm);
+}
+
+char *
+uri_cell_output(const char *session_id, uint64_t cell, int stream)
+{
+  cleanup_free char *sid = encode(session_id, strlen(session_id), false);
+  return xasprintf(URI_PREFIX "%s/cells/%llu/%s", sid, (unsigned long long)cell,
+                   stream == 2 ? "stderr" : "stdout");
+}
+
+int
+uri_cell_parts(const struct kiln_uri *u, uint64_t *cell, int *stream)
+{
+  const char *p = u->name, *end = u->name + u->name_len;
+  uint64_t n = 0;
+  size_t digits = 0;
+  for (; p < end && *p >= '0' && *p <= '9'; p++, digits++) {
+    if (n > (UINT64_MAX - 9) / 10)
+      return -1;
+    n = n * 10 + (uint64_t)(*p - '0');
+  }
+  if (digits == 0 || (digits > 1 && u->name[0] == '0'))
+    return -1;
+  size_t rest = (size_t)(end - p);
+  if (rest == 7 && memcmp(p, "/stdout", 7) == 0)
+    *stream = 1;
+  else if (rest == 7 && memcmp(p, "/stderr", 7) == 0)
+    *stream = 2;
+  else
+    return -1;
+  *cell = n;
+  return 0;
 }

@@ -14,6 +14,7 @@
 #include "error.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define URI_PREFIX "kiln://sessions/"
 
@@ -37,6 +38,7 @@ int uri_decode(const char *s, size_t n, char **out, size_t *out_len, kiln_error_
 enum uri_kind {
   URI_FILE,     /* NAME is a path under /work */
   URI_ARTIFACT, /* NAME is an artifact's name */
+  URI_CELL,     /* NAME is "N/stdout" or "N/stderr": a cell's kept output */
 };
 
 struct kiln_uri {
@@ -61,5 +63,11 @@ void uri_clear(struct kiln_uri *u);
    artifact NAME: newly allocated strings the caller frees.  */
 char *uri_file(const char *session_id, const char *path, size_t len);
 char *uri_artifact(const char *session_id, const char *name);
+/* ... and of the kept STREAM (1 stdout, 2 stderr) of cell CELL.  */
+char *uri_cell_output(const char *session_id, uint64_t cell, int stream);
+
+/* The cell and stream a URI_CELL names, when its name is spelled as
+   uri_cell_output spells it (0); otherwise -1.  */
+int uri_cell_parts(const struct kiln_uri *u, uint64_t *cell, int *stream);
 
 #endif

@@ -106,6 +106,9 @@ next_deadline(void *data)
     int64_t t = s->kill_ns ? s->kill_ns : s->deadline_ns;
     if (d < 0 || t < d)
       d = t;
+    int64_t due = s->running ? watch_due(s->running) : -1;
+    if (due >= 0 && due < d)
+      d = due;
   }
   return d;
 }
@@ -125,6 +128,8 @@ tick(int64_t now, void *data)
   for (struct session *s = f->sessions; s; s = s->next) {
     if (s->state != S_RUNNING)
       continue;
+    if (s->running)
+      watch_flush(s->running, now, false);
     if (s->kill_ns == 0 && now >= s->deadline_ns)
       session_interrupt(s, now, false);
     else if (s->kill_ns != 0 && now >= s->kill_ns) {

@@ -61,6 +61,17 @@ enum request_kind {
   REQ_FILE,
 };
 
+/* A caller watching a cell's output as it comes (front_watch_output):
+   what is not yet passed on, per stream, and when it last was.  */
+struct watch {
+  front_output_cb cb;
+  void *ctx;
+  int64_t interval_ns, last_ns;
+  size_t max_bytes;
+  struct buf pend[2];  /* stdout, stderr */
+  uint64_t skipped[2]; /* bytes dropped from the front of PEND */
+};
+
 struct request {
   struct request *next;
   enum request_kind kind;
@@ -74,6 +85,7 @@ struct request {
       char *code;
       size_t len;
       front_reply_cb cb;
+      struct watch *watch; /* NULL unless watched */
     } cell;
     struct {
       enum front_file_op op;
@@ -241,6 +253,15 @@ struct request *request_new_file(enum front_file_op op, const char *path, size_t
 void request_answer(struct request *r, const struct cell_reply *cr, const struct file_reply *fr);
 void request_fail(struct session *s, struct request *r, const char *type, const char *message);
 void request_free(struct request *r);
+
+/* Passes DATA, N bytes a cell wrote to STREAM (0 stdout, 1 stderr), on
+   to the running request's watcher, if any, now or at its next turn.  */
+void watch_feed(struct session *s, int stream, const char *data, size_t n, int64_t now);
+/* Passes on what is due by NOW (everything when FORCE) and returns the
+   time of the next due passing, or -1.  */
+int64_t watch_flush(struct request *r, int64_t now, bool force);
+/* When R's watcher is next due, or -1 when nothing waits.  */
+int64_t watch_due(const struct request *r);
 void session_enqueue(struct session *s, struct request *r);
 
 /* artifacts.c */
@@ -265,6 +286,11 @@ void session_dispatch(struct session *s);
 void session_interrupt(struct session *s, int64_t now, bool cancel);
 void session_free(struct session *s);
 struct session *session_find(struct front *f, const char *id);
+
+/* Keeps DATA (LEN bytes), what cell CELL of S wrote to STREAM (0 stdout,
+   1 stderr), on disk when it is longer than FRONT_OUTPUT_INLINE_MAX.
+   Returns whether it was kept.  */
+bool cell_output_store(struct session *s, uint64_t cell, int stream, const char *data, size_t len);
 void spares_refill(struct front *f);
 void session_drop_worker(struct session *s);
 

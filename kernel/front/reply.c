@@ -32,6 +32,8 @@ session_reply(struct session *s, struct cell_reply *r)
   cleanup_free char *err = output_take(oe, &r->err_len, &r->err_dropped);
   r->out = out;
   r->err = err;
+  r->out_kept = cell_output_store(s, r->execution_count, 0, out, r->out_len);
+  r->err_kept = cell_output_store(s, r->execution_count, 1, err, r->err_len);
   cleanup_free char *insecure = NULL;
   if (!s->front->cfg->sbx->jail) {
     insecure = xasprintf("%s%sThis session is NOT isolated: kiln runs with --insecure-no-sandbox.",

@@ -52,9 +52,14 @@ request_free(struct request *r)
 {
   if (r == NULL)
     return;
-  if (r->kind == REQ_CELL)
+  if (r->kind == REQ_CELL) {
     free(r->u.cell.code);
-  else {
+    if (r->u.cell.watch) {
+      buf_free(&r->u.cell.watch->pend[0]);
+      buf_free(&r->u.cell.watch->pend[1]);
+      free(r->u.cell.watch);
+    }
+  } else {
     free(r->u.file.path);
     free(r->u.file.data);
   }
@@ -69,9 +74,10 @@ void
 request_answer(struct request *r, const struct cell_reply *cr, const struct file_reply *fr)
 {
   if (!r->cancelled) {
-    if (r->kind == REQ_CELL && cr)
+    if (r->kind == REQ_CELL && cr) {
+      watch_flush(r, now_ns(), true);
       r->u.cell.cb(r->ctx, cr);
-    else if (r->kind == REQ_FILE && fr)
+    } else if (r->kind == REQ_FILE && fr)
       r->u.file.cb(r->ctx, fr);
     else if (r->kind == REQ_FILE) {
       struct file_reply cut = { .session_id = cr->session_id,
@@ -116,4 +122,80 @@ session_enqueue(struct session *s, struct request *r)
   s->queue_tail = r;
   s->nqueued++;
   session_dispatch(s);
+}
+
+/* ---------------------------------------------------------------- watch */
+
+/* The length of the longest prefix of [S, S+N) that ends on a whole
+   character.  */
+static size_t
+whole_chars(const char *s, size_t n)
+{
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = n;
+  for (int k = 0; k < 3 && i > 0 && (u[i - 1] & 0xc0) == 0x80; k++)
+    i--;
+  if (i == 0 || u[i - 1] < 0xc0)
+    return n;
+  size_t need = u[i - 1] >= 0xf0 ? 4 : u[i - 1] >= 0xe0 ? 3 : 2;
+  return n - (i - 1) >= need ? n : i - 1;
+}
+
+int64_t
+watch_due(const struct request *r)
+{
+  const struct watch *w = r->kind == REQ_CELL ? r->u.cell.watch : NULL;
+  if (w == NULL || r->cancelled || (w->pend[0].len == 0 && w->pend[1].len == 0))
+    return -1;
+  return w->last_ns + w->interval_ns;
+}
+
+int64_t
+watch_flush(struct request *r, int64_t now, bool force)
+{
+  struct watch *w = r->kind == REQ_CELL ? r->u.cell.watch : NULL;
+  if (w == NULL || r->cancelled || (w->pend[0].len == 0 && w->pend[1].len == 0))
+    return -1;
+  if (!force && now < w->last_ns + w->interval_ns)
+    return w->last_ns + w->interval_ns;
+  for (int i = 0; i < 2; i++) {
+    struct buf *b = &w->pend[i];
+    size_t n = force ? b->len : whole_chars((const char *)b->data, b->len);
+    if (n == 0)
+      continue;
+    size_t clean_len;
+    cleanup_free char *clean = utf8_sanitize((const char *)b->data, n, &clean_len);
+    uint64_t skipped = w->skipped[i];
+    buf_consume(b, n);
+    w->skipped[i] = 0;
+    w->cb(w->ctx, i + 1, clean, clean_len, skipped);
+  }
+  w->last_ns = now;
+  return -1;
+}
+
+void
+watch_feed(struct session *s, int stream, const char *data, size_t n, int64_t now)
+{
+  struct request *r = s->running;
+  if (r == NULL || r->kind != REQ_CELL || r->u.cell.watch == NULL || r->cancelled || n == 0)
+    return;
+  struct watch *w = r->u.cell.watch;
+  struct buf *b = &w->pend[stream];
+  if (n > w->max_bytes) {
+    w->skipped[stream] += b->len + (n - w->max_bytes);
+    buf_consume(b, b->len);
+    data += n - w->max_bytes;
+    n = w->max_bytes;
+  }
+  buf_append(b, data, n);
+  if (b->len > w->max_bytes) {
+    size_t drop = b->len - w->max_bytes;
+    /* Not in the middle of a character.  */
+    while (drop < b->len && (b->data[drop] & 0xc0) == 0x80)
+      drop++;
+    buf_consume(b, drop);
+    w->skipped[stream] += drop;
+  }
+  watch_flush(r, now, false);
 }

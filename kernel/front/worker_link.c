@@ -57,6 +57,8 @@ worker_read_pipe(struct worker *w, int *fd, struct output *o, bool drain)
       return;
     }
     output_add(o, chunk, (size_t)r);
+    if (w->session)
+      watch_feed(w->session, o == &w->cap_err, chunk, (size_t)r, now_ns());
   }
 }
 

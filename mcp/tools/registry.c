@@ -11,12 +11,24 @@
 /* The longest tool name an error message quotes.  */
 #define SHOWN_NAME 100
 
-/* The tools, in the order tools/list shows them.  */
-static const struct mcp_tool *const tools[] = {
-  &tool_run_python,  &tool_list_sessions, &tool_close_session,
-  &tool_upload_file, &tool_list_files,    &tool_read_file,
+/* What a client may assume of a tool (MCP's tool annotations): none
+   reaches beyond the session's sandbox, so none is open-world.  */
+enum {
+  READ_ONLY = 1,   /* changes nothing */
+  DESTRUCTIVE = 2, /* may delete or overwrite what is there */
+  IDEMPOTENT = 4,  /* a repeat with the same arguments does nothing more */
 };
-#define NTOOLS (sizeof tools / sizeof tools[0])
+
+/* The tools, in the order tools/list shows them.  */
+static const struct {
+  const struct mcp_tool *tool;
+  unsigned hints;
+} table[] = {
+  { &tool_run_python, DESTRUCTIVE },    { &tool_list_sessions, READ_ONLY },
+  { &tool_close_session, DESTRUCTIVE }, { &tool_upload_file, DESTRUCTIVE | IDEMPOTENT },
+  { &tool_list_files, READ_ONLY },      { &tool_read_file, READ_ONLY },
+};
+#define NTOOLS (sizeof table / sizeof table[0])
 
 static json_t *
 parse_schema(const char *text)
@@ -37,7 +49,7 @@ tools_input_schema(const struct mcp_tool *t)
   /* Parsed on first use and kept: every tools/call checks against it.  */
   static json_t *parsed[NTOOLS];
   for (size_t i = 0; i < NTOOLS; i++)
-    if (tools[i] == t) {
+    if (table[i].tool == t) {
       if (parsed[i] == NULL)
         parsed[i] = parse_schema(t->input);
       return parsed[i];
@@ -50,9 +62,13 @@ tools_list(void)
 {
   json_t *list = json_array();
   for (size_t i = 0; i < NTOOLS; i++) {
-    const struct mcp_tool *t = tools[i];
-    json_t *o = json_pack("{s:s, s:s, s:s, s:O}", "name", t->name, "title", t->title, "description",
-                          t->description, "inputSchema", tools_input_schema(t));
+    const struct mcp_tool *t = table[i].tool;
+    unsigned h = table[i].hints;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:O, s:{s:s, s:b, s:b, s:b, s:b}}", "name", t->name,
+                          "title", t->title, "description", t->description, "inputSchema",
+                          tools_input_schema(t), "annotations", "title", t->title, "readOnlyHint",
+                          (h & READ_ONLY) != 0, "destructiveHint", (h & DESTRUCTIVE) != 0,
+                          "idempotentHint", (h & IDEMPOTENT) != 0, "openWorldHint", 0);
     if (o && t->output)
       json_object_set_new(o, "outputSchema", parse_schema(t->output));
     if (o == NULL || json_array_append_new(list, o) < 0) {
@@ -66,6 +82,11 @@ tools_list(void)
 int
 tools_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
 {
+  /* Every tool fits on one page: no cursor kiln gave out exists.  */
+  if (json_object_get(params, "cursor")) {
+    kiln_error_make(err, 0, "invalid cursor: tools/list has a single page");
+    return JRPC_INVALID_PARAMS;
+  }
   *result = tools_list();
   return MCP_ANSWERED;
 }
@@ -74,9 +95,9 @@ static const struct mcp_tool *
 find_tool(json_t *name)
 {
   for (size_t i = 0; i < NTOOLS; i++)
-    if (strlen(tools[i]->name) == json_string_length(name)
-        && memcmp(tools[i]->name, json_string_value(name), json_string_length(name)) == 0)
-      return tools[i];
+    if (strlen(table[i].tool->name) == json_string_length(name)
+        && memcmp(table[i].tool->name, json_string_value(name), json_string_length(name)) == 0)
+      return table[i].tool;
   return NULL;
 }
 
@@ -87,7 +108,7 @@ unknown_tool(json_t *name, kiln_error_t *err)
   for (size_t i = 0; i < NTOOLS; i++) {
     if (i)
       buf_append(&names, ", ", 2);
-    buf_append(&names, tools[i]->name, strlen(tools[i]->name));
+    buf_append(&names, table[i].tool->name, strlen(table[i].tool->name));
   }
   buf_append(&names, "", 1);
   cleanup_free char *shown

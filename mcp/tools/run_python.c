@@ -5,6 +5,7 @@
 #include "tools.h"
 #include "conn.h"
 #include "uri.h"
+#include "utf8.h"
 #include "util.h"
 
 #include <math.h>
@@ -48,8 +49,13 @@ static const char run_python_output[]
       "\"crashed\"]},"
       "\"execution_count\":{\"type\":\"integer\"},"
       "\"result\":{\"type\":[\"string\",\"null\"]},"
-      "\"stdout\":{\"type\":\"string\"},"
+      "\"stdout\":{\"type\":\"string\",\"description\":\"The whole stdout when it is at most "
+      "4096 bytes; otherwise read stdout_uri.\"},"
       "\"stderr\":{\"type\":\"string\"},"
+      "\"stdout_bytes\":{\"type\":\"integer\"},"
+      "\"stderr_bytes\":{\"type\":\"integer\"},"
+      "\"stdout_uri\":{\"type\":\"string\"},"
+      "\"stderr_uri\":{\"type\":\"string\"},"
       "\"stdout_dropped\":{\"type\":\"integer\"},"
       "\"stderr_dropped\":{\"type\":\"integer\"},"
       "\"error\":{\"type\":[\"object\",\"null\"],\"properties\":{"
@@ -65,66 +71,171 @@ static const char run_python_output[]
       "\"files\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}},"
       "\"outputs_dropped\":{\"type\":\"integer\"}"
       "},"
-      "\"required\":[\"session_id\",\"status\",\"execution_count\",\"result\",\"stdout\","
-      "\"stderr\",\"stdout_dropped\","
+      "\"required\":[\"session_id\",\"status\",\"execution_count\",\"result\",\"stdout_bytes\","
+      "\"stderr_bytes\",\"stdout_dropped\","
       "\"stderr_dropped\",\"error\",\"new_session\",\"state_lost\",\"notice\",\"duration_ms\"]"
       "}";
 
 static const char *const status_names[] = { "ok", "error", "interrupted", "killed", "crashed" };
 
-static void
-append(char **text, size_t *len, const char *s, size_t n)
-{
-  if (n == 0)
-    return;
-  bool sep = *len > 0 && (*text)[*len - 1] != '\n';
-  *text = xrealloc(*text, *len + n + 2);
-  if (sep)
-    (*text)[(*len)++] = '\n';
-  memcpy(*text + *len, s, n);
-  *len += n;
-  (*text)[*len] = '\0';
-}
-
-static void
-appends(char **text, size_t *len, const char *s)
-{
-  append(text, len, s, strlen(s));
-}
-
-/* Adds a line to STR, the text block's string, by lengths: cell output
-   may hold NUL bytes.  The placeholder for an empty text goes.  */
-static void
-join_line(json_t *str, const char *add, size_t n)
-{
-  static const char none[] = "(no output)";
-  const char *old = json_string_value(str);
-  size_t olen = json_string_length(str);
-  if (olen == strlen(none) && memcmp(old, none, olen) == 0)
-    olen = 0;
-  struct buf b = { 0 };
-  if (olen) {
-    buf_append(&b, old, olen);
-    buf_append(&b, "\n", 1);
-  }
-  if (n)
-    buf_append(&b, add, n);
-  buf_append(&b, "", 1);
-  json_string_setn(str, (const char *)b.data, b.len - 1);
-  buf_free(&b);
-}
-
 /* Images sent inline per reply, and their bytes in all; past either, an
    image is a resource link the client can read when it wants it.  */
 #define MAX_INLINE_IMAGES 8
-#define MAX_INLINE_BYTES  (4u << 20)
+#define MAX_INLINE_BYTES  (1u << 20)
+/* The least --max-reply is taken to be.  */
+#define MIN_REPLY 1024
+/* The most parts a reply's text is made of; display texts past them are
+   in structuredContent only.  */
+#define MAX_PARTS 64
+
+/* One piece of the text a model reads, and how much of it is shown.  */
+struct part {
+  const char *label; /* a line before it ("[stderr]"), or NULL */
+  const char *s;
+  size_t n;
+  bool budgeted;   /* shares --max-reply; otherwise always whole */
+  size_t floor;    /* shown whole up to this length whatever the budget */
+  const char *uri; /* where the whole of it can be read, or NULL */
+  size_t give;     /* bytes shown */
+};
+
+/* Shares BUDGET among the budgeted parts: each gets its length or an
+   equal share of what the shorter ones left, whichever is less (so short
+   parts are whole and long ones split the rest), but at least its
+   floor.  */
+static void
+share_budget(struct part *p, size_t np, size_t budget)
+{
+  size_t left = budget, nleft = 0;
+  bool done[MAX_PARTS] = { false };
+  for (size_t i = 0; i < np; i++) {
+    p[i].give = p[i].n;
+    if (p[i].budgeted)
+      nleft++;
+    else
+      left = left > p[i].n ? left - p[i].n : 0;
+  }
+  while (nleft > 0) {
+    /* The shortest part not yet given its share.  */
+    size_t best = np;
+    for (size_t i = 0; i < np; i++)
+      if (p[i].budgeted && !done[i] && (best == np || p[i].n < p[best].n))
+        best = i;
+    size_t share = left / nleft;
+    size_t g = p[best].n < share ? p[best].n : share;
+    size_t floor = p[best].floor < p[best].n ? p[best].floor : p[best].n;
+    if (g < floor)
+      g = floor;
+    p[best].give = g;
+    left = left > g ? left - g : 0;
+    done[best] = true;
+    nleft--;
+  }
+}
+
+/* Appends part P to B as it is shown: whole, or its head and tail around
+   a line saying how much is not shown and where all of it is.  */
+static void
+show_part(struct buf *b, const struct part *p)
+{
+  if (p->n == 0)
+    return;
+  if (b->len > 0 && b->data[b->len - 1] != '\n')
+    buf_append(b, "\n", 1);
+  if (p->label) {
+    buf_append(b, p->label, strlen(p->label));
+    buf_append(b, "\n", 1);
+  }
+  if (p->give >= p->n) {
+    buf_append(b, p->s, p->n);
+    return;
+  }
+  size_t head = utf8_boundary_before(p->s, p->give * 2 / 3);
+  size_t tail = p->n - (p->give - p->give * 2 / 3);
+  while (tail < p->n && ((unsigned char)p->s[tail] & 0xc0) == 0x80)
+    tail++;
+  buf_append(b, p->s, head);
+  cleanup_free char *marker
+      = p->uri ? xasprintf("\n[... %zu bytes not shown; all of it: %s ...]\n", tail - head, p->uri)
+               : xasprintf("\n[... %zu bytes not shown ...]\n", tail - head);
+  buf_append(b, marker, strlen(marker));
+  buf_append(b, p->s + tail, p->n - tail);
+}
+
+/* Whether output O is a text form a model reads in the text block.  */
+static bool
+shown_as_text(const struct cell_output *o)
+{
+  return o->uri == NULL
+         && (strcmp(o->mime, "text/plain") == 0 || strcmp(o->mime, "text/markdown") == 0);
+}
+
+/* The text block: a header naming the session, then output, what went
+   wrong, what the cell displayed and its value, as a notebook shows
+   them, within MAX_REPLY bytes (see share_budget).  */
+static json_t *
+cell_text(const struct cell_reply *r, size_t max_reply, const char *out_uri, const char *err_uri)
+{
+  struct part parts[MAX_PARTS];
+  size_t np = 0;
+#define PART(...)                                                                                  \
+  parts[np++] = (struct part)                                                                      \
+  {                                                                                                \
+    __VA_ARGS__                                                                                    \
+  }
+  if (r->state_lost && r->notice)
+    PART(.s = r->notice, .n = strlen(r->notice));
+  PART(.s = r->out, .n = r->out_len, .budgeted = true, .floor = FRONT_OUTPUT_INLINE_MAX,
+       .uri = out_uri);
+  PART(.label = "[stderr]", .s = r->err, .n = r->err_len, .budgeted = true,
+       .floor = FRONT_OUTPUT_INLINE_MAX, .uri = err_uri);
+  cleanup_free char *line = NULL;
+  if (r->err_type) {
+    if (r->err_traceback && r->err_traceback[0])
+      PART(.s = r->err_traceback, .n = strlen(r->err_traceback), .budgeted = true);
+    else {
+      line = xasprintf("%s: %s", r->err_type, r->err_message ? r->err_message : "");
+      PART(.s = line, .n = strlen(line), .budgeted = true);
+    }
+    /* The notice (deadline, kill, crash) unless the line above said it.  */
+    bool said = !(r->err_traceback && r->err_traceback[0]) && r->err_message && r->notice
+                && strcmp(r->notice, r->err_message) == 0;
+    if (r->notice && !r->state_lost && !said)
+      PART(.s = r->notice, .n = strlen(r->notice));
+  }
+  /* What the cell displayed, then its value last, as a notebook's Out.  */
+  for (size_t i = 0; i < r->noutputs && np < MAX_PARTS - 1; i++)
+    if (shown_as_text(&r->outputs[i]))
+      PART(.s = (const char *)r->outputs[i].data, .n = r->outputs[i].len, .budgeted = true);
+  if (r->result)
+    PART(.s = r->result, .n = strlen(r->result), .budgeted = true);
+#undef PART
+  share_budget(parts, np, max_reply < MIN_REPLY ? MIN_REPLY : max_reply);
+
+  struct buf b = { 0 };
+  cleanup_free char *header = xasprintf(
+      "[session %s \xc2\xb7 cell %llu \xc2\xb7 %.0f ms%s%s%s%s]", r->session_id,
+      (unsigned long long)r->execution_count, r->duration_ms,
+      r->new_session ? " \xc2\xb7 new session" : "", r->state_lost ? " \xc2\xb7 state lost" : "",
+      r->status != REPLY_OK ? " \xc2\xb7 " : "",
+      r->status != REPLY_OK ? status_names[r->status] : "");
+  buf_append(&b, header, strlen(header));
+  size_t body = b.len;
+  for (size_t i = 0; i < np; i++)
+    show_part(&b, &parts[i]);
+  if (b.len == body)
+    buf_append(&b, "\n(no output)", 12);
+  json_t *text = json_stringn((const char *)b.data, b.len);
+  buf_free(&b);
+  return text;
+}
 
 /* Adds what the cell showed: an image block per image (or a resource link
-   past the caps), its metadata to ARTIFACTS, text forms to DISPLAY and the
-   plain-text ones to TEXT, the string of the block a model reads.  */
+   past the caps), its metadata to ARTIFACTS, text forms to DISPLAY, and
+   links to the files it wrote.  */
 static void
-add_outputs(const struct cell_reply *r, json_t *text, json_t *content, json_t *artifacts,
-            json_t *display, json_t *files)
+add_outputs(const struct cell_reply *r, json_t *content, json_t *artifacts, json_t *display,
+            json_t *files)
 {
   size_t images = 0, bytes = 0;
   for (size_t i = 0; i < r->noutputs; i++) {
@@ -143,8 +254,6 @@ add_outputs(const struct cell_reply *r, json_t *text, json_t *content, json_t *a
     if (o->uri == NULL) {
       json_array_append_new(display, json_pack("{s:s, s:s%}", "mime", o->mime, "text",
                                                (const char *)o->data, o->len));
-      if (strcmp(o->mime, "text/plain") == 0 || strcmp(o->mime, "text/markdown") == 0)
-        join_line(text, (const char *)o->data, o->len);
       continue;
     }
     cleanup_free char *uri = uri_artifact(r->session_id, o->name);
@@ -166,41 +275,32 @@ add_outputs(const struct cell_reply *r, json_t *text, json_t *content, json_t *a
                                                "uri", uri, "name", o->name, "mimeType", o->mime,
                                                "size", (json_int_t)o->len));
   }
-  if (json_string_length(text) == 0 && r->result == NULL)
-    json_string_set(text, "(no output)");
+}
+
+/* Adds a stream's fields to SC: its size and what was dropped, and its
+   text when it is short or else the URI of the kept whole, which the
+   text block cut.  */
+static void
+add_stream(json_t *sc, const char *name, const char *s, size_t n, uint64_t dropped, const char *uri)
+{
+  cleanup_free char *bytes = xasprintf("%s_bytes", name);
+  cleanup_free char *drop = xasprintf("%s_dropped", name);
+  cleanup_free char *key_uri = xasprintf("%s_uri", name);
+  json_object_set_new(sc, bytes, json_integer((json_int_t)n));
+  json_object_set_new(sc, drop, json_integer((json_int_t)dropped));
+  if (uri)
+    json_object_set_new(sc, key_uri, json_string(uri));
+  else
+    json_object_set_new(sc, name, json_stringn(s, n));
 }
 
 json_t *
-tools_cell_result(const struct cell_reply *r)
+tools_cell_result(const struct cell_reply *r, size_t max_reply)
 {
-  /* The text block is what a model reads: output first, then what went
-     wrong, then the value, as a notebook shows them.  */
-  char *text = NULL;
-  size_t len = 0;
-  if (r->state_lost && r->notice)
-    appends(&text, &len, r->notice);
-  append(&text, &len, r->out, r->out_len);
-  if (r->err_len) {
-    appends(&text, &len, "[stderr]");
-    append(&text, &len, r->err, r->err_len);
-  }
-  if (r->err_type) {
-    if (r->err_traceback && r->err_traceback[0])
-      appends(&text, &len, r->err_traceback);
-    else {
-      cleanup_free char *line
-          = xasprintf("%s: %s", r->err_type, r->err_message ? r->err_message : "");
-      appends(&text, &len, line);
-    }
-    /* The notice (deadline, kill, crash) unless the line above said it.  */
-    bool said = !(r->err_traceback && r->err_traceback[0]) && r->err_message && r->notice
-                && strcmp(r->notice, r->err_message) == 0;
-    if (r->notice && !r->state_lost && !said)
-      appends(&text, &len, r->notice);
-  }
-  if (len == 0 && r->result == NULL)
-    appends(&text, &len, "(no output)");
-
+  cleanup_free char *out_uri
+      = r->out_kept ? uri_cell_output(r->session_id, r->execution_count, 1) : NULL;
+  cleanup_free char *err_uri
+      = r->err_kept ? uri_cell_output(r->session_id, r->execution_count, 2) : NULL;
   json_t *error = json_null();
   if (r->err_type) {
     error = json_pack("{s:s, s:s, s:s}", "type", r->err_type, "message",
@@ -216,30 +316,24 @@ tools_cell_result(const struct cell_reply *r)
   json_object_set_new(sc, "status", json_string(status_names[r->status]));
   json_object_set_new(sc, "execution_count", json_integer((json_int_t)r->execution_count));
   json_object_set_new(sc, "result", r->result ? json_string(r->result) : json_null());
-  json_object_set_new(sc, "stdout", json_stringn(r->out, r->out_len));
-  json_object_set_new(sc, "stderr", json_stringn(r->err, r->err_len));
-  json_object_set_new(sc, "stdout_dropped", json_integer((json_int_t)r->out_dropped));
-  json_object_set_new(sc, "stderr_dropped", json_integer((json_int_t)r->err_dropped));
+  add_stream(sc, "stdout", r->out, r->out_len, r->out_dropped, out_uri);
+  add_stream(sc, "stderr", r->err, r->err_len, r->err_dropped, err_uri);
   json_object_set_new(sc, "error", error);
   json_object_set_new(sc, "new_session", json_boolean(r->new_session));
   json_object_set_new(sc, "state_lost", json_boolean(r->state_lost));
   json_object_set_new(sc, "notice", r->notice ? json_string(r->notice) : json_null());
   json_object_set_new(sc, "duration_ms", json_real(round(r->duration_ms * 1000) / 1000));
-  json_t *artifacts = json_array(), *display = json_array(), *files = json_array();
-  json_t *block_text = json_stringn(text ? text : "", len);
-  free(text);
-  json_t *content = json_pack("[{s:s, s:o}]", "type", "text", "text", block_text);
+  json_t *text = cell_text(r, max_reply, out_uri, err_uri);
+  json_t *content = text ? json_pack("[{s:s, s:o}]", "type", "text", "text", text) : NULL;
   if (content == NULL) {
     /* Not valid UTF-8 after all: the caller answers with an internal
        error rather than a reply missing its text.  */
-    json_decref(artifacts), json_decref(display), json_decref(files), json_decref(sc);
+    json_decref(sc);
     return NULL;
   }
-  add_outputs(r, block_text, content, artifacts, display, files);
+  json_t *artifacts = json_array(), *display = json_array(), *files = json_array();
+  add_outputs(r, content, artifacts, display, files);
   json_object_set_new(sc, "files", files);
-  /* The value last, after what the cell displayed, as a notebook's Out.  */
-  if (r->result)
-    join_line(block_text, r->result, strlen(r->result));
   json_object_set_new(sc, "artifacts", artifacts);
   json_object_set_new(sc, "display", display);
   if (r->outputs_dropped)
@@ -248,10 +342,51 @@ tools_cell_result(const struct cell_reply *r)
                    r->status != REPLY_OK);
 }
 
+/* A cell run for a client: its reply budget and, when the client asked
+   for progress, the token its output streams under while it runs.  */
+struct run_pending {
+  struct mcp_pending base; /* first: mcp_defer allocates the whole */
+  json_t *token;           /* owned, or NULL */
+  uint64_t sent;           /* bytes streamed so far: the progress value */
+  size_t max_reply;
+};
+
+static void
+release_run(struct mcp_pending *p)
+{
+  json_decref(((struct run_pending *)p)->token);
+}
+
+/* Progress goes at most this often, this much at a time.  */
+#define PROGRESS_INTERVAL_MS 100
+#define PROGRESS_MAX_BYTES   8192
+
+static void
+on_output(void *ctx, int stream, const char *data, size_t len, uint64_t skipped)
+{
+  struct run_pending *p = ctx;
+  struct buf b = { 0 };
+  if (skipped) {
+    cleanup_free char *m
+        = xasprintf("[... %llu bytes not streamed ...]\n", (unsigned long long)skipped);
+    buf_append(&b, m, strlen(m));
+  }
+  if (stream == 2)
+    buf_append(&b, "[stderr] ", 9);
+  buf_append(&b, data, len);
+  p->sent += skipped + len;
+  json_t *params = json_pack("{s:O, s:I, s:s%}", "progressToken", p->token, "progress",
+                             (json_int_t)p->sent, "message", (const char *)b.data, b.len);
+  buf_free(&b);
+  if (params)
+    mcp_notify(p->base.conn, "notifications/progress", params);
+}
+
 static void
 on_cell_reply(void *ctx, const struct cell_reply *r)
 {
-  mcp_answer(ctx, tools_cell_result(r));
+  struct run_pending *p = ctx;
+  mcp_answer(&p->base, tools_cell_result(r, p->max_reply));
 }
 
 static int
@@ -262,10 +397,16 @@ run_python(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *err)
   double timeout;
   if (tools_run_python_args(args, &code, &len, &session_id, &timeout, err) < 0)
     return -1;
-  struct mcp_pending *p = mcp_defer(c, sizeof *p, MCP_TOOL_ERROR);
-  int64_t h
-      = front_run_cell(c->server->front, session_id, code, len, timeout, on_cell_reply, p, err);
-  return mcp_started(p, h);
+  struct run_pending *p = mcp_defer(c, sizeof *p, MCP_TOOL_ERROR);
+  p->base.release = release_run;
+  p->max_reply = c->server->cfg->max_reply;
+  struct front *f = c->server->front;
+  int64_t h = front_run_cell(f, session_id, code, len, timeout, on_cell_reply, p, err);
+  if (h > 0 && c->progress_token) {
+    p->token = json_incref(c->progress_token);
+    front_watch_output(f, h, PROGRESS_INTERVAL_MS, PROGRESS_MAX_BYTES, on_output, p);
+  }
+  return mcp_started(&p->base, h);
 }
 
 const struct mcp_tool tool_run_python = {

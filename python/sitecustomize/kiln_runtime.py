@@ -29,8 +29,10 @@ import signal
 import site
 import sys
 import threading
+import time
 import traceback
 import types
+import warnings
 
 # How run_cell reports a cell's end; the values match the C enum cell_status.
 OK, ERROR, INTERRUPTED = 0, 1, 2
@@ -136,6 +138,8 @@ def worker_init(environment, jailed, max_image_side):
     sys.stdout = _stream(1)
     sys.stderr = _stream(2)
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+    # SIGINT is blocked here, so the thread never takes the cell's.
+    _start_flusher()
     builtins.input = _no_input
     _main = types.ModuleType("__main__")
     _main.__dict__["__builtins__"] = builtins
@@ -218,6 +222,30 @@ def _flush():
             s.flush()
         except Exception:
             pass
+
+
+# Set while a cell runs: what it prints reaches the front within
+# _FLUSH_EVERY seconds, even when it then sits in C code, without the cost
+# of a write per line.
+_cell_running = threading.Event()
+_FLUSH_EVERY = 0.1
+
+
+def _flusher():
+    while True:
+        _cell_running.wait()
+        while _cell_running.is_set():
+            time.sleep(_FLUSH_EVERY)
+            _flush()
+
+
+def _start_flusher():
+    # Python warns that fork() in a process with threads may deadlock; this
+    # thread holds no lock across a fork that the child needs, and a plain
+    # interpreter would not warn, so neither does a cell.
+    warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded, use of fork",
+                            category=DeprecationWarning)
+    threading.Thread(target=_flusher, name="kiln-flush", daemon=True).start()
 
 
 def _cell_filename(cell_no):
@@ -427,6 +455,7 @@ def run_cell(source, cell_no, max_result):
             # dropped.
             _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _SIGINT)
             _in_cell = True
+            _cell_running.set()
             value = _execute(source, filename, ns)
             if value is not None:
                 ns["_"] = value
@@ -437,6 +466,7 @@ def run_cell(source, cell_no, max_result):
             # From here to the next cell, an interrupt waits blocked (or,
             # taken by another thread, is dropped by _on_sigint).
             _in_cell = False
+            _cell_running.clear()
             _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)
     except KeyboardInterrupt as exc:
         status, err = INTERRUPTED, _error(exc, filename)

@@ -77,8 +77,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (uri_parse(text, size, &u, &err) == 0) {
     FUZZ_CHECK(u.name_len > 0 && strlen(u.name) == u.name_len);
     FUZZ_CHECK(valid_text(u.name, u.name_len) && valid_text(u.session_id, strlen(u.session_id)));
-    char *built = u.kind == URI_FILE ? uri_file(u.session_id, u.name, u.name_len)
-                                     : uri_artifact(u.session_id, u.name);
+    uint64_t cell;
+    int stream;
+    bool cell_ok = u.kind == URI_CELL && uri_cell_parts(&u, &cell, &stream) == 0;
+    if (u.kind == URI_CELL && !cell_ok) {
+      uri_clear(&u);
+      kiln_error_release(&err);
+      return 0;
+    }
+    char *built = u.kind == URI_FILE       ? uri_file(u.session_id, u.name, u.name_len)
+                  : u.kind == URI_ARTIFACT ? uri_artifact(u.session_id, u.name)
+                                           : uri_cell_output(u.session_id, cell, stream);
     struct kiln_uri v;
     FUZZ_CHECK(uri_parse(built, strlen(built), &v, NULL) == 0);
     FUZZ_CHECK(v.kind == u.kind && strcmp(v.session_id, u.session_id) == 0

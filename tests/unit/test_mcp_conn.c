@@ -94,39 +94,317 @@ methods_are_looked_up_with_all_their_bytes(void)
   mcp_conn_free(c);
 }
 
-static void
-initialize_negotiates_a_version_and_nothing_waits_for_it(void)
+#define INIT(version)                                                                              \
+  "{\"jsonrpc\":\"2.0\",\"id\":\"init\",\"method\":\"initialize\",\"params\":{"                    \
+  "\"protocolVersion\":" version "}}"
+
+/* The version initialize answered with, or NULL.  */
+static const char *
+negotiated(json_t *r)
 {
+  return json_string_value(json_object_get(json_object_get(r, "result"), "protocolVersion"));
+}
+
+static void
+initialize_echoes_a_version_kiln_speaks_and_else_offers_the_newest(void)
+{
+  static const char *const known[] = { "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05" };
+  for (size_t i = 0; i < 4; i++) {
+    struct mcp_conn *c = conn_new(false);
+    cleanup_free char *msg
+        = xasprintf("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+                    "\"protocolVersion\":\"%s\"}}",
+                    known[i]);
+    json_t *r = exchange(c, msg, strlen(msg));
+    CHECK(negotiated(r) && strcmp(negotiated(r), known[i]) == 0);
+    CHECK(c->initialized && strcmp(mcp_version_name(c->version), known[i]) == 0);
+    mcp_conn_free(c);
+  }
+  static const char *const unknown[]
+      = { "\"2099-01-01\"", "\"garbage\"", "\"2025-03-26\\u0000x\"", "\"\"" };
+  for (size_t i = 0; i < 4; i++) {
+    struct mcp_conn *c = conn_new(false);
+    cleanup_free char *msg
+        = xasprintf("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+                    "\"protocolVersion\":%s}}",
+                    unknown[i]);
+    json_t *r = exchange(c, msg, strlen(msg));
+    CHECK(negotiated(r) && strcmp(negotiated(r), "2025-11-25") == 0);
+    mcp_conn_free(c);
+  }
+  /* No version, or one that is not a string: invalid params, and the
+     connection is still waiting for a proper initialize.  */
   struct mcp_conn *c = conn_new(false);
-  CHECK(!c->initialized && c->protocol_version == NULL);
-  /* No method needs what initialize negotiates: each is served first.  */
-  json_t *r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
-  CHECK(r && json_array_size(json_object_get(json_object_get(r, "result"), "tools")) == 6);
-  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
-           "\"run_python\",\"arguments\":{}}}");
-  CHECK(r && tool_error(r) && strstr(tool_error(r), "'code'"));
-  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}");
-  CHECK(r && json_object_get(r, "result"));
-  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"initialize\",\"params\":{"
-           "\"protocolVersion\":\"2025-03-26\"}}");
-  const char *v
-      = json_string_value(json_object_get(json_object_get(r, "result"), "protocolVersion"));
-  CHECK(v && strcmp(v, "2025-03-26") == 0);
-  CHECK(c->initialized && c->protocol_version && strcmp(c->protocol_version, "2025-03-26") == 0);
-  /* A version kiln does not know is answered with the newest.  */
-  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"initialize\",\"params\":{"
-           "\"protocolVersion\":\"1999-01-01\"}}");
-  CHECK(r && c->protocol_version && strcmp(c->protocol_version, "2025-06-18") == 0);
+  json_t *r = X(c, INIT("20250618"));
+  CHECK(r && error_code(r) == JRPC_INVALID_PARAMS && strstr(error_message(r), "protocolVersion"));
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"initialize\",\"params\":{}}");
+  CHECK(r && error_code(r) == JRPC_INVALID_PARAMS);
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"initialize\"}");
+  CHECK(r && error_code(r) == JRPC_INVALID_PARAMS);
+  CHECK(!c->initialized);
+  r = X(c, INIT("\"2025-06-18\""));
+  CHECK(negotiated(r) && strcmp(negotiated(r), "2025-06-18") == 0);
   mcp_conn_free(c);
 }
 
 static void
-a_protocol_version_is_matched_with_all_its_bytes(void)
+only_ping_is_served_before_initialize_and_initialize_only_once(void)
 {
   struct mcp_conn *c = conn_new(false);
-  json_t *r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
-                   "\"protocolVersion\":\"2025-03-26\\u0000junk\"}}");
-  CHECK(r && c->protocol_version && strcmp(c->protocol_version, "2025-06-18") == 0);
+  static const char *const early[] = {
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}",
+    "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+    "\"run_python\",\"arguments\":{\"code\":\"1\"}}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"resources/list\"}",
+    "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"resources/read\",\"params\":{\"uri\":\"x\"}}",
+    "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"logging/"
+    "setLevel\",\"params\":{\"level\":\"info\"}}",
+  };
+  for (size_t i = 0; i < sizeof early / sizeof early[0]; i++) {
+    json_t *r = exchange(c, early[i], strlen(early[i]));
+    CHECK(r && error_code(r) == JRPC_INVALID_REQUEST
+          && strstr(error_message(r), "before initialize"));
+    CHECK(r && json_integer_value(json_object_get(r, "id")) == (json_int_t)i + 1);
+  }
+  json_t *r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\"}");
+  CHECK(r && json_is_object(json_object_get(r, "result")));
+  r = X(c, INIT("\"2025-03-26\""));
+  CHECK(negotiated(r) && strcmp(negotiated(r), "2025-03-26") == 0);
+  /* A second initialize is refused and changes nothing.  */
+  r = X(c, INIT("\"2025-06-18\""));
+  CHECK(r && error_code(r) == JRPC_INVALID_REQUEST && strstr(error_message(r), "already"));
+  CHECK(c->version == MCP_2025_03_26);
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/list\"}");
+  CHECK(r && json_array_size(json_object_get(json_object_get(r, "result"), "tools")) == 6);
+  mcp_conn_free(c);
+}
+
+/* The tools of a tools/list reply (borrowed), after initialize with
+   VERSION.  */
+static json_t *
+tools_for(struct mcp_conn *c)
+{
+  json_t *r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+  return json_object_get(json_object_get(r, "result"), "tools");
+}
+
+static json_t *
+tool_named(json_t *tools, const char *name)
+{
+  size_t i;
+  json_t *t;
+  json_array_foreach(tools, i, t)
+  {
+    if (strcmp(json_string_value(json_object_get(t, "name")), name) == 0)
+      return t;
+  }
+  return NULL;
+}
+
+static bool
+hint(json_t *tool, const char *key)
+{
+  return json_is_true(json_object_get(json_object_get(tool, "annotations"), key));
+}
+
+static void
+tools_are_described_as_the_version_allows(void)
+{
+  struct mcp_conn *c = conn_new(false);
+  X(c, INIT("\"2025-11-25\""));
+  json_t *tools = tools_for(c);
+  CHECK(json_array_size(tools) == 6);
+  json_t *run = tool_named(tools, "run_python");
+  CHECK(json_is_string(json_object_get(run, "title")) && json_object_get(run, "outputSchema"));
+  CHECK(hint(tool_named(tools, "list_files"), "readOnlyHint"));
+  CHECK(hint(tool_named(tools, "read_file"), "readOnlyHint"));
+  CHECK(hint(tool_named(tools, "list_sessions"), "readOnlyHint"));
+  CHECK(!hint(run, "readOnlyHint"));
+  CHECK(hint(tool_named(tools, "close_session"), "destructiveHint"));
+  CHECK(!hint(tool_named(tools, "read_file"), "destructiveHint"));
+  size_t i;
+  json_t *t;
+  json_array_foreach(tools, i, t)
+  {
+    json_t *open = json_object_get(json_object_get(t, "annotations"), "openWorldHint");
+    CHECK(json_is_false(open));
+  }
+  /* An unknown cursor: tools/list has one page.  */
+  json_t *r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\",\"params\":{"
+                   "\"cursor\":\"5\"}}");
+  CHECK(r && error_code(r) == JRPC_INVALID_PARAMS && strstr(error_message(r), "cursor"));
+  mcp_conn_free(c);
+
+  c = conn_new(false);
+  X(c, INIT("\"2025-03-26\""));
+  tools = tools_for(c);
+  json_array_foreach(tools, i, t)
+  {
+    CHECK(json_object_get(t, "title") == NULL && json_object_get(t, "outputSchema") == NULL);
+    CHECK(json_object_get(t, "annotations") != NULL);
+  }
+  mcp_conn_free(c);
+
+  c = conn_new(false);
+  r = X(c, INIT("\"2024-11-05\""));
+  CHECK(json_object_get(json_object_get(json_object_get(r, "result"), "serverInfo"), "title")
+        == NULL);
+  tools = tools_for(c);
+  CHECK(json_array_size(tools) == 6);
+  json_array_foreach(tools, i, t)
+  {
+    CHECK(json_object_get(t, "title") == NULL && json_object_get(t, "outputSchema") == NULL);
+    CHECK(json_object_get(t, "annotations") == NULL);
+  }
+  mcp_conn_free(c);
+}
+
+/* A tool result with everything a newer client may see.  */
+static json_t *
+rich_result(void)
+{
+  return json_pack("{s:[{s:s, s:s}, {s:s, s:s, s:s, s:s, s:i}, {s:s, s:s, s:s}], s:{s:s}, s:b}",
+                   "content", "type", "text", "text", "[session a · cell 1]", "type",
+                   "resource_link", "uri", "kiln://sessions/a/files/out.txt", "name", "out.txt",
+                   "mimeType", "text/plain", "size", 2, "type", "image", "data", "AAAA", "mimeType",
+                   "image/png", "structuredContent", "session_id", "a", "isError", 0);
+}
+
+static void
+tool_results_are_shaped_for_the_version(void)
+{
+  static const char *const versions[] = { "\"2024-11-05\"", "\"2025-03-26\"", "\"2025-06-18\"" };
+  for (size_t v = 0; v < 3; v++) {
+    struct mcp_conn *c = conn_new(false);
+    cleanup_free char *init
+        = xasprintf("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{"
+                    "\"protocolVersion\":%s}}",
+                    versions[v]);
+    exchange(c, init, strlen(init));
+    json_t *id = json_integer(7);
+    struct mcp_call call = { .server = &server, .conn = c, .id = id };
+    struct mcp_pending *p = mcp_defer(&call, sizeof *p, MCP_TOOL_ERROR);
+    CHECK(mcp_started(p, 3) == MCP_DEFERRED);
+    mcp_answer(p, rich_result());
+    json_t *result = json_object_get(json_array_get(sent, json_array_size(sent) - 1), "result");
+    json_t *content = json_object_get(result, "content");
+    CHECK(json_array_size(content) == 3);
+    json_t *link = json_array_get(content, 1);
+    const char *type = json_string_value(json_object_get(link, "type"));
+    if (v < 2) {
+      CHECK(json_object_get(result, "structuredContent") == NULL);
+      CHECK(type && strcmp(type, "text") == 0);
+      const char *text = json_string_value(json_object_get(link, "text"));
+      CHECK(text && strstr(text, "kiln://sessions/a/files/out.txt") && strstr(text, "out.txt"));
+      CHECK(strcmp(json_string_value(json_object_get(json_array_get(content, 2), "type")), "image")
+            == 0);
+    } else {
+      CHECK(json_object_get(result, "structuredContent") != NULL);
+      CHECK(type && strcmp(type, "resource_link") == 0);
+    }
+    json_decref(id);
+    mcp_conn_free(c);
+  }
+}
+
+static void
+batches_are_answered_as_one_array_in_2025_03_26_only(void)
+{
+  const char batch[] = "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},"
+                       "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"},"
+                       "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"nope\"},"
+                       "7,"
+                       "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/list\"}]";
+  struct mcp_conn *c = conn_new(false);
+  json_t *r = X(c, batch);
+  CHECK(r && error_code(r) == JRPC_INVALID_REQUEST && strstr(error_message(r), "batch"));
+  X(c, INIT("\"2025-03-26\""));
+  r = X(c, batch);
+  CHECK(json_is_array(r) && json_array_size(r) == 4);
+  CHECK(json_integer_value(json_object_get(json_array_get(r, 0), "id")) == 1);
+  CHECK(error_code(json_array_get(r, 1)) == JRPC_METHOD_NOT_FOUND);
+  CHECK(error_code(json_array_get(r, 2)) == JRPC_INVALID_REQUEST);
+  CHECK(json_array_size(json_object_get(json_object_get(json_array_get(r, 3), "result"), "tools"))
+        == 6);
+  /* Only notifications: nothing comes back.  */
+  CHECK(X(c, "[{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}]") == NULL);
+  r = X(c, "[]");
+  CHECK(r && error_code(r) == JRPC_INVALID_REQUEST);
+  /* initialize is never part of a batch.  */
+  r = X(c, "[" INIT("\"2025-03-26\"") "]");
+  CHECK(json_is_array(r) && error_code(json_array_get(r, 0)) == JRPC_INVALID_REQUEST);
+  mcp_conn_free(c);
+
+  c = conn_new(false);
+  X(c, INIT("\"2025-06-18\""));
+  r = X(c, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]");
+  CHECK(r && json_is_object(r) && error_code(r) == JRPC_INVALID_REQUEST
+        && strstr(error_message(r), "2025-06-18"));
+  mcp_conn_free(c);
+}
+
+static void
+a_batch_waits_for_its_deferred_answers(void)
+{
+  struct mcp_conn *c = conn_new(false);
+  X(c, INIT("\"2025-03-26\""));
+  json_array_clear(sent);
+  json_t *id = json_integer(4);
+  struct mcp_call call = { .server = &server, .conn = c, .id = id };
+  struct mcp_batch *b = mcp_batch_begin(c);
+  const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+  mcp_conn_handle(c, ping, sizeof ping - 1, 0);
+  struct mcp_pending *p = mcp_defer(&call, sizeof *p, MCP_TOOL_ERROR);
+  mcp_batch_end(c, b);
+  /* The ping is answered, but only within the batch, which waits.  */
+  CHECK(json_array_size(sent) == 0);
+  CHECK(mcp_started(p, 9) == MCP_DEFERRED);
+  CHECK(json_array_size(sent) == 0);
+  mcp_answer(p, json_pack("{s:[]}", "content"));
+  json_t *r = json_array_get(sent, 0);
+  CHECK(json_array_size(sent) == 1 && json_is_array(r) && json_array_size(r) == 2);
+  CHECK(json_integer_value(json_object_get(json_array_get(r, 0), "id")) == 1);
+  CHECK(json_integer_value(json_object_get(json_array_get(r, 1), "id")) == 4);
+  /* Outside a batch, a deferred answer goes alone.  */
+  p = mcp_defer(&call, sizeof *p, MCP_TOOL_ERROR);
+  CHECK(mcp_started(p, 10) == MCP_DEFERRED);
+  mcp_answer(p, json_pack("{s:[]}", "content"));
+  CHECK(json_array_size(sent) == 2 && json_is_object(json_array_get(sent, 1)));
+  /* A connection closed while a batch waits frees it unsent.  */
+  b = mcp_batch_begin(c);
+  p = mcp_defer(&call, sizeof *p, MCP_TOOL_ERROR);
+  mcp_batch_end(c, b);
+  json_decref(id);
+  mcp_conn_free(c);
+  CHECK(json_array_size(sent) == 2);
+}
+
+static void
+log_levels_are_set_and_kept(void)
+{
+  struct mcp_conn *c = conn_new(false);
+  mcp_conn_log(&server, MCP_LOG_ERROR, "before");
+  CHECK(json_array_size(sent) == 0);
+  X(c, INIT("\"2025-06-18\""));
+  json_array_clear(sent);
+  mcp_conn_log(&server, MCP_LOG_INFO, "quiet");
+  CHECK(json_array_size(sent) == 0);
+  mcp_conn_log(&server, MCP_LOG_WARNING, "loud");
+  json_t *n = json_array_get(sent, 0);
+  CHECK(n && strcmp(json_string_value(json_object_get(n, "method")), "notifications/message") == 0);
+  json_t *params = json_object_get(n, "params");
+  CHECK(strcmp(json_string_value(json_object_get(params, "level")), "warning") == 0);
+  CHECK(strcmp(json_string_value(json_object_get(params, "data")), "loud") == 0);
+  json_t *r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"logging/setLevel\",\"params\":{"
+                   "\"level\":\"debug\"}}");
+  CHECK(r && json_is_object(json_object_get(r, "result")));
+  json_array_clear(sent);
+  mcp_conn_log(&server, MCP_LOG_DEBUG, "now heard");
+  CHECK(json_array_size(sent) == 1);
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"logging/setLevel\",\"params\":{"
+           "\"level\":\"loud\"}}");
+  CHECK(r && error_code(r) == JRPC_INVALID_PARAMS);
+  CHECK(c->log_level == MCP_LOG_DEBUG);
   mcp_conn_free(c);
 }
 
@@ -341,10 +619,16 @@ failures_become_json_rpc_errors_or_tool_results_in_one_place(void)
 
 static const struct test_case cases[] = {
   { "methods are looked up with all their bytes", methods_are_looked_up_with_all_their_bytes },
-  { "initialize negotiates a version, and nothing waits for it",
-    initialize_negotiates_a_version_and_nothing_waits_for_it },
-  { "a protocol version is matched with all its bytes",
-    a_protocol_version_is_matched_with_all_its_bytes },
+  { "initialize echoes a version kiln speaks, and else offers the newest",
+    initialize_echoes_a_version_kiln_speaks_and_else_offers_the_newest },
+  { "only ping is served before initialize, and initialize only once",
+    only_ping_is_served_before_initialize_and_initialize_only_once },
+  { "tools are described as the version allows", tools_are_described_as_the_version_allows },
+  { "tool results are shaped for the version", tool_results_are_shaped_for_the_version },
+  { "batches are answered as one array, in 2025-03-26 only",
+    batches_are_answered_as_one_array_in_2025_03_26_only },
+  { "a batch waits for its deferred answers", a_batch_waits_for_its_deferred_answers },
+  { "log levels are set and kept", log_levels_are_set_and_kept },
   { "tool names are looked up with all their bytes",
     tool_names_are_looked_up_with_all_their_bytes },
   { "arguments are checked against the input schema",

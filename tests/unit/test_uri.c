@@ -177,6 +177,24 @@ file_and_artifact_uris_are_parsed_in_one_place(void)
                   "dir/\xc3\xbc.txt", NULL));
   CHECK(parses_to("kiln://sessions/abc123/artifacts/fig-1.png", URI_ARTIFACT, "abc123", "fig-1.png",
                   NULL));
+  CHECK(parses_to("kiln://sessions/abc/cells/12/stdout", URI_CELL, "abc", "12/stdout", NULL));
+  struct kiln_uri u;
+  uint64_t cell = 0;
+  int stream = 0;
+  CHECK(uri_parse("kiln://sessions/abc/cells/12/stderr", 35, &u, NULL) == 0
+        && uri_cell_parts(&u, &cell, &stream) == 0 && cell == 12 && stream == 2);
+  uri_clear(&u);
+  static const char *const bad_cells[]
+      = { "kiln://sessions/a/cells/012/stdout", "kiln://sessions/a/cells/1/stdin",
+          "kiln://sessions/a/cells/x/stdout",
+          "kiln://sessions/a/cells/99999999999999999999/stdout" };
+  for (size_t i = 0; i < 4; i++) {
+    CHECK(uri_parse(bad_cells[i], strlen(bad_cells[i]), &u, NULL) == 0);
+    CHECK(uri_cell_parts(&u, &cell, &stream) < 0);
+    uri_clear(&u);
+  }
+  cleanup_free char *built = uri_cell_output("a b", 7, 1);
+  CHECK(strcmp(built, "kiln://sessions/a%20b/cells/7/stdout") == 0);
   /* RFC 3986: scheme and host are case-insensitive.  */
   CHECK(parses_to("KILN://Sessions/abc/files/x", URI_FILE, "abc", "x", NULL));
   /* '..' decodes as such: the front's path rule refuses it, not the URI.  */

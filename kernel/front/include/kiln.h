@@ -27,6 +27,11 @@ struct cell_output {
   uint32_t inline_width, inline_height;
 };
 
+/* A cell's stdout or stderr longer than this many bytes is kept, and
+   readable with front_cell_output_read, for the last 32 cells of a
+   session; a shorter one is whole in every reply.  */
+#define FRONT_OUTPUT_INLINE_MAX 4096
+
 /* The mime of an output that is a file the cell wrote under /work.  */
 #define FILE_MIME "application/vnd.kiln.file"
 
@@ -61,6 +66,7 @@ struct cell_reply {
   const struct cell_output *outputs;
   size_t noutputs;
   uint64_t outputs_dropped; /* over the worker's per-reply byte cap */
+  bool out_kept, err_kept;  /* the stream is kept: front_cell_output_read */
   double duration_ms;
 };
 
@@ -99,6 +105,22 @@ struct front *front_new(const struct kiln_config *cfg, struct loop *loop, front_
    code too large); then CB is never called.  */
 int64_t front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
                        double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err);
+
+/* Output as a running cell writes it: STREAM 1 is stdout, 2 stderr;
+   DATA (LEN > 0 bytes, borrowed) is valid UTF-8 (a character a read cut
+   in two waits for its end); SKIPPED bytes came before DATA and were
+   not passed on, past the MAX_BYTES a call may carry.  */
+typedef void (*front_output_cb)(void *ctx, int stream, const char *data, size_t len,
+                                uint64_t skipped);
+
+/* Passes the output of cell HANDLE to CB (with CTX) as it comes, at most
+   one call per stream every INTERVAL_MS, each with at most MAX_BYTES:
+   what comes faster is coalesced, and past MAX_BYTES the oldest is
+   skipped (the reply still carries it, within its caps).  Everything is
+   passed on before the reply's callback.  Returns -1 when HANDLE is not
+   a queued or running cell.  */
+int front_watch_output(struct front *f, int64_t handle, int interval_ms, size_t max_bytes,
+                       front_output_cb cb, void *ctx);
 
 /* What a file operation does: list a directory, read a file, write one
    (creating its parents).  */
@@ -151,6 +173,12 @@ int front_close_session(struct front *f, const char *session_id, kiln_error_t *e
    unknown or the image cannot be read.  *MIME gets its type (static).  */
 uint8_t *front_artifact_read(struct front *f, const char *session_id, const char *name,
                              const char **mime, size_t *len, kiln_error_t *err);
+
+/* The kept STREAM (1 stdout, 2 stderr) of cell CELL of SESSION_ID
+   (allocated and NUL-terminated, the caller frees it; its length in
+   *LEN), or NULL with ERR when it was not kept or is gone.  */
+char *front_cell_output_read(struct front *f, const char *session_id, uint64_t cell, int stream,
+                             size_t *len, kiln_error_t *err);
 
 /* Calls FN for every stored artifact of every session, newest session
    first.  */
