@@ -57,7 +57,7 @@ static const struct setting settings[] = {
   S("max-result", "KILN_MAX_RESULT", K_SIZE, max_result, "CHARS", "64K",
     "length of a result's repr, of an error's message and traceback, and of each text "
     "form a cell displays"),
-  S("max-reply", "KILN_MAX_REPLY", K_SIZE, max_reply, "CHARS", "20K",
+  S("max-reply", "KILN_MAX_REPLY", K_SIZE, max_reply, "BYTES", "20K",
     "text a reply shows a model: head and tail of each stream and of the result; what is "
     "cut stays readable as a kiln://sessions/ID/cells/N/stdout resource"),
   S("max-code", "KILN_MAX_CODE", K_SIZE, max_code, "BYTES", "1M", "size of a cell's source"),

@@ -152,14 +152,16 @@ describe('malformed JSON-RPC over raw stdio (--max-message 100000)', () => {
 });
 
 describe('tools/call before initialize over raw stdio', () => {
-  test('is run like any other call, and the handshake still works after it', opts, async () => {
+  test('is refused without running, and the handshake still works after it', opts, async () => {
     await withRawServer({ initialize: false }, async (raw) => {
       const early = await raw.runPython('1+1');
-      assert.equal(early.result?.structuredContent?.result, '2', dump(early));
+      assert.equal(early.error?.code, -32600, dump(early));
+      assert.match(early.error.message, /before initialize/);
       const init = await raw.initialize();
       assert.ok(init.result, dump(init));
       const later = await raw.runPython('1+1');
       assert.equal(later.result?.structuredContent?.result, '2', dump(later));
+      assert.equal(later.result.structuredContent.execution_count, 1, dump(later));
     });
   });
 });

@@ -153,6 +153,7 @@ describe('capture', () => {
     assert.deepEqual(templates.resourceTemplates.map((t) => t.uriTemplate), [
       'kiln://sessions/{session_id}/artifacts/{name}',
       'kiln://sessions/{session_id}/files/{path}',
+      'kiln://sessions/{session_id}/cells/{cell}/{stream}',
     ]);
   });
 

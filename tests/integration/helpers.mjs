@@ -49,7 +49,7 @@ export const HOOK_TIMEOUT = 60_000;
 /** Request timeout handed to the SDK client for tool calls. */
 export const REQUEST_TIMEOUT = 120_000;
 
-export const PROTOCOL_VERSION = '2025-06-18';
+export const PROTOCOL_VERSION = '2025-11-25';
 
 /**
  * Every server under test gets its own state directory (KILN_HOME) so that
@@ -188,7 +188,12 @@ export async function runFull(client, code, opts = {}) {
   });
 }
 
-/** Calls run_python and returns its structuredContent. */
+/**
+ * Calls run_python and returns its structuredContent.  A stream too long
+ * to come in it whole (it then names stdout_uri / stderr_uri) is read
+ * from that resource, as a client would, so that sc.stdout and sc.stderr
+ * always hold the whole kept output.
+ */
 export async function run(client, code, opts = {}) {
   const result = await runFull(client, code, opts);
   if (result.structuredContent === undefined || result.structuredContent === null) {
@@ -196,7 +201,14 @@ export async function run(client, code, opts = {}) {
       `run_python returned no structuredContent: ${JSON.stringify(result).slice(0, 2000)}`,
     );
   }
-  return result.structuredContent;
+  const sc = result.structuredContent;
+  for (const stream of ['stdout', 'stderr']) {
+    if (sc[stream] === undefined && sc[`${stream}_uri`]) {
+      const read = await client.readResource({ uri: sc[`${stream}_uri`] }, { timeout: REQUEST_TIMEOUT });
+      sc[stream] = read.contents[0].text;
+    }
+  }
+  return sc;
 }
 
 /**
