@@ -93,6 +93,12 @@ scan_dir(struct workdir *w, int dfd, const char *prefix, int depth, uint64_t max
       break;
     }
     if (S_ISREG(st.st_mode)) {
+      /* Said now rather than once the session has been started.  */
+      if (faccessat(dfd, de->d_name, R_OK, AT_EACCESS) < 0) {
+        rc = kiln_error_make(err, errno, "cannot read %s/%s", w->name, path);
+        free(path);
+        break;
+      }
       w->bytes += (uint64_t)st.st_size;
       if (w->bytes > max_bytes) {
         rc = kiln_error_make(err, 0,
