@@ -10,7 +10,7 @@
         script runs (those of DIR, and any kiln mounted something on);
      4. the script, as one cell, its output printed as it was kept;
      5. --keep: /work listed again, the directories the script made
-        made in DIR, and each regular file read back in parts and
+        made in DIR too, and each regular file read back in parts and
         written into DIR (workdir.h says how).
 
    Everything that comes back from the session is the untrusted worker's:
@@ -62,7 +62,6 @@ struct run {
   struct wd_out out;
   bool out_open;
   uint64_t out_off, out_total;
-  size_t kept;
   bool keep_failed;
 
   int status; /* -1 until the run is over */
@@ -242,6 +241,195 @@ exit_status(const struct cell_reply *c)
   }
 }
 
+static void run_argv(struct run *r);
+static void before_script(struct run *r);
+static void run_script_cell(struct run *r);
+static void copy_out(struct run *r);
+static void copy_out_done(struct run *r);
+
+/* --- 1. Copying --workdir in ------------------------------------------ */
+
+static void copy_in_next(struct run *r);
+
+static void
+copy_in_failed(struct run *r, const char *message)
+{
+  const struct wd_entry *e = &r->wd.entries[r->next];
+  fprintf(stderr, "kiln: --workdir: cannot copy %s/%s into /work: %s\n", r->wd.name, e->path,
+          message);
+  finish(r, RUN_EXIT_USAGE);
+}
+
+static void
+on_copied(void *ctx, const struct file_reply *fr)
+{
+  struct run *r = ctx;
+  note_session(r, fr->session_id);
+  if (fr->status != 0) {
+    copy_in_failed(r, fr->status == ENOSPC ? "no space left in /work (--work-size)"
+                      : fr->message        ? fr->message
+                                           : strerror(fr->status));
+    return;
+  }
+  if (r->wd.entries[r->next].dir)
+    r->next++;
+  copy_in_next(r);
+}
+
+static void
+copy_in_next(struct run *r)
+{
+  kiln_error_t err = NULL;
+  for (;;) {
+    if (r->next == r->wd.n) {
+      run_argv(r);
+      return;
+    }
+    const struct wd_entry *e = &r->wd.entries[r->next];
+    int64_t h = -1;
+    if (e->dir)
+      h = front_file_op(r->front, sid_or_null(r), FRONT_FILE_MKDIR, e->path, strlen(e->path), NULL,
+                        0, 0, on_copied, r, &err);
+    else {
+      if (r->in_fd < 0) {
+        if ((r->in_fd = wd_open_file(&r->wd, e->path, &err)) < 0)
+          break;
+        r->in_off = 0;
+        r->in_started = false;
+      }
+      ssize_t n;
+      do
+        n = read(r->in_fd, r->chunk, CHUNK);
+      while (n < 0 && errno == EINTR);
+      if (n < 0) {
+        kiln_error_make(&err, errno, "read");
+        break;
+      }
+      if (n == 0 && r->in_started) {
+        close(steal_fd(&r->in_fd));
+        r->next++;
+        continue;
+      }
+      /* The file may have grown since DIR was listed.  */
+      r->in_total += (uint64_t)n;
+      if (r->in_total > r->cfg->work_size) {
+        kiln_error_make(&err, 0, "more than the session's /work holds (--work-size)");
+        break;
+      }
+      h = front_file_op_at(r->front, sid_or_null(r), FRONT_FILE_WRITE, e->path, strlen(e->path),
+                           r->in_off, r->chunk, (size_t)n, 0, on_copied, r, &err);
+      r->in_off += (uint64_t)n;
+      r->in_started = true;
+    }
+    if (h < 0)
+      break;
+    return;
+  }
+  copy_in_failed(r, err->msg);
+  kiln_error_release(&err);
+}
+
+/* --- 2. and 4. The cells ---------------------------------------------- */
+
+static void
+on_script_done(void *ctx, const struct cell_reply *c)
+{
+  struct run *r = ctx;
+  print_reply(c);
+  r->status = exit_status(c);
+  if (!r->o->keep) {
+    finish(r, r->status);
+    return;
+  }
+  /* A worker that was killed or died took its /work with it; a new
+     worker would list an empty one.  */
+  if (c->status == REPLY_KILLED || c->status == REPLY_CRASHED || c->state_lost) {
+    fprintf(stderr, "kiln: --keep: /work was lost with the worker; nothing was copied back\n");
+    r->keep_failed = true;
+    copy_out_done(r);
+    return;
+  }
+  copy_out(r);
+}
+
+static void
+run_script_cell(struct run *r)
+{
+  kiln_error_t err = NULL;
+  if (front_run_cell(r->front, r->sid, r->code, r->len, 0, on_script_done, r, &err) < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+    finish(r, RUN_EXIT_USAGE);
+  }
+}
+
+static void
+on_argv_done(void *ctx, const struct cell_reply *c)
+{
+  struct run *r = ctx;
+  note_session(r, c->session_id);
+  if (c->status != REPLY_OK) {
+    print_reply(c);
+    fprintf(stderr, "kiln: could not set sys.argv\n");
+    finish(r, c->status == REPLY_CRASHED ? RUN_EXIT_CRASHED : RUN_EXIT_USAGE);
+    return;
+  }
+  before_script(r);
+}
+
+static void
+run_argv(struct run *r)
+{
+  kiln_error_t err = NULL;
+  if (front_run_cell(r->front, sid_or_null(r), r->argv_code, strlen(r->argv_code), 0, on_argv_done,
+                     r, &err)
+      < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+    finish(r, RUN_EXIT_USAGE);
+  }
+}
+
+/* --- 3. What /work holds before the script ---------------------------- */
+
+static void
+on_baseline(void *ctx, const struct file_reply *fr)
+{
+  struct run *r = ctx;
+  note_session(r, fr->session_id);
+  if (fr->status != 0) {
+    fprintf(stderr, "kiln: --keep: cannot list /work: %s\n",
+            fr->message ? fr->message : strerror(fr->status));
+    finish(r, RUN_EXIT_USAGE);
+    return;
+  }
+  for (size_t i = 0; i < fr->nentries; i++)
+    if (fr->entries[i].kind == 'd') {
+      r->dirs_before = xrealloc(r->dirs_before, (r->ndirs_before + 1) * sizeof *r->dirs_before);
+      r->dirs_before[r->ndirs_before++] = xstrdup(fr->entries[i].path);
+    }
+  qsort(r->dirs_before, r->ndirs_before, sizeof *r->dirs_before, compare_paths);
+  run_script_cell(r);
+}
+
+/* Lists /work before the script runs, when --keep will need it, then
+   goes on to the cells.  */
+static void
+before_script(struct run *r)
+{
+  if (!r->o->keep) {
+    run_script_cell(r);
+    return;
+  }
+  kiln_error_t err = NULL;
+  if (front_file_op(r->front, r->sid, FRONT_FILE_LIST, "", 0, NULL, 0, 0, on_baseline, r, &err)
+      < 0) {
+    fprintf(stderr, "kiln: --keep: cannot list /work: %s\n", err->msg);
+    kiln_error_release(&err);
+    finish(r, RUN_EXIT_USAGE);
+  }
+}
+
 /* --- 5. Copying /work back out ------------------------------------- */
 
 static void copy_out_next(struct run *r);
@@ -298,7 +486,6 @@ on_part(void *ctx, const struct file_reply *fr)
     kiln_error_release(&err);
   }
   r->out_open = false;
-  r->kept += changed;
   r->next_out++;
   copy_out_next(r);
 }
@@ -402,191 +589,6 @@ copy_out(struct run *r)
     r->keep_failed = true;
     copy_out_done(r);
   }
-}
-
-/* --- 2. and 4. The cells ---------------------------------------------- */
-
-static void
-on_script_done(void *ctx, const struct cell_reply *c)
-{
-  struct run *r = ctx;
-  print_reply(c);
-  r->status = exit_status(c);
-  if (!r->o->keep) {
-    finish(r, r->status);
-    return;
-  }
-  /* A worker that was killed or died took its /work with it; a new
-     worker would list an empty one.  */
-  if (c->status == REPLY_KILLED || c->status == REPLY_CRASHED || c->state_lost) {
-    fprintf(stderr, "kiln: --keep: /work was lost with the worker; nothing was copied back\n");
-    r->keep_failed = true;
-    copy_out_done(r);
-    return;
-  }
-  copy_out(r);
-}
-
-static void
-run_script_cell(struct run *r)
-{
-  kiln_error_t err = NULL;
-  if (front_run_cell(r->front, r->sid, r->code, r->len, 0, on_script_done, r, &err) < 0) {
-    fprintf(stderr, "kiln: %s\n", err->msg);
-    kiln_error_release(&err);
-    finish(r, RUN_EXIT_USAGE);
-  }
-}
-
-static void before_script(struct run *r);
-
-static void
-on_argv_done(void *ctx, const struct cell_reply *c)
-{
-  struct run *r = ctx;
-  note_session(r, c->session_id);
-  if (c->status != REPLY_OK) {
-    print_reply(c);
-    fprintf(stderr, "kiln: could not set sys.argv\n");
-    finish(r, c->status == REPLY_CRASHED ? RUN_EXIT_CRASHED : RUN_EXIT_USAGE);
-    return;
-  }
-  before_script(r);
-}
-
-static void
-run_argv(struct run *r)
-{
-  kiln_error_t err = NULL;
-  if (front_run_cell(r->front, sid_or_null(r), r->argv_code, strlen(r->argv_code), 0, on_argv_done,
-                     r, &err)
-      < 0) {
-    fprintf(stderr, "kiln: %s\n", err->msg);
-    kiln_error_release(&err);
-    finish(r, RUN_EXIT_USAGE);
-  }
-}
-
-/* --- 3. What /work holds before the script ---------------------------- */
-
-static void
-on_baseline(void *ctx, const struct file_reply *fr)
-{
-  struct run *r = ctx;
-  note_session(r, fr->session_id);
-  if (fr->status != 0) {
-    fprintf(stderr, "kiln: --keep: cannot list /work: %s\n",
-            fr->message ? fr->message : strerror(fr->status));
-    finish(r, RUN_EXIT_USAGE);
-    return;
-  }
-  for (size_t i = 0; i < fr->nentries; i++)
-    if (fr->entries[i].kind == 'd') {
-      r->dirs_before = xrealloc(r->dirs_before, (r->ndirs_before + 1) * sizeof *r->dirs_before);
-      r->dirs_before[r->ndirs_before++] = xstrdup(fr->entries[i].path);
-    }
-  qsort(r->dirs_before, r->ndirs_before, sizeof *r->dirs_before, compare_paths);
-  run_script_cell(r);
-}
-
-/* Lists /work before the script runs, when --keep will need it, then
-   goes on to the cells.  */
-static void
-before_script(struct run *r)
-{
-  if (!r->o->keep) {
-    run_script_cell(r);
-    return;
-  }
-  kiln_error_t err = NULL;
-  if (front_file_op(r->front, r->sid, FRONT_FILE_LIST, "", 0, NULL, 0, 0, on_baseline, r, &err)
-      < 0) {
-    fprintf(stderr, "kiln: --keep: cannot list /work: %s\n", err->msg);
-    kiln_error_release(&err);
-    finish(r, RUN_EXIT_USAGE);
-  }
-}
-
-/* --- 1. Copying --workdir in ------------------------------------------ */
-
-static void copy_in_next(struct run *r);
-
-static void
-copy_in_failed(struct run *r, const char *message)
-{
-  const struct wd_entry *e = &r->wd.entries[r->next];
-  fprintf(stderr, "kiln: --workdir: cannot copy %s/%s into /work: %s\n", r->wd.name, e->path,
-          message);
-  finish(r, RUN_EXIT_USAGE);
-}
-
-static void
-on_copied(void *ctx, const struct file_reply *fr)
-{
-  struct run *r = ctx;
-  note_session(r, fr->session_id);
-  if (fr->status != 0) {
-    copy_in_failed(r, fr->status == ENOSPC ? "no space left in /work (--work-size)"
-                      : fr->message        ? fr->message
-                                           : strerror(fr->status));
-    return;
-  }
-  if (r->wd.entries[r->next].dir)
-    r->next++;
-  copy_in_next(r);
-}
-
-static void
-copy_in_next(struct run *r)
-{
-  kiln_error_t err = NULL;
-  for (;;) {
-    if (r->next == r->wd.n) {
-      run_argv(r);
-      return;
-    }
-    const struct wd_entry *e = &r->wd.entries[r->next];
-    int64_t h = -1;
-    if (e->dir)
-      h = front_file_op(r->front, sid_or_null(r), FRONT_FILE_MKDIR, e->path, strlen(e->path), NULL,
-                        0, 0, on_copied, r, &err);
-    else {
-      if (r->in_fd < 0) {
-        if ((r->in_fd = wd_open_file(&r->wd, e->path, &err)) < 0)
-          break;
-        r->in_off = 0;
-        r->in_started = false;
-      }
-      ssize_t n;
-      do
-        n = read(r->in_fd, r->chunk, CHUNK);
-      while (n < 0 && errno == EINTR);
-      if (n < 0) {
-        kiln_error_make(&err, errno, "read");
-        break;
-      }
-      if (n == 0 && r->in_started) {
-        close(steal_fd(&r->in_fd));
-        r->next++;
-        continue;
-      }
-      /* The file may have grown since DIR was listed.  */
-      r->in_total += (uint64_t)n;
-      if (r->in_total > r->cfg->work_size) {
-        kiln_error_make(&err, 0, "more than the session's /work holds (--work-size)");
-        break;
-      }
-      h = front_file_op_at(r->front, sid_or_null(r), FRONT_FILE_WRITE, e->path, strlen(e->path),
-                           r->in_off, r->chunk, (size_t)n, 0, on_copied, r, &err);
-      r->in_off += (uint64_t)n;
-      r->in_started = true;
-    }
-    if (h < 0)
-      break;
-    return;
-  }
-  copy_in_failed(r, err->msg);
-  kiln_error_release(&err);
 }
 
 void
