@@ -261,11 +261,13 @@ main(int argc, char **argv)
     if (i == argc) {
       fprintf(stderr, "kiln run: expected a script: FILE.py, or - to read it from standard "
                       "input\n");
+      config_free(&a.cfg);
       return 2;
     }
     if (a.run_opts.keep && a.run_opts.workdir == NULL) {
       fprintf(stderr, "kiln run: --keep copies /work back into the --workdir DIR: give one "
                       "(--workdir . for the current directory)\n");
+      config_free(&a.cfg);
       return 2;
     }
     a.run_opts.script = argv[i];
@@ -282,6 +284,7 @@ main(int argc, char **argv)
     }
   } else if (i != argc) {
     fprintf(stderr, "kiln %s: unexpected argument '%s'\n", cmd, argv[i]);
+    config_free(&a.cfg);
     return 2;
   }
 
@@ -304,6 +307,10 @@ main(int argc, char **argv)
             "kiln: run `kiln doctor` for details; to run cells WITHOUT isolation anyway, pass "
             "--insecure-no-sandbox\n",
             err->msg);
+    kiln_error_release(&err);
+    run_free(a.run);
+    sbx_config_free(&sbx);
+    config_free(&a.cfg);
     return 1;
   }
   a.loop = loop_new(&err);
@@ -311,6 +318,12 @@ main(int argc, char **argv)
     a.front = front_new(&a.cfg, a.loop, on_ready, &a, &err);
   if (a.front == NULL) {
     fprintf(stderr, "kiln: %s\n", err ? err->msg : "start-up failed");
+    kiln_error_release(&err);
+    if (a.loop)
+      loop_free(a.loop);
+    run_free(a.run);
+    sbx_config_free(&sbx);
+    config_free(&a.cfg);
     return 1;
   }
   int code = a.run ? run_script(&a) : serve(&a);
