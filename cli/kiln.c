@@ -1,5 +1,5 @@
-/* kiln's command line: `kiln serve` (MCP over stdio), `kiln run FILE.py`,
-   --help, --version.  */
+/* kiln's command line: `kiln serve` (MCP over stdio), `kiln run FILE.py`
+   (run.h), `kiln doctor`, --help, --version.  */
 #define _GNU_SOURCE
 #include "config.h"
 #include "embed.h"
@@ -10,6 +10,7 @@
 #include "loop.h"
 #include "sandbox.h"
 #include "paths.h"
+#include "run.h"
 #include "util.h"
 #include "server.h"
 #include "transport/stdio.h"
@@ -21,20 +22,40 @@
 #include <sys/stat.h>
 
 static const char usage_head[]
-    = "Usage: kiln serve [OPTIONS]        serve MCP over stdio (for an MCP client's config)\n"
-      "       kiln run [OPTIONS] FILE.py  run a script in a fresh session and print its output\n"
-      "       kiln doctor [OPTIONS]       show which protections this host supports\n"
-      "       kiln --help | --version\n"
+    = "Usage: kiln serve [OPTIONS]                  serve MCP over stdio (for an MCP client's "
+      "config)\n"
+      "       kiln run [OPTIONS] FILE.py [ARGS...]  run a script in a fresh session and print its "
+      "output\n"
+      "       kiln run [OPTIONS] - [ARGS...]        the same, the script read from standard input\n"
+      "       kiln doctor [OPTIONS]                 show which protections this host supports\n"
+      "       kiln [COMMAND] --help | kiln --version\n"
       "\n"
       "kiln runs Python in persistent sessions, each in its own worker process forked\n"
       "from a zygote that has numpy, matplotlib, PIL and pandas already imported.\n"
+      "\n"
+      "kiln run gives the script its ARGS as sys.argv[1:], and FILE.py as given (or -) as\n"
+      "sys.argv[0]: everything after FILE.py is the script's, not kiln's.  The script's\n"
+      "/work (its current directory) starts empty, unless:\n"
+      "  --workdir DIR                copy DIR's regular files and directories, recursively, into\n"
+      "                               /work before the script runs (at most --work-size in all;\n"
+      "                               symlinks and special files are skipped, with a warning)\n"
+      "  --keep                       after the script, copy /work's regular files and "
+      "directories\n"
+      "                               back into the --workdir DIR (use --workdir . for the "
+      "current\n"
+      "                               directory): new and changed files replace DIR's, unchanged\n"
+      "                               ones are left alone, nothing in DIR is deleted, and nothing\n"
+      "                               is written outside DIR; symlinks and special files the\n"
+      "                               script made are not copied back\n"
       "\n"
       "Options (each also read from the environment variable shown; flags win):\n";
 static const char usage_tail[]
     = "\n"
       "kiln run exits with 0 when the script succeeds, 1 when it raises, the code passed\n"
       "to sys.exit(), 124 when it is interrupted at its deadline, 137 when it had to be\n"
-      "killed, and 70 when its worker crashed.\n";
+      "killed, 70 when its worker crashed, 2 when the script or --workdir cannot be read\n"
+      "or copied into /work, and 74 when the script succeeded but --keep could not copy\n"
+      "all of /work back.\n";
 
 static void
 usage(FILE *out)
@@ -51,7 +72,8 @@ struct app {
   struct mcp_stdio *stdio;
   struct mcp_server *server;
   int exit_code;
-  const char *script;
+  struct run_opts run_opts;
+  struct run *run; /* kiln run */
 };
 
 static void
@@ -64,7 +86,7 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
     loop_stop(a->loop);
     return;
   }
-  if (a->script)
+  if (a->run)
     return;
   cleanup_free char *protections = sbx_describe(a->cfg.sbx);
   fprintf(stderr, "kiln %s: Python %.*s, preloaded: %s%s%s; protections: %s\n", KILN_VERSION,
@@ -82,36 +104,66 @@ on_eof(void *ctx)
   loop_stop(a->loop);
 }
 
-/* Parses "--key value" / "--key=value" options from ARGV[*I] onwards,
-   stopping at the first non-option.  */
+/* Parses kiln's own options from ARGV[*I] on: "--key value",
+   "--key=value", bare flags, and for kiln run --workdir DIR and --keep.
+   Stops at the first argument that is not an option (kiln run's script,
+   or "-") or after "--".  Returns 0, 1 when --help was asked for, or -1
+   after saying what is wrong.  */
 static int
-parse_options(struct app *a, int argc, char **argv, int *i)
+parse_options(struct app *a, const char *cmd, int argc, char **argv, int *i)
 {
   kiln_error_t err = NULL;
+  bool run = strcmp(cmd, "run") == 0;
   for (; *i < argc; (*i)++) {
     char *arg = argv[*i];
-    if (strncmp(arg, "--", 2) != 0)
-      break;
     if (strcmp(arg, "--") == 0) {
       (*i)++;
       break;
     }
-    char *key = arg + 2, *value;
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+      return 1;
+    if (arg[0] != '-' || strcmp(arg, "-") == 0)
+      break;
+    if (arg[1] != '-') {
+      fprintf(stderr, "kiln: unknown option %s\n", arg);
+      return -1;
+    }
+    char *key = arg + 2, *value = NULL;
     char *eq = strchr(key, '=');
-    cleanup_free char *k = NULL;
-    if (eq) {
-      k = xstrndup(key, (size_t)(eq - key));
+    cleanup_free char *k = eq ? xstrndup(key, (size_t)(eq - key)) : xstrdup(key);
+    if (eq)
       value = eq + 1;
-    } else if (config_is_flag(key)) {
-      k = xstrdup(key);
-      value = "1";
-    } else {
-      if (*i + 1 >= argc) {
-        fprintf(stderr, "kiln: --%s needs a value\n", key);
+    bool run_only = strcmp(k, "workdir") == 0 || strcmp(k, "keep") == 0;
+    /* Known before a value is taken, so that an unknown option is called
+       that rather than one missing its value.  */
+    if (!run_only && !config_known(k)) {
+      fprintf(stderr, "kiln: unknown option --%s\n", k);
+      return -1;
+    }
+    if (run_only && !run) {
+      fprintf(stderr, "kiln %s: --%s is an option of kiln run\n", cmd, k);
+      return -1;
+    }
+    if (strcmp(k, "keep") == 0) {
+      if (value) {
+        fprintf(stderr, "kiln run: --keep takes no value\n");
         return -1;
       }
-      k = xstrdup(key);
+      a->run_opts.keep = true;
+      continue;
+    }
+    if (value == NULL && config_is_flag(k))
+      value = "1";
+    else if (value == NULL) {
+      if (*i + 1 >= argc) {
+        fprintf(stderr, "kiln: --%s needs a value\n", k);
+        return -1;
+      }
       value = argv[++(*i)];
+    }
+    if (strcmp(k, "workdir") == 0) {
+      a->run_opts.workdir = value;
+      continue;
     }
     if (config_set(&a->cfg, k, value, &err) < 0) {
       fprintf(stderr, "kiln: %s\n", err->msg);
@@ -124,6 +176,23 @@ parse_options(struct app *a, int argc, char **argv, int *i)
     return -1;
   }
   return 0;
+}
+
+static int
+run_script(struct app *a)
+{
+  kiln_error_t err = NULL;
+  a->exit_code = 1;
+  run_start(a->run, a->front, a->loop);
+  if (loop_run(a->loop, &err) < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+  }
+  front_free(a->front);
+  a->front = NULL;
+  /* A run that never ended: the front could not start (on_ready said
+     why) or a signal stopped it.  */
+  return run_status(a->run) >= 0 ? run_status(a->run) : a->exit_code;
 }
 
 static int
@@ -154,80 +223,6 @@ serve(struct app *a)
   return a->exit_code;
 }
 
-static void
-on_script_done(void *ctx, const struct cell_reply *r)
-{
-  struct app *a = ctx;
-  fwrite(r->out, 1, r->out_len, stdout);
-  fflush(stdout);
-  fwrite(r->err, 1, r->err_len, stderr);
-  if (r->err_type) {
-    if (r->err_traceback && r->err_traceback[0])
-      fputs(r->err_traceback, stderr);
-    else
-      fprintf(stderr, "%s: %s\n", r->err_type, r->err_message ? r->err_message : "");
-    if (r->notice)
-      fprintf(stderr, "kiln: %s\n", r->notice);
-  }
-  int code;
-  switch (r->status) {
-  case REPLY_OK:
-    code = 0;
-    break;
-  case REPLY_INTERRUPTED:
-    code = 124;
-    break;
-  case REPLY_KILLED:
-    code = 137;
-    break;
-  case REPLY_CRASHED:
-    code = 70;
-    break;
-  default:
-    code = 1;
-    if (r->err_type && strcmp(r->err_type, "SystemExit") == 0 && r->err_message
-        && sscanf(r->err_message, "SystemExit(%d)", &code) != 1)
-      code = strncmp(r->err_message, "SystemExit(None)", 16) == 0 ? 0 : 1;
-  }
-  a->exit_code = code;
-  loop_stop(a->loop);
-}
-
-static int
-run_script(struct app *a)
-{
-  kiln_error_t err = NULL;
-  cleanup_close int fd = open(a->script, O_RDONLY | O_CLOEXEC);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0) {
-    fprintf(stderr, "kiln: %s: %s\n", a->script, strerror(errno));
-    return 2;
-  }
-  if (!S_ISREG(st.st_mode) || (size_t)st.st_size > a->cfg.max_code) {
-    fprintf(stderr, "kiln: %s: not a regular file of at most %zu bytes (--max-code)\n", a->script,
-            a->cfg.max_code);
-    return 2;
-  }
-  cleanup_free char *code = xmalloc((size_t)st.st_size + 1);
-  if (read_full(fd, code, (size_t)st.st_size) < 0) {
-    fprintf(stderr, "kiln: %s: %s\n", a->script, strerror(errno));
-    return 2;
-  }
-  if (front_run_cell(a->front, NULL, code, (size_t)st.st_size, 0, on_script_done, a, &err) < 0) {
-    fprintf(stderr, "kiln: %s\n", err->msg);
-    kiln_error_release(&err);
-    return 2;
-  }
-  a->exit_code = 1;
-  if (loop_run(a->loop, &err) < 0) {
-    fprintf(stderr, "kiln: %s\n", err->msg);
-    kiln_error_release(&err);
-  }
-  front_free(a->front);
-  a->front = NULL;
-  return a->exit_code;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -255,16 +250,41 @@ main(int argc, char **argv)
     return 2;
   }
   int i = 2;
-  if (parse_options(&a, argc, argv, &i) < 0)
-    return 2;
+  int parsed = parse_options(&a, cmd, argc, argv, &i);
+  if (parsed != 0) {
+    if (parsed > 0)
+      usage(stdout);
+    config_free(&a.cfg);
+    return parsed > 0 ? 0 : 2;
+  }
   if (strcmp(cmd, "run") == 0) {
-    if (i != argc - 1) {
-      fprintf(stderr, "kiln run: expected exactly one FILE.py\n");
+    if (i == argc) {
+      fprintf(stderr, "kiln run: expected a script: FILE.py, or - to read it from standard "
+                      "input\n");
+      config_free(&a.cfg);
       return 2;
     }
-    a.script = argv[i];
+    if (a.run_opts.keep && a.run_opts.workdir == NULL) {
+      fprintf(stderr, "kiln run: --keep copies /work back into the --workdir DIR: give one "
+                      "(--workdir . for the current directory)\n");
+      config_free(&a.cfg);
+      return 2;
+    }
+    a.run_opts.script = argv[i];
+    a.run_opts.args = argv + i + 1;
+    a.run_opts.nargs = argc - i - 1;
+    /* Before anything is started or made under KILN_HOME: a script that
+       cannot be read leaves nothing behind.  */
+    a.run = run_prepare(&a.cfg, &a.run_opts, &err);
+    if (a.run == NULL) {
+      fprintf(stderr, "kiln run: %s\n", err->msg);
+      kiln_error_release(&err);
+      config_free(&a.cfg);
+      return 2;
+    }
   } else if (i != argc) {
     fprintf(stderr, "kiln %s: unexpected argument '%s'\n", cmd, argv[i]);
+    config_free(&a.cfg);
     return 2;
   }
 
@@ -287,6 +307,10 @@ main(int argc, char **argv)
             "kiln: run `kiln doctor` for details; to run cells WITHOUT isolation anyway, pass "
             "--insecure-no-sandbox\n",
             err->msg);
+    kiln_error_release(&err);
+    run_free(a.run);
+    sbx_config_free(&sbx);
+    config_free(&a.cfg);
     return 1;
   }
   a.loop = loop_new(&err);
@@ -294,10 +318,17 @@ main(int argc, char **argv)
     a.front = front_new(&a.cfg, a.loop, on_ready, &a, &err);
   if (a.front == NULL) {
     fprintf(stderr, "kiln: %s\n", err ? err->msg : "start-up failed");
+    kiln_error_release(&err);
+    if (a.loop)
+      loop_free(a.loop);
+    run_free(a.run);
+    sbx_config_free(&sbx);
+    config_free(&a.cfg);
     return 1;
   }
-  int code = a.script ? run_script(&a) : serve(&a);
+  int code = a.run ? run_script(&a) : serve(&a);
   loop_free(a.loop);
+  run_free(a.run);
   sbx_config_free(&sbx);
   config_free(&a.cfg);
   return code;

@@ -154,6 +154,15 @@ config_parse_seconds(const char *s, double *out)
 }
 
 bool
+config_known(const char *key)
+{
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
+    if (strcmp(settings[i].key, key) == 0)
+      return true;
+  return false;
+}
+
+bool
 config_is_flag(const char *key)
 {
   for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)

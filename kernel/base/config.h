@@ -57,6 +57,9 @@ int config_set(struct kiln_config *cfg, const char *key, const char *value, kiln
 /* Prints every setting, one entry each, for --help.  */
 void config_print_help(FILE *out);
 
+/* Whether KEY (without dashes) names a setting.  */
+bool config_known(const char *key);
+
 /* Whether KEY is a flag that takes no value on the command line.  */
 bool config_is_flag(const char *key);
 

@@ -92,6 +92,7 @@ struct request {
       char *path;
       uint8_t *data; /* what a write writes */
       size_t len;
+      uint64_t offset;    /* where a part read or write starts */
       uint64_t max_bytes; /* the most a read returns */
       front_file_cb cb;
     } file;
@@ -248,8 +249,8 @@ void worker_check_stall(struct worker *w, int64_t now);
 struct request *request_new_cell(const char *code, size_t len, double timeout_s, front_reply_cb cb,
                                  void *ctx);
 struct request *request_new_file(enum front_file_op op, const char *path, size_t path_len,
-                                 const uint8_t *data, size_t len, uint64_t max_bytes,
-                                 front_file_cb cb, void *ctx);
+                                 uint64_t offset, const uint8_t *data, size_t len,
+                                 uint64_t max_bytes, front_file_cb cb, void *ctx);
 void request_answer(struct request *r, const struct cell_reply *cr, const struct file_reply *fr);
 void request_fail(struct session *s, struct request *r, const char *type, const char *message);
 void request_free(struct request *r);

@@ -373,8 +373,15 @@ reply_file_result(struct worker *w, struct frame *fr)
   }
   struct request *c = s->running;
   const struct field *data = frame_get(fr, TAG_DATA), *listing = frame_get(fr, TAG_LISTING);
-  if (data && data->len > c->u.file.max_bytes && c->u.file.op == FRONT_FILE_READ) {
+  bool read = c->u.file.op == FRONT_FILE_READ || c->u.file.op == FRONT_FILE_READ_PART;
+  if (data && data->len > c->u.file.max_bytes && read) {
     worker_fault(w, "the worker sent more file data than asked for");
+    return;
+  }
+  uint64_t size = data ? data->len : 0;
+  if (frame_get_u64(fr, TAG_SIZE, true, &size, &err) < 0) {
+    worker_fault(w, "the worker sent a malformed file result: %s", err->msg);
+    kiln_error_release(&err);
     return;
   }
   cleanup_free char *message = NULL;
@@ -387,6 +394,8 @@ reply_file_result(struct worker *w, struct frame *fr)
     .message = message,
     .data = data ? data->data : NULL,
     .len = data ? data->len : 0,
+    .size = size,
+    .new_session = c->new_session,
   };
   struct listing_decoded ld = { 0 };
   if (listing && c->u.file.op == FRONT_FILE_LIST && listing_decode(listing, &ld) < 0) {
@@ -399,7 +408,12 @@ reply_file_result(struct worker *w, struct frame *fr)
   s->running = NULL;
   s->state = S_IDLE;
   s->last_used_at = time(NULL);
+  bool took_spare = c->new_session;
   request_answer(c, NULL, &r);
   listing_free(&ld);
   session_dispatch(s);
+  /* As after a cell's reply (session_reply): the spare this request's
+     new session took is replaced now that it is answered.  */
+  if (took_spare)
+    spares_refill(s->front);
 }

@@ -32,11 +32,12 @@ request_new_cell(const char *code, size_t len, double timeout_s, front_reply_cb 
 /* PATH and DATA are copied.  File operations are quick: a worker that
    takes longer than the fixed deadline is stuck.  */
 struct request *
-request_new_file(enum front_file_op op, const char *path, size_t path_len, const uint8_t *data,
-                 size_t len, uint64_t max_bytes, front_file_cb cb, void *ctx)
+request_new_file(enum front_file_op op, const char *path, size_t path_len, uint64_t offset,
+                 const uint8_t *data, size_t len, uint64_t max_bytes, front_file_cb cb, void *ctx)
 {
   struct request *r = request_new(REQ_FILE, 10, ctx);
   r->u.file.op = op;
+  r->u.file.offset = offset;
   r->u.file.path = xstrndup(path, path_len);
   r->u.file.data = xmalloc(len ? len : 1);
   if (len)
@@ -82,7 +83,8 @@ request_answer(struct request *r, const struct cell_reply *cr, const struct file
     else if (r->kind == REQ_FILE) {
       struct file_reply cut = { .session_id = cr->session_id,
                                 .status = EIO,
-                                .message = cr->err_message ? cr->err_message : "interrupted" };
+                                .message = cr->err_message ? cr->err_message : "interrupted",
+                                .new_session = r->new_session };
       r->u.file.cb(r->ctx, &cut);
     }
   }

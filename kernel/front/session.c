@@ -58,15 +58,22 @@ session_dispatch(struct session *s)
   s->cancel_interrupt = false;
   struct fbuf fb;
   if (c->kind == REQ_FILE) {
-    static const enum frame_type types[] = { [FRONT_FILE_LIST] = FRAME_FILE_LIST,
-                                             [FRONT_FILE_READ] = FRAME_FILE_READ,
-                                             [FRONT_FILE_WRITE] = FRAME_FILE_WRITE };
-    fbuf_init(&fb, types[c->u.file.op]);
+    static const enum frame_type types[] = {
+      [FRONT_FILE_LIST] = FRAME_FILE_LIST,   [FRONT_FILE_READ] = FRAME_FILE_READ,
+      [FRONT_FILE_WRITE] = FRAME_FILE_WRITE, [FRONT_FILE_READ_PART] = FRAME_FILE_READ,
+      [FRONT_FILE_MKDIR] = FRAME_FILE_MKDIR,
+    };
+    enum front_file_op op = c->u.file.op;
+    fbuf_init(&fb, types[op]);
     fbuf_put_str(&fb, TAG_PATH, c->u.file.path);
-    if (c->u.file.op == FRONT_FILE_WRITE)
+    if (op == FRONT_FILE_WRITE)
       fbuf_put(&fb, TAG_DATA, c->u.file.data, c->u.file.len);
-    if (c->u.file.op == FRONT_FILE_READ)
+    if (op == FRONT_FILE_READ || op == FRONT_FILE_READ_PART)
       fbuf_put_u64(&fb, TAG_MAX_BYTES, c->u.file.max_bytes);
+    /* A part read says so even from offset 0: without OFFSET the worker
+       refuses a file larger than MAX_BYTES instead of cutting it.  */
+    if (op == FRONT_FILE_READ_PART || (op == FRONT_FILE_WRITE && c->u.file.offset > 0))
+      fbuf_put_u64(&fb, TAG_OFFSET, c->u.file.offset);
   } else {
     s->execution_count++;
     fbuf_init(&fb, FRAME_EXEC);
@@ -210,6 +217,36 @@ spares_take(struct front *f)
   return s;
 }
 
+/* Makes a session for a call that named none: a spare if there is one,
+   else a new one, linked into the session table.  Returns NULL with ERR
+   at the session limits.  */
+static struct session *
+session_open(struct front *f, kiln_error_t *err)
+{
+  const struct kiln_config *cfg = f->cfg;
+  if (f->nsessions >= f->max_sessions && f->max_sessions < cfg->max_sessions) {
+    kiln_error_make(err, 0,
+                    "%zu sessions are open, as many as this host's open-file limit allows "
+                    "(--max-sessions is %zu; raise ulimit -n); close one with close_session",
+                    f->nsessions, cfg->max_sessions);
+    return NULL;
+  }
+  if (f->nsessions >= cfg->max_sessions) {
+    kiln_error_make(err, 0,
+                    "%zu sessions are open, the limit (--max-sessions); close one with "
+                    "close_session",
+                    f->nsessions);
+    return NULL;
+  }
+  struct session *s = spares_take(f);
+  if (s == NULL && (s = session_new(f, err)) == NULL)
+    return NULL;
+  s->next = f->sessions;
+  f->sessions = s;
+  f->nsessions++;
+  return s;
+}
+
 int64_t
 front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
                double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err)
@@ -222,7 +259,7 @@ front_run_cell(struct front *f, const char *session_id, const char *code, size_t
     return kiln_error_make(err, 0, "timeout_s %g is over the %g s limit (--max-timeout)", timeout_s,
                            cfg->max_timeout_s);
   struct session *s;
-  bool created = false;
+  bool created = session_id == NULL;
   if (session_id) {
     s = session_find(f, session_id);
     if (s == NULL)
@@ -234,25 +271,8 @@ front_run_cell(struct front *f, const char *session_id, const char *code, size_t
     if (s->nqueued >= cfg->max_queued)
       return kiln_error_make(err, 0, "session %s already has %zu cells waiting (--max-queued)",
                              s->id, s->nqueued);
-  } else {
-    if (f->nsessions >= f->max_sessions && f->max_sessions < cfg->max_sessions)
-      return kiln_error_make(err, 0,
-                             "%zu sessions are open, as many as this host's open-file limit "
-                             "allows (--max-sessions is %zu; raise ulimit -n); close one with "
-                             "close_session",
-                             f->nsessions, cfg->max_sessions);
-    if (f->nsessions >= cfg->max_sessions)
-      return kiln_error_make(
-          err, 0, "%zu sessions are open, the limit (--max-sessions); close one with close_session",
-          f->nsessions);
-    s = spares_take(f);
-    if (s == NULL && (s = session_new(f, err)) == NULL)
-      return -1;
-    s->next = f->sessions;
-    f->sessions = s;
-    f->nsessions++;
-    created = true;
-  }
+  } else if ((s = session_open(f, err)) == NULL)
+    return -1;
   struct request *r
       = request_new_cell(code, len, timeout_s > 0 ? timeout_s : cfg->timeout_s, cb, ctx);
   r->new_session = created;
@@ -265,9 +285,23 @@ front_file_op(struct front *f, const char *session_id, enum front_file_op op, co
               size_t path_len, const uint8_t *data, size_t len, uint64_t max_bytes,
               front_file_cb cb, void *ctx, kiln_error_t *err)
 {
-  struct session *s = session_find(f, session_id);
-  if (s == NULL)
-    return kiln_error_make(err, 0, "unknown session '%s'", session_id);
+  return front_file_op_at(f, session_id, op, path, path_len, 0, data, len, max_bytes, cb, ctx, err);
+}
+
+int64_t
+front_file_op_at(struct front *f, const char *session_id, enum front_file_op op, const char *path,
+                 size_t path_len, uint64_t offset, const uint8_t *data, size_t len,
+                 uint64_t max_bytes, front_file_cb cb, void *ctx, kiln_error_t *err)
+{
+  /* Everything that can refuse the call is checked before a session is
+     made for it: a refused call leaves no session behind.  */
+  struct session *s = NULL;
+  if (session_id) {
+    s = session_find(f, session_id);
+    if (s == NULL)
+      return kiln_error_make(err, 0, "unknown session '%s'", session_id);
+  } else if (op != FRONT_FILE_WRITE && op != FRONT_FILE_MKDIR)
+    return kiln_error_make(err, 0, "a session_id is needed to list or read files");
   if (!rec_path_ok(path, path_len, op == FRONT_FILE_LIST)) {
     cleanup_free char *shown = utf8_excerpt(path, path_len, 200);
     return kiln_error_make(err, 0,
@@ -275,10 +309,22 @@ front_file_op(struct front *f, const char *session_id, enum front_file_op op, co
                            "'.' or empty parts",
                            shown);
   }
-  if (s->nqueued >= f->cfg->max_queued)
+  if (offset > 0 && op != FRONT_FILE_WRITE && op != FRONT_FILE_READ_PART)
+    return kiln_error_make(err, 0, "an offset is only for writing or reading part of a file");
+  /* The worker refuses a frame larger than its limit by ending the
+     session: a write that would not fit is refused here instead.  */
+  if (op == FRONT_FILE_WRITE && len > f->limits.file_bytes)
+    return kiln_error_make(err, 0, "%zu bytes is over the %zu-byte limit of one write", len,
+                           f->limits.file_bytes);
+  if (s && s->nqueued >= f->cfg->max_queued)
     return kiln_error_make(err, 0, "session %s already has %zu requests waiting (--max-queued)",
                            s->id, s->nqueued);
-  session_enqueue(s, request_new_file(op, path, path_len, data, len, max_bytes, cb, ctx));
+  bool created = s == NULL;
+  if (created && (s = session_open(f, err)) == NULL)
+    return -1;
+  struct request *r = request_new_file(op, path, path_len, offset, data, len, max_bytes, cb, ctx);
+  r->new_session = created;
+  session_enqueue(s, r);
   return f->next_handle;
 }
 

@@ -36,10 +36,14 @@ enum frame_type {
   /* middle process -> zygote */
   FRAME_INIT_FORKED = 14, /* fields: PID (the worker's init) */
   /* front -> worker */
-  FRAME_EXEC = 20,       /* fields: CODE, CELL_NO */
-  FRAME_FILE_LIST = 21,  /* fields: PATH (a directory under /work, "" for /work) */
-  FRAME_FILE_READ = 22,  /* fields: PATH, MAX_BYTES */
-  FRAME_FILE_WRITE = 23, /* fields: PATH, DATA */
+  FRAME_EXEC = 20,      /* fields: CODE, CELL_NO */
+  FRAME_FILE_LIST = 21, /* fields: PATH (a directory under /work, "" for /work) */
+  /* fields: PATH, MAX_BYTES, OFFSET (present: a part of the file, the
+     result carrying SIZE; absent: the whole file or a refusal) */
+  FRAME_FILE_READ = 22,
+  /* fields: PATH, DATA, OFFSET (present: into the existing file there) */
+  FRAME_FILE_WRITE = 23,
+  FRAME_FILE_MKDIR = 24, /* fields: PATH */
   /* worker -> front */
   FRAME_WORKER_READY = 30,  /* no fields */
   FRAME_WORKER_FAILED = 31, /* fields: MESSAGE; setup failed, worker exits */
@@ -76,6 +80,8 @@ enum frame_tag {
   TAG_CONFIG = 26,    /* handoff.h */
   TAG_SANDBOX = 27,
   TAG_STRINGS = 28,
+  TAG_OFFSET = 29, /* u64: where a file read or write starts */
+  TAG_SIZE = 30,   /* u64: a file's size */
 };
 
 /* How a cell ended, as the worker reports it.  */

@@ -124,6 +124,34 @@ parent_dir(int root, char *path, const char **leaf)
   return dir;
 }
 
+/* Answers a part read: at most MAX bytes of FD (a regular file, ST)
+   from OFFSET, and the file's size, so that the reader knows when it has
+   all of it.  */
+static void
+read_part(int fd, const struct stat *st, uint64_t offset, uint64_t max, struct fbuf *out)
+{
+  uint64_t size = (uint64_t)st->st_size;
+  size_t want = offset >= size ? 0 : (size - offset < max ? (size_t)(size - offset) : (size_t)max);
+  size_t got = 0;
+  cleanup_free uint8_t *data = xmalloc(want + 1);
+  while (got < want) {
+    ssize_t r = pread(fd, data + got, want - got, (off_t)(offset + got));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      cleanup_free char *msg = xasprintf("cannot read: %s", strerror(errno));
+      result(out, errno, msg);
+      return;
+    }
+    if (r == 0)
+      break;
+    got += (size_t)r;
+  }
+  result(out, 0, NULL);
+  fbuf_put(out, TAG_DATA, data, got);
+  fbuf_put_u64(out, TAG_SIZE, size);
+}
+
 void
 files_serve(const struct frame *f, const struct kiln_limits *lim, struct fbuf *out)
 {
@@ -157,9 +185,16 @@ files_serve(const struct frame *f, const struct kiln_limits *lim, struct fbuf *o
     buf_free(&l.b);
     return;
   }
+  uint64_t offset = 0;
+  bool at = frame_get(f, TAG_OFFSET) != NULL;
+  kiln_error_t ferr = NULL;
+  if (frame_get_u64(f, TAG_OFFSET, true, &offset, &ferr) < 0) {
+    result(out, EINVAL, ferr->msg);
+    kiln_error_release(&ferr);
+    return;
+  }
   if (f->type == FRAME_FILE_READ) {
     uint64_t max = 0;
-    kiln_error_t ferr = NULL;
     if (frame_get_u64(f, TAG_MAX_BYTES, true, &max, &ferr) < 0) {
       result(out, EINVAL, ferr->msg);
       kiln_error_release(&ferr);
@@ -176,6 +211,10 @@ files_serve(const struct frame *f, const struct kiln_limits *lim, struct fbuf *o
     }
     if (!S_ISREG(st.st_mode)) {
       fail(out, EINVAL, "not a regular file", path);
+      return;
+    }
+    if (at) {
+      read_part(fd, &st, offset, max, out);
       return;
     }
     if ((uint64_t)st.st_size > max) {
@@ -200,6 +239,23 @@ files_serve(const struct frame *f, const struct kiln_limits *lim, struct fbuf *o
     fbuf_put(out, TAG_DATA, data, got);
     return;
   }
+  if (f->type == FRAME_FILE_MKDIR) {
+    const char *leaf;
+    cleanup_close int dir = parent_dir(root, path, &leaf);
+    if (dir < 0 || (mkdirat(dir, leaf, 0755) < 0 && errno != EEXIST)) {
+      fail(out, errno, "cannot create the directory", path);
+      return;
+    }
+    /* What is already there must be a directory itself, not a symlink
+       to one.  */
+    cleanup_close int made = open_beneath(dir, leaf, O_RDONLY | O_DIRECTORY, 0);
+    if (made < 0) {
+      fail(out, errno, "cannot create the directory", path);
+      return;
+    }
+    result(out, 0, NULL);
+    return;
+  }
   if (f->type == FRAME_FILE_WRITE) {
     const struct field *df = frame_get(f, TAG_DATA);
     const char *leaf;
@@ -208,7 +264,10 @@ files_serve(const struct frame *f, const struct kiln_limits *lim, struct fbuf *o
       fail(out, errno, "cannot create the directories of", path);
       return;
     }
-    cleanup_close int fd = open_beneath(dir, leaf, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK, 0644);
+    /* With an offset the file is one written in parts: it must exist
+       already, and what the earlier parts wrote stays.  */
+    int flags = at ? O_WRONLY | O_NONBLOCK : O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK;
+    cleanup_close int fd = open_beneath(dir, leaf, flags, 0644);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
       fail(out, errno, "cannot write", path);
@@ -216,6 +275,10 @@ files_serve(const struct frame *f, const struct kiln_limits *lim, struct fbuf *o
     }
     if (!S_ISREG(st.st_mode)) {
       fail(out, EINVAL, "not a regular file", path);
+      return;
+    }
+    if (offset > (uint64_t)INT64_MAX || (at && lseek(fd, (off_t)offset, SEEK_SET) < 0)) {
+      fail(out, offset > (uint64_t)INT64_MAX ? EINVAL : errno, "cannot write", path);
       return;
     }
     if (df && df->len && write_full(fd, df->data, df->len) < 0) {

@@ -1,6 +1,7 @@
 /* The session's files, under the worker's /work: listed, read and
-   written by the worker itself (inside its jail) on the front's behalf,
-   between cells.  Paths are relative to /work and resolved with openat2
+   written (whole, or in parts for files larger than one frame), and
+   directories made, by the worker itself (inside its jail) on the
+   front's behalf, between cells.  Paths are relative to /work and resolved with openat2
    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, so no
    symlink, "..", or magic link planted by a cell leads anywhere else; only
    regular files are read, without blocking, up to a size cap.  */

@@ -249,7 +249,8 @@ wrk_main(const struct wrk_params *p)
       break;
     for (size_t i = 0; i < f.nfds; i++)
       close(f.fds[i]);
-    if (f.type == FRAME_FILE_LIST || f.type == FRAME_FILE_READ || f.type == FRAME_FILE_WRITE) {
+    if (f.type == FRAME_FILE_LIST || f.type == FRAME_FILE_READ || f.type == FRAME_FILE_WRITE
+        || f.type == FRAME_FILE_MKDIR) {
       /* The session's files, served between cells by C alone.  */
       files_serve(&f, p->limits, &fb);
       free(payload);

@@ -19,14 +19,15 @@ static const char upload_input[]
     = "{"
       "\"type\":\"object\","
       "\"properties\":{"
-      "\"session_id\":{\"type\":\"string\"},"
+      "\"session_id\":{\"type\":\"string\",\"description\":\"A session_id from an earlier reply; "
+      "omit to upload into a new session.\"},"
       "\"path\":{\"type\":\"string\",\"description\":\"Where to write, relative to the session's "
       "/work.\"},"
       "\"content\":{\"type\":\"string\",\"description\":\"The file's content: text, or base64 with "
       "encoding base64.\"},"
       "\"encoding\":{\"type\":\"string\",\"enum\":[\"text\",\"base64\"],\"default\":\"text\"}"
       "},"
-      "\"required\":[\"session_id\",\"path\",\"content\"],"
+      "\"required\":[\"path\",\"content\"],"
       "\"additionalProperties\":false"
       "}";
 
@@ -159,7 +160,10 @@ on_file_reply(void *ctx, const struct file_reply *r)
   struct file_pending *p = ctx;
   if (r->status != 0) {
     kiln_error_t err = NULL;
-    kiln_error_make(&err, 0, "%s", r->message ? r->message : strerror(r->status));
+    /* The session made for a failed upload is still open: say which.  */
+    kiln_error_make(&err, 0, "%s%s%s%s", r->message ? r->message : strerror(r->status),
+                    r->new_session ? " (in a new session, " : "",
+                    r->new_session ? r->session_id : "", r->new_session ? ")" : "");
     mcp_fail(&p->base, err);
     kiln_error_release(&err);
     return;
@@ -167,10 +171,13 @@ on_file_reply(void *ctx, const struct file_reply *r)
   json_t *res;
   if (p->kind == FR_UPLOAD) {
     cleanup_free char *uri = uri_file(r->session_id, p->path, p->path_len);
-    cleanup_free char *text = xasprintf("Wrote /work/%s.", p->path);
-    res = json_pack("{s:[{s:s, s:s}], s:{s:s, s:s%, s:s}}", "content", "type", "text", "text", text,
-                    "structuredContent", "session_id", r->session_id, "path", p->path, p->path_len,
-                    "uri", uri);
+    cleanup_free char *text
+        = r->new_session
+              ? xasprintf("Wrote /work/%s in a new session, session_id %s.", p->path, r->session_id)
+              : xasprintf("Wrote /work/%s.", p->path);
+    res = json_pack("{s:[{s:s, s:s}], s:{s:s, s:s%, s:s, s:b}}", "content", "type", "text", "text",
+                    text, "structuredContent", "session_id", r->session_id, "path", p->path,
+                    p->path_len, "uri", uri, "new_session", r->new_session);
   } else if (p->kind == FR_LIST) {
     json_t *text;
     json_t *files = listing_json(r, &text);
@@ -264,7 +271,8 @@ const struct mcp_tool tool_upload_file = {
   "upload_file",
   "Upload a file",
   "Write a file into a session's working directory (/work, the cells' current directory), as "
-  "text or base64. Parent directories are created.",
+  "text or base64. Parent directories are created. Omit session_id to start a new session with "
+  "the file in it, and use the session_id from the reply afterwards.",
   upload_input,
   NULL,
   upload_file,

@@ -76,6 +76,46 @@ describe('session files', () => {
     assert.equal(hard.content[0].text, '# title\n', dump(hard));
   });
 
+  test('upload_file without a session_id uploads into a new session and gives its id', opts, async () => {
+    const before = (await callTool(kiln.client, 'list_sessions', {})).structuredContent.sessions.length;
+    const up = await callTool(kiln.client, 'upload_file', { path: 'in/data.csv', content: 'a,b\n1,2\n' });
+    assert.ok(!up.isError, dump(up));
+    const sc = up.structuredContent;
+    assert.match(sc.session_id, /^[0-9a-f]{16}$/, dump(up));
+    assert.notEqual(sc.session_id, sid);
+    assert.equal(sc.new_session, true, dump(up));
+    assert.equal(sc.uri, `kiln://sessions/${sc.session_id}/files/in/data.csv`);
+    assert.ok(up.content[0].text.includes(sc.session_id), dump(up));
+    const sessions = (await callTool(kiln.client, 'list_sessions', {})).structuredContent.sessions;
+    assert.equal(sessions.length, before + 1, dump(sessions));
+    // The file is in the new session, for its cells to use.
+    const used = await run(kiln.client, 'open("in/data.csv").read().splitlines()[1]', { session_id: sc.session_id });
+    assert.equal(used.result, "'1,2'", dump(used));
+    assert.equal(used.new_session, false, dump(used));
+    // An upload into that session is not a new one.
+    const again = await callTool(kiln.client, 'upload_file', { session_id: sc.session_id, path: 'x.txt', content: 'x' });
+    assert.equal(again.structuredContent.new_session, false, dump(again));
+    assert.equal(again.content[0].text, 'Wrote /work/x.txt.');
+    await callTool(kiln.client, 'close_session', { session_id: sc.session_id });
+  });
+
+  test('an upload without a session_id that is refused makes no session', opts, async () => {
+    const before = (await callTool(kiln.client, 'list_sessions', {})).structuredContent.sessions.length;
+    const up = await callTool(kiln.client, 'upload_file', { path: '../escape.txt', content: 'x' });
+    assert.equal(up.isError, true, dump(up));
+    assert.match(resultText(up), /not a path under \/work/);
+    const after = (await callTool(kiln.client, 'list_sessions', {})).structuredContent.sessions.length;
+    assert.equal(after, before);
+  });
+
+  test('list_files and read_file still need a session_id', opts, async () => {
+    for (const [name, args] of [['list_files', {}], ['read_file', { path: 'a' }]]) {
+      const r = await callTool(kiln.client, name, args);
+      assert.equal(r.isError, true, dump(r));
+      assert.match(resultText(r), /session_id/, dump(r));
+    }
+  });
+
   test('file tools on an unknown session are refused', opts, async () => {
     const r = await callTool(kiln.client, 'read_file', { session_id: 'nope', path: 'a' });
     assert.equal(r.isError, true, dump(r));

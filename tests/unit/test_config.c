@@ -54,10 +54,21 @@ environment_variables_set_and_flags_override(void)
   unsetenv("KILN_MAX_OUTPUT");
 }
 
+static void
+known_settings_are_told_from_unknown_ones(void)
+{
+  CHECK(config_known("timeout"));
+  CHECK(config_known("insecure-no-sandbox"));
+  CHECK(!config_known("bogus"));
+  CHECK(!config_known("workdir"));
+  CHECK(!config_known(""));
+}
+
 static const struct test_case cases[] = {
   { "sizes accept units and refuse garbage", sizes_accept_units_and_refuse_garbage },
   { "seconds must be positive and finite", seconds_must_be_positive_and_finite },
   { "environment variables set and flags override", environment_variables_set_and_flags_override },
+  { "known settings are told from unknown ones", known_settings_are_told_from_unknown_ones },
 };
 
 int

@@ -123,11 +123,14 @@ int front_watch_output(struct front *f, int64_t handle, int interval_ms, size_t 
                        front_output_cb cb, void *ctx);
 
 /* What a file operation does: list a directory, read a file, write one
-   (creating its parents).  */
+   (creating its parents), read part of a file whatever its size, make a
+   directory (and its parents; one that exists already is fine).  */
 enum front_file_op {
   FRONT_FILE_LIST,
   FRONT_FILE_READ,
   FRONT_FILE_WRITE,
+  FRONT_FILE_READ_PART,
+  FRONT_FILE_MKDIR,
 };
 
 /* One entry of a listing.  */
@@ -144,21 +147,35 @@ struct file_reply {
   const char *session_id;
   int status;
   const char *message;
-  const uint8_t *data; /* FRONT_FILE_READ */
+  const uint8_t *data; /* FRONT_FILE_READ, FRONT_FILE_READ_PART */
   size_t len;
+  uint64_t size;                    /* reads: the whole file's size when it was read */
   const struct file_entry *entries; /* FRONT_FILE_LIST */
   size_t nentries;
-  bool truncated; /* the listing stopped at a limit */
+  bool truncated;   /* the listing stopped at a limit */
+  bool new_session; /* the operation created its session */
 };
 typedef void (*front_file_cb)(void *ctx, const struct file_reply *r);
 
 /* Queues a file operation OP on PATH (PATH_LEN bytes) under the
    session's /work, served by its worker between cells.  DATA (LEN bytes,
-   copied) is what a write writes; MAX_BYTES bounds a read.  CB is called
-   exactly once unless the call is refused (-1 with ERR).  */
+   copied) is what a write writes; MAX_BYTES bounds a read.  A write or a
+   mkdir with SESSION_ID NULL runs in a new session, made as
+   front_run_cell makes one (the reply gives its id).  CB is called
+   exactly once unless the call is refused (-1 with ERR); a refused call
+   makes no session.  */
 int64_t front_file_op(struct front *f, const char *session_id, enum front_file_op op,
                       const char *path, size_t path_len, const uint8_t *data, size_t len,
                       uint64_t max_bytes, front_file_cb cb, void *ctx, kiln_error_t *err);
+
+/* As front_file_op, for files larger than one request: FRONT_FILE_READ_PART
+   reads at most MAX_BYTES from OFFSET, and a FRONT_FILE_WRITE with OFFSET
+   above 0 writes DATA at OFFSET of the existing file, without truncating
+   or creating it.  OFFSET must be 0 for every other operation.  */
+int64_t front_file_op_at(struct front *f, const char *session_id, enum front_file_op op,
+                         const char *path, size_t path_len, uint64_t offset, const uint8_t *data,
+                         size_t len, uint64_t max_bytes, front_file_cb cb, void *ctx,
+                         kiln_error_t *err);
 
 /* Forgets HANDLE's callback: a queued cell is dropped, a running one is
    interrupted.  Unknown handles are ignored.  */
