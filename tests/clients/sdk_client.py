@@ -147,6 +147,9 @@ async def call(session, wire, name, arguments, progress=None):
     """Calls tool NAME and returns its outcome (see the module's docstring)."""
     outcome = {}
     try:
+        # Both versions take progress_callback here (1.9.4 already did): the
+        # SDK puts its own progressToken into the request's _meta and calls
+        # back for each notifications/progress that carries it.
         result = await session.call_tool(
             name, arguments, read_timeout_seconds=read_timeout(CALL_TIMEOUT_S), progress_callback=progress
         )
@@ -312,7 +315,8 @@ async def run_scenario(name, kiln_bin, home):
 
 def innermost(exc):
     """The first leaf of an exception group (anyio wraps task failures), or EXC itself."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+    # Duck-typed: Python 3.10 has exception groups only from a backport.
+    while getattr(exc, "exceptions", None):
         exc = exc.exceptions[0]
     return exc
 
