@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: called by `scripts/setup.sh test` once the build
 # and the sandbox environment exist.  Unit tests, the MCP integration tests
-# through the official TypeScript SDK client, the same again under
-# AddressSanitizer and UndefinedBehaviorSanitizer, and the format check.
+# through the official TypeScript SDK client, the official Python SDK (at its
+# newest release and at 1.9.4) and the MCP Inspector's command line, the same
+# again under AddressSanitizer and UndefinedBehaviorSanitizer, and the format
+# check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=$1
@@ -18,7 +20,10 @@ clang-format --dry-run -Werror $(git ls-files '*.c' '*.h')
 step "unit tests"
 meson test -C build --print-errorlogs
 
-step "integration tests (MCP TypeScript SDK client)"
+step "integration tests (MCP TypeScript SDK, Python SDK and Inspector clients)"
+# The Python SDK clients, each in its own environment (tests/clients); the
+# TypeScript SDK, the Inspector and the Node 22 it runs on come from npm ci.
+tests/clients/setup.sh "$python"
 (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/integration && KILN_BIN=$root/build/kiln node --test --test-concurrency=1 .)
 
