@@ -72,6 +72,9 @@ struct watch {
   uint64_t skipped[2]; /* bytes dropped from the front of PEND */
 };
 
+/* FRAME_MARKs a cell may send (the worker sends at most as many).  */
+#define MAX_MARKS 4096
+
 struct request {
   struct request *next;
   enum request_kind kind;
@@ -86,6 +89,9 @@ struct request {
       size_t len;
       front_reply_cb cb;
       struct watch *watch; /* NULL unless watched */
+      /* Per FRAME_MARK of the cell, the stdout bytes received by then.  */
+      uint64_t *marks;
+      size_t nmarks;
     } cell;
     struct {
       enum front_file_op op;

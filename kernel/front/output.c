@@ -22,6 +22,7 @@ output_free(struct output *o)
 void
 output_add(struct output *o, const char *data, size_t n)
 {
+  o->total += n;
   if (o->head_len < o->half) {
     if (o->head == NULL)
       o->head = xmalloc(o->half);
@@ -59,9 +60,53 @@ output_add(struct output *o, const char *data, size_t n)
   }
 }
 
+/* The marker line for a cut that drops N bytes, in BUF.  */
+static int
+marker(char *buf, size_t size, uint64_t n)
+{
+  return snprintf(buf, size, "\n[... %llu bytes dropped ...]\n", (unsigned long long)n);
+}
+
+void
+output_geometry(const struct output *o, struct output_cut *c)
+{
+  c->total = o->total;
+  if (o->dropped == 0) {
+    *c = (struct output_cut){ .head = o->head_len + o->ring_len,
+                              .tail_from = o->total,
+                              .total = o->total };
+    return;
+  }
+  /* Each side is cut on a character boundary so that the marker does
+     not sit in the middle of one.  */
+  c->head = utf8_boundary_before(o->head ? o->head : "", o->head_len);
+  size_t skip = 0;
+  while (skip < o->ring_len
+         && ((unsigned char)o->ring[(o->ring_pos + skip) % o->half] & 0xc0) == 0x80)
+    skip++;
+  c->tail_from = o->total - o->ring_len + skip;
+  char m[96];
+  c->marker_len
+      = (size_t)marker(m, sizeof m, o->dropped + (o->head_len - c->head) + (uint64_t)skip);
+}
+
+size_t
+output_map(const struct output_cut *c, uint64_t pos)
+{
+  if (pos > c->total)
+    pos = c->total;
+  if (pos <= c->head)
+    return (size_t)pos;
+  if (pos < c->tail_from)
+    return c->head + c->marker_len;
+  return c->head + c->marker_len + (size_t)(pos - c->tail_from);
+}
+
 char *
 output_take(struct output *o, size_t *len, uint64_t *dropped)
 {
+  struct output_cut cut;
+  output_geometry(o, &cut);
   size_t total = o->head_len + o->ring_len;
   char *raw = xmalloc(total + 1);
   memcpy(raw, o->head ? o->head : "", o->head_len);
@@ -78,20 +123,15 @@ output_take(struct output *o, size_t *len, uint64_t *dropped)
   if (o->dropped == 0)
     out = utf8_sanitize(raw, total, &out_len);
   else {
-    /* Cut each side on a character boundary so the marker does not sit
-       in the middle of one.  */
-    size_t h = utf8_boundary_before(raw, o->head_len);
-    size_t t = o->head_len;
-    while (t < total && ((unsigned char)raw[t] & 0xc0) == 0x80)
-      t++;
-    char marker[96];
-    int m = snprintf(marker, sizeof marker, "\n[... %llu bytes dropped ...]\n",
-                     (unsigned long long)(o->dropped + (o->head_len - h) + (t - o->head_len)));
-    char *joined = xmalloc(h + (size_t)m + (total - t));
+    size_t h = cut.head;
+    size_t t = total - (size_t)(o->total - cut.tail_from);
+    char m[96];
+    int mlen = marker(m, sizeof m, o->dropped + (o->head_len - h) + (t - o->head_len));
+    char *joined = xmalloc(h + (size_t)mlen + (total - t));
     memcpy(joined, raw, h);
-    memcpy(joined + h, marker, (size_t)m);
-    memcpy(joined + h + m, raw + t, total - t);
-    out = utf8_sanitize(joined, h + (size_t)m + (total - t), &out_len);
+    memcpy(joined + h, m, (size_t)mlen);
+    memcpy(joined + h + mlen, raw + t, total - t);
+    out = utf8_sanitize(joined, h + (size_t)mlen + (total - t), &out_len);
     free(joined);
   }
   free(raw);
@@ -99,5 +139,6 @@ output_take(struct output *o, size_t *len, uint64_t *dropped)
   *dropped = o->dropped;
   o->head_len = o->ring_len = o->ring_pos = 0;
   o->dropped = 0;
+  o->total = 0;
   return out;
 }

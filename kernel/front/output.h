@@ -14,7 +14,23 @@ struct output {
   char *ring; /* the last HALF bytes, circular */
   size_t ring_len, ring_pos;
   uint64_t dropped; /* bytes that fell out of the ring */
+  uint64_t total;   /* bytes added since the last take */
 };
+
+/* How output_take will cut what O holds: the kept head's length, where
+   the kept tail begins in the stream as written, and the length of the
+   line that stands for the middle.  */
+struct output_cut {
+  size_t head;
+  uint64_t tail_from;
+  size_t marker_len;
+  uint64_t total;
+};
+void output_geometry(const struct output *o, struct output_cut *c);
+
+/* Where byte POS of the stream as written lands in what output_take
+   returns (the marker line's end for a byte that was dropped).  */
+size_t output_map(const struct output_cut *c, uint64_t pos);
 
 /* Keeps at most CAP bytes (CAP / 2 at each end).  */
 void output_init(struct output *o, size_t cap);

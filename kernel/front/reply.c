@@ -128,11 +128,31 @@ note(struct buf *b, char *text)
   free(text);
 }
 
+/* Where in the reply's stdout the K-th output (inline copies not
+   counted) was shown: the place its mark (MARKS_F, from the worker)
+   noted in the running cell's stdout, as CUT keeps it; SIZE_MAX when it
+   has none, which puts it at the end.  */
 static size_t
-parse_outputs(struct session *s, const struct field *fl, struct cell_output **out, char ***strings,
+shown_at(const struct session *s, const struct field *marks_f, size_t k,
+         const struct output_cut *cut)
+{
+  const struct request *c = s->running;
+  if (marks_f == NULL || (k + 1) * 4 > marks_f->len)
+    return SIZE_MAX;
+  const uint8_t *p = marks_f->data + k * 4;
+  uint32_t mark
+      = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+  if (mark >= c->u.cell.nmarks)
+    return SIZE_MAX;
+  return output_map(cut, c->u.cell.marks[mark]);
+}
+
+static size_t
+parse_outputs(struct session *s, const struct field *fl, const struct field *marks_f,
+              const struct output_cut *cut, struct cell_output **out, char ***strings,
               size_t *nstrings, struct artifact_notes *notes)
 {
-  size_t n = 0, off = 0;
+  size_t n = 0, off = 0, k = 0;
   *out = NULL;
   *strings = NULL;
   *nstrings = 0;
@@ -147,8 +167,10 @@ parse_outputs(struct session *s, const struct field *fl, struct cell_output **ou
     uint32_t w = ro.width, h = ro.height;
     bool is_inline = ml > 7 && memcmp(mime + ml - 7, ";inline", 7) == 0;
     const char *m = static_mime(mime, is_inline ? ml - 7u : ml);
-    if (m == NULL)
+    if (m == NULL) {
+      k += !is_inline;
       continue;
+    }
     if (is_inline) {
       /* The downscaled copy of the image just before it.  */
       if (n > 0 && (*out)[n - 1].uri && strcmp((*out)[n - 1].mime, m) == 0) {
@@ -159,7 +181,12 @@ parse_outputs(struct session *s, const struct field *fl, struct cell_output **ou
       }
       continue;
     }
-    struct cell_output o = { .mime = m, .data = data, .len = dl, .width = w, .height = h };
+    struct cell_output o = { .mime = m,
+                             .data = data,
+                             .len = dl,
+                             .width = w,
+                             .height = h,
+                             .out_pos = shown_at(s, marks_f, k++, cut) };
     *strings = xrealloc(*strings, (*nstrings + 2) * sizeof **strings);
     if (m == known_file_mime) {
       /* A file the cell created or changed under /work: NAME is its
@@ -252,7 +279,10 @@ reply_done(struct worker *w, struct frame *fr)
   char **strings;
   size_t nstrings;
   struct artifact_notes anotes = { 0 };
-  size_t nouts = parse_outputs(s, frame_get(fr, TAG_OUTPUTS), &outs, &strings, &nstrings, &anotes);
+  struct output_cut cut;
+  output_geometry(&w->cap_out, &cut);
+  size_t nouts = parse_outputs(s, frame_get(fr, TAG_OUTPUTS), frame_get(fr, TAG_OUTPUT_MARKS), &cut,
+                               &outs, &strings, &nstrings, &anotes);
   struct cell_reply r = {
     .outputs = outs,
     .noutputs = nouts,

@@ -55,6 +55,7 @@ request_free(struct request *r)
     return;
   if (r->kind == REQ_CELL) {
     free(r->u.cell.code);
+    free(r->u.cell.marks);
     if (r->u.cell.watch) {
       buf_free(&r->u.cell.watch->pend[0]);
       buf_free(&r->u.cell.watch->pend[1]);

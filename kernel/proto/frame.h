@@ -49,6 +49,7 @@ enum frame_type {
   FRAME_WORKER_FAILED = 31, /* fields: MESSAGE; setup failed, worker exits */
   FRAME_DONE = 32,          /* fields: STATUS, RESULT, ERR_* */
   FRAME_FILE_RESULT = 33,   /* fields: STATUS (0 or an errno), MESSAGE, DATA or LISTING */
+  FRAME_MARK = 34,          /* no fields: a place in the running cell's stdout (mark.h) */
 };
 
 enum frame_tag {
@@ -80,8 +81,9 @@ enum frame_tag {
   TAG_CONFIG = 26,    /* handoff.h */
   TAG_SANDBOX = 27,
   TAG_STRINGS = 28,
-  TAG_OFFSET = 29, /* u64: where a file read or write starts */
-  TAG_SIZE = 30,   /* u64: a file's size */
+  TAG_OFFSET = 29,       /* u64: where a file read or write starts */
+  TAG_SIZE = 30,         /* u64: a file's size */
+  TAG_OUTPUT_MARKS = 31, /* u32 per output (TAG_OUTPUTS, inline copies not counted): its mark */
 };
 
 /* How a cell ended, as the worker reports it.  */

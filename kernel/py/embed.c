@@ -4,6 +4,7 @@
 #include "pngenc.h"
 #include "embed.h"
 #include "interrupt.h"
+#include "mark.h"
 #include "paths.h"
 #include "watch.h"
 #include "util.h"
@@ -84,6 +85,10 @@ emb_init(const struct kiln_config *cfg, kiln_error_t *err)
   if (intr_register() < 0) {
     PyConfig_Clear(&config);
     return kiln_error_make(err, 0, "register the _kiln_interrupt module");
+  }
+  if (mark_register() < 0) {
+    PyConfig_Clear(&config);
+    return kiln_error_make(err, 0, "register the _kiln_mark module");
   }
   if (wch_register() < 0) {
     PyConfig_Clear(&config);

@@ -6,6 +6,7 @@
 #include "frame.h"
 #include "wire_limits.h"
 #include "interrupt.h"
+#include "mark.h"
 #include "log.h"
 #include "records.h"
 #include "sandbox.h"
@@ -109,18 +110,29 @@ put_outputs(struct fbuf *fb, PyObject *list, const struct kiln_limits *lim)
 {
   if (list == NULL || !PyList_Check(list))
     return;
-  struct buf blob = { 0 };
+  struct buf blob = { 0 }, marks = { 0 };
   uint64_t dropped = 0;
   size_t n = 0;
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
     const char *mime, *name, *data;
     Py_ssize_t mlen, nlen, dlen;
     unsigned int w, h;
+    PyObject *mark_obj = Py_None;
     PyObject *item = PyList_GET_ITEM(list, i);
     if (!PyTuple_Check(item)
-        || !PyArg_ParseTuple(item, "s#s#y#II", &mime, &mlen, &name, &nlen, &data, &dlen, &w, &h)) {
+        || !PyArg_ParseTuple(item, "s#s#y#II|O", &mime, &mlen, &name, &nlen, &data, &dlen, &w, &h,
+                             &mark_obj)) {
       PyErr_Clear();
       continue;
+    }
+    /* Where it was shown (mark.h); none: at the end of the output.  */
+    uint32_t mark = UINT32_MAX;
+    if (PyLong_Check(mark_obj)) {
+      unsigned long v = PyLong_AsUnsignedLong(mark_obj);
+      if (PyErr_Occurred())
+        PyErr_Clear();
+      else if (v < UINT32_MAX)
+        mark = (uint32_t)v;
     }
     struct rec_output o = {
       .mime = mime,
@@ -138,11 +150,18 @@ put_outputs(struct fbuf *fb, PyObject *list, const struct kiln_limits *lim)
     if ((!is_inline && n >= lim->outputs_count)
         || rec_output_put(&blob, &o, lim->outputs_bytes) < 0)
       dropped += !is_inline;
-    else
-      n += !is_inline;
+    else if (!is_inline) {
+      n++;
+      uint8_t le[4]
+          = { (uint8_t)mark, (uint8_t)(mark >> 8), (uint8_t)(mark >> 16), (uint8_t)(mark >> 24) };
+      buf_append(&marks, le, 4);
+    }
   }
   if (blob.len)
     fbuf_put(fb, TAG_OUTPUTS, blob.data, blob.len);
+  if (marks.len)
+    fbuf_put(fb, TAG_OUTPUT_MARKS, marks.data, marks.len);
+  buf_free(&marks);
   if (dropped)
     fbuf_put_u64(fb, TAG_OUTPUTS_DROPPED, dropped);
   buf_free(&blob);
@@ -162,9 +181,11 @@ run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no,
 
   PyObject *ret = NULL;
   PyObject *src = PyUnicode_DecodeUTF8(code, (Py_ssize_t)len, "surrogateescape");
+  mark_cell_begin(CTL_FD);
   if (src != NULL)
     ret = PyObject_CallFunction(run, "OKn", src, (unsigned long long)cell_no,
                                 (Py_ssize_t)lim->max_result);
+  mark_cell_end();
   Py_XDECREF(src);
   if (ret == NULL || !PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 8) {
     kiln_error_t e = NULL;

@@ -97,6 +97,9 @@ struct part {
   size_t floor;    /* shown whole up to this length whatever the budget */
   const char *uri; /* where the whole of it can be read, or NULL */
   size_t give;     /* bytes shown */
+  /* Set by show_part: the shown head's end, where the shown tail
+     begins, and the length of the line between.  */
+  size_t head, tail, marker_len;
 };
 
 /* Shares BUDGET among the budgeted parts: each gets its length or an
@@ -134,9 +137,10 @@ share_budget(struct part *p, size_t np, size_t budget)
 }
 
 /* Appends part P to B as it is shown: whole, or its head and tail around
-   a line saying how much is not shown and where all of it is.  */
+   a line saying how much is not shown and where all of it is.  Records
+   in P where the cut is, for shown_pos.  */
 static void
-show_part(struct buf *b, const struct part *p)
+show_part(struct buf *b, struct part *p)
 {
   if (p->n == 0)
     return;
@@ -147,6 +151,7 @@ show_part(struct buf *b, const struct part *p)
     buf_append(b, "\n", 1);
   }
   if (p->give >= p->n) {
+    p->head = p->tail = p->n;
     buf_append(b, p->s, p->n);
     return;
   }
@@ -160,6 +165,21 @@ show_part(struct buf *b, const struct part *p)
                : xasprintf("\n[... %zu bytes not shown ...]\n", tail - head);
   buf_append(b, marker, strlen(marker));
   buf_append(b, p->s + tail, p->n - tail);
+  p->head = head;
+  p->tail = tail;
+  p->marker_len = strlen(marker);
+}
+
+/* Where byte POS of part P's text lands in what show_part made of it
+   (the end of the marker line for a byte not shown).  */
+static size_t
+shown_pos(const struct part *p, size_t pos)
+{
+  if (pos <= p->head)
+    return pos;
+  if (pos < p->tail)
+    return p->head + p->marker_len;
+  return p->head + p->marker_len + (pos - p->tail);
 }
 
 /* Whether output O is a text form a model reads in the text block.  */
@@ -170,23 +190,79 @@ shown_as_text(const struct cell_output *o)
          && (strcmp(o->mime, "text/plain") == 0 || strcmp(o->mime, "text/markdown") == 0);
 }
 
-/* The text block: a header naming the session, then output, what went
-   wrong, what the cell displayed and its value, as a notebook shows
-   them, within MAX_REPLY bytes (see share_budget).  */
+/* The reply's content under construction: blocks so far, and the text
+   that will be the next text block.  */
+struct content {
+  json_t *blocks;
+  struct buf text;
+  bool failed; /* a text was not valid UTF-8 */
+};
+
+/* Ends the text under way as a text block, if it holds anything.  */
+static void
+end_text(struct content *c)
+{
+  size_t n = c->text.len;
+  while (n > 0 && c->text.data[n - 1] == '\n')
+    n--;
+  if (n > 0) {
+    json_t *t = json_stringn((const char *)c->text.data, n);
+    if (t == NULL)
+      c->failed = true;
+    else
+      json_array_append_new(c->blocks, json_pack("{s:s, s:o}", "type", "text", "text", t));
+  }
+  buf_consume(&c->text, c->text.len);
+}
+
+/* Adds image output O: inline while the reply's image caps allow
+   (*IMAGES, *BYTES so far), else a resource link.  */
+static void
+add_image(struct content *c, const struct cell_reply *r, const struct cell_output *o,
+          size_t *images, size_t *bytes)
+{
+  end_text(c);
+  cleanup_free char *uri = uri_artifact(r->session_id, o->name);
+  const uint8_t *data = o->inline_data ? o->inline_data : o->data;
+  size_t len = o->inline_data ? o->inline_len : o->len;
+  if (*images < MAX_INLINE_IMAGES && *bytes + len <= MAX_INLINE_BYTES) {
+    cleanup_free char *b64 = base64_encode(data, len);
+    json_array_append_new(
+        c->blocks, json_pack("{s:s, s:s, s:s}", "type", "image", "data", b64, "mimeType", o->mime));
+    (*images)++;
+    *bytes += len;
+  } else
+    json_array_append_new(c->blocks, json_pack("{s:s, s:s, s:s, s:s, s:I}", "type", "resource_link",
+                                               "uri", uri, "name", o->name, "mimeType", o->mime,
+                                               "size", (json_int_t)o->len));
+}
+
+/* The content a model reads, in the order a notebook shows it: a header
+   naming the session; the cell's stdout with what it displayed (texts,
+   images) where it displayed them; then stderr, what went wrong and the
+   value; then links to the files it wrote.  Text is kept within
+   MAX_REPLY bytes (see share_budget).  Returns NULL if a text was not
+   valid UTF-8.  */
 static json_t *
-cell_text(const struct cell_reply *r, size_t max_reply, const char *out_uri, const char *err_uri)
+cell_content(const struct cell_reply *r, size_t max_reply, const char *out_uri, const char *err_uri)
 {
   struct part parts[MAX_PARTS];
-  size_t np = 0;
-#define PART(...)                                                                                  \
-  parts[np++] = (struct part)                                                                      \
-  {                                                                                                \
-    __VA_ARGS__                                                                                    \
-  }
-  if (r->state_lost && r->notice)
-    PART(.s = r->notice, .n = strlen(r->notice));
+  size_t np = 0, display_part[MAX_PARTS];
+#define PART(...) parts[np++] = (struct part){ __VA_ARGS__ }
+  PART(.s = r->state_lost && r->notice ? r->notice : "",
+       .n = r->state_lost && r->notice ? strlen(r->notice) : 0);
+  size_t out_part = np;
   PART(.s = r->out, .n = r->out_len, .budgeted = true, .floor = FRONT_OUTPUT_INLINE_MAX,
        .uri = out_uri);
+  /* Display texts past the table's room are in structuredContent only.  */
+  for (size_t i = 0; i < r->noutputs && i < MAX_PARTS; i++) {
+    display_part[i] = SIZE_MAX;
+    if (np < MAX_PARTS - 4 && shown_as_text(&r->outputs[i])) {
+      display_part[i] = np;
+      PART(.s = (const char *)r->outputs[i].data, .n = r->outputs[i].len, .budgeted = true);
+    }
+  }
+  size_t tail_parts = np;
   PART(.label = "[stderr]", .s = r->err, .n = r->err_len, .budgeted = true,
        .floor = FRONT_OUTPUT_INLINE_MAX, .uri = err_uri);
   cleanup_free char *line = NULL;
@@ -203,77 +279,105 @@ cell_text(const struct cell_reply *r, size_t max_reply, const char *out_uri, con
     if (r->notice && !r->state_lost && !said)
       PART(.s = r->notice, .n = strlen(r->notice));
   }
-  /* What the cell displayed, then its value last, as a notebook's Out.  */
-  for (size_t i = 0; i < r->noutputs && np < MAX_PARTS - 1; i++)
-    if (shown_as_text(&r->outputs[i]))
-      PART(.s = (const char *)r->outputs[i].data, .n = r->outputs[i].len, .budgeted = true);
   if (r->result)
     PART(.s = r->result, .n = strlen(r->result), .budgeted = true);
 #undef PART
   share_budget(parts, np, max_reply < MIN_REPLY ? MIN_REPLY : max_reply);
 
-  struct buf b = { 0 };
+  struct content c = { .blocks = json_array() };
   cleanup_free char *header = xasprintf(
-      "[session %s \xc2\xb7 cell %llu \xc2\xb7 %.0f ms%s%s%s%s]", r->session_id,
+      "[session %s \xc2\xb7 cell %llu \xc2\xb7 %.0f ms%s%s%s%s]\n", r->session_id,
       (unsigned long long)r->execution_count, r->duration_ms,
       r->new_session ? " \xc2\xb7 new session" : "", r->state_lost ? " \xc2\xb7 state lost" : "",
       r->status != REPLY_OK ? " \xc2\xb7 " : "",
       r->status != REPLY_OK ? status_names[r->status] : "");
-  buf_append(&b, header, strlen(header));
-  size_t body = b.len;
-  for (size_t i = 0; i < np; i++)
-    show_part(&b, &parts[i]);
-  if (b.len == body)
-    buf_append(&b, "\n(no output)", 12);
-  json_t *text = json_stringn((const char *)b.data, b.len);
-  buf_free(&b);
-  return text;
+  buf_append(&c.text, header, strlen(header));
+  show_part(&c.text, &parts[0]);
+  /* Stdout as shown, cut into the pieces between the outputs.  */
+  struct buf out = { 0 };
+  show_part(&out, &parts[out_part]);
+  size_t at = 0, images = 0, bytes = 0;
+  bool any = parts[0].n > 0 || out.len > 0;
+  /* Twice over the outputs: those shown while the cell ran, between its
+     lines; then, after the rest of the text, those with no place (the
+     figures still open at the end, as a notebook shows them after the
+     value).  */
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < r->noutputs; i++) {
+      const struct cell_output *o = &r->outputs[i];
+      bool image = o->uri && strcmp(o->mime, FILE_MIME) != 0;
+      bool text = i < MAX_PARTS && display_part[i] != SIZE_MAX;
+      if ((!image && !text) || (o->out_pos == SIZE_MAX) != (pass == 1))
+        continue;
+      if (pass == 0) {
+        size_t to = shown_pos(&parts[out_part], o->out_pos);
+        to = utf8_boundary_before((const char *)out.data, to > out.len ? out.len : to);
+        if (to > at) {
+          buf_append(&c.text, out.data + at, to - at);
+          at = to;
+        }
+      }
+      if (text)
+        show_part(&c.text, &parts[display_part[i]]);
+      else
+        add_image(&c, r, o, &images, &bytes);
+      any = true;
+    }
+    if (pass == 0) {
+      buf_append(&c.text, out.data + at, out.len - at);
+      for (size_t i = tail_parts; i < np; i++) {
+        any = any || parts[i].n > 0;
+        show_part(&c.text, &parts[i]);
+      }
+    }
+  }
+  buf_free(&out);
+  if (!any)
+    buf_append(&c.text, "(no output)", 11);
+  end_text(&c);
+  buf_free(&c.text);
+  /* The files the cell wrote, last.  */
+  for (size_t i = 0; i < r->noutputs; i++) {
+    const struct cell_output *o = &r->outputs[i];
+    if (strcmp(o->mime, FILE_MIME) != 0)
+      continue;
+    /* The front's o->uri holds the path as it is; the link must be a
+       URI, so it is built here from the path, encoded.  */
+    cleanup_free char *uri = uri_file(r->session_id, o->name, strlen(o->name));
+    json_array_append_new(c.blocks,
+                          json_pack("{s:s, s:s, s:s, s:I}", "type", "resource_link", "uri", uri,
+                                    "name", o->name, "size", (json_int_t)o->len));
+  }
+  if (c.failed) {
+    json_decref(c.blocks);
+    return NULL;
+  }
+  return c.blocks;
 }
 
-/* Adds what the cell showed: an image block per image (or a resource link
-   past the caps), its metadata to ARTIFACTS, text forms to DISPLAY, and
-   links to the files it wrote.  */
+/* Adds what the cell showed to structuredContent: the metadata of its
+   images to ARTIFACTS, its text forms to DISPLAY, and the files it
+   wrote to FILES.  */
 static void
-add_outputs(const struct cell_reply *r, json_t *content, json_t *artifacts, json_t *display,
-            json_t *files)
+add_outputs(const struct cell_reply *r, json_t *artifacts, json_t *display, json_t *files)
 {
-  size_t images = 0, bytes = 0;
   for (size_t i = 0; i < r->noutputs; i++) {
     const struct cell_output *o = &r->outputs[i];
     if (strcmp(o->mime, FILE_MIME) == 0) {
-      /* The front's o->uri holds the path as it is; the link must be a
-         URI, so it is built here from the path, encoded.  */
       cleanup_free char *uri = uri_file(r->session_id, o->name, strlen(o->name));
       json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "path", o->name, "uri", uri, "size",
                                              (json_int_t)o->len));
-      json_array_append_new(content,
-                            json_pack("{s:s, s:s, s:s, s:I}", "type", "resource_link", "uri", uri,
-                                      "name", o->name, "size", (json_int_t)o->len));
-      continue;
-    }
-    if (o->uri == NULL) {
+    } else if (o->uri == NULL)
       json_array_append_new(display, json_pack("{s:s, s:s%}", "mime", o->mime, "text",
                                                (const char *)o->data, o->len));
-      continue;
+    else {
+      cleanup_free char *uri = uri_artifact(r->session_id, o->name);
+      json_array_append_new(artifacts,
+                            json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", o->name, "uri",
+                                      uri, "mime", o->mime, "size", (json_int_t)o->len, "width",
+                                      (json_int_t)o->width, "height", (json_int_t)o->height, "cell",
+                                      (json_int_t)r->execution_count));
     }
-    cleanup_free char *uri = uri_artifact(r->session_id, o->name);
-    json_array_append_new(artifacts,
-                          json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", o->name, "uri",
-                                    uri, "mime", o->mime, "size", (json_int_t)o->len, "width",
-                                    (json_int_t)o->width, "height", (json_int_t)o->height, "cell",
-                                    (json_int_t)r->execution_count));
-    const uint8_t *data = o->inline_data ? o->inline_data : o->data;
-    size_t len = o->inline_data ? o->inline_len : o->len;
-    if (images < MAX_INLINE_IMAGES && bytes + len <= MAX_INLINE_BYTES) {
-      cleanup_free char *b64 = base64_encode(data, len);
-      json_array_append_new(
-          content, json_pack("{s:s, s:s, s:s}", "type", "image", "data", b64, "mimeType", o->mime));
-      images++;
-      bytes += len;
-    } else
-      json_array_append_new(content, json_pack("{s:s, s:s, s:s, s:s, s:I}", "type", "resource_link",
-                                               "uri", uri, "name", o->name, "mimeType", o->mime,
-                                               "size", (json_int_t)o->len));
   }
 }
 
@@ -323,8 +427,7 @@ tools_cell_result(const struct cell_reply *r, size_t max_reply)
   json_object_set_new(sc, "state_lost", json_boolean(r->state_lost));
   json_object_set_new(sc, "notice", r->notice ? json_string(r->notice) : json_null());
   json_object_set_new(sc, "duration_ms", json_real(round(r->duration_ms * 1000) / 1000));
-  json_t *text = cell_text(r, max_reply, out_uri, err_uri);
-  json_t *content = text ? json_pack("[{s:s, s:o}]", "type", "text", "text", text) : NULL;
+  json_t *content = cell_content(r, max_reply, out_uri, err_uri);
   if (content == NULL) {
     /* Not valid UTF-8 after all: the caller answers with an internal
        error rather than a reply missing its text.  */
@@ -332,7 +435,7 @@ tools_cell_result(const struct cell_reply *r, size_t max_reply)
     return NULL;
   }
   json_t *artifacts = json_array(), *display = json_array(), *files = json_array();
-  add_outputs(r, content, artifacts, display, files);
+  add_outputs(r, artifacts, display, files);
   json_object_set_new(sc, "files", files);
   json_object_set_new(sc, "artifacts", artifacts);
   json_object_set_new(sc, "display", display);

@@ -25,6 +25,9 @@ struct cell_output {
   const uint8_t *inline_data; /* a downscaled copy to send inline, or NULL */
   size_t inline_len;
   uint32_t inline_width, inline_height;
+  /* Where the cell showed it: a byte offset into the reply's OUT (on a
+     character boundary), or SIZE_MAX for after all of it.  */
+  size_t out_pos;
 };
 
 /* A cell's stdout or stderr longer than this many bytes is kept, and

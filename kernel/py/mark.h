@@ -1,0 +1,18 @@
+/* Where in a cell's output each thing it showed belongs.  When a cell
+   shows a figure, an image or a display() form, the runtime flushes
+   stdout and calls _kiln_mark.mark(): a FRAME_MARK goes to the front,
+   which notes how much stdout it has received by then, and the output
+   carries the mark's number.  The front can then put what the cell
+   showed between the lines it printed, in the order it happened.  */
+#ifndef KILN_MARK_H
+#define KILN_MARK_H
+
+/* Registers the _kiln_mark module (mark()), before CPython starts.  */
+int mark_register(void);
+
+/* Marks are numbered from 0 in each cell and sent on FD only while a
+   cell runs (between these two calls).  */
+void mark_cell_begin(int fd);
+void mark_cell_end(void);
+
+#endif
