@@ -185,9 +185,11 @@ on_script_done(void *ctx, const struct cell_reply *r)
     break;
   default:
     code = 1;
+    /* A script's own exit status: the worker's message for a failing
+       SystemExit starts with it (a successful one is REPLY_OK).  */
     if (r->err_type && strcmp(r->err_type, "SystemExit") == 0 && r->err_message
-        && sscanf(r->err_message, "SystemExit(%d)", &code) != 1)
-      code = strncmp(r->err_message, "SystemExit(None)", 16) == 0 ? 0 : 1;
+        && sscanf(r->err_message, "exit status %d:", &code) != 1)
+      code = 1;
   }
   a->exit_code = code;
   loop_stop(a->loop);

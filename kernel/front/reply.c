@@ -245,7 +245,9 @@ reply_done(struct worker *w, struct frame *fr)
           = xasprintf("The cell was interrupted at its %g s deadline; the session's state is kept.",
                       s->running->timeout_s);
     message = notice;
-  }
+  } else if (status == CELL_EXITED)
+    notice = xstrdup("The cell called exit(0) and stopped there; the session keeps its state "
+                     "(variables, imports): exit does not end a session.");
   struct cell_output *outs;
   char **strings;
   size_t nstrings;
@@ -255,9 +257,9 @@ reply_done(struct worker *w, struct frame *fr)
     .outputs = outs,
     .noutputs = nouts,
     .outputs_dropped = outs_dropped,
-    .status = status == CELL_OK      ? REPLY_OK
-              : status == CELL_ERROR ? REPLY_ERROR
-                                     : REPLY_INTERRUPTED,
+    .status = status == CELL_OK || status == CELL_EXITED ? REPLY_OK
+              : status == CELL_ERROR                     ? REPLY_ERROR
+                                                         : REPLY_INTERRUPTED,
     .execution_count = s->execution_count,
     .result = text[0],
     .err_type = text[1],

@@ -81,9 +81,10 @@ enum frame_tag {
 /* How a cell ended, as the worker reports it.  */
 enum cell_status {
   CELL_OK = 0,
-  CELL_ERROR = 1,       /* an exception, SyntaxError or SystemExit */
+  CELL_ERROR = 1,       /* an exception, SyntaxError or a failing SystemExit */
   CELL_INTERRUPTED = 2, /* KeyboardInterrupt */
-  CELL_STATUS_MAX = 2,
+  CELL_EXITED = 3,      /* SystemExit with a success status: exit(), sys.exit(0) */
+  CELL_STATUS_MAX = 3,
 };
 
 /* A growable frame under construction.  */
