@@ -178,7 +178,7 @@ parse_outputs(struct session *s, const struct field *fl, struct cell_output **ou
       (*out)[n++] = o;
       continue;
     }
-    if (strncmp(m, "image/", 6) == 0 && strcmp(m, "image/svg+xml") != 0) {
+    if (strncmp(m, "image/", 6) == 0) {
       struct artifact *a = artifact_store(s, m, data, dl, w, h, notes);
       if (a == NULL)
         continue;
