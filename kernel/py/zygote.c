@@ -167,6 +167,10 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
   fcntl(out[1], F_SETPIPE_SZ, 1 << 20);
   fcntl(errp[1], F_SETPIPE_SZ, 256 << 10);
 
+  /* Counted in the zygote, so that each worker knows how many came
+     before it (the jail spreads sessions over the CPUs with it).  */
+  static unsigned spawned;
+  unsigned serial = spawned++;
   PyOS_BeforeFork();
   pid_t mid = fork();
   if (mid == 0) {
@@ -200,6 +204,7 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
         .max_image_side = cfg->max_image_side,
         .sbx = cfg->sbx,
         .scf = &policy,
+        .serial = serial,
       };
       struct init_params ip = {
         .mid_pidfd = self,

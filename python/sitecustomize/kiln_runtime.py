@@ -172,6 +172,21 @@ def worker_init(environment, jailed, max_image_side):
     # A fixed environment: nothing of the host's or kiln's reaches a cell.
     os.environ.clear()
     os.environ.update(environment)
+    # python, python3 and pip on PATH are the session's own interpreter
+    # and packages (sys.executable is the venv's python3), never the
+    # host's /usr/bin/python3.
+    venv_bin = os.path.dirname(sys.executable)
+    os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    os.environ["VIRTUAL_ENV"] = os.path.dirname(venv_bin)
+    # os.cpu_count() counts the host's CPUs; the session may run on fewer
+    # (the jail restricts its affinity to its --cpus quota), and pools
+    # sized by it (multiprocessing, concurrent.futures) should see those.
+    os.cpu_count = _cpu_count
+    # nproc (and OpenMP code a cell loads, such as scikit-learn's) goes
+    # by OMP_NUM_THREADS: the session's CPUs, one thread each.  BLAS
+    # stays at one thread (OPENBLAS_NUM_THREADS, MKL_NUM_THREADS): numpy's
+    # was started in the zygote, which must not have threads.
+    os.environ["OMP_NUM_THREADS"] = str(_cpu_count() or 1)
     # Forks of one zygote share numpy's global generator state; random was
     # reseeded by PyOS_AfterFork_Child.  Two sessions must never produce
     # the same stream.
@@ -201,6 +216,17 @@ def worker_init(environment, jailed, max_image_side):
     # first cell's path.
     _execute("_ = 1\n_", "<warm-up>", {})
     repr(_error(ValueError("warm-up"), "<warm-up>"))
+
+
+def _cpu_count():
+    """The number of CPUs the session may run on, as nproc counts them."""
+    try:
+        return len(os.sched_getaffinity(0)) or None
+    except OSError:
+        return _host_cpu_count()
+
+
+_host_cpu_count = os.cpu_count
 
 
 def _forget_host_paths():
