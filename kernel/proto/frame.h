@@ -29,7 +29,7 @@ enum frame_type {
   FRAME_COMPILE = 2, /* reserved for the code cache: compile without running */
   FRAME_CONFIG = 3,  /* fields: CONFIG, SANDBOX, STRINGS (handoff.h); the first frame */
   /* zygote -> front */
-  FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED */
+  FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED, PACKAGES */
   FRAME_SPAWNED = 11,       /* fields: PID; fds: control socket, stdout, stderr */
   FRAME_SPAWN_FAILED = 12,  /* fields: MESSAGE; also a middle process's failure */
   FRAME_ZYGOTE_FAILED = 13, /* fields: MESSAGE; start-up failed, zygote exits */
@@ -76,6 +76,7 @@ enum frame_tag {
   TAG_CONFIG = 26,    /* handoff.h */
   TAG_SANDBOX = 27,
   TAG_STRINGS = 28,
+  TAG_PACKAGES = 29, /* comma-separated "name version" of the venv's packages */
 };
 
 /* How a cell ended, as the worker reports it.  */

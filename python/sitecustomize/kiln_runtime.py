@@ -56,8 +56,9 @@ _in_cell = False
 
 
 def zygote_init(site_packages, preload):
-    """Returns (preloaded, failed): the names imported and, for each
-    module that could not be, "name: reason"."""
+    """Returns (preloaded, failed, packages): the names imported; for
+    each module that could not be, "name: reason"; and "name version" of
+    every package installed in SITE_PACKAGES, comma-separated."""
     site.addsitedir(site_packages)
     os.environ["MPLBACKEND"] = "module://kiln_mpl_backend"
     preloaded, failed = [], []
@@ -73,9 +74,27 @@ def zygote_init(site_packages, preload):
     import kiln_capture
 
     kiln_capture.install()
+    packages = _packages(site_packages)
     gc.collect()
     gc.freeze()
-    return ",".join(preloaded), "; ".join(failed)
+    return ",".join(preloaded), "; ".join(failed), packages
+
+
+def _packages(site_packages):
+    """"name version" of each distribution in SITE_PACKAGES, by name,
+    comma-separated; "" when they cannot be listed."""
+    try:
+        from importlib import metadata
+
+        found = {}
+        for dist in metadata.distributions(path=[site_packages]):
+            name = dist.metadata["Name"]
+            if name:
+                found.setdefault(name.lower(), f"{name} {dist.version}")
+        return ",".join(found[k] for k in sorted(found))
+    except Exception as exc:
+        print(f"kiln: cannot list the installed packages: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ""
 
 
 def _warm_matplotlib():
@@ -187,6 +206,8 @@ def worker_init(environment, jailed, max_image_side):
     # stays at one thread (OPENBLAS_NUM_THREADS, MKL_NUM_THREADS): numpy's
     # was started in the zygote, which must not have threads.
     os.environ["OMP_NUM_THREADS"] = str(_cpu_count() or 1)
+    if _jailed:
+        _offline_pip()
     # Forks of one zygote share numpy's global generator state; random was
     # reseeded by PyOS_AfterFork_Child.  Two sessions must never produce
     # the same stream.
@@ -216,6 +237,22 @@ def worker_init(environment, jailed, max_image_side):
     # first cell's path.
     _execute("_ = 1\n_", "<warm-up>", {})
     repr(_error(ValueError("warm-up"), "<warm-up>"))
+
+
+def _offline_pip():
+    """pip in a session without network: it never tries the network (a
+    DNS lookup that cannot succeed, retried for seconds), and every Python
+    the session starts loads processes/sitecustomize.py, which says why
+    an install fails and lists the packages there are.  No pip
+    configuration of the host's applies."""
+    os.environ.update(
+        PIP_NO_INDEX="1",
+        PIP_RETRIES="0",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_INPUT="1",
+        PIP_CONFIG_FILE=os.devnull,
+        PYTHONPATH=os.path.join(os.path.dirname(__file__), "processes"),
+    )
 
 
 def _cpu_count():

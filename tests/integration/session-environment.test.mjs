@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 
-import { useServer, run, dump, TEST_TIMEOUT } from './helpers.mjs';
+import { useServer, run, dump, pollUntil, TEST_TIMEOUT } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
@@ -93,5 +93,59 @@ describe('--cpus above one', () => {
   test('every count gives the CPUs the session may use: min(--cpus, the host\'s)', opts, async () => {
     const n = Math.min(2, availableParallelism());
     assert.deepEqual(await json(kiln.client, COUNTS, { timeout_s: 30 }), [n, n, n, n]);
+  });
+});
+
+describe('pip without network', () => {
+  const kiln = useServer({ args: ['--log-level', 'debug'] });
+
+  /** "name version" of every package of the session, as the cell sees them. */
+  async function installed() {
+    return json(
+      kiln.client,
+      'from importlib import metadata\nsorted({f"{d.metadata[\'Name\']} {d.version}" for d in metadata.distributions()})',
+    );
+  }
+
+  for (const cmd of [['pip', 'install', 'no-such-package-here'], ['python', '-m', 'pip', 'install', 'no-such-package-here'],
+    ['pip', 'install', 'numpy==0.0.1'], ['python3', '-m', 'pip', 'download', 'flask']]) {
+    test(`${cmd.join(' ')} fails at once, saying there is no network and naming the installed packages`, opts, async () => {
+      const [status, stderr, seconds] = await json(
+        kiln.client,
+        [
+          'import subprocess, time',
+          't = time.monotonic()',
+          `r = subprocess.run(${JSON.stringify(cmd)}, capture_output=True, text=True)`,
+          '[r.returncode, r.stderr, time.monotonic() - t]',
+        ].join('\n'),
+        { timeout_s: 60 },
+      );
+      assert.notEqual(status, 0, stderr);
+      assert.match(stderr, /there is no network in this session/);
+      for (const pkg of await installed()) assert.ok(stderr.includes(pkg), `${pkg} is not named in: ${stderr}`);
+      // Not a DNS lookup retried for seconds: pip's own start-up at most.
+      assert.ok(seconds < 5, `took ${seconds} s`);
+    });
+  }
+
+  test('pip install of a package that is installed says it is there and succeeds', opts, async () => {
+    const [status, stdout] = await json(
+      kiln.client,
+      'import subprocess\nr = subprocess.run(["pip", "install", "numpy"], capture_output=True, text=True)\n[r.returncode, r.stdout + r.stderr]',
+      { timeout_s: 60 },
+    );
+    assert.equal(status, 0, stdout);
+    assert.match(stdout, /Requirement already satisfied: numpy/);
+  });
+
+  test('the zygote reports the packages, by name with their versions, at start-up', opts, async () => {
+    const packages = await installed();
+    const log = await pollUntil(() => (/packages: .*\n/.test(kiln.stderr()) ? kiln.stderr() : ''));
+    assert.match(log, new RegExp(`; ${packages.length} packages; `));
+    const listed = log.match(/packages: (.*)\n/)[1].split(',');
+    assert.deepEqual([...listed].sort(), packages);
+    for (const name of ['numpy', 'pandas', 'scipy', 'scikit-learn', 'matplotlib']) {
+      assert.ok(listed.some((p) => p.startsWith(`${name} `)), `${name} missing from ${listed}`);
+    }
   });
 });
