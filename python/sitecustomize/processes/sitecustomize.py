@@ -11,11 +11,11 @@ even starts, saying that there is no network and which packages there
 are; any other pip command that installs or downloads and fails gets the
 same note after pip's own errors.
 
-Anything else is left alone, and cheaply: one look at sys.orig_argv.
+Any other program is left alone, and cheaply: one look at sys.orig_argv,
+nothing imported.
 """
 
 import os
-import re
 import sys
 
 # pip's commands that fetch packages from an index.
@@ -25,7 +25,9 @@ _FETCHING = {"install", "download", "wheel", "index", "search"}
 _HARMLESS = {"-q", "--quiet", "-v", "--verbose", "-U", "--upgrade", "--user", "--pre",
              "--no-cache-dir", "--break-system-packages", "--no-input", "--disable-pip-version-check"}
 # A requirement naming a package from an index: name, extras, version.
-_REQUIREMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([<>=!~].*)?")
+_REQUIREMENT = r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([<>=!~].*)?"
+# pip's scripts.
+_PIP_SCRIPTS = {"pip", "pip3", f"pip3.{sys.version_info[1]}"}
 
 
 def _pip_args():
@@ -43,7 +45,7 @@ def _pip_args():
             # Options that take a value as the next argument.
             i += 2 if arg in ("-W", "-X", "--check-hash-based-pycs") else 1
             continue
-        return argv[i + 1:] if re.fullmatch(r"pip(3(\.\d+)?)?", os.path.basename(arg)) else None
+        return argv[i + 1:] if os.path.basename(arg) in _PIP_SCRIPTS else None
     return None
 
 
@@ -60,6 +62,8 @@ def installed():
 
 
 def _normalise(name):
+    import re
+
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -77,13 +81,15 @@ def _note(missing=()):
 def _check_install(args):
     """Fails at once when `pip install ARGS` asks only for packages by
     name and one of them is not installed."""
+    import re
+
     names = []
     for arg in args:
         if arg.startswith("-"):
             if arg not in _HARMLESS:
                 return
             continue
-        m = _REQUIREMENT.fullmatch(arg)
+        m = re.fullmatch(_REQUIREMENT, arg)
         if m is None:
             return
         names.append(m.group(1))
