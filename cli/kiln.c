@@ -89,10 +89,15 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
   if (a->run)
     return;
   cleanup_free char *protections = sbx_describe(a->cfg.sbx);
-  fprintf(stderr, "kiln %s: Python %.*s, preloaded: %s%s%s; protections: %s\n", KILN_VERSION,
-          (int)strcspn(info->python_version, " "), info->python_version,
+  size_t npackages = 0;
+  for (const char *p = info->packages; *p; p += strcspn(p, ","), p += *p == ',')
+    npackages++;
+  fprintf(stderr, "kiln %s: Python %.*s, preloaded: %s%s%s; %zu packages; protections: %s\n",
+          KILN_VERSION, (int)strcspn(info->python_version, " "), info->python_version,
           info->preloaded[0] ? info->preloaded : "nothing",
-          info->preload_failed[0] ? "; not loaded: " : "", info->preload_failed, protections);
+          info->preload_failed[0] ? "; not loaded: " : "", info->preload_failed, npackages,
+          protections);
+  log_msg(LOG_DEBUG, "packages: %s", info->packages);
 }
 
 /* The client is finished with: its input ended and every request it
@@ -257,6 +262,7 @@ main(int argc, char **argv)
     config_free(&a.cfg);
     return parsed > 0 ? 0 : 2;
   }
+  log_setup(a.cfg.log_level, a.cfg.log_format);
   if (strcmp(cmd, "run") == 0) {
     if (i == argc) {
       fprintf(stderr, "kiln run: expected a script: FILE.py, or - to read it from standard "

@@ -234,9 +234,11 @@ exit_status(const struct cell_reply *c)
     return RUN_EXIT_CRASHED;
   default:
     code = 1;
+    /* A script's own exit status: the worker's message for a failing
+       SystemExit starts with it (a successful one is REPLY_OK).  */
     if (c->err_type && strcmp(c->err_type, "SystemExit") == 0 && c->err_message
-        && sscanf(c->err_message, "SystemExit(%d)", &code) != 1)
-      code = strncmp(c->err_message, "SystemExit(None)", 16) == 0 ? 0 : 1;
+        && sscanf(c->err_message, "exit status %d:", &code) != 1)
+      code = 1;
     return code;
   }
 }

@@ -99,8 +99,11 @@ artifact_store(struct session *s, const char *mime, const uint8_t *data, size_t 
                         .height = h,
                         .cell = s->execution_count,
                         .serial = ++f->artifact_serial };
+  const char *ext = strcmp(mime, "image/jpeg") == 0      ? "jpg"
+                    : strcmp(mime, "image/svg+xml") == 0 ? "svg"
+                                                         : "png";
   snprintf(a.name, sizeof a.name, "cell%llu-%llu.%s", (unsigned long long)s->execution_count,
-           (unsigned long long)a.serial, strcmp(mime, "image/jpeg") == 0 ? "jpg" : "png");
+           (unsigned long long)a.serial, ext);
   /* The write happens after the reply; whether the disk has room is
      known now, and said in this reply.  */
   struct statvfs vfs;

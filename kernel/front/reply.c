@@ -207,7 +207,7 @@ parse_outputs(struct session *s, const struct field *fl, const struct field *mar
       (*out)[n++] = o;
       continue;
     }
-    if (strncmp(m, "image/", 6) == 0 && strcmp(m, "image/svg+xml") != 0) {
+    if (strncmp(m, "image/", 6) == 0) {
       struct artifact *a = artifact_store(s, m, data, dl, w, h, notes);
       if (a == NULL)
         continue;
@@ -274,7 +274,9 @@ reply_done(struct worker *w, struct frame *fr)
           = xasprintf("The cell was interrupted at its %g s deadline; the session's state is kept.",
                       s->running->timeout_s);
     message = notice;
-  }
+  } else if (status == CELL_EXITED)
+    notice = xstrdup("The cell called exit(0) and stopped there; the session keeps its state "
+                     "(variables, imports): exit does not end a session.");
   struct cell_output *outs;
   char **strings;
   size_t nstrings;
@@ -287,9 +289,9 @@ reply_done(struct worker *w, struct frame *fr)
     .outputs = outs,
     .noutputs = nouts,
     .outputs_dropped = outs_dropped,
-    .status = status == CELL_OK      ? REPLY_OK
-              : status == CELL_ERROR ? REPLY_ERROR
-                                     : REPLY_INTERRUPTED,
+    .status = status == CELL_OK || status == CELL_EXITED ? REPLY_OK
+              : status == CELL_ERROR                     ? REPLY_ERROR
+                                                         : REPLY_INTERRUPTED,
     .execution_count = s->execution_count,
     .result = text[0],
     .err_type = text[1],

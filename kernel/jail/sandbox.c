@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "sandbox.h"
 #include "config.h"
+#include "cpus.h"
 #include "mounts.h"
 #include "namespaces.h"
 #include "paths.h"
@@ -96,6 +97,10 @@ sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *
   else if (c->cg.version)
     lim.nproc += 8;
   if (id_set_rlimits(&lim, err) < 0)
+    return -1;
+  /* As many CPUs as the session's CPU quota, so that what programs count
+     (nproc, sched_getaffinity) is what they get.  */
+  if (cpu_restrict(c->cg_limits.cpus, p->serial, err) < 0)
     return -1;
 
   /* 4. Identity: an unprivileged uid/gid and no capabilities.  */

@@ -42,6 +42,7 @@ struct sbx_params {
   uid_t uid;
   gid_t gid;
   const struct scf_policy *scf;
+  unsigned serial; /* how many workers the zygote forked before: picks the CPUs */
 };
 
 /* In the spawn's middle process: join the session's cgroups (created by

@@ -29,7 +29,7 @@ enum frame_type {
   FRAME_COMPILE = 2, /* reserved for the code cache: compile without running */
   FRAME_CONFIG = 3,  /* fields: CONFIG, SANDBOX, STRINGS (handoff.h); the first frame */
   /* zygote -> front */
-  FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED */
+  FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED, PACKAGES */
   FRAME_SPAWNED = 11,       /* fields: PID; fds: control socket, stdout, stderr */
   FRAME_SPAWN_FAILED = 12,  /* fields: MESSAGE; also a middle process's failure */
   FRAME_ZYGOTE_FAILED = 13, /* fields: MESSAGE; start-up failed, zygote exits */
@@ -84,14 +84,16 @@ enum frame_tag {
   TAG_OFFSET = 29,       /* u64: where a file read or write starts */
   TAG_SIZE = 30,         /* u64: a file's size */
   TAG_OUTPUT_MARKS = 31, /* u32 per output (TAG_OUTPUTS, inline copies not counted): its mark */
+  TAG_PACKAGES = 32,     /* comma-separated "name version" of the venv's packages */
 };
 
 /* How a cell ended, as the worker reports it.  */
 enum cell_status {
   CELL_OK = 0,
-  CELL_ERROR = 1,       /* an exception, SyntaxError or SystemExit */
+  CELL_ERROR = 1,       /* an exception, SyntaxError or a failing SystemExit */
   CELL_INTERRUPTED = 2, /* KeyboardInterrupt */
-  CELL_STATUS_MAX = 2,
+  CELL_EXITED = 3,      /* SystemExit with a success status: exit(), sys.exit(0) */
+  CELL_STATUS_MAX = 3,
 };
 
 /* A growable frame under construction.  */

@@ -72,8 +72,8 @@ start_python(const struct kiln_config *cfg, struct fbuf *ready, kiln_error_t *er
   Py_XDECREF(rt);
   if (ret == NULL)
     return emb_error_from_python(err, "kiln_runtime.zygote_init");
-  const char *preloaded = NULL, *failed = NULL;
-  if (!PyArg_ParseTuple(ret, "ss", &preloaded, &failed)) {
+  const char *preloaded = NULL, *failed = NULL, *packages = NULL;
+  if (!PyArg_ParseTuple(ret, "sss", &preloaded, &failed, &packages)) {
     Py_DECREF(ret);
     return emb_error_from_python(err, "kiln_runtime.zygote_init result");
   }
@@ -81,6 +81,7 @@ start_python(const struct kiln_config *cfg, struct fbuf *ready, kiln_error_t *er
   fbuf_put_str(ready, TAG_PYTHON_VERSION, Py_GetVersion());
   fbuf_put_str(ready, TAG_PRELOADED, preloaded);
   fbuf_put_str(ready, TAG_PRELOAD_FAILED, failed);
+  fbuf_put_str(ready, TAG_PACKAGES, packages);
   Py_DECREF(ret);
   return 0;
 }
@@ -167,6 +168,10 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
   fcntl(out[1], F_SETPIPE_SZ, 1 << 20);
   fcntl(errp[1], F_SETPIPE_SZ, 256 << 10);
 
+  /* Counted in the zygote, so that each worker knows how many came
+     before it (the jail spreads sessions over the CPUs with it).  */
+  static unsigned spawned;
+  unsigned serial = spawned++;
   PyOS_BeforeFork();
   pid_t mid = fork();
   if (mid == 0) {
@@ -200,6 +205,7 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
         .max_image_side = cfg->max_image_side,
         .sbx = cfg->sbx,
         .scf = &policy,
+        .serial = serial,
       };
       struct init_params ip = {
         .mid_pidfd = self,

@@ -6,7 +6,10 @@ captures at once, in order.  ``PIL.Image.Image.show()`` and ``display(obj)``
 capture too, through one formatter shared with the cell's result.
 
 Images are encoded to PNG by ``_kiln_png`` (libpng, in kiln's C), straight
-from the pixel buffer.  Each output is a tuple
+from the pixel buffer.  An object's text form for the model is Markdown when
+it has one: its own ``_repr_markdown_``, or for a pandas DataFrame or Series
+a table made here (pandas' ``to_markdown`` needs ``tabulate``), with the
+shape below it.  Each output is a tuple
 
     (mime, name, data: bytes, width, height)
 
@@ -15,6 +18,7 @@ collected in ``outputs`` until the runtime takes them at the end of the cell.
 
 import builtins
 import json
+import re
 import sys
 
 import _kiln_png
@@ -108,12 +112,12 @@ def hook_pil():
         image.Image.show = _pil_show
 
 
+# The rich text forms shown beside an object's text form.  Markdown is not
+# among them: when an object has it, it is the text form itself.
 _TEXT_MIMES = (
-    ("_repr_markdown_", "text/markdown"),
     ("_repr_html_", "text/html"),
     ("_repr_latex_", "text/latex"),
     ("_repr_json_", "application/json"),
-    ("_repr_svg_", "image/svg+xml"),
 )
 
 
@@ -156,14 +160,16 @@ def _cut(text, limit):
 
 
 def format_object(obj, limit):
-    """Emits OBJ's rich forms and returns (text, shown): its text form for
-    the model, and whether an image of it was emitted.
+    """Emits OBJ's rich forms and returns (text, mime, shown): its text
+    form for the model, that form's mime (text/markdown or text/plain), and
+    whether an image of it was emitted.
 
-    Figures and PIL images become PNG outputs; objects with ``_repr_png_``
-    or ``_repr_jpeg_`` their image; pandas objects a text table (and HTML
-    as a rich form); everything else its ``_repr_*_`` forms and repr.  A
-    form that raises is skipped with a note on stderr; a repr that raises
-    becomes a short text saying so.
+    Figures and PIL images become PNG outputs; objects with ``_repr_png_``,
+    ``_repr_jpeg_`` or ``_repr_svg_`` their image; ``_repr_html_``,
+    ``_repr_latex_`` and ``_repr_json_`` their forms.  The text form is
+    the Markdown of ``_repr_markdown_`` or of a pandas table when there is
+    one, else pandas' text or the repr.  A form that raises is skipped with
+    a note on stderr; a repr that raises becomes a short text saying so.
     """
     text = None
     mod = type(obj).__module__ or ""
@@ -178,7 +184,7 @@ def format_object(obj, limit):
             plt = sys.modules.get("matplotlib.pyplot")
             if plt is not None:
                 plt.close(obj)
-        return f"<Figure {int(obj.bbox.width)}x{int(obj.bbox.height)}>", shown
+        return f"<Figure {int(obj.bbox.width)}x{int(obj.bbox.height)}>", "text/plain", shown
     if mod.startswith("PIL.") and hasattr(obj, "tobytes") and hasattr(obj, "mode"):
         shown = True
         try:
@@ -186,27 +192,44 @@ def format_object(obj, limit):
         except Exception as exc:
             _note(obj, "convert()", exc)
             shown = False
-        return f"<PIL image {obj.width}x{obj.height} {obj.mode}>", shown
+        return f"<PIL image {obj.width}x{obj.height} {obj.mode}>", "text/plain", shown
     before = len(outputs)
+    mime = "text/plain"
     if not isinstance(obj, type):
-        for method, mime in (("_repr_png_", "image/png"), ("_repr_jpeg_", "image/jpeg")):
+        for method, image in (("_repr_png_", "image/png"), ("_repr_jpeg_", "image/jpeg")):
             data = _form(obj, method)
             if isinstance(data, (bytes, bytearray)):
-                outputs.append((mime, _name("display", mime.split("/")[1]), bytes(data), 0, 0))
-        for method, mime in _TEXT_MIMES:
+                outputs.append((image, _name("display", image.split("/")[1]), bytes(data), 0, 0))
+        svg = _form(obj, "_repr_svg_")
+        if isinstance(svg, (str, bytes, bytearray)) and svg:
+            # An image, kept as an artifact like a PNG; never cut, which
+            # would leave it unreadable (the reply's byte cap bounds it).
+            data = svg.encode("utf-8", "backslashreplace") if isinstance(svg, str) else bytes(svg)
+            outputs.append(("image/svg+xml", _name("display", "svg"), data, *_svg_size(data)))
+        for method, form in _TEXT_MIMES:
             data = _form(obj, method)
             if data is None:
                 continue
             try:
-                if mime == "application/json" and not isinstance(data, str):
+                if form == "application/json" and not isinstance(data, str):
                     data = json.dumps(data)
                 data = _cut(str(data), limit).encode("utf-8", "backslashreplace")
             except Exception as exc:
                 _note(obj, f"{method}()", exc)
                 continue
-            outputs.append((mime, _name("display", "txt"), data, 0, 0))
-    if mod.startswith("pandas"):
-        text = _pandas_text(obj)
+            outputs.append((form, _name("display", "txt"), data, 0, 0))
+        data = _form(obj, "_repr_markdown_")
+        if data is not None:
+            try:
+                text, mime = str(data), "text/markdown"
+            except Exception as exc:
+                _note(obj, "_repr_markdown_()", exc)
+    if text is None and mod.startswith("pandas"):
+        text = _pandas_markdown(obj)
+        if text is not None:
+            mime = "text/markdown"
+        else:
+            text = _pandas_text(obj)
     if text is None:
         try:
             text = repr(obj)
@@ -214,7 +237,31 @@ def format_object(obj, limit):
             text = f"<repr of {type(obj).__qualname__} raised {_note(obj, '__repr__()', exc)}>"
     text = _cut(text, limit)
     shown = any(o[0].startswith("image/") for o in outputs[before:])
-    return text, shown
+    return text, mime, shown
+
+
+# A width or height attribute, its number and its unit.
+_SVG_LENGTH = re.compile(rb'\s(width|height)\s*=\s*["\']\s*([0-9.]+)\s*([a-z]*)\s*["\']')
+# CSS pixels per unit of an SVG length.
+_SVG_UNITS = {"": 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "in": 96.0, "cm": 96 / 2.54, "mm": 9.6 / 2.54}
+
+
+def _svg_size(data):
+    """(width, height) in pixels of an SVG's root element when it gives
+    them in absolute units, else (0, 0): said in the artifact's listing."""
+    start = data.find(b"<svg")
+    end = data.find(b">", start)
+    if start < 0 or end < 0:
+        return 0, 0
+    size = {}
+    for name, number, unit in _SVG_LENGTH.findall(data[start:end]):
+        scale = _SVG_UNITS.get(unit.decode())
+        try:
+            if scale is not None and name not in size:
+                size[name] = min(int(round(float(number) * scale)), 0xFFFFFFFF)
+        except ValueError:
+            pass
+    return size.get(b"width", 0), size.get(b"height", 0)
 
 
 def _pandas_text(obj):
@@ -230,9 +277,111 @@ def _pandas_text(obj):
         return None
 
 
+# A table shows at most this many rows (head and tail, half each) and
+# columns (first and last, half each); what is left out is an ellipsis row
+# or column, and the shape below the table gives the whole size.
+MAX_ROWS = 20
+MAX_COLS = 20
+_ELLIPSIS = "…"
+
+
+def _pandas_markdown(obj):
+    """A Markdown table of a DataFrame or Series, with pandas' footer, or
+    None for any other pandas object (or one this cannot lay out)."""
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return None
+    try:
+        if isinstance(obj, pd.DataFrame):
+            if obj.shape[1] == 0:
+                return None
+            return _markdown_table(pd, obj) + f"\n\n[{obj.shape[0]} rows x {obj.shape[1]} columns]"
+        if isinstance(obj, pd.Series):
+            footer = [] if obj.name is None else [f"Name: {obj.name}"]
+            footer += [f"Length: {len(obj)}", f"dtype: {obj.dtype}"]
+            frame = obj.to_frame(name="" if obj.name is None else obj.name)
+            return _markdown_table(pd, frame) + "\n\n" + ", ".join(footer)
+    except Exception as exc:
+        _note(obj, "(Markdown table)", exc)
+    return None
+
+
+def _cell(text, width):
+    """TEXT as one cell of a Markdown table: its pipes escaped, its line
+    breaks shown as \\n, and cut to WIDTH characters (pandas' column
+    width) when WIDTH is set."""
+    text = str(text).strip().replace("|", "\\|").replace("\r", "\\r").replace("\n", "\\n")
+    if width and len(text) > width:
+        text = text[: width - 1] + _ELLIPSIS
+    return text
+
+
+def _colwidth(pd):
+    try:
+        width = pd.get_option("display.max_colwidth")
+    except Exception:
+        return 50
+    return width if isinstance(width, int) and width > 3 else None
+
+
+def _column_text(values, width):
+    """The shown values of one column (a Series), formatted by pandas all
+    together, so that a column's numbers share their precision."""
+    lines = values.to_string(index=False, header=False, length=False, dtype=False, name=False)
+    lines = lines.split("\n")
+    # Every value is on its own line (pandas escapes line breaks); if a
+    # value's formatting ever breaks that, format each one alone.
+    if len(lines) != len(values):
+        lines = [str(v) for v in values]
+    return [_cell(v, width) for v in lines]
+
+
+def _markdown_table(pd, df):
+    rows, cols = df.shape
+    if rows > MAX_ROWS:
+        half = MAX_ROWS // 2
+        shown_rows = df.iloc[list(range(half)) + list(range(rows - half, rows))]
+    else:
+        half, shown_rows = None, df
+    if cols > MAX_COLS:
+        left = MAX_COLS // 2
+        keep = list(range(left)) + list(range(cols - left, cols))
+    else:
+        left, keep = None, list(range(cols))
+
+    width = _colwidth(pd)
+    index = shown_rows.index
+    header, align, body = [], [], []
+    for level in range(index.nlevels):
+        name = index.names[level]
+        header.append(_cell("" if name is None else name, width))
+        align.append("---")
+        body.append(_column_text(pd.Series(index.get_level_values(level)), width))
+    for n, j in enumerate(keep):
+        if n == left:
+            header.append(_ELLIPSIS)
+            align.append("---")
+            body.append([_ELLIPSIS] * len(shown_rows))
+        column = shown_rows.iloc[:, j]
+        label = df.columns[j]
+        header.append(_cell(" / ".join(map(str, label)) if isinstance(label, tuple) else label, width))
+        numeric = pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype)
+        align.append("---:" if numeric else "---")
+        body.append(_column_text(column, width))
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for i in range(len(shown_rows)):
+        if i == half:
+            lines.append("| " + " | ".join([_ELLIPSIS] * len(header)) + " |")
+        lines.append("| " + " | ".join(col[i] for col in body) + " |")
+    return "\n".join(lines)
+
+
 def display(*objs, **kwargs):
-    """Shows each object below the cell's output, as a notebook does."""
+    """Shows each object below the cell's output, as a notebook does: its
+    images and rich forms, and its text form unless an image shows it (a
+    Markdown form is always kept: it says what a picture may not)."""
     for obj in objs:
-        text, shown = format_object(obj, max_result)
-        if not shown:
-            outputs.append(("text/plain", _name("display", "txt"), text.encode("utf-8", "backslashreplace"), 0, 0))
+        text, mime, shown = format_object(obj, max_result)
+        if not shown or mime == "text/markdown":
+            outputs.append((mime, _name("display", "txt"), text.encode("utf-8", "backslashreplace"), 0, 0))

@@ -17,6 +17,7 @@ This module never runs in a process that serves more than one session.
 """
 
 import _signal
+import _sitebuiltins
 import ast
 import asyncio
 import builtins
@@ -35,7 +36,9 @@ import types
 import warnings
 
 # How run_cell reports a cell's end; the values match the C enum cell_status.
-OK, ERROR, INTERRUPTED = 0, 1, 2
+# EXITED: the cell raised SystemExit with a success status (exit(),
+# sys.exit(0), raise SystemExit).
+OK, ERROR, INTERRUPTED, EXITED = 0, 1, 2, 3
 
 _CO_COROUTINE = 0x0080
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -55,8 +58,9 @@ _in_cell = False
 
 
 def zygote_init(site_packages, preload):
-    """Returns (preloaded, failed): the names imported and, for each
-    module that could not be, "name: reason"."""
+    """Returns (preloaded, failed, packages): the names imported; for
+    each module that could not be, "name: reason"; and "name version" of
+    every package installed in SITE_PACKAGES, comma-separated."""
     site.addsitedir(site_packages)
     os.environ["MPLBACKEND"] = "module://kiln_mpl_backend"
     preloaded, failed = [], []
@@ -68,12 +72,31 @@ def zygote_init(site_packages, preload):
             failed.append(f"{name}: {type(exc).__name__}: {exc}")
     if "matplotlib" in sys.modules:
         _warm_matplotlib()
+    _install_site_builtins()
     import kiln_capture
 
     kiln_capture.install()
+    packages = _packages(site_packages)
     gc.collect()
     gc.freeze()
-    return ",".join(preloaded), "; ".join(failed)
+    return ",".join(preloaded), "; ".join(failed), packages
+
+
+def _packages(site_packages):
+    """"name version" of each distribution in SITE_PACKAGES, by name,
+    comma-separated; "" when they cannot be listed."""
+    try:
+        from importlib import metadata
+
+        found = {}
+        for dist in metadata.distributions(path=[site_packages]):
+            name = dist.metadata["Name"]
+            if name:
+                found.setdefault(name.lower(), f"{name} {dist.version}")
+        return ",".join(found[k] for k in sorted(found))
+    except Exception as exc:
+        print(f"kiln: cannot list the installed packages: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ""
 
 
 def _warm_matplotlib():
@@ -95,10 +118,61 @@ def _warm_matplotlib():
 
 
 def _no_input(prompt=""):
+    # A frame of kiln's: _trim leaves it out, so the traceback ends at the
+    # line that called input().
     raise EOFError(
         "input() is not available: cells run without a terminal or stdin; "
         "put the data in the code or in a file instead"
     )
+
+
+class _Quitter(_sitebuiltins.Quitter):
+    """exit and quit as a cell sees them: calling one stops the cell with
+    SystemExit, as in a script.  site's own closes sys.stdin first (for
+    IDLE), which would leave the session's stdin closed for later cells."""
+
+    def __repr__(self):
+        return f"Use {self.name}() to stop the cell; the session keeps its state"
+
+    def __call__(self, code=None):
+        raise SystemExit(code)
+
+
+class _Helper(_sitebuiltins._Helper):
+    """help as a cell sees it: pydoc's text, written to stdout.  A cell has
+    no terminal, so there is no pager and no interactive help> prompt."""
+
+    def __repr__(self):
+        return "Type help(object) for help about object, or help('topic') for a keyword or topic."
+
+    def __call__(self, *args, **kwds):
+        import pydoc
+
+        # pydoc would pick a plain pager anyway while stdout is not a tty;
+        # a cell may make it one (or a PAGER appear), and no pager may run.
+        pydoc.pager = pydoc.plainpager
+        if not args and not kwds:
+            print(
+                "help() without an argument starts an interactive prompt, which a cell "
+                "does not have: ask for one thing at a time, e.g. help(len), help('for'), "
+                "help('keywords'), help('topics') or help('modules')."
+            )
+            return None
+        return pydoc.help(*args, **kwds)
+
+
+def _install_site_builtins():
+    """help, exit, quit, copyright, credits and license, which site adds
+    to builtins in a normal interpreter; kiln's isolated configuration does
+    not run site."""
+    builtins.help = _Helper()
+    builtins.exit = _Quitter("exit", "")
+    builtins.quit = _Quitter("quit", "")
+    site.setcopyright()
+    # Long texts page through input() every 23 lines; a cell has no input,
+    # so they are printed whole.
+    for name in ("copyright", "credits", "license"):
+        getattr(builtins, name).MAXLINES = sys.maxsize
 
 
 def worker_init(environment, jailed, max_image_side):
@@ -119,6 +193,23 @@ def worker_init(environment, jailed, max_image_side):
     # A fixed environment: nothing of the host's or kiln's reaches a cell.
     os.environ.clear()
     os.environ.update(environment)
+    # python, python3 and pip on PATH are the session's own interpreter
+    # and packages (sys.executable is the venv's python3), never the
+    # host's /usr/bin/python3.
+    venv_bin = os.path.dirname(sys.executable)
+    os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    os.environ["VIRTUAL_ENV"] = os.path.dirname(venv_bin)
+    # os.cpu_count() counts the host's CPUs; the session may run on fewer
+    # (the jail restricts its affinity to its --cpus quota), and pools
+    # sized by it (multiprocessing, concurrent.futures) should see those.
+    os.cpu_count = _cpu_count
+    # nproc (and OpenMP code a cell loads, such as scikit-learn's) goes
+    # by OMP_NUM_THREADS: the session's CPUs, one thread each.  BLAS
+    # stays at one thread (OPENBLAS_NUM_THREADS, MKL_NUM_THREADS): numpy's
+    # was started in the zygote, which must not have threads.
+    os.environ["OMP_NUM_THREADS"] = str(_cpu_count() or 1)
+    if _jailed:
+        _offline_pip()
     # Forks of one zygote share numpy's global generator state; random was
     # reseeded by PyOS_AfterFork_Child.  Two sessions must never produce
     # the same stream.
@@ -150,6 +241,33 @@ def worker_init(environment, jailed, max_image_side):
     # first cell's path.
     _execute("_ = 1\n_", "<warm-up>", {})
     repr(_error(ValueError("warm-up"), "<warm-up>"))
+
+
+def _offline_pip():
+    """pip in a session without network: it never tries the network (a
+    DNS lookup that cannot succeed, retried for seconds), and every Python
+    the session starts loads processes/sitecustomize.py, which says why
+    an install fails and lists the packages there are.  No pip
+    configuration of the host's applies."""
+    os.environ.update(
+        PIP_NO_INDEX="1",
+        PIP_RETRIES="0",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_INPUT="1",
+        PIP_CONFIG_FILE=os.devnull,
+        PYTHONPATH=os.path.join(os.path.dirname(__file__), "processes"),
+    )
+
+
+def _cpu_count():
+    """The number of CPUs the session may run on, as nproc counts them."""
+    try:
+        return len(os.sched_getaffinity(0)) or None
+    except OSError:
+        return _host_cpu_count()
+
+
+_host_cpu_count = os.cpu_count
 
 
 def _forget_host_paths():
@@ -314,41 +432,93 @@ def _await_traceback(coro):
     return tb
 
 
+# kiln's own Python files: none of their frames is the cell's business.
+_KILN_DIR = os.path.dirname(__file__) + os.sep
+
+
 def _trim(tb, filename):
-    """Drops kiln's own frames: the traceback starts at the cell, and an
-    interrupt ends where the cell was, not in kiln's signal handler."""
+    """Drops kiln's own frames: the traceback starts at the cell, ends where
+    the cell was when interrupted (not in kiln's signal handler), and has
+    no frame of kiln's in between (input(), exit())."""
     t = tb
     while t is not None and t.tb_frame.f_code.co_filename != filename:
         t = t.tb_next
-    if t is not None:
-        end = t
-        while end.tb_next is not None:
-            if end.tb_next.tb_frame.f_code is _on_sigint.__code__:
-                end.tb_next = None
-                break
-            end = end.tb_next
-        return t
-    here = __file__
-    while tb is not None and tb.tb_frame.f_code.co_filename == here:
+    return _without_kiln(tb if t is None else t)
+
+
+def _without_kiln(tb):
+    """TB, relinked without kiln's frames; cut at kiln's SIGINT handler."""
+    head = last = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code is _on_sigint.__code__:
+            break
+        if not code.co_filename.startswith(_KILN_DIR):
+            if last is None:
+                head = tb
+            else:
+                last.tb_next = tb
+            last = tb
         tb = tb.tb_next
-    return tb
+    if last is not None:
+        last.tb_next = None
+    return head
+
+
+def _trim_chain(exc):
+    """Drops kiln's frames from the tracebacks of the exceptions EXC was
+    raised from or during, and of those of a group: all are shown."""
+    seen = {id(exc)}
+    todo = [exc.__cause__, exc.__context__, *getattr(exc, "exceptions", ())]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = _without_kiln(e.__traceback__)
+        todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+
+
+def _is_success(code):
+    """Whether SystemExit(CODE) means a successful exit, as the process
+    status a script would have: None and 0 (False included)."""
+    return code is None or (isinstance(code, int) and code == 0)
 
 
 def _error(exc, filename):
     tb = _trim(exc.__traceback__, filename)
+    _trim_chain(exc)
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     lineno = offset = None
     if isinstance(exc, SyntaxError):
         lineno, offset = exc.lineno, exc.offset
         message = exc.msg
     elif isinstance(exc, SystemExit):
-        message = f"SystemExit({exc.code!r}): the cell called sys.exit(); the session is still usable"
+        message = _exit_message(exc.code)
     else:
         try:
             message = str(exc)
         except Exception:
             message = "(unprintable exception)"
     return type(exc).__name__, message, text, lineno, offset
+
+
+def _exit_message(code):
+    """What a SystemExit with a failure status says: its status first, as
+    `kiln run` reads it back ("exit status N:")."""
+    if isinstance(code, int):
+        return (
+            f"exit status {int(code)}: the cell called sys.exit({code!r}) and stopped there; "
+            "the session keeps its state"
+        )
+    try:
+        text = str(code)
+    except Exception:
+        text = f"<unprintable {type(code).__qualname__}>"
+    return (
+        f"exit status 1: {text} (the cell called sys.exit() with this message and "
+        "stopped there; the session keeps its state)"
+    )
 
 
 FILE_MIME = "application/vnd.kiln.file"
@@ -470,6 +640,14 @@ def run_cell(source, cell_no, max_result):
             _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)
     except KeyboardInterrupt as exc:
         status, err = INTERRUPTED, _error(exc, filename)
+    except SystemExit as exc:
+        # exit() ends the cell, never the session: a notebook's kernel
+        # would restart, losing the state the next cells rely on.  A
+        # successful exit is no error; any other is one, with its status.
+        if _is_success(exc.code):
+            status = EXITED
+        else:
+            status, err = ERROR, _error(exc, filename)
     except BaseException as exc:
         status, err = ERROR, _error(exc, filename)
     try:

@@ -96,9 +96,13 @@ frames(void)
   fbuf_init(&fb, FRAME_DONE);
   fbuf_put_u64(&fb, TAG_STATUS, CELL_OK);
   fbuf_put(&fb, TAG_OUTPUTS, b.data, b.len);
+  fbuf_put(&fb, TAG_OUTPUT_MARKS, "\0\0\0\0\xff\xff\xff\xff", 8);
   fbuf_put_u64(&fb, TAG_OUTPUTS_DROPPED, 2);
   write_frame("frame", "done-outputs", &fb);
   buf_free(&b);
+
+  fbuf_init(&fb, FRAME_MARK);
+  write_frame("frame", "mark", &fb);
 
   fbuf_init(&fb, FRAME_SPAWN);
   fbuf_put_str(&fb, TAG_SESSION_ID, "s-0123456789abcdef");
@@ -113,6 +117,7 @@ frames(void)
   fbuf_put_str(&fb, TAG_PYTHON_VERSION, "3.12.1");
   fbuf_put_str(&fb, TAG_PRELOADED, "numpy,matplotlib,PIL");
   fbuf_put_str(&fb, TAG_PRELOAD_FAILED, "");
+  fbuf_put_str(&fb, TAG_PACKAGES, "numpy 2.5.5,pandas 3.1.1");
   write_frame("frame", "zygote-ready", &fb);
 
   fbuf_init(&fb, FRAME_EXEC);

@@ -90,8 +90,8 @@ describe('capture', () => {
   test('a DataFrame result is a text table for the model, with HTML among the display forms', opts, async () => {
     const result = await runFull(kiln.client, 'import pandas as pd\npd.DataFrame({"alpha": [1, 2], "beta": [3, 4]})');
     const sc = result.structuredContent;
-    assert.match(sc.result, /alpha\s+beta\n0\s+1\s+3\n1\s+2\s+4/);
-    assert.match(result.content[0].text, /alpha\s+beta/);
+    assert.match(sc.result, /\| alpha \| beta \|\n.*\n\| 0 \| 1 \| 3 \|\n\| 1 \| 2 \| 4 \|/);
+    assert.match(result.content[0].text, /\| alpha \| beta \|/);
     assert.ok(sc.display.some((d) => d.mime === 'text/html' && /<table/.test(d.text)), dump(sc.display));
   });
 

@@ -265,7 +265,7 @@ describe('run_python', () => {
       await assertKept(kiln.client, first.session_id, 'before_input + 1', '2');
     });
 
-    for (const code of ['sys.exit(3)', 'raise SystemExit']) {
+    for (const code of ['sys.exit(3)', 'raise SystemExit("stop")']) {
       test(`${code} is reported as a SystemExit error and the session keeps its variables`, opts, async () => {
         const first = await run(kiln.client, 'import sys\nkeep_me = "yes"');
         const exit = await run(kiln.client, code, { session_id: first.session_id });

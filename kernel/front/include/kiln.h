@@ -75,10 +75,13 @@ struct cell_reply {
 
 typedef void (*front_reply_cb)(void *ctx, const struct cell_reply *r);
 
+/* What the zygote reports once it is ready.  Borrowed: valid only during
+   the ready callback.  */
 struct front_info {
   const char *python_version;
-  const char *preloaded;
-  const char *preload_failed;
+  const char *preloaded;      /* comma-separated module names */
+  const char *preload_failed; /* "name: reason; ..." */
+  const char *packages;       /* "name version,name version,...": the venv's packages, by name */
 };
 /* Called once the zygote is ready (INFO) or could not start (ERR).  */
 typedef void (*front_ready_cb)(void *ctx, const struct front_info *info, kiln_error_t err);
