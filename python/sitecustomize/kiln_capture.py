@@ -17,10 +17,12 @@ collected in ``outputs`` until the runtime takes them at the end of the cell.
 """
 
 import builtins
+import functools
 import json
 import re
 import sys
 
+import _kiln_mark
 import _kiln_png
 
 # Largest side of the copy sent inline; the full-size PNG is kept too.
@@ -35,6 +37,37 @@ def take():
     global outputs
     done, outputs = outputs, []
     return done
+
+
+# The place in the cell's stdout of what is being shown now (see
+# kernel/py/mark.h), or None: then it goes at the end of the output.
+_place = None
+
+
+def _add(output):
+    outputs.append(output if _place is None else output + (_place,))
+
+
+def _shown_here(fn):
+    """Runs FN's outputs at this point of the cell's stdout: flushes what
+    was printed so far, then marks the place."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        global _place
+        if _place is not None:
+            return fn(*args, **kwargs)
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        _place = _kiln_mark.mark()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _place = None
+
+    return wrapper
 
 
 def _name(kind, ext):
@@ -52,14 +85,14 @@ def _emit_rgba(buf, width, height, kind):
     """Adds the full-size PNG and, for a large image, a smaller inline copy."""
     full = encode_rgba(buf, width, height)
     name = _name(kind, "png")
-    outputs.append(("image/png", name, full, width, height))
+    _add(("image/png", name, full, width, height))
     if max(width, height) > MAX_INLINE:
         from PIL import Image
 
         img = Image.frombuffer("RGBA", (width, height), bytes(buf), "raw", "RGBA", 0, 1)
         img.thumbnail((MAX_INLINE, MAX_INLINE), Image.Resampling.LANCZOS)
         small = encode_rgba(img.tobytes(), img.width, img.height)
-        outputs.append(("image/png;inline", name, small, img.width, img.height))
+        _add(("image/png;inline", name, small, img.width, img.height))
 
 
 def emit_figure(fig):
@@ -88,11 +121,18 @@ def close_figures():
             plt.close(manager.canvas.figure)
 
 
+@_shown_here
+def show_figures():
+    """pyplot's show(): the open figures, here."""
+    close_figures()
+
+
 def end_of_cell():
     """Called by the runtime when a cell ends, whatever its outcome."""
     close_figures()
 
 
+@_shown_here
 def _pil_show(self, title=None, **kwargs):
     emit_pil(self)
 
@@ -199,13 +239,13 @@ def format_object(obj, limit):
         for method, image in (("_repr_png_", "image/png"), ("_repr_jpeg_", "image/jpeg")):
             data = _form(obj, method)
             if isinstance(data, (bytes, bytearray)):
-                outputs.append((image, _name("display", image.split("/")[1]), bytes(data), 0, 0))
+                _add((image, _name("display", image.split("/")[1]), bytes(data), 0, 0))
         svg = _form(obj, "_repr_svg_")
         if isinstance(svg, (str, bytes, bytearray)) and svg:
             # An image, kept as an artifact like a PNG; never cut, which
             # would leave it unreadable (the reply's byte cap bounds it).
             data = svg.encode("utf-8", "backslashreplace") if isinstance(svg, str) else bytes(svg)
-            outputs.append(("image/svg+xml", _name("display", "svg"), data, *_svg_size(data)))
+            _add(("image/svg+xml", _name("display", "svg"), data, *_svg_size(data)))
         for method, form in _TEXT_MIMES:
             data = _form(obj, method)
             if data is None:
@@ -217,7 +257,7 @@ def format_object(obj, limit):
             except Exception as exc:
                 _note(obj, f"{method}()", exc)
                 continue
-            outputs.append((form, _name("display", "txt"), data, 0, 0))
+            _add((form, _name("display", "txt"), data, 0, 0))
         data = _form(obj, "_repr_markdown_")
         if data is not None:
             try:
@@ -377,6 +417,7 @@ def _markdown_table(pd, df):
     return "\n".join(lines)
 
 
+@_shown_here
 def display(*objs, **kwargs):
     """Shows each object below the cell's output, as a notebook does: its
     images and rich forms, and its text form unless an image shows it (a
@@ -384,4 +425,4 @@ def display(*objs, **kwargs):
     for obj in objs:
         text, mime, shown = format_object(obj, max_result)
         if not shown or mime == "text/markdown":
-            outputs.append((mime, _name("display", "txt"), text.encode("utf-8", "backslashreplace"), 0, 0))
+            _add((mime, _name("display", "txt"), text.encode("utf-8", "backslashreplace"), 0, 0))

@@ -14,5 +14,6 @@ FigureManager = FigureManagerBase
 
 
 def show(*args, **kwargs):
-    """Captures every open figure, in order, and closes it."""
-    kiln_capture.close_figures()
+    """Captures every open figure, in order, and closes it, at this
+    point of the cell's output."""
+    kiln_capture.show_figures()

@@ -200,3 +200,42 @@ describe('--max-reply', () => {
     assert.match(text, /bytes not shown/);
   });
 });
+
+describe('display in code order', () => {
+  const kiln = useServer();
+
+  test('print, display(df), a figure, print again: in that order in content', { timeout: TEST_TIMEOUT }, async () => {
+    const result = await runFull(
+      kiln.client,
+      'import pandas as pd\nimport matplotlib.pyplot as plt\nprint("first")\n' +
+        'display(pd.DataFrame({"col": [1, 2]}))\nplt.plot([1, 2])\nplt.show()\nprint("second")\n"value"',
+    );
+    const blocks = result.content.map((b) => (b.type === 'text' ? b.text : `<${b.type}>`));
+    const flat = blocks.join('\n');
+    const order = ['first', '| col', '<image>', 'second', "'value'"].map((s) => flat.indexOf(s));
+    assert.ok(order.every((i) => i >= 0), dump(blocks));
+    assert.deepEqual([...order].sort((a, b) => a - b), order, dump(blocks));
+    assert.equal(result.content[0].type, 'text');
+    assert.match(result.content[0].text, /^\[session /);
+  });
+
+  test('a figure still open at the end comes after the value', { timeout: TEST_TIMEOUT }, async () => {
+    const result = await runFull(kiln.client, 'import matplotlib.pyplot as plt\nprint("before")\nplt.plot([3, 1])\n"out"');
+    const types = result.content.map((b) => b.type);
+    assert.deepEqual(types, ['text', 'image'], dump(types));
+    assert.match(result.content[0].text, /before\n'out'$/);
+  });
+
+  test('an image shown in the middle of a long output lands where it was shown', { timeout: TEST_TIMEOUT }, async () => {
+    const result = await runFull(
+      kiln.client,
+      'from PIL import Image\nprint("a" * 50000)\nprint("MIDDLE")\nImage.new("RGB", (4, 4)).show()\nprint("b" * 50000)',
+    );
+    const types = result.content.map((b) => b.type);
+    assert.deepEqual(types, ['text', 'image', 'text'], dump(types));
+    // The first text ends where the image was shown; the cut may have
+    // taken the line before it, but nothing after it comes first.
+    assert.ok(!result.content[0].text.includes('bbbb'), result.content[0].text.slice(-200));
+    assert.ok(result.content[2].text.startsWith('bbbb'), result.content[2].text.slice(0, 200));
+  });
+});
