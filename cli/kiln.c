@@ -89,15 +89,16 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
   if (a->run)
     return;
   cleanup_free char *protections = sbx_describe(a->cfg.sbx);
+  const char *packages = front_packages(a->front);
   size_t npackages = 0;
-  for (const char *p = info->packages; *p; p += strcspn(p, ","), p += *p == ',')
+  for (const char *p = packages; *p; p += strcspn(p, ","), p += *p == ',')
     npackages++;
   fprintf(stderr, "kiln %s: Python %.*s, preloaded: %s%s%s; %zu packages; protections: %s\n",
           KILN_VERSION, (int)strcspn(info->python_version, " "), info->python_version,
           info->preloaded[0] ? info->preloaded : "nothing",
           info->preload_failed[0] ? "; not loaded: " : "", info->preload_failed, npackages,
           protections);
-  log_msg(LOG_DEBUG, "packages: %s", info->packages);
+  log_msg(LOG_DEBUG, "packages: %s", packages);
 }
 
 /* The client is finished with: its input ended and every request it

@@ -29,8 +29,9 @@ extern const struct mcp_tool tool_run_python, tool_list_sessions, tool_close_ses
 int tools_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err);
 int tools_call_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err);
 
-/* The tools/list result (new reference).  */
-json_t *tools_list(void);
+/* The tools/list result (new reference), run_python's description
+   naming PACKAGES ("name version,...") when not NULL.  */
+json_t *tools_list(const char *packages);
 
 /* The parsed input schema of T (borrowed: parsed once, kept for the life
    of the process).  */

@@ -288,6 +288,7 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   f->cfg = cfg;
   limits_derive(cfg, &f->limits);
   f->max_sessions = sessions_within_fd_limit(cfg);
+  f->packages = packages_scan(cfg->venv);
   cleanup_free char *me = front_instance_of((long)getpid());
   snprintf(f->instance, sizeof f->instance, "%s", me ? me : "0 0");
   reap_stale_sessions(f);
@@ -298,6 +299,7 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   f->sigfd = sigfd;
   if (loop_add(loop, sigfd, EPOLLIN, on_signal, f, err) < 0) {
     close(sigfd);
+    free(f->packages);
     free(f);
     return NULL;
   }
@@ -305,6 +307,7 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   if (f->writer == NULL) {
     loop_del(loop, sigfd);
     close(sigfd);
+    free(f->packages);
     free(f);
     return NULL;
   }
@@ -410,5 +413,6 @@ front_free(struct front *f)
   buf_free(&f->zin);
   buf_free(&f->zoutq);
   free(f->spawnq);
+  free(f->packages);
   free(f);
 }

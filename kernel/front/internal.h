@@ -187,6 +187,7 @@ struct front {
   const struct kiln_config *cfg;
   struct kiln_limits limits;
   size_t max_sessions; /* --max-sessions, or fewer if the open-file limit says so */
+  char *packages;      /* packages_scan of the venv */
   char instance[64];   /* "PID STARTTIME": this front, as session directories record it */
   struct loop *loop;
   front_ready_cb ready_cb;
@@ -293,6 +294,10 @@ void session_dispatch(struct session *s);
 void session_interrupt(struct session *s, int64_t now, bool cancel);
 void session_free(struct session *s);
 struct session *session_find(struct front *f, const char *id);
+
+/* "name version,..." of every package in VENV's site-packages, by name
+   (allocated; "" when there are none or they cannot be read).  */
+char *packages_scan(const char *venv);
 
 /* Keeps DATA (LEN bytes), what cell CELL of S wrote to STREAM (0 stdout,
    1 stderr), on disk when it is longer than FRONT_OUTPUT_INLINE_MAX.

@@ -175,18 +175,25 @@ handle_worker_frame(struct worker *w, struct frame *fr)
     return;
   }
   case FRAME_MARK: {
-    /* The worker flushed before marking: what it printed up to here is
-       in the pipe.  A mark between cells is dropped.  */
+    /* The worker flushed before marking and waits for MARKED: what it
+       printed up to here is in the pipe, and nothing after it yet (but
+       what other threads or processes of the cell write meanwhile).  A
+       mark between cells is answered and dropped.  */
     struct request *c = w->session ? w->session->running : NULL;
-    if (c == NULL || c->kind != REQ_CELL)
-      return;
-    if (c->u.cell.nmarks >= MAX_MARKS) {
-      worker_fault(w, "the worker sent more than %d marks in one cell", MAX_MARKS);
-      return;
+    if (c && c->kind == REQ_CELL) {
+      if (c->u.cell.nmarks >= MAX_MARKS) {
+        worker_fault(w, "the worker sent more than %d marks in one cell", MAX_MARKS);
+        return;
+      }
+      worker_read_pipe(w, &w->out, &w->cap_out, true);
+      c->u.cell.marks = xrealloc(c->u.cell.marks, (c->u.cell.nmarks + 1) * sizeof *c->u.cell.marks);
+      c->u.cell.marks[c->u.cell.nmarks++] = w->cap_out.total;
     }
-    worker_read_pipe(w, &w->out, &w->cap_out, true);
-    c->u.cell.marks = xrealloc(c->u.cell.marks, (c->u.cell.nmarks + 1) * sizeof *c->u.cell.marks);
-    c->u.cell.marks[c->u.cell.nmarks++] = w->cap_out.total;
+    struct fbuf fb;
+    fbuf_init(&fb, FRAME_MARKED);
+    fbuf_finish(&fb);
+    worker_send(w, &fb);
+    fbuf_free(&fb);
     return;
   }
   case FRAME_DONE:

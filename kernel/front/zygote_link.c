@@ -202,12 +202,11 @@ spawn_arrived(struct front *f, struct frame *fr)
 static void
 zygote_ready(struct front *f, struct frame *fr)
 {
-  cleanup_free char *version = NULL, *preloaded = NULL, *failed = NULL, *packages = NULL;
+  cleanup_free char *version = NULL, *preloaded = NULL, *failed = NULL;
   kiln_error_t err = NULL;
   if (frame_get_str(fr, TAG_PYTHON_VERSION, true, &version, NULL, &err) < 0
       || frame_get_str(fr, TAG_PRELOADED, true, &preloaded, NULL, &err) < 0
-      || frame_get_str(fr, TAG_PRELOAD_FAILED, true, &failed, NULL, &err) < 0
-      || frame_get_str(fr, TAG_PACKAGES, true, &packages, NULL, &err) < 0) {
+      || frame_get_str(fr, TAG_PRELOAD_FAILED, true, &failed, NULL, &err) < 0) {
     cleanup_free char *why = xasprintf("broke the protocol: %s", err->msg);
     kiln_error_release(&err);
     zygote_lost(f, why);
@@ -221,7 +220,6 @@ zygote_ready(struct front *f, struct frame *fr)
       .python_version = version ? version : "?",
       .preloaded = preloaded ? preloaded : "",
       .preload_failed = failed ? failed : "",
-      .packages = packages ? packages : "",
     };
     if (f->ready_cb)
       f->ready_cb(f->ready_ctx, &info, NULL);

@@ -44,12 +44,14 @@ enum frame_type {
   /* fields: PATH, DATA, OFFSET (present: into the existing file there) */
   FRAME_FILE_WRITE = 23,
   FRAME_FILE_MKDIR = 24, /* fields: PATH */
+  FRAME_MARKED = 25,     /* no fields: the answer to a MARK, the stdout before it collected */
   /* worker -> front */
   FRAME_WORKER_READY = 30,  /* no fields */
   FRAME_WORKER_FAILED = 31, /* fields: MESSAGE; setup failed, worker exits */
   FRAME_DONE = 32,          /* fields: STATUS, RESULT, ERR_* */
   FRAME_FILE_RESULT = 33,   /* fields: STATUS (0 or an errno), MESSAGE, DATA or LISTING */
-  FRAME_MARK = 34,          /* no fields: a place in the running cell's stdout (mark.h) */
+  FRAME_MARK = 34,          /* no fields: a place in the running cell's stdout (mark.h); */
+                            /* the worker waits for MARKED */
 };
 
 enum frame_tag {
@@ -84,7 +86,6 @@ enum frame_tag {
   TAG_OFFSET = 29,       /* u64: where a file read or write starts */
   TAG_SIZE = 30,         /* u64: a file's size */
   TAG_OUTPUT_MARKS = 31, /* u32 per output (TAG_OUTPUTS, inline copies not counted): its mark */
-  TAG_PACKAGES = 32,     /* comma-separated "name version" of the venv's packages */
 };
 
 /* How a cell ended, as the worker reports it.  */

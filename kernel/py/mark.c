@@ -6,6 +6,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 /* A cell marks at most this many places; later outputs go at the end.  */
 #define MAX_MARKS 4096
@@ -40,9 +42,23 @@ py_mark(PyObject *self, PyObject *noargs)
   struct fbuf fb;
   fbuf_init(&fb, FRAME_MARK);
   fbuf_finish(&fb);
-  /* With the GIL held no other thread of the cell sends a frame.  */
-  if (frame_send(ctl_fd, &fb, NULL, 0, NULL) < 0)
+  /* With the GIL held no other thread of the cell sends a frame or waits
+     for an answer.  The front answers once it has read the pipe up to
+     here; until then nothing more is written.  */
+  int sent = frame_send(ctl_fd, &fb, NULL, 0, NULL);
+  fbuf_free(&fb);
+  if (sent < 0)
     Py_RETURN_NONE;
+  struct frame f;
+  uint8_t *payload = NULL;
+  if (frame_recv(ctl_fd, &f, &payload, 0, NULL) < 0 || f.type != FRAME_MARKED || f.nfds > 0) {
+    /* The front is trusted and sends nothing else during a cell: it is
+       gone, or broken, and this worker cannot go on.  */
+    static const char msg[] = "kiln: the front did not answer a mark; the worker stops\n";
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(1);
+  }
+  free(payload);
   return PyLong_FromUnsignedLong(next_mark++);
 }
 

@@ -1,8 +1,10 @@
 /* Where in a cell's output each thing it showed belongs.  When a cell
    shows a figure, an image or a display() form, the runtime flushes
    stdout and calls _kiln_mark.mark(): a FRAME_MARK goes to the front,
-   which notes how much stdout it has received by then, and the output
-   carries the mark's number.  The front can then put what the cell
+   which reads the stdout pipe, notes how much it has received by then
+   and answers MARKED; the worker waits for the answer, so that nothing
+   it prints after the mark is read before it.  The output carries the
+   mark's number.  The front can then put what the cell
    showed between the lines it printed, in the order it happened.  */
 #ifndef KILN_MARK_H
 #define KILN_MARK_H

@@ -72,8 +72,8 @@ start_python(const struct kiln_config *cfg, struct fbuf *ready, kiln_error_t *er
   Py_XDECREF(rt);
   if (ret == NULL)
     return emb_error_from_python(err, "kiln_runtime.zygote_init");
-  const char *preloaded = NULL, *failed = NULL, *packages = NULL;
-  if (!PyArg_ParseTuple(ret, "sss", &preloaded, &failed, &packages)) {
+  const char *preloaded = NULL, *failed = NULL;
+  if (!PyArg_ParseTuple(ret, "ss", &preloaded, &failed)) {
     Py_DECREF(ret);
     return emb_error_from_python(err, "kiln_runtime.zygote_init result");
   }
@@ -81,7 +81,6 @@ start_python(const struct kiln_config *cfg, struct fbuf *ready, kiln_error_t *er
   fbuf_put_str(ready, TAG_PYTHON_VERSION, Py_GetVersion());
   fbuf_put_str(ready, TAG_PRELOADED, preloaded);
   fbuf_put_str(ready, TAG_PRELOAD_FAILED, failed);
-  fbuf_put_str(ready, TAG_PACKAGES, packages);
   Py_DECREF(ret);
   return 0;
 }

@@ -2,6 +2,7 @@
    checks of tools/call, and the "unknown tool" message.  */
 #define _GNU_SOURCE
 #include "tools.h"
+#include "server.h"
 #include "tools/schema.h"
 #include "util.h"
 
@@ -58,14 +59,21 @@ tools_input_schema(const struct mcp_tool *t)
 }
 
 json_t *
-tools_list(void)
+tools_list(const char *packages)
 {
   json_t *list = json_array();
+  /* run_python says what a cell can import: the venv as read at start-up.  */
+  cleanup_free char *run_description
+      = packages && packages[0]
+            ? xasprintf("%s\n\nInstalled packages (there is no network: pip cannot add others): %s",
+                        tool_run_python.description, packages)
+            : xstrdup(tool_run_python.description);
   for (size_t i = 0; i < NTOOLS; i++) {
     const struct mcp_tool *t = table[i].tool;
     unsigned h = table[i].hints;
+    const char *description = t == &tool_run_python ? run_description : t->description;
     json_t *o = json_pack("{s:s, s:s, s:s, s:O, s:{s:s, s:b, s:b, s:b, s:b}}", "name", t->name,
-                          "title", t->title, "description", t->description, "inputSchema",
+                          "title", t->title, "description", description, "inputSchema",
                           tools_input_schema(t), "annotations", "title", t->title, "readOnlyHint",
                           (h & READ_ONLY) != 0, "destructiveHint", (h & DESTRUCTIVE) != 0,
                           "idempotentHint", (h & IDEMPOTENT) != 0, "openWorldHint", 0);
@@ -87,7 +95,7 @@ tools_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_erro
     kiln_error_make(err, 0, "invalid cursor: tools/list has a single page");
     return JRPC_INVALID_PARAMS;
   }
-  *result = tools_list();
+  *result = tools_list(c->server->front ? front_packages(c->server->front) : NULL);
   return MCP_ANSWERED;
 }
 

@@ -13,18 +13,16 @@
 
 static const char run_python_description[]
     = "Run Python 3.12 code in a persistent, sandboxed session (like a notebook cell). Variables, "
-      "imports and "
-      "functions persist between calls with the same session_id; omit session_id to start a new "
-      "session and use "
-      "the session_id from the reply afterwards. If the last statement is an expression its value "
-      "is returned as "
-      "the result (like a notebook's Out). stdout and stderr are returned separately. numpy, "
-      "pandas, matplotlib "
-      "and PIL are already imported in the interpreter and cost nothing to import. Top-level "
-      "`await` works. "
-      "input() is not available. A cell that runs past timeout_s is interrupted "
-      "(KeyboardInterrupt; the session "
-      "keeps its state); one that does not stop is killed and the session starts over.";
+      "imports and functions persist between calls with the same session_id; omit session_id to "
+      "start a new session. The reply's first line names it: [session ID \xc2\xb7 cell N \xc2\xb7 "
+      "T ms]. If the last statement is an expression its value is the result (like a notebook's "
+      "Out). Printed output, display() and figures come back in the order the cell made them; "
+      "long output is cut to its head and tail, the whole kept as a kiln:// resource the reply "
+      "names. numpy, pandas, matplotlib and PIL are already imported in the interpreter and cost "
+      "nothing to import. Top-level `await` works; input() is not available. Files the cell writes "
+      "in its working directory (/work) are listed as resources. A cell that runs past timeout_s "
+      "is interrupted (KeyboardInterrupt; the session keeps its state); one that does not stop "
+      "is killed and the session starts over. The session has no network.";
 
 static const char run_python_input[]
     = "{"

@@ -58,9 +58,8 @@ _in_cell = False
 
 
 def zygote_init(site_packages, preload):
-    """Returns (preloaded, failed, packages): the names imported; for
-    each module that could not be, "name: reason"; and "name version" of
-    every package installed in SITE_PACKAGES, comma-separated."""
+    """Returns (preloaded, failed): the names imported and, for each
+    module that could not be, "name: reason"."""
     site.addsitedir(site_packages)
     os.environ["MPLBACKEND"] = "module://kiln_mpl_backend"
     preloaded, failed = [], []
@@ -76,27 +75,9 @@ def zygote_init(site_packages, preload):
     import kiln_capture
 
     kiln_capture.install()
-    packages = _packages(site_packages)
     gc.collect()
     gc.freeze()
-    return ",".join(preloaded), "; ".join(failed), packages
-
-
-def _packages(site_packages):
-    """"name version" of each distribution in SITE_PACKAGES, by name,
-    comma-separated; "" when they cannot be listed."""
-    try:
-        from importlib import metadata
-
-        found = {}
-        for dist in metadata.distributions(path=[site_packages]):
-            name = dist.metadata["Name"]
-            if name:
-                found.setdefault(name.lower(), f"{name} {dist.version}")
-        return ",".join(found[k] for k in sorted(found))
-    except Exception as exc:
-        print(f"kiln: cannot list the installed packages: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return ""
+    return ",".join(preloaded), "; ".join(failed)
 
 
 def _warm_matplotlib():

@@ -117,7 +117,6 @@ frames(void)
   fbuf_put_str(&fb, TAG_PYTHON_VERSION, "3.12.1");
   fbuf_put_str(&fb, TAG_PRELOADED, "numpy,matplotlib,PIL");
   fbuf_put_str(&fb, TAG_PRELOAD_FAILED, "");
-  fbuf_put_str(&fb, TAG_PACKAGES, "numpy 2.5.5,pandas 3.1.1");
   write_frame("frame", "zygote-ready", &fb);
 
   fbuf_init(&fb, FRAME_EXEC);

@@ -103,7 +103,7 @@ run_python_arguments_are_checked(void)
 static void
 the_tool_list_names_six_tools_with_schemas(void)
 {
-  json_t *l = tools_list();
+  json_t *l = tools_list(NULL);
   json_t *tools = json_object_get(l, "tools");
   CHECK(json_array_size(tools) == 6);
   size_t i;

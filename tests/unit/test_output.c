@@ -99,7 +99,39 @@ a_cut_never_splits_a_character(void)
   output_free(&o);
 }
 
+static void
+places_in_the_stream_map_to_places_in_what_is_kept(void)
+{
+  struct output o;
+  output_init(&o, 20);
+  /* Whole: a place is where it was.  */
+  output_add(&o, "0123456789", 10);
+  struct output_cut cut;
+  output_geometry(&o, &cut);
+  CHECK(output_map(&cut, 0) == 0 && output_map(&cut, 4) == 4 && output_map(&cut, 10) == 10);
+  CHECK(output_map(&cut, 99) == 10);
+  /* Cut: the head keeps 10, the ring the last 10 of 100.  */
+  for (int i = 1; i < 10; i++)
+    output_add(&o, "abcdefghij", 10);
+  output_geometry(&o, &cut);
+  size_t len;
+  uint64_t dropped;
+  char *s = output_take(&o, &len, &dropped);
+  CHECK(dropped == 80 && cut.head == 10 && cut.tail_from == 90);
+  /* Before the cut, at the marker's end, and in the tail.  */
+  CHECK(output_map(&cut, 5) == 5);
+  size_t after_marker = output_map(&cut, 50);
+  CHECK(after_marker == 10 + cut.marker_len);
+  CHECK(strncmp(s + 10, "\n[... 80 bytes dropped ...]\n", cut.marker_len) == 0);
+  CHECK(output_map(&cut, 93) == after_marker + 3 && s[output_map(&cut, 93)] == 'd');
+  CHECK(output_map(&cut, 100) == len);
+  free(s);
+  output_free(&o);
+}
+
 static const struct test_case cases[] = {
+  { "places in the stream map to places in what is kept",
+    places_in_the_stream_map_to_places_in_what_is_kept },
   { "output under the cap is kept whole", output_under_the_cap_is_kept_whole },
   { "output over the cap keeps head and tail", output_over_the_cap_keeps_head_and_tail },
   { "the ring wraps correctly across many small writes",

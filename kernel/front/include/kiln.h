@@ -81,7 +81,6 @@ struct front_info {
   const char *python_version;
   const char *preloaded;      /* comma-separated module names */
   const char *preload_failed; /* "name: reason; ..." */
-  const char *packages;       /* "name version,name version,...": the venv's packages, by name */
 };
 /* Called once the zygote is ready (INFO) or could not start (ERR).  */
 typedef void (*front_ready_cb)(void *ctx, const struct front_info *info, kiln_error_t err);
@@ -182,6 +181,10 @@ int64_t front_file_op_at(struct front *f, const char *session_id, enum front_fil
                          const char *path, size_t path_len, uint64_t offset, const uint8_t *data,
                          size_t len, uint64_t max_bytes, front_file_cb cb, void *ctx,
                          kiln_error_t *err);
+
+/* "name version,name version,..." of every package in the sandbox's venv,
+   by name, as read at start-up (borrowed from F).  */
+const char *front_packages(const struct front *f);
 
 /* Forgets HANDLE's callback: a queued cell is dropped, a running one is
    interrupted.  Unknown handles are ignored.  */
