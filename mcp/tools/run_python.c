@@ -276,7 +276,9 @@ cell_content(const struct cell_reply *r, size_t max_reply, const char *out_uri, 
                 && strcmp(r->notice, r->err_message) == 0;
     if (r->notice && !r->state_lost && !said)
       PART(.s = r->notice, .n = strlen(r->notice));
-  }
+  } else if (r->notice && !r->state_lost)
+    /* A cell that called exit(0), a session that is not isolated.  */
+    PART(.s = r->notice, .n = strlen(r->notice));
   if (r->result)
     PART(.s = r->result, .n = strlen(r->result), .budgeted = true);
 #undef PART

@@ -61,6 +61,12 @@ describe('the session in the text', () => {
     const failed = await runFull(kiln.client, '1/0', { session_id: sid });
     assert.match(textOf(failed).split('\n')[0], / · error\]$/);
   });
+
+  test('a notice on a successful cell is in the text too', { timeout: TEST_TIMEOUT }, async () => {
+    const r = await runFull(kiln.client, 'print("bye")\nexit()');
+    assert.equal(r.isError, false);
+    assert.match(textOf(r), /^\[session .*\]\nbye\nThe cell called exit\(0\)/, textOf(r));
+  });
 });
 
 describe('output streamed as progress', () => {
