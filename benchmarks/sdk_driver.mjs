@@ -116,8 +116,18 @@ async function runPython(client, code, sessionId) {
   if (sessionId) args.session_id = sessionId;
   const t0 = process.hrtime.bigint();
   const r = await callTool(client, 'run_python', args);
+  // A stream too long for the reply is read whole from the resource it
+  // names, and that read is timed too: the client then has all of it, as
+  // a peer's client has.
+  const sc = r.structuredContent;
+  for (const key of ['stdout', 'stderr']) {
+    if (sc && sc[key] === undefined && sc[`${key}_uri`]) {
+      const read = await client.readResource({ uri: sc[`${key}_uri`] }, { timeout: REQUEST_TIMEOUT });
+      sc[key] = read.contents[0].text;
+    }
+  }
   const t1 = process.hrtime.bigint();
-  return { ns: Number(t1 - t0), sc: r.structuredContent, content: r.content };
+  return { ns: Number(t1 - t0), sc, content: r.content };
 }
 
 async function opRun(client, cmd) {

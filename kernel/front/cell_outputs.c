@@ -8,6 +8,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -91,4 +92,19 @@ front_cell_output_read(struct front *f, const char *session_id, uint64_t cell, i
   data[n] = '\0';
   *len = n;
   return data;
+}
+
+void
+cell_outputs_remove(const char *session_dir)
+{
+  cleanup_free char *dir = xasprintf("%s/cells", session_dir);
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL)
+    if (de->d_name[0] != '.')
+      unlinkat(dirfd(d), de->d_name, 0);
+  closedir(d);
+  rmdir(dir);
 }

@@ -217,6 +217,7 @@ reap_stale_sessions(struct front *f)
     if (a)
       closedir(a);
     rmdir(art);
+    cell_outputs_remove(dir);
     unlink(owner_path);
     if (rmdir(dir) == 0)
       reaped++;

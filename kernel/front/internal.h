@@ -303,6 +303,8 @@ char *packages_scan(const char *venv);
    1 stderr), on disk when it is longer than FRONT_OUTPUT_INLINE_MAX.
    Returns whether it was kept.  */
 bool cell_output_store(struct session *s, uint64_t cell, int stream, const char *data, size_t len);
+/* Removes the kept outputs under SESSION_DIR, a session's directory.  */
+void cell_outputs_remove(const char *session_dir);
 void spares_refill(struct front *f);
 void session_drop_worker(struct session *s);
 

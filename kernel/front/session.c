@@ -103,6 +103,7 @@ session_free(struct session *s)
 {
   /* A closed session's files go with it.  */
   artifacts_drop_all(s);
+  cell_outputs_remove(s->workdir);
   cleanup_free char *owner = xasprintf("%s/" OWNER_FILE, s->workdir);
   unlink(owner);
   rmdir(s->workdir);

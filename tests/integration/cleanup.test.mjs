@@ -106,8 +106,10 @@ describe('cgroups are released on every terminal path', { skip: why }, () => {
     const home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
     try {
       const a = await startServer({ env: { KILN_HOME: home } });
-      const r = await run(a.client, 'from PIL import Image\nImage.new("RGB", (8, 8)).show()');
+      // An image and a kept stdout: both live in the session's directory.
+      const r = await run(a.client, 'from PIL import Image\nImage.new("RGB", (8, 8)).show()\nprint("k" * 5000)');
       assert.equal(r.artifacts.length, 1);
+      assert.ok(r.stdout_uri, 'the stdout was not kept');
       const pid = a.pid;
       const dirs = readdirSync(join(home, 'sessions'));
       assert.ok(dirs.includes(r.session_id));

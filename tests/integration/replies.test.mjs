@@ -4,6 +4,8 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 import {
   useServer,
@@ -158,6 +160,18 @@ describe('the reply budget', () => {
     assert.ok(whole.startsWith('HHHHHHHHHH') && whole.trimEnd().endsWith('TTTTTTTTTT'));
     assert.ok(sc.stdout_dropped > 0, dump(sc));
     assert.ok(sc.stdout_bytes + sc.stdout_dropped >= 1_000_021, dump(sc));
+  });
+
+  test('a closed session takes its kept outputs with it', { timeout: TEST_TIMEOUT }, async () => {
+    const result = await runFull(kiln.client, 'print("z" * 10000)');
+    const sid = result.structuredContent.session_id;
+    assert.ok(existsSync(join(kiln.home, 'sessions', sid, 'cells')), 'no kept output');
+    await kiln.client.callTool({ name: 'close_session', arguments: { session_id: sid } });
+    assert.equal(existsSync(join(kiln.home, 'sessions', sid)), false, 'the session directory is left');
+    const read = await kiln.client
+      .readResource({ uri: result.structuredContent.stdout_uri })
+      .then(() => 'read', (err) => err.message);
+    assert.match(read, /resource not found/);
   });
 
   test('short output stays whole in both the text and structuredContent', { timeout: TEST_TIMEOUT }, async () => {

@@ -411,6 +411,19 @@ async function cell(lane, kind, variant, code, timeoutS = CELL_TIMEOUT_S) {
   }
   const ms = performance.now() - started;
   const sc = result.structuredContent;
+  // A stream too long for the reply is read whole from the resource it
+  // names, so that the checks below see all that was kept.
+  for (const key of ['stdout', 'stderr']) {
+    if (sc && sc[key] === undefined && sc[`${key}_uri`]) {
+      try {
+        const read = await client.readResource({ uri: sc[`${key}_uri`] }, { timeout: REQUEST_TIMEOUT });
+        sc[key] = read.contents[0].text;
+      } catch (err) {
+        fail(ctx, `${key} could not be read from ${sc[`${key}_uri`]}`, 'the kept output', err.message, sc);
+        sc[key] = '';
+      }
+    }
+  }
   if (opt.verbose) {
     console.log(`#${ctx.n} lane ${lane.index} ${lane.sid ?? '(new)'} ${kind}/${variant ?? ''}: ${sc?.status ?? 'no structuredContent'}` +
       `${sc?.state_lost ? ' state_lost' : ''} ${ms.toFixed(1)} ms`);
