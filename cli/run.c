@@ -410,7 +410,8 @@ on_baseline(void *ctx, const struct file_reply *fr)
       r->dirs_before = xrealloc(r->dirs_before, (r->ndirs_before + 1) * sizeof *r->dirs_before);
       r->dirs_before[r->ndirs_before++] = xstrdup(fr->entries[i].path);
     }
-  qsort(r->dirs_before, r->ndirs_before, sizeof *r->dirs_before, compare_paths);
+  if (r->ndirs_before > 1)
+    qsort(r->dirs_before, r->ndirs_before, sizeof *r->dirs_before, compare_paths);
   run_script_cell(r);
 }
 
@@ -566,7 +567,8 @@ on_listing(void *ctx, const struct file_reply *fr)
          its own trees on (a host whose Python lives under /work) are
          not to be made in DIR.  */
       const char *key = e->path;
-      if (bsearch(&key, r->dirs_before, r->ndirs_before, sizeof *r->dirs_before, compare_paths))
+      if (r->ndirs_before
+          && bsearch(&key, r->dirs_before, r->ndirs_before, sizeof *r->dirs_before, compare_paths))
         continue;
       if (wd_mkdir(&r->wd, e->path, &err) < 0) {
         keep_warn(r, e->path, err->msg);

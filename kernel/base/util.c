@@ -82,6 +82,8 @@ xasprintf(const char *fmt, ...)
 void
 buf_append(struct buf *b, const void *data, size_t n)
 {
+  if (n == 0)
+    return;
   if (b->len + n > b->cap) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + n)
@@ -96,7 +98,8 @@ buf_append(struct buf *b, const void *data, size_t n)
 void
 buf_consume(struct buf *b, size_t n)
 {
-  memmove(b->data, b->data + n, b->len - n);
+  if (n > 0 && n < b->len)
+    memmove(b->data, b->data + n, b->len - n);
   b->len -= n;
 }
 

@@ -88,7 +88,8 @@ packages_scan(const char *venv)
       closedir(d);
   }
   closedir(l);
-  qsort(found, n, sizeof *found, by_name);
+  if (n > 1)
+    qsort(found, n, sizeof *found, by_name);
   struct buf b = { 0 };
   for (size_t i = 0; i < n; i++) {
     if (b.len)
