@@ -324,7 +324,9 @@ cell_content(const struct cell_reply *r, size_t max_reply, const char *out_uri, 
       any = true;
     }
     if (pass == 0) {
-      buf_append(&c.text, out.data + at, out.len - at);
+      /* An empty stdout has no buffer at all: NULL + 0 is undefined.  */
+      if (out.len > at)
+        buf_append(&c.text, out.data + at, out.len - at);
       for (size_t i = tail_parts; i < np; i++) {
         any = any || parts[i].n > 0;
         show_part(&c.text, &parts[i]);
