@@ -124,26 +124,28 @@ listing_json(const struct file_reply *r, json_t **text_out)
 static json_t *
 read_reply(struct file_pending *p, const struct file_reply *r)
 {
-  const char *image = sniff_image(r->data, r->len);
+  /* An empty file may come with no data at all (the worker sent none).  */
+  const uint8_t *data = r->data ? r->data : (const uint8_t *)"";
+  const char *image = sniff_image(data, r->len);
   uint32_t w, h;
   /* A PNG is sent as an image only when its header holds up.  */
-  if (image && strcmp(image, "image/png") == 0 && !cap_png_check(r->data, r->len, &w, &h))
+  if (image && strcmp(image, "image/png") == 0 && !cap_png_check(data, r->len, &w, &h))
     image = NULL;
-  bool text = !image && is_text(r->data, r->len);
+  bool text = !image && is_text(data, r->len);
   cleanup_free char *uri = uri_file(r->session_id, p->path, p->path_len);
-  cleanup_free char *b64 = text ? NULL : base64_encode(r->data, r->len);
+  cleanup_free char *b64 = text ? NULL : base64_encode(data, r->len);
   const char *mime = image ? image : text ? "text/plain" : "application/octet-stream";
   json_t *block;
   if (p->kind == FR_RESOURCE) {
     if (text)
       block = json_pack("{s:s, s:s, s:s%}", "uri", uri, "mimeType", mime, "text",
-                        (const char *)r->data, r->len);
+                        (const char *)data, r->len);
     else
       block = json_pack("{s:s, s:s, s:s}", "uri", uri, "mimeType", mime, "blob", b64);
     return json_pack("{s:[o]}", "contents", block);
   }
   if (text)
-    block = json_pack("{s:s, s:s%}", "type", "text", "text", (const char *)r->data, r->len);
+    block = json_pack("{s:s, s:s%}", "type", "text", "text", (const char *)data, r->len);
   else if (image)
     block = json_pack("{s:s, s:s, s:s}", "type", "image", "data", b64, "mimeType", image);
   else

@@ -324,6 +324,7 @@ cell_content(const struct cell_reply *r, size_t max_reply, const char *out_uri, 
       any = true;
     }
     if (pass == 0) {
+      /* An empty stdout has no buffer at all: NULL + 0 is undefined.  */
       if (out.len > at)
         buf_append(&c.text, out.data + at, out.len - at);
       for (size_t i = tail_parts; i < np; i++) {

@@ -7,6 +7,7 @@
    tests/fuzz/corpus/ holds its output, committed; tests/fuzz/run also
    writes a fresh set beside the committed one before each run, so that
    the configuration frame matches the structs of the build under test.  */
+#include "fuzz_mcp.h"
 #include "handoff.h"
 #include "records.h"
 #include "util.h"
@@ -300,6 +301,196 @@ jsonrpc(void)
     write_seed("jsonrpc", lines[i][0], lines[i][1], strlen(lines[i][1]));
 }
 
+/* The mcp harness's operations (fuzz_mcp.h), appended to B.  */
+static void
+op_raw(struct buf *b, const char *msg)
+{
+  size_t n = strlen(msg);
+  uint8_t head[4] = { OP_RAW, n < 255 ? (uint8_t)n : 255, (uint8_t)n, (uint8_t)(n >> 8) };
+  buf_append(b, head, n < 255 ? 2 : 4);
+  buf_append(b, msg, n);
+}
+
+static void
+op(struct buf *b, enum fuzz_mcp_op code)
+{
+  uint8_t c = (uint8_t)code;
+  buf_append(b, &c, 1);
+}
+
+/* Appends the string literal LIT, NULs and all, to B: an operand.  */
+#define PUT(b, lit) buf_append(b, lit, sizeof lit - 1)
+
+#define RPC(id, method, params)                                                                    \
+  "{\"jsonrpc\":\"2.0\",\"id\":" id ",\"method\":\"" method "\",\"params\":" params "}"
+#define TOOL(id, name, args) RPC(id, "tools/call", "{\"name\":\"" name "\",\"arguments\":" args "}")
+/* The id the fake front gives its first session (fake_front.c).  */
+#define SID "9e3779b97f4a7c15"
+
+/* Writes the seed NAME: the header (initialize as revision VERSION, 0
+   to 3 oldest first, or -1 not at all; at most 4 sessions, 4 requests
+   queued in each, --max-reply 3000), then the operations in B.  */
+static void
+mcp_seed(const char *name, int version, struct buf *b)
+{
+  uint8_t head[3] = { version < 0 ? 0 : (uint8_t)(1 | version << 1), 0x3e, 0 };
+  struct buf all = { 0 };
+  buf_append(&all, head, sizeof head);
+  if (b->len)
+    buf_append(&all, b->data, b->len);
+  write_seed("mcp", name, all.data, all.len);
+  buf_free(&all);
+  buf_free(b);
+}
+
+/* OP_ANSWER of the first pending request, a cell, with the operands
+   fake_front.c draws in this order: the cell succeeded with a result and
+   a line of stdout, and showed a PNG after "ou" and a text at the end.  */
+static void
+answer_cell(struct buf *b)
+{
+  op(b, OP_ANSWER);
+  PUT(b, "\0");   /* the first pending request */
+  PUT(b, "\x08"); /* ok, with a result */
+  PUT(b, "\x05"); /* the result, 5 bytes */
+  PUT(b, "2+2=4");
+  PUT(b, "\x04\0"); /* stdout, 4 bytes without NUL */
+  PUT(b, "out\n");
+  PUT(b, "\0\0");         /* stderr, empty */
+  PUT(b, "\0\0");         /* nothing dropped, no notice */
+  PUT(b, "\x10\x27\0\0"); /* 10 ms */
+  PUT(b, "\x02");         /* two outputs: */
+  PUT(b, "\0\x03\x02\0"); /* an image at byte 2 of stdout, */
+  PUT(b, "\x03\x08");     /*   the head of a PNG, 8 bytes more */
+  PUT(b, "PNGDATA!");
+  PUT(b, "\x40\0\x30\0");       /*   64x48 in its head */
+  PUT(b, "\x80\x02\xe0\x01\0"); /*   640x480, no inline copy; */
+  PUT(b, "\x01\0\x05");         /* a text/plain at the end, 5 bytes */
+  PUT(b, "hello");
+}
+
+/* OP_ANSWER of the first pending request, a listing: a file and a
+   directory.  */
+static void
+answer_listing(struct buf *b)
+{
+  op(b, OP_ANSWER);
+  PUT(b, "\0\0");                         /* the first request; it succeeded */
+  PUT(b, "\x02");                         /* two entries: */
+  PUT(b, "\0\x07\0\0\0\0\0\0\0");         /* a file of 7 bytes */
+  PUT(b, "\0\0\x10\x7b\x7e\x8b\x96\x17"); /*   changed in 2023 */
+  PUT(b, "\x0c");                         /*   its path, 12 bytes */
+  PUT(b, "out/data.csv");
+  PUT(b, "\x01\0\0\0\0\0\0\0\0"); /* a directory */
+  PUT(b, "\0\0\0\0\0\0\0\0");     /*   changed in 1970 */
+  PUT(b, "\x03");                 /*   its path, 3 bytes */
+  PUT(b, "out");
+}
+
+static void
+mcp(void)
+{
+  struct buf b = { 0 };
+  /* A cell whose output streams as progress, then its reply; then the
+     image it made, as a resource, and the session table.  */
+  op_raw(&b, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+             "\"run_python\",\"arguments\":{\"code\":\"print(1)\"},\"_meta\":{\"progressToken\":"
+             "\"p\"}}}");
+  op(&b, OP_OUTPUT);
+  PUT(&b, "\0\x40\0\x08"); /* the first watched cell, 256 ms on, stdout, 8 bytes */
+  PUT(&b, "hello!\n\x80");
+  op(&b, OP_OUTPUT);
+  PUT(&b, "\0\x40\x01\x05"); /* 256 ms more, stderr, 5 bytes */
+  PUT(&b, "oops\n");
+  answer_cell(&b);
+  op_raw(&b,
+         RPC("2", "resources/read", "{\"uri\":\"kiln://sessions/" SID "/artifacts/cell1-2.png\"}"));
+  op_raw(&b, RPC("3", "resources/list", "{}"));
+  op_raw(&b, TOOL("4", "list_sessions", "{}"));
+  mcp_seed("run-progress-answer", 3, &b);
+
+  /* A batch, answered as one array once its deferred cell is done.  */
+  op_raw(&b, "[" RPC("1", "ping", "{}") "," TOOL("2", "run_python", "{\"code\":\"x=1\"}") "," RPC(
+                 "3", "tools/list", "{}") ",{\"jsonrpc\":\"2.0\",\"method\":\"notifications/"
+                                          "initialized\"},7]");
+  answer_cell(&b);
+  mcp_seed("batch-2025-03-26", 1, &b);
+
+  /* Files: an upload that makes a session, then a read, a listing, a
+     resource read and a completion of paths, answered in turn.  */
+  op_raw(&b, TOOL("1", "upload_file", "{\"path\":\"out/data.csv\",\"content\":\"a,b\\n1,2\\n\"}"));
+  op(&b, OP_ANSWER);
+  PUT(&b, "\0\0"); /* the first request; it succeeded */
+  op_raw(&b, TOOL("2", "read_file", "{\"session_id\":\"" SID "\",\"path\":\"out/data.csv\"}"));
+  op_raw(&b, TOOL("3", "list_files", "{\"session_id\":\"" SID "\"}"));
+  op_raw(&b,
+         RPC("4", "resources/read", "{\"uri\":\"kiln://sessions/" SID "/files/out%2Fplot.png\"}"));
+  op_raw(&b, RPC("5", "completion/complete",
+                 "{\"ref\":{\"type\":\"ref/resource\",\"uri\":\"kiln://sessions/{session_id}/"
+                 "files/{path}\"},\"argument\":{\"name\":\"path\",\"value\":\"out/d\"},"
+                 "\"context\":{\"arguments\":{\"session_id\":\"" SID "\"}}}"));
+  op(&b, OP_ANSWER);
+  PUT(&b, "\0\0\x02\x08"); /* the read: it succeeded with 8 bytes as they are */
+  PUT(&b, "a,b\n1,2\n");
+  answer_listing(&b);
+  op(&b, OP_ANSWER);
+  PUT(&b, "\0\0\x03\x04"); /* the resource: the head of a PNG */
+  PUT(&b, "\x89PNG\x40\0\x30\0");
+  answer_listing(&b);
+  mcp_seed("files", 2, &b);
+
+  /* A cancelled cell, and a session closed under a queued one.  */
+  op_raw(&b, TOOL("\"a\"", "run_python", "{\"code\":\"import time; time.sleep(9)\"}"));
+  op_raw(&b, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{"
+             "\"requestId\":\"a\",\"reason\":\"stop\"}}");
+  op_raw(&b, TOOL("\"b\"", "run_python", "{\"code\":\"1\",\"session_id\":\"" SID "\"}"));
+  op_raw(&b, TOOL("\"c\"", "close_session", "{\"session_id\":\"" SID "\"}"));
+  mcp_seed("cancel-and-close", 3, &b);
+
+  /* A front that refuses a call, answers one before returning its
+     handle, and answers an older one and logs from inside a third.  */
+  op(&b, OP_FRONT);
+  PUT(&b, "\x01\0"); /* refuse */
+  op_raw(&b, TOOL("1", "run_python", "{\"code\":\"1\"}"));
+  op(&b, OP_FRONT);
+  PUT(&b, "\x02\x04"); /* at once, with a reply of 4 bytes */
+  PUT(&b, "\x01\x02ok");
+  op_raw(&b, TOOL("2", "run_python", "{\"code\":\"1\"}"));
+  op_raw(&b, TOOL("3", "run_python", "{\"code\":\"2\",\"session_id\":\"" SID "\"}"));
+  op(&b, OP_FRONT);
+  PUT(&b, "\x18\0"); /* log, and answer the other first */
+  op_raw(&b,
+         TOOL("4", "upload_file", "{\"path\":\"x\",\"content\":\"y\",\"session_id\":\"" SID "\"}"));
+  mcp_seed("front-moods", 2, &b);
+
+  /* An old revision: resource links become text, no structuredContent.  */
+  op_raw(&b, TOOL("1", "run_python", "{\"code\":\"open('f','w')\",\"timeout_s\":2.5}"));
+  op(&b, OP_ANSWER);
+  PUT(&b, "\0\0\0\0\0\0\0\0"); /* ok: no result, stdout or stderr, nothing dropped */
+  PUT(&b, "\0\0\0\0\x01");     /* 0 ms, one output: */
+  PUT(&b, "\x02\0\0");         /* data.csv, which the cell wrote, */
+  PUT(&b, "\x10\0\0\0");       /*   16 bytes */
+  op_raw(&b, RPC("2", "tools/list", "{}"));
+  mcp_seed("revision-2024-11-05", 0, &b);
+
+  /* Before initialize, over the size limit, not JSON, the log, and a
+     client that goes and comes back.  */
+  op_raw(&b, RPC("1", "tools/list", "{}"));
+  op_raw(&b, RPC("2", "initialize", "{\"protocolVersion\":\"2025-06-18\"}"));
+  op(&b, OP_TOO_LONG);
+  PUT(&b, "\0\x09\0\0");   /* a ping, */
+  PUT(&b, "\x10\0\x01\0"); /* cut after 16 bytes */
+  op_raw(&b, "{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":");
+  op_raw(&b, RPC("3", "logging/setLevel", "{\"level\":\"debug\"}"));
+  op(&b, OP_LOG);
+  PUT(&b, "\x02\x10"); /* info, 16 bytes */
+  PUT(&b, "worker 42 exited");
+  op_raw(&b, TOOL("4", "run_python", "{\"code\":\"1\"}"));
+  op(&b, OP_CLOSE);
+  op_raw(&b, RPC("1", "ping", "{}"));
+  mcp_seed("lifecycle", -1, &b);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -317,5 +508,6 @@ main(int argc, char **argv)
   utf8();
   handoff();
   jsonrpc();
+  mcp();
   return 0;
 }

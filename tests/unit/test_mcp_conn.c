@@ -617,6 +617,48 @@ failures_become_json_rpc_errors_or_tool_results_in_one_place(void)
   json_decref(id);
 }
 
+/* ---------------------------------------------------------------- cell replies */
+
+static void
+a_cell_with_an_empty_stdout_shows_its_image_and_display_text_in_order(void)
+{
+  static const uint8_t png[] = { 0x89, 'P', 'N', 'G' };
+  const struct cell_output outs[] = {
+    { .mime = "image/png",
+      .name = "cell1-1.png",
+      .uri = "kiln://sessions/s/artifacts/cell1-1.png",
+      .data = png,
+      .len = sizeof png,
+      .width = 1,
+      .height = 1,
+      .out_pos = 0 },
+    { .mime = "text/plain",
+      .name = "",
+      .data = (const uint8_t *)"shown",
+      .len = 5,
+      .out_pos = SIZE_MAX },
+  };
+  /* No stdout at all: nothing of it is copied, not even from nowhere.  */
+  const struct cell_reply r = { .session_id = "s",
+                                .execution_count = 1,
+                                .out = "",
+                                .err = "",
+                                .err_lineno = -1,
+                                .err_offset = -1,
+                                .outputs = outs,
+                                .noutputs = 2 };
+  json_t *result = tools_cell_result(&r, 4096);
+  json_t *content = json_object_get(result, "content");
+  CHECK(json_array_size(content) == 3);
+  const char *head = json_string_value(json_object_get(json_array_get(content, 0), "text"));
+  CHECK(head && strncmp(head, "[session s ", 11) == 0 && strchr(head, '\n') == NULL);
+  CHECK(strcmp(json_string_value(json_object_get(json_array_get(content, 1), "type")), "image")
+        == 0);
+  const char *last = json_string_value(json_object_get(json_array_get(content, 2), "text"));
+  CHECK(last && strcmp(last, "shown") == 0);
+  json_decref(result);
+}
+
 static const struct test_case cases[] = {
   { "methods are looked up with all their bytes", methods_are_looked_up_with_all_their_bytes },
   { "initialize echoes a version kiln speaks, and else offers the newest",
@@ -645,6 +687,8 @@ static const struct test_case cases[] = {
     deferred_answers_and_failures_reach_the_client_and_then_idle },
   { "failures become JSON-RPC errors or tool results in one place",
     failures_become_json_rpc_errors_or_tool_results_in_one_place },
+  { "a cell with an empty stdout shows its image and display text in order",
+    a_cell_with_an_empty_stdout_shows_its_image_and_display_text_in_order },
 };
 
 int
