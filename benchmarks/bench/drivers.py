@@ -133,10 +133,17 @@ class KilnRaw:
         t0 = time.perf_counter()
         want = self.send("tools/call", params)
         reply = self.recv()
-        t1 = time.perf_counter()
         if reply.get("id") != want or "error" in reply:
             raise DriverError(f"run_python: unexpected reply {str(reply)[:500]}")
-        return t1 - t0, condense(reply["result"]["structuredContent"], reply["result"].get("content", ()))
+        sc = reply["result"]["structuredContent"]
+        # A stream too long for the reply is read whole from the resource
+        # it names, and the read is timed too: the client then has all of
+        # it, as a peer's client has.
+        for key in ("stdout", "stderr"):
+            if key not in sc and sc.get(key + "_uri"):
+                sc[key] = self.call("resources/read", {"uri": sc[key + "_uri"]})["contents"][0]["text"]
+        t1 = time.perf_counter()
+        return t1 - t0, condense(sc, reply["result"].get("content", ()))
 
     def run_many(self, code, sid=None, n=1, pause=0.0):
         """N calls one after another: (seconds per call, [first, last reply], replies not ok)."""

@@ -1,9 +1,11 @@
 """A cell that prints 100,000 lines (588,890 bytes): time to the full reply.
 
 kiln keeps at most 256 KiB of a cell's stdout by default (its first and
-last halves) and says how many bytes it dropped in between, so its reply
-carries less than the others'; ipykernel streams everything over iopub;
-python -c writes it all to a pipe."""
+last halves) and says how many bytes it dropped in between; its reply
+shows 20K of that, and the time includes reading the whole kept output
+from the resource the reply names, so that every client ends with all it
+can have. ipykernel streams everything over iopub; python -c writes it all
+to a pipe."""
 from bench.context import Job
 from bench.drivers import BWRAP, IPY, PY
 
