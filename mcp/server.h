@@ -9,11 +9,13 @@
 #include "kiln.h"
 
 struct mcp_conn;
+struct mcp_owned;
 
 struct mcp_server {
   const struct kiln_config *cfg; /* borrowed */
   struct front *front;           /* borrowed */
   struct mcp_conn *conns;        /* every live connection (not owned) */
+  struct mcp_owned *owned;       /* which client made each session (owners.h) */
 };
 
 /* CFG and FRONT must outlive the server; the caller frees it with
