@@ -316,8 +316,10 @@ reply_done(struct worker *w, struct frame *fr)
   if (notice)
     note(&said, xstrdup(notice));
   if (w->cg_made) {
-    bool oom, pids;
-    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
+    uint64_t oom_kills;
+    bool pids;
+    cg_session_events(&sbx->cg, w->cg, &oom_kills, &pids);
+    bool oom = oom_kills > 0;
     if (oom && !w->oom_told)
       note(&said, xasprintf("A process of this session was killed for running out of memory (the "
                             "session's limit is %zu MiB).",

@@ -345,13 +345,14 @@ worker_reaped(struct worker *w, int status)
     status = real;
   struct front *f = w->front;
   const struct sbx_config *sbx = f->cfg->sbx;
-  bool oom = false, pids = false;
+  uint64_t oom_kills = 0;
+  bool pids = false;
   if (w->cg_made)
-    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
+    cg_session_events(&sbx->cg, w->cg, &oom_kills, &pids);
   if (s) {
     cleanup_free char *why
         = w->fault ? xasprintf("was stopped: %s", w->fault)
-          : oom && WIFSIGNALED(status)
+          : oom_kills > 0 && WIFSIGNALED(status)
               ? xasprintf("was killed: the session ran out of memory (its limit is %zu MiB)",
                           sbx->cg_limits.memory >> 20)
               : describe_exit(status);
