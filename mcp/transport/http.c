@@ -44,17 +44,7 @@ struct http_link {
 static void
 count_status(struct mcp_http *h, unsigned code)
 {
-  for (size_t i = 0; i < h->nstatus; i++)
-    if (h->status[i].code == code) {
-      h->status[i].n++;
-      return;
-    }
-  size_t cap = sizeof h->status / sizeof h->status[0];
-  size_t i = h->nstatus < cap ? h->nstatus++ : cap - 1;
-  if (i == cap - 1 && h->status[i].code != code)
-    code = 0; /* "other": a status kiln does not usually send */
-  h->status[i].code = code;
-  h->status[i].n++;
+  mcp_http_count(&h->status, (int)code);
 }
 
 /* Queues a response of STATUS with BODY (copied) of type CTYPE; NAME and
@@ -413,21 +403,21 @@ resource_metadata(struct mcp_http *h, struct MHD_Connection *c)
 static enum MHD_Result
 metrics(struct mcp_http *h, struct MHD_Connection *c)
 {
+  struct front_metrics m;
+  front_metrics(h->server->front, &m);
+  /* This response is counted before it is rendered, so that it is in it.  */
+  count_status(h, MHD_HTTP_OK);
   struct buf out = { 0 };
-  buf_append(&out, "# HELP kiln_http_requests_total HTTP responses sent, by status.\n",
-             strlen("# HELP kiln_http_requests_total HTTP responses sent, by status.\n"));
-  buf_append(&out, "# TYPE kiln_http_requests_total counter\n",
-             strlen("# TYPE kiln_http_requests_total counter\n"));
-  for (size_t i = 0; i < h->nstatus; i++) {
-    char line[96];
-    int n = snprintf(line, sizeof line, "kiln_http_requests_total{code=\"%u\"} %" PRIu64 "\n",
-                     h->status[i].code, h->status[i].n);
-    buf_append(&out, line, (size_t)n);
-  }
-  enum MHD_Result rc = respond(h, c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                               out.len ? (const char *)out.data : "", out.len, NULL);
+  mcp_metrics_render(&out, &m, &h->status);
+  struct MHD_Response *r
+      = MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_COPY);
   buf_free(&out);
-  return rc;
+  if (r == NULL)
+    return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, MCP_METRICS_CONTENT_TYPE);
+  enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return ok;
 }
 
 /* ------------------------------------------------------------- dispatch */

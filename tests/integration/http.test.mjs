@@ -454,6 +454,9 @@ describe('bearer tokens', () => {
   });
 
   test('/metrics needs the token', { timeout: TEST_TIMEOUT }, async () => {
+    writeFileSync(tokenFile, 'one\n');
+    process.kill(kiln.pid, 'SIGHUP');
+    await sleep(300);
     const no = await raw(kiln, { method: 'GET', path: '/metrics' });
     assert.equal(no.status, 401);
     const yes = await raw(kiln, { method: 'GET', path: '/metrics', headers: { Authorization: 'Bearer one' } });
@@ -581,6 +584,27 @@ describe('operations endpoints', () => {
     assert.match(m.body, /^# TYPE kiln_http_requests_total counter$/m);
     assert.match(m.body, /^kiln_http_requests_total\{code="200"\} [1-9]\d*$/m);
     assert.equal((await raw(kiln, { method: 'GET', path: '/nothing' })).status, 404);
+  });
+
+  test('/metrics counts sessions, cells by outcome and their durations', { timeout: TEST_TIMEOUT }, async () => {
+    const client = await kiln.connect();
+    const ok = await run(client, '1');
+    await run(client, '1/0', { session_id: ok.session_id });
+    await run(client, 'import time\nwhile True: time.sleep(0.05)', { session_id: ok.session_id, timeout_s: 0.5 });
+    const body = (await raw(kiln, { method: 'GET', path: '/metrics' })).body;
+    const value = (line) => {
+      const m = new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(body);
+      assert.ok(m, `${line} in\n${body}`);
+      return Number(m[1]);
+    };
+    assert.equal(value('kiln_cells_total{outcome="ok"}'), 1);
+    assert.equal(value('kiln_cells_total{outcome="error"}'), 1);
+    assert.equal(value('kiln_cells_total{outcome="interrupted"}'), 1);
+    assert.equal(value('kiln_cell_duration_seconds_count'), 3);
+    assert.ok(value('kiln_cell_duration_seconds_sum') >= 0.5);
+    assert.equal(value('kiln_sessions{state="live"}'), 1);
+    assert.ok(value('kiln_worker_spawn_seconds_count') >= 1);
+    assert.ok(value('kiln_http_requests_total{code="200"}') >= 4);
   });
 });
 
