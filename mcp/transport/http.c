@@ -75,6 +75,10 @@ respond(struct mcp_http *h, struct MHD_Connection *c, unsigned status, const cha
 
 /* A JSON-RPC error as the body of an HTTP error, so that an MCP client
    shows the reason; ID (borrowed) or null.  */
+static enum MHD_Result refuse(struct mcp_http *h, struct MHD_Connection *c, unsigned status,
+                              json_t *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
 static enum MHD_Result
 refuse(struct mcp_http *h, struct MHD_Connection *c, unsigned status, json_t *id, int code,
        const char *fmt, ...)
@@ -234,14 +238,16 @@ mcp_post(struct mcp_http *h, struct http_req *q, const char *client)
 {
   struct MHD_Connection *c = q->conn;
   if (q->too_big) {
-    json_t *id = jrpc_scan_id((const char *)q->body.data, q->body.len);
+    json_t *id = jrpc_scan_id(q->body.data ? (const char *)q->body.data : "", q->body.len);
     enum MHD_Result rc
         = refuse(h, c, MHD_HTTP_CONTENT_TOO_LARGE, id, JRPC_INVALID_REQUEST,
                  "the message is over %zu bytes (--max-message)", h->cfg->max_message);
     json_decref(id);
     return rc;
   }
-  json_t *msg = json_loadb((const char *)q->body.data, q->body.len, JSON_ALLOW_NUL, NULL);
+  /* An empty body has no buffer at all.  */
+  const char *body = q->body.data ? (const char *)q->body.data : "";
+  json_t *msg = json_loadb(body, q->body.len, JSON_ALLOW_NUL, NULL);
   json_t *ids = json_array(), *tokens = json_array();
   bool init = msg && scan_requests(msg, ids, tokens);
   json_decref(msg);
@@ -283,7 +289,7 @@ mcp_post(struct mcp_http *h, struct http_req *q, const char *client)
   struct http_stream *stream = route ? route->stream : NULL;
   s->current = route;
   s->current_req = q;
-  mcp_conn_handle(s->conn, (const char *)q->body.data, q->body.len, 0);
+  mcp_conn_handle(s->conn, body, q->body.len, 0);
   s->current = NULL;
   s->current_req = NULL;
   if (fresh && !s->conn->initialized) {
@@ -626,6 +632,8 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
     *socket_context = NULL;
   }
 }
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)

@@ -194,6 +194,9 @@ describe('MCP sessions over HTTP', () => {
     const r = await raw(kiln, { headers: { 'Mcp-Session-Id': id }, body: '{"jsonrpc": "2.0", "id": 1, "meth' });
     assert.equal(r.status, 400, r.body);
     assert.equal(JSON.parse(r.body).error.code, -32700, r.body);
+    const empty = await raw(kiln, { headers: { 'Mcp-Session-Id': id }, body: '' });
+    assert.equal(empty.status, 400, empty.body);
+    assert.equal(JSON.parse(empty.body).error.code, -32700, empty.body);
   });
 });
 
