@@ -660,3 +660,27 @@ describe('TLS', () => {
     assert.doesNotMatch(plain, /^HTTP\/1\.1 200/);
   });
 });
+
+describe('an unused MCP session', () => {
+  const kiln = useHttp({ args: ['--http-session-idle', '1'] });
+
+  test('is ended after --http-session-idle, with its kiln sessions', { timeout: TEST_TIMEOUT }, async () => {
+    const id = await rawSession(kiln);
+    const made = await raw(kiln, { headers: { 'Mcp-Session-Id': id }, body: { jsonrpc: '2.0', id: 1,
+      method: 'tools/call', params: { name: 'run_python', arguments: { code: '1' } } } });
+    assert.equal(JSON.parse(made.body).result.structuredContent.status, 'ok', made.body);
+    const listed = await raw(kiln, { headers: { 'Mcp-Session-Id': id }, body: { jsonrpc: '2.0', id: 3,
+      method: 'tools/call', params: { name: 'list_sessions', arguments: {} } } });
+    const { pid } = JSON.parse(listed.body).result.structuredContent.sessions[0];
+    assert.ok(pid > 0, made.body);
+    await sleep(1500);
+    // Any activity wakes the loop, which looks for sessions unused too long.
+    await raw(kiln, { method: 'GET', path: '/healthz' });
+    const status = (await raw(kiln, { headers: { 'Mcp-Session-Id': id },
+      body: { jsonrpc: '2.0', id: 2, method: 'ping' } })).status;
+    const { pidGone, pollUntil } = await import('./helpers.mjs');
+    assert.ok(await pollUntil(() => pidGone(pid), 10_000), `worker ${pid} outlived its MCP session`);
+    assert.equal(status, 404);
+    assert.match(kiln.stderr(), /ended after 1 s unused/);
+  });
+});
