@@ -1,7 +1,7 @@
-/* The HTTP side of the transport: libmicrohttpd on kiln's loop, the
-   checks every request passes (connection count, Host, Origin, token,
-   size), the MCP endpoint's POST, GET and DELETE, and the operations
-   endpoints.  */
+/* The HTTP server: libmicrohttpd on kiln's loop, the checks every
+   request passes before it reaches an endpoint (connection count, Host,
+   Origin, token, size), the receive deadline that cuts off a client
+   trickling its request in, and the transport's start and end.  */
 #define _GNU_SOURCE
 #include "http.h"
 #include "http_internal.h"
@@ -41,389 +41,12 @@ struct http_link {
   bool busy;      /* a request has been read and is being answered */
 };
 
-static void
-count_status(struct mcp_http *h, unsigned code)
-{
-  mcp_http_count(&h->status, (int)code);
-}
-
-/* Queues a response of STATUS with BODY (copied) of type CTYPE; NAME and
-   VALUE pairs (NULL-terminated) are extra headers.  */
-static enum MHD_Result
-respond(struct mcp_http *h, struct MHD_Connection *c, unsigned status, const char *ctype,
-        const char *body, size_t len, ...)
-{
-  struct MHD_Response *r
-      = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-  if (r == NULL)
-    return MHD_NO;
-  if (ctype)
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-  va_list ap;
-  va_start(ap, len);
-  for (const char *name; (name = va_arg(ap, const char *)) != NULL;) {
-    const char *value = va_arg(ap, const char *);
-    if (value)
-      MHD_add_response_header(r, name, value);
-  }
-  va_end(ap);
-  enum MHD_Result ok = MHD_queue_response(c, status, r);
-  MHD_destroy_response(r);
-  count_status(h, status);
-  return ok;
-}
-
-/* A JSON-RPC error as the body of an HTTP error, so that an MCP client
-   shows the reason; ID (borrowed) or null.  */
-static enum MHD_Result refuse(struct mcp_http *h, struct MHD_Connection *c, unsigned status,
-                              json_t *id, int code, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-
-static enum MHD_Result
-refuse(struct mcp_http *h, struct MHD_Connection *c, unsigned status, json_t *id, int code,
-       const char *fmt, ...)
-{
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  json_t *e = jrpc_error(id ? id : json_null(), code, msg, NULL);
-  cleanup_free char *text = json_dumps(e, JSON_COMPACT);
-  json_decref(e);
-  return respond(h, c, status, "application/json", text, strlen(text), NULL);
-}
-
-static const char *
-header(struct MHD_Connection *c, const char *name)
-{
-  return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
-}
-
-/* Whether the Accept header ACCEPT names TYPE, its family's wildcard or
-   everything; an absent header accepts everything.  */
-static bool
-accepts(const char *accept, const char *type)
-{
-  if (accept == NULL)
-    return true;
-  size_t family = strcspn(type, "/");
-  for (const char *p = accept; *p;) {
-    while (*p == ' ' || *p == ',')
-      p++;
-    size_t n = strcspn(p, ",;");
-    while (n > 0 && p[n - 1] == ' ')
-      n--;
-    if ((n == strlen(type) && strncasecmp(p, type, n) == 0) || (n == 3 && memcmp(p, "*/*", 3) == 0)
-        || (n == family + 2 && strncasecmp(p, type, family) == 0 && p[family] == '/'
-            && p[family + 1] == '*'))
-      return true;
-    p += strcspn(p, ",");
-  }
-  return false;
-}
-
 static struct http_link *
 link_of(struct MHD_Connection *c)
 {
   const union MHD_ConnectionInfo *i
       = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
   return i ? i->socket_context : NULL;
-}
-
-static void
-peer_name(struct MHD_Connection *c, char *out, size_t n)
-{
-  const union MHD_ConnectionInfo *i
-      = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  out[0] = '\0';
-  if (i == NULL || i->client_addr == NULL)
-    return;
-  const struct sockaddr *sa = i->client_addr;
-  if (sa->sa_family == AF_INET)
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-              (socklen_t)n);
-  else if (sa->sa_family == AF_INET6)
-    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-              (socklen_t)n);
-}
-
-/* ------------------------------------------------------ the MCP endpoint */
-
-/* The session a request names, or NULL after answering it (400 without
-   Mcp-Session-Id, 404 for one that is unknown, ended, or another
-   client's: the same answer, so that an id reveals nothing).  */
-static struct http_session *
-session_of(struct mcp_http *h, struct MHD_Connection *c, const char *client, enum MHD_Result *rc)
-{
-  const char *id = header(c, "Mcp-Session-Id");
-  if (id == NULL) {
-    *rc = refuse(h, c, MHD_HTTP_BAD_REQUEST, NULL, JRPC_INVALID_REQUEST,
-                 "Bad Request: the Mcp-Session-Id header is required (initialize first)");
-    return NULL;
-  }
-  struct http_session *s = http_session_find(h, id);
-  if (s == NULL || strcmp(s->client, client) != 0) {
-    *rc = refuse(h, c, MHD_HTTP_NOT_FOUND, NULL, -32001, "Session not found");
-    return NULL;
-  }
-  s->last_used = now_ns();
-  return s;
-}
-
-static bool
-version_ok(const char *v)
-{
-  static const char *const known[] = { "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05" };
-  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-    if (strcmp(v, known[i]) == 0)
-      return true;
-  return false;
-}
-
-/* Collects the ids and progress tokens of the requests in MSG (one
-   message or a batch).  Returns whether it holds an initialize.  */
-static bool
-scan_requests(json_t *msg, json_t *ids, json_t *tokens)
-{
-  bool init = false;
-  size_t n = json_is_array(msg) ? json_array_size(msg) : 1;
-  for (size_t i = 0; i < n; i++) {
-    json_t *m = json_is_array(msg) ? json_array_get(msg, i) : msg;
-    json_t *method = json_object_get(m, "method"), *id = json_object_get(m, "id");
-    if (!json_is_string(method) || id == NULL)
-      continue;
-    json_array_append(ids, id);
-    init |= strcmp(json_string_value(method), "initialize") == 0;
-    json_t *token
-        = json_object_get(json_object_get(json_object_get(m, "params"), "_meta"), "progressToken");
-    if (token)
-      json_array_append(tokens, token);
-  }
-  return init;
-}
-
-static enum MHD_Result
-sse_response(struct mcp_http *h, struct MHD_Connection *c, struct http_stream *st, uint64_t from,
-             const char *session_id)
-{
-  struct http_reader *r = http_reader_attach(st, c, from);
-  struct MHD_Response *resp = MHD_create_response_from_callback(
-      MHD_SIZE_UNKNOWN, 16384, http_reader_read, r, http_reader_free);
-  if (resp == NULL) {
-    st->reader = NULL;
-    free(r);
-    return MHD_NO;
-  }
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache, no-transform");
-  if (session_id)
-    MHD_add_response_header(resp, "Mcp-Session-Id", session_id);
-  enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, resp);
-  MHD_destroy_response(resp);
-  count_status(h, MHD_HTTP_OK);
-  return ok;
-}
-
-static enum MHD_Result
-answer_json(struct mcp_http *h, struct http_req *q)
-{
-  const char *sid = q->sess ? q->sess->id : NULL;
-  return respond(h, q->conn, q->status ? q->status : MHD_HTTP_OK, "application/json", q->answer,
-                 strlen(q->answer), "Mcp-Session-Id", sid, NULL);
-}
-
-static enum MHD_Result
-mcp_post(struct mcp_http *h, struct http_req *q, const char *client)
-{
-  struct MHD_Connection *c = q->conn;
-  if (q->too_big) {
-    json_t *id = jrpc_scan_id(q->body.data ? (const char *)q->body.data : "", q->body.len);
-    enum MHD_Result rc
-        = refuse(h, c, MHD_HTTP_CONTENT_TOO_LARGE, id, JRPC_INVALID_REQUEST,
-                 "the message is over %zu bytes (--max-message)", h->cfg->max_message);
-    json_decref(id);
-    return rc;
-  }
-  /* An empty body has no buffer at all.  */
-  const char *body = q->body.data ? (const char *)q->body.data : "";
-  json_t *msg = json_loadb(body, q->body.len, JSON_ALLOW_NUL, NULL);
-  json_t *ids = json_array(), *tokens = json_array();
-  bool init = msg && scan_requests(msg, ids, tokens);
-  json_decref(msg);
-  enum MHD_Result rc = MHD_YES;
-  struct http_session *s;
-  bool fresh = false;
-  if (header(c, "Mcp-Session-Id") == NULL && init) {
-    if (http_sessions_of(h, client) >= h->hc->max_client_sessions) {
-      json_decref(ids);
-      json_decref(tokens);
-      return refuse(h, c, MHD_HTTP_TOO_MANY_REQUESTS, NULL, -32000,
-                    "this client holds %zu MCP sessions already (--http-max-client-sessions); "
-                    "end one with DELETE",
-                    h->hc->max_client_sessions);
-    }
-    s = http_session_new(h, client);
-    fresh = true;
-  } else if ((s = session_of(h, c, client, &rc)) == NULL) {
-    json_decref(ids);
-    json_decref(tokens);
-    return rc;
-  }
-  q->sess = s;
-  struct http_route *route = NULL;
-  if (json_array_size(ids) > 0) {
-    route = http_route_new(s, ids, tokens);
-    bool sse = !fresh && json_array_size(tokens) > 0
-               && accepts(header(c, "Accept"), "text/event-stream");
-    if (sse)
-      route->stream = http_stream_new(s, false, s->conn->version >= MCP_2025_11_25);
-    else {
-      route->req = q;
-      q->route = route;
-    }
-  } else {
-    json_decref(ids);
-    json_decref(tokens);
-  }
-  struct http_stream *stream = route ? route->stream : NULL;
-  s->current = route;
-  s->current_req = q;
-  mcp_conn_handle(s->conn, body, q->body.len, 0);
-  s->current = NULL;
-  s->current_req = NULL;
-  if (fresh && !s->conn->initialized) {
-    /* A refused initialize makes no session.  */
-    q->sess = NULL;
-    http_session_end(s);
-    return q->answered ? answer_json(h, q)
-                       : refuse(h, c, MHD_HTTP_BAD_REQUEST, NULL, JRPC_INVALID_REQUEST,
-                                "initialize was refused");
-  }
-  if (fresh)
-    log_msg(LOG_INFO, "http: MCP session %.8s… opened by %s", s->id,
-            client[0] && strchr(client, '.') == NULL && strchr(client, ':') == NULL
-                ? "a token holder"
-                : client);
-  if (stream)
-    return sse_response(h, c, stream, 0, NULL);
-  if (route == NULL) {
-    /* Notifications and answers: accepted, nothing to say, unless the
-       connection answered the body as malformed.  */
-    if (q->answered) {
-      q->status = MHD_HTTP_BAD_REQUEST;
-      return answer_json(h, q);
-    }
-    return respond(h, c, MHD_HTTP_ACCEPTED, NULL, "", 0, NULL);
-  }
-  if (q->answered)
-    return answer_json(h, q);
-  /* The answer comes later, when the front is done: the connection sleeps
-     until then (http_session.c wakes it).  */
-  q->suspended = true;
-  MHD_suspend_connection(c);
-  return MHD_YES;
-}
-
-static enum MHD_Result
-mcp_get(struct mcp_http *h, struct MHD_Connection *c, const char *client)
-{
-  enum MHD_Result rc;
-  if (!accepts(header(c, "Accept"), "text/event-stream"))
-    return refuse(h, c, MHD_HTTP_NOT_ACCEPTABLE, NULL, JRPC_INVALID_REQUEST,
-                  "Not Acceptable: GET opens an SSE stream; accept text/event-stream");
-  struct http_session *s = session_of(h, c, client, &rc);
-  if (s == NULL)
-    return rc;
-  const char *last = header(c, "Last-Event-ID");
-  uint64_t sid, seq;
-  int used = 0;
-  if (last && sscanf(last, "%" SCNu64 "-%" SCNu64 "%n", &sid, &seq, &used) == 2
-      && (size_t)used == strlen(last)) {
-    struct http_stream *st = http_stream_find(s, sid);
-    if (st)
-      return sse_response(h, c, st, seq + 1, NULL);
-    /* Forgotten (or never given): a plain GET stream, which is all there
-       is to resume.  */
-  }
-  if (s->standalone && s->standalone->reader)
-    return refuse(h, c, MHD_HTTP_CONFLICT, NULL, JRPC_INVALID_REQUEST,
-                  "Conflict: this MCP session already has a GET stream open");
-  if (s->standalone == NULL)
-    s->standalone = http_stream_new(s, true, s->conn->version >= MCP_2025_11_25);
-  uint64_t from = s->standalone->next_seq == 1 ? 0 : s->standalone->next_seq;
-  return sse_response(h, c, s->standalone, from, NULL);
-}
-
-static enum MHD_Result
-mcp_delete(struct mcp_http *h, struct MHD_Connection *c, const char *client)
-{
-  enum MHD_Result rc;
-  struct http_session *s = session_of(h, c, client, &rc);
-  if (s == NULL)
-    return rc;
-  log_msg(LOG_INFO, "http: MCP session %.8s… ended by its client", s->id);
-  http_session_end(s);
-  return respond(h, c, MHD_HTTP_OK, NULL, "", 0, NULL);
-}
-
-/* ----------------------------------------------------- the other paths */
-
-static enum MHD_Result
-unauthorized(struct mcp_http *h, struct MHD_Connection *c, bool presented)
-{
-  /* The document's URL as the client reached kiln (its Host passed the
-     checks), so that it is one the client can fetch.  */
-  const char *host = header(c, "Host");
-  cleanup_free char *where = host ? xasprintf("%s://%s/.well-known/oauth-protected-resource%s",
-                                              h->tls ? "https" : "http", host, h->hc->path)
-                                  : xstrdup(h->metadata_url);
-  cleanup_free char *challenge = xasprintf(
-      "Bearer resource_metadata=\"%s\"%s", where,
-      presented ? ", error=\"invalid_token\", error_description=\"unknown bearer token\"" : "");
-  static const char body[]
-      = "{\"error\":\"invalid_token\",\"error_description\":\"a bearer token from kiln's "
-        "--token-file is required\"}";
-  return respond(h, c, MHD_HTTP_UNAUTHORIZED, "application/json", body, sizeof body - 1,
-                 MHD_HTTP_HEADER_WWW_AUTHENTICATE, challenge, NULL);
-}
-
-/* RFC 9728's document: what this resource is and who issues its tokens.  */
-static enum MHD_Result
-resource_metadata(struct mcp_http *h, struct MHD_Connection *c)
-{
-  const char *host = header(c, "Host");
-  cleanup_free char *resource
-      = xasprintf("%s://%s%s", h->tls ? "https" : "http", host ? host : "", h->hc->path);
-  json_t *doc = json_pack("{s:s, s:[s], s:s}", "resource", resource, "bearer_methods_supported",
-                          "header", "resource_name", "kiln");
-  json_t *servers = json_array();
-  if (h->hc->auth_server)
-    json_array_append_new(servers, json_string(h->hc->auth_server));
-  json_object_set_new(doc, "authorization_servers", servers);
-  cleanup_free char *text = json_dumps(doc, JSON_COMPACT);
-  json_decref(doc);
-  return respond(h, c, MHD_HTTP_OK, "application/json", text, strlen(text), NULL);
-}
-
-static enum MHD_Result
-metrics(struct mcp_http *h, struct MHD_Connection *c)
-{
-  struct front_metrics m;
-  front_metrics(h->server->front, &m);
-  /* This response is counted before it is rendered, so that it is in it.  */
-  count_status(h, MHD_HTTP_OK);
-  struct buf out = { 0 };
-  mcp_metrics_render(&out, &m, &h->status);
-  struct MHD_Response *r
-      = MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_COPY);
-  buf_free(&out);
-  if (r == NULL)
-    return MHD_NO;
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, MCP_METRICS_CONTENT_TYPE);
-  enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, r);
-  MHD_destroy_response(r);
-  return ok;
 }
 
 /* ------------------------------------------------------------- dispatch */
@@ -444,72 +67,72 @@ first_call(struct mcp_http *h, struct http_req *q, const char *url, const char *
   struct MHD_Connection *c = q->conn;
   q->kind = K_DONE;
   if (h->nconnections > h->hc->max_connections)
-    return respond(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
-                   "too many connections (--http-max-connections)\n",
-                   strlen("too many connections (--http-max-connections)\n"), "Connection", "close",
-                   NULL);
-  if (!http_host_ok(header(c, "Host"), h->hc->allow_host))
-    return refuse(h, c, MHD_HTTP_FORBIDDEN, NULL, JRPC_INVALID_REQUEST,
-                  "Forbidden: Host not allowed (--allow-host)");
-  if (!http_origin_ok(header(c, "Origin"), h->hc->allow_origin, h->loopback))
-    return refuse(h, c, MHD_HTTP_FORBIDDEN, NULL, JRPC_INVALID_REQUEST,
-                  "Forbidden: Origin not allowed (--allow-origin)");
+    return http_respond(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
+                        "too many connections (--http-max-connections)\n",
+                        strlen("too many connections (--http-max-connections)\n"), "Connection",
+                        "close", NULL);
+  if (!http_host_ok(http_header(c, "Host"), h->hc->allow_host))
+    return http_refuse(h, c, MHD_HTTP_FORBIDDEN, NULL, JRPC_INVALID_REQUEST,
+                       "Forbidden: Host not allowed (--allow-host)");
+  if (!http_origin_ok(http_header(c, "Origin"), h->hc->allow_origin, h->loopback))
+    return http_refuse(h, c, MHD_HTTP_FORBIDDEN, NULL, JRPC_INVALID_REQUEST,
+                       "Forbidden: Origin not allowed (--allow-origin)");
   bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   if (path_is(url, "/healthz") && get)
-    return respond(h, c, MHD_HTTP_OK, "text/plain", "ok\n", 3, NULL);
+    return http_respond(h, c, MHD_HTTP_OK, "text/plain", "ok\n", 3, NULL);
   if (path_is(url, "/readyz") && get)
-    return h->ready
-               ? respond(h, c, MHD_HTTP_OK, "text/plain", "ready\n", 6, NULL)
-               : respond(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", "starting\n", 9, NULL);
+    return h->ready ? http_respond(h, c, MHD_HTTP_OK, "text/plain", "ready\n", 6, NULL)
+                    : http_respond(h, c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", "starting\n",
+                                   9, NULL);
   if (strncmp(url, "/.well-known/oauth-protected-resource", 37) == 0
       && (url[37] == '\0' || path_is(url + 37, h->hc->path)) && get)
-    return resource_metadata(h, c);
+    return http_resource_metadata(h, c);
   bool is_mcp = path_is(url, h->hc->path);
   bool is_metrics = path_is(url, "/metrics") && get;
   if (!is_mcp && !is_metrics)
-    return respond(h, c, MHD_HTTP_NOT_FOUND, "text/plain", "not found\n", 10, NULL);
-  const char *authz = header(c, MHD_HTTP_HEADER_AUTHORIZATION);
+    return http_respond(h, c, MHD_HTTP_NOT_FOUND, "text/plain", "not found\n", 10, NULL);
+  const char *authz = http_header(c, MHD_HTTP_HEADER_AUTHORIZATION);
   char token_name[HTTP_CLIENT_NAME];
   bool authorized = http_auth_check(h->auth, authz, token_name);
   if (is_metrics) {
     if (!authorized && !h->hc->metrics_public)
-      return unauthorized(h, c, authz != NULL);
-    return metrics(h, c);
+      return http_unauthorized(h, c, authz != NULL);
+    return http_metrics(h, c);
   }
   if (!authorized)
-    return unauthorized(h, c, authz != NULL);
+    return http_unauthorized(h, c, authz != NULL);
   /* Who the client is: its token, or without tokens its address.  */
   if (token_name[0])
     snprintf(client, 64, "%s", token_name);
   else
-    peer_name(c, client, 64);
-  const char *version = header(c, "MCP-Protocol-Version");
-  if (version && !version_ok(version))
-    return refuse(h, c, MHD_HTTP_BAD_REQUEST, NULL, JRPC_INVALID_REQUEST,
-                  "Bad Request: unsupported MCP-Protocol-Version (kiln speaks 2025-11-25, "
-                  "2025-06-18, 2025-03-26 and 2024-11-05)");
+    http_peer_name(c, client, 64);
+  const char *version = http_header(c, "MCP-Protocol-Version");
+  if (version && !http_version_ok(version))
+    return http_refuse(h, c, MHD_HTTP_BAD_REQUEST, NULL, JRPC_INVALID_REQUEST,
+                       "Bad Request: unsupported MCP-Protocol-Version (kiln speaks 2025-11-25, "
+                       "2025-06-18, 2025-03-26 and 2024-11-05)");
   if (strcmp(method, "GET") == 0)
-    return mcp_get(h, c, client);
+    return http_mcp_get(h, c, client);
   if (strcmp(method, "DELETE") == 0)
-    return mcp_delete(h, c, client);
+    return http_mcp_delete(h, c, client);
   if (strcmp(method, "POST") != 0)
-    return respond(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
-                   "the MCP endpoint takes POST, GET and DELETE\n",
-                   strlen("the MCP endpoint takes POST, GET and DELETE\n"), MHD_HTTP_HEADER_ALLOW,
-                   "GET, POST, DELETE", NULL);
-  const char *ctype = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
+    return http_respond(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
+                        "the MCP endpoint takes POST, GET and DELETE\n",
+                        strlen("the MCP endpoint takes POST, GET and DELETE\n"),
+                        MHD_HTTP_HEADER_ALLOW, "GET, POST, DELETE", NULL);
+  const char *ctype = http_header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
   if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0
       || (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' '))
-    return refuse(h, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL, JRPC_INVALID_REQUEST,
-                  "Unsupported Media Type: a POST carries application/json");
-  const char *accept = header(c, "Accept");
-  if (!accepts(accept, "application/json") && !accepts(accept, "text/event-stream"))
-    return refuse(h, c, MHD_HTTP_NOT_ACCEPTABLE, NULL, JRPC_INVALID_REQUEST,
-                  "Not Acceptable: accept application/json and text/event-stream");
-  const char *length = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return http_refuse(h, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL, JRPC_INVALID_REQUEST,
+                       "Unsupported Media Type: a POST carries application/json");
+  const char *accept = http_header(c, "Accept");
+  if (!http_accepts(accept, "application/json") && !http_accepts(accept, "text/event-stream"))
+    return http_refuse(h, c, MHD_HTTP_NOT_ACCEPTABLE, NULL, JRPC_INVALID_REQUEST,
+                       "Not Acceptable: accept application/json and text/event-stream");
+  const char *length = http_header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (length && strtoull(length, NULL, 10) > h->cfg->max_message)
-    return refuse(h, c, MHD_HTTP_CONTENT_TOO_LARGE, NULL, JRPC_INVALID_REQUEST,
-                  "the message is over %zu bytes (--max-message)", h->cfg->max_message);
+    return http_refuse(h, c, MHD_HTTP_CONTENT_TOO_LARGE, NULL, JRPC_INVALID_REQUEST,
+                       "the message is over %zu bytes (--max-message)", h->cfg->max_message);
   q->kind = K_MCP_POST;
   return MHD_YES;
 }
@@ -564,7 +187,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
   if (q->suspended)
     return MHD_YES;
   if (q->answered)
-    return answer_json(h, q);
+    return http_answer_json(h, q);
   if (q->kind == K_MCP_POST) {
     struct http_link *l = link_of(c);
     if (l) {
@@ -572,7 +195,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
       l->busy = true;
     }
     q->kind = K_WAITING;
-    return mcp_post(h, q, st->client);
+    return http_mcp_post(h, q, st->client);
   }
   /* Resumed for a session that ended before its answer: said in
      http_session_end.  */

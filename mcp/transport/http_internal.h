@@ -119,9 +119,43 @@ struct mcp_http {
   size_t nsessions;
   size_t nconnections;
   int64_t next_keepalive;
-  struct http_link *links; /* every open connection, for the receive deadline */
+  struct http_link *links;       /* every open connection, for the receive deadline */
   struct mcp_http_counts status; /* responses sent, by status, for /metrics */
 };
+
+/* http_respond.c: answering.  */
+void http_count_status(struct mcp_http *h, unsigned code);
+/* Queues a response of STATUS with BODY (LEN bytes, copied) of type CTYPE
+   (or none); then NAME, VALUE pairs of extra headers, NULL-terminated (a
+   NULL VALUE skips its header).  */
+enum MHD_Result http_respond(struct mcp_http *h, struct MHD_Connection *c, unsigned status,
+                             const char *ctype, const char *body, size_t len, ...);
+/* An HTTP error whose body is a JSON-RPC error with CODE and the
+   formatted message, for ID (borrowed) or null.  */
+enum MHD_Result http_refuse(struct mcp_http *h, struct MHD_Connection *c, unsigned status,
+                            json_t *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* The request header NAME, or NULL (borrowed from libmicrohttpd).  */
+const char *http_header(struct MHD_Connection *c, const char *name);
+/* Whether the Accept header ACCEPT (NULL: absent) admits TYPE.  */
+bool http_accepts(const char *accept, const char *type);
+/* The peer's address as text into OUT (N bytes), or "".  */
+void http_peer_name(struct MHD_Connection *c, char *out, size_t n);
+/* 401 with the Bearer challenge; PRESENTED: a token was given, and wrong.  */
+enum MHD_Result http_unauthorized(struct mcp_http *h, struct MHD_Connection *c, bool presented);
+/* RFC 9728's protected resource metadata.  */
+enum MHD_Result http_resource_metadata(struct mcp_http *h, struct MHD_Connection *c);
+/* The Prometheus text of the front's counters and the responses sent.  */
+enum MHD_Result http_metrics(struct mcp_http *h, struct MHD_Connection *c);
+
+/* http_endpoint.c: the MCP endpoint, once a request passed the checks.
+   CLIENT names who sent it (its token's name, or its address).  */
+bool http_version_ok(const char *version);
+enum MHD_Result http_mcp_post(struct mcp_http *h, struct http_req *q, const char *client);
+enum MHD_Result http_mcp_get(struct mcp_http *h, struct MHD_Connection *c, const char *client);
+enum MHD_Result http_mcp_delete(struct mcp_http *h, struct MHD_Connection *c, const char *client);
+/* Sends Q's kept answer, with the Mcp-Session-Id of its session.  */
+enum MHD_Result http_answer_json(struct mcp_http *h, struct http_req *q);
 
 /* http_session.c */
 struct http_session *http_session_new(struct mcp_http *h, const char *client);
