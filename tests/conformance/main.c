@@ -35,8 +35,10 @@ int
 main(int argc, char **argv)
 {
   if (argc > 1) {
-    fprintf(stderr, "usage: %s (serves MCP on stdin and stdout)\n", argv[0]);
-    return 2;
+    bool help = strcmp(argv[1], "--help") == 0;
+    fprintf(help ? stdout : stderr,
+            "usage: kiln-conformance-fixture  (serves MCP on stdin and stdout)\n");
+    return help ? 0 : 2;
   }
   /* A client that goes away is seen as a failed write, not a signal.  */
   signal(SIGPIPE, SIG_IGN);
