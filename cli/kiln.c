@@ -13,6 +13,7 @@
 #include "run.h"
 #include "util.h"
 #include "server.h"
+#include "transport/http.h"
 #include "transport/stdio.h"
 
 #include <errno.h>
@@ -24,6 +25,7 @@
 static const char usage_head[]
     = "Usage: kiln serve [OPTIONS]                  serve MCP over stdio (for an MCP client's "
       "config)\n"
+      "       kiln serve --http [ADDR:]PORT [OPTIONS] serve MCP over Streamable HTTP\n"
       "       kiln run [OPTIONS] FILE.py [ARGS...]  run a script in a fresh session and print its "
       "output\n"
       "       kiln run [OPTIONS] - [ARGS...]        the same, the script read from standard input\n"
@@ -70,6 +72,7 @@ struct app {
   struct loop *loop;
   struct front *front;
   struct mcp_stdio *stdio;
+  struct mcp_http *http;
   struct mcp_server *server;
   int exit_code;
   struct run_opts run_opts;
@@ -88,6 +91,8 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
   }
   if (a->run)
     return;
+  if (a->http)
+    mcp_http_set_ready(a->http, true);
   cleanup_free char *protections = sbx_describe(a->cfg.sbx);
   const char *packages = front_packages(a->front);
   size_t npackages = 0;
@@ -201,9 +206,55 @@ run_script(struct app *a)
   return run_status(a->run) >= 0 ? run_status(a->run) : a->exit_code;
 }
 
+/* SIGHUP: the token file is read again.  */
+static void
+on_hangup(void *ctx)
+{
+  struct app *a = ctx;
+  kiln_error_t err = NULL;
+  if (mcp_http_reload(a->http, &err) < 0) {
+    log_msg(LOG_ERROR, "http: the token file was not reloaded, the old tokens stay: %s", err->msg);
+    kiln_error_release(&err);
+  }
+}
+
+/* kiln serve --http: until SIGTERM or SIGINT.  */
+static int
+serve_http(struct app *a)
+{
+  kiln_error_t err = NULL;
+  a->server = mcp_server_new(&a->cfg, a->front);
+  a->http = mcp_http_new(a->loop, a->server, &a->cfg, &err);
+  if (a->http == NULL) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+    front_free(a->front);
+    a->front = NULL;
+    mcp_server_free(a->server);
+    return 1;
+  }
+  front_on_hangup(a->front, on_hangup, a);
+  fprintf(stderr, "kiln: serving MCP at %s\n", mcp_http_url(a->http));
+  if (loop_run(a->loop, &err) < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+    a->exit_code = 1;
+  }
+  /* The MCP sessions end first (their kiln sessions are closed through
+     the front), then the front kills whatever is left.  */
+  mcp_http_free(a->http);
+  a->http = NULL;
+  front_free(a->front);
+  a->front = NULL;
+  mcp_server_free(a->server);
+  return a->exit_code;
+}
+
 static int
 serve(struct app *a)
 {
+  if (a->cfg.http.listen)
+    return serve_http(a);
   kiln_error_t err = NULL;
   a->server = mcp_server_new(&a->cfg, a->front);
   a->stdio = mcp_stdio_new(a->loop, a->server, on_eof, a, &err);

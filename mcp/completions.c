@@ -5,6 +5,7 @@
 #include "completions.h"
 #include "conn.h"
 #include "uri.h"
+#include "owners.h"
 #include "util.h"
 
 #include <string.h>
@@ -18,6 +19,7 @@ struct values {
   const char *prefix;
   size_t prefix_len;
   const char *session_id; /* for artifact names: only this session's, or NULL */
+  const struct mcp_conn *conn;
 };
 
 static void
@@ -42,7 +44,7 @@ offer_artifact(void *ctx, const char *sid, const char *name, const char *mime, s
                uint32_t w, uint32_t h)
 {
   struct values *v = ctx;
-  if (v->session_id == NULL || strcmp(v->session_id, sid) == 0)
+  if ((v->session_id == NULL || strcmp(v->session_id, sid) == 0) && mcp_owner_may(v->conn, sid))
     offer(v, name, strlen(name));
 }
 
@@ -101,17 +103,19 @@ completion_method(struct mcp_call *c, json_t *params, json_t **result, kiln_erro
   struct values v = { .list = json_array(),
                       .prefix = json_string_value(value),
                       .prefix_len = json_string_length(value),
-                      .session_id = sid };
+                      .session_id = sid,
+                      .conn = c->conn };
   if (strcmp(arg_name, "session_id") == 0) {
     size_t n;
     cleanup_free struct session_info *all = front_list_sessions(c->server->front, &n);
     for (size_t i = 0; i < n; i++)
-      offer(&v, all[i].session_id, strlen(all[i].session_id));
+      if (mcp_owner_may(c->conn, all[i].session_id))
+        offer(&v, all[i].session_id, strlen(all[i].session_id));
   } else if (strcmp(arg_name, "name") == 0 && strstr(uri, "/artifacts/"))
     front_each_artifact(c->server->front, offer_artifact, &v);
   else if (strcmp(arg_name, "path") == 0 && strstr(uri, "/files/")) {
     json_decref(v.list);
-    if (sid == NULL) {
+    if (sid == NULL || !mcp_owner_may(c->conn, sid)) {
       /* Without a session, no path can be known.  */
       *result = json_pack("{s:{s:[], s:i, s:b}}", "completion", "values", "total", 0, "hasMore", 0);
       return MCP_ANSWERED;

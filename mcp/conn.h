@@ -56,7 +56,10 @@ struct mcp_conn {
   struct mcp_conn *next_in_server; /* the server's list, for broadcasts */
   /* The batch whose requests are being handled, while they are.  */
   struct mcp_batch *batch;
-  bool closing;                /* being freed: nothing more is sent */
+  bool closing; /* being freed: nothing more is sent */
+  /* Whose sessions this client may use (owners.h): NULL sees every
+     session; set by a transport that serves many clients.  Borrowed.  */
+  const char *owner;
   struct mcp_pending *pending; /* owned, newest first */
   /* Called once no request is pending after mcp_conn_when_idle.  */
   void (*idle)(void *ctx);

@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "tools/files.h"
 #include "uri.h"
+#include "owners.h"
 #include "util.h"
 
 #include <errno.h>
@@ -44,6 +45,7 @@ artifact_name_ok(const char *name, size_t len)
 }
 
 struct listing {
+  const struct mcp_conn *conn;
   json_t *items;
   size_t skip, seen;
   bool more;
@@ -54,6 +56,8 @@ list_one(void *ctx, const char *sid, const char *name, const char *mime, size_t 
          uint32_t h)
 {
   struct listing *l = ctx;
+  if (!mcp_owner_may(l->conn, sid))
+    return;
   size_t i = l->seen++;
   if (i < l->skip)
     return;
@@ -72,7 +76,7 @@ int
 resources_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
 {
   json_t *cursor = json_object_get(params, "cursor");
-  struct listing l = { 0 };
+  struct listing l = { .conn = c->conn };
   if (cursor) {
     const char *s = json_string_value(cursor);
     char *end;
@@ -150,6 +154,12 @@ resources_read_method(struct mcp_call *c, json_t *params, json_t **result, kiln_
     /* A badly encoded name is worth explaining; a URI of another shape
        simply names nothing kiln has.  */
     not_found(err, s, n, (*err)->status == EILSEQ);
+    return MCP_RESOURCE_NOT_FOUND;
+  }
+  /* Another client's session is as absent as one that never was.  */
+  if (mcp_owner_check(c->conn, u.session_id, false, err) < 0) {
+    if (u.kind != URI_FILE)
+      not_found(err, s, n, true);
     return MCP_RESOURCE_NOT_FOUND;
   }
   int r;

@@ -1,6 +1,7 @@
 #include "server.h"
 #include "conn.h"
 #include "log.h"
+#include "owners.h"
 #include "util.h"
 
 /* kiln's own log, also told to the clients that asked (logging/setLevel). */
@@ -30,5 +31,6 @@ mcp_server_free(struct mcp_server *s)
   if (s == NULL)
     return;
   log_set_sink(NULL, NULL);
+  mcp_owner_free_all(s);
   free(s);
 }

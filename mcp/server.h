@@ -12,12 +12,14 @@
 
 struct mcp_conn;
 struct mcp_method;
+struct mcp_owned;
 struct mcp_tool;
 
 struct mcp_server {
   const struct kiln_config *cfg; /* borrowed */
   struct front *front;           /* borrowed */
   struct mcp_conn *conns;        /* every live connection (not owned) */
+  struct mcp_owned *owned;       /* which client made each session (owners.h) */
   /* What the server offers.  Zeroed, as mcp_server_new leaves them, they
      are kiln's own: its tools and its method table.  A program that
      links mcp/ to serve something else (a test fixture) sets them before

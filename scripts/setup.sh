@@ -26,7 +26,7 @@ as_root() {
 }
 
 # --- system packages -------------------------------------------------------
-apt_packages=(gcc pkg-config meson ninja-build libjansson-dev libseccomp-dev libsqlite3-dev libpng-dev zlib1g-dev)
+apt_packages=(gcc pkg-config meson ninja-build libjansson-dev libseccomp-dev libsqlite3-dev libpng-dev zlib1g-dev libmicrohttpd-dev libsodium-dev)
 if [ "$mode" = test ]; then
   apt_packages+=(clang-format)
   command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)

@@ -89,6 +89,37 @@ static const struct setting settings[] = {
     "the sandbox's virtual environment"),
   S("runtime-dir", "KILN_RUNTIME_DIR", K_STRING, runtime_dir, "DIR", "set at build time",
     "kiln's Python runtime, python/sitecustomize"),
+  S("http", "KILN_HTTP", K_STRING, http.listen, "[ADDR:]PORT", "off: stdio",
+    "serve MCP over Streamable HTTP on ADDR (default 127.0.0.1) and PORT instead of stdio"),
+  S("http-path", "KILN_HTTP_PATH", K_STRING, http.path, "PATH", "/mcp", "the MCP endpoint's path"),
+  S("allow-origin", "KILN_ALLOW_ORIGIN", K_STRING, http.allow_origin, "LIST", "none",
+    "comma-separated Origins (scheme://host[:port]) allowed besides loopback ones; a request "
+    "with any other Origin gets 403"),
+  S("allow-host", "KILN_ALLOW_HOST", K_STRING, http.allow_host, "LIST", "none",
+    "comma-separated host names a request's Host may carry besides IP addresses and "
+    "localhost (DNS rebinding); * allows any"),
+  S("token-file", "KILN_TOKEN_FILE", K_STRING, http.token_file, "FILE", "none",
+    "bearer tokens a client must present, one a line (# comments); reloaded on SIGHUP"),
+  S("auth-server", "KILN_AUTH_SERVER", K_STRING, http.auth_server, "URL", "none",
+    "the OAuth authorization server named in /.well-known/oauth-protected-resource"),
+  S("tls-cert", "KILN_TLS_CERT", K_STRING, http.tls_cert, "FILE", "none",
+    "PEM certificate chain: serve HTTPS (with --tls-key)"),
+  S("tls-key", "KILN_TLS_KEY", K_STRING, http.tls_key, "FILE", "none", "PEM private key"),
+  S("insecure-http-no-token", "KILN_INSECURE_HTTP_NO_TOKEN", K_FLAG, http.insecure_no_token, NULL,
+    "off",
+    "let --http bind a non-loopback address WITHOUT a --token-file: anyone who reaches it "
+    "runs code"),
+  S("metrics-public", "KILN_METRICS_PUBLIC", K_FLAG, http.metrics_public, NULL, "off",
+    "serve /metrics without a token"),
+  S("http-max-connections", "KILN_HTTP_MAX_CONNECTIONS", K_COUNT, http.max_connections, "N", "512",
+    "open HTTP connections; more are refused"),
+  S("http-max-client-sessions", "KILN_HTTP_MAX_CLIENT_SESSIONS", K_COUNT, http.max_client_sessions,
+    "N", "256", "MCP sessions one token (or, without tokens, one address) may hold open"),
+  S("http-timeout", "KILN_HTTP_TIMEOUT", K_SECONDS, http.timeout_s, "SECONDS", "30",
+    "an idle HTTP connection is closed, and a request's headers and body must arrive, within "
+    "this"),
+  S("http-session-idle", "KILN_HTTP_SESSION_IDLE", K_SECONDS, http.session_idle_s, "SECONDS",
+    "3600", "an MCP session with no request, stream or call for this long is ended"),
   C("log-level", "KILN_LOG_LEVEL", log_level, "info", "error, warn, info or debug", log_levels),
   C("log-format", "KILN_LOG_FORMAT", log_format, "text",
     "text, or json (one JSON object per line) for a log collector", log_formats),
@@ -262,6 +293,11 @@ config_init(struct kiln_config *cfg, kiln_error_t *err)
     .cpus = 1,
     .max_artifacts_size = 256 << 20,
     .log_level = 2,
+    .http = { .path = xstrdup("/mcp"),
+              .max_connections = 512,
+              .max_client_sessions = 256,
+              .timeout_s = 30,
+              .session_idle_s = 3600 },
     .preload = xstrdup("numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas"),
     .home = default_home(),
     .venv = xstrdup(KILN_DEFAULT_VENV),
@@ -284,4 +320,11 @@ config_free(struct kiln_config *cfg)
   free(cfg->home);
   free(cfg->venv);
   free(cfg->runtime_dir);
+  struct kiln_http_config *h = &cfg->http;
+  char **strs[] = { &h->listen,     &h->path,        &h->allow_origin, &h->allow_host,
+                    &h->token_file, &h->auth_server, &h->tls_cert,     &h->tls_key };
+  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+    free(*strs[i]);
+    *strs[i] = NULL;
+  }
 }

@@ -38,6 +38,24 @@ struct kiln_config {
   char *home;                /* KILN_HOME: state directory */
   char *venv;                /* the sandbox's virtual environment */
   char *runtime_dir;         /* python/sitecustomize */
+  /* The Streamable HTTP transport (mcp/transport/http.h); only the
+     front reads it, and the zygote receives it zeroed.  */
+  struct kiln_http_config {
+    char *listen;       /* "[ADDR:]PORT", or NULL for stdio */
+    char *path;         /* the MCP endpoint, "/mcp" */
+    char *allow_origin; /* comma-separated origins beyond loopback ones */
+    char *allow_host;   /* comma-separated Host names beyond IP literals */
+    char *token_file;   /* bearer tokens, one a line */
+    char *auth_server;  /* named in the protected resource metadata */
+    char *tls_cert;     /* PEM files: serve HTTPS */
+    char *tls_key;
+    int insecure_no_token; /* bind beyond loopback without tokens */
+    int metrics_public;    /* /metrics without a token */
+    size_t max_connections;
+    size_t max_client_sessions; /* MCP sessions per token, or per address without tokens */
+    double timeout_s;           /* idle connection; a request's headers and body */
+    double session_idle_s;      /* an MCP session unused this long is ended */
+  } http;
   /* How workers are jailed, probed at start-up (sandbox.h); owned by
      whoever filled it in.  */
   struct sbx_config *sbx;

@@ -3,6 +3,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 
@@ -20,9 +22,13 @@ struct loop {
      what it does not use.  */
   struct watch *watches;
   size_t nwatches;
-  loop_deadline_cb deadline;
-  loop_tick_cb tick;
-  void *timer_data;
+  /* Each owner of timers (the front, a transport) in the order added.  */
+  struct {
+    loop_deadline_cb deadline;
+    loop_tick_cb tick;
+    void *data;
+  } timers[LOOP_MAX_TIMERS];
+  size_t ntimers;
 };
 
 struct loop *
@@ -87,9 +93,19 @@ loop_del(struct loop *loop, int fd)
 void
 loop_set_timers(struct loop *loop, loop_deadline_cb deadline, loop_tick_cb tick, void *data)
 {
-  loop->deadline = deadline;
-  loop->tick = tick;
-  loop->timer_data = data;
+  for (size_t i = 0; i < loop->ntimers; i++)
+    if (loop->timers[i].data == data) {
+      loop->timers[i].deadline = deadline;
+      loop->timers[i].tick = tick;
+      return;
+    }
+  /* A fixed handful of owners, known at build time: more is a bug.  */
+  if (loop->ntimers == LOOP_MAX_TIMERS)
+    abort();
+  loop->timers[loop->ntimers].deadline = deadline;
+  loop->timers[loop->ntimers].tick = tick;
+  loop->timers[loop->ntimers].data = data;
+  loop->ntimers++;
 }
 
 int
@@ -98,12 +114,16 @@ loop_run(struct loop *loop, kiln_error_t *err)
   struct epoll_event evs[64];
   while (!loop->stop) {
     int timeout = -1;
-    if (loop->deadline) {
-      int64_t d = loop->deadline(loop->timer_data);
+    for (size_t i = 0; i < loop->ntimers; i++) {
+      int64_t d = loop->timers[i].deadline ? loop->timers[i].deadline(loop->timers[i].data) : -1;
       if (d >= 0) {
         int64_t left = d - now_ns();
         /* Round up so a deadline is never polled for just early.  */
-        timeout = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+        int t = left <= 0                   ? 0
+                : left / 1000000 >= INT_MAX ? INT_MAX
+                                            : (int)((left + 999999) / 1000000);
+        if (timeout < 0 || t < timeout)
+          timeout = t;
       }
     }
     int n = epoll_wait(loop->epfd, evs, 64, timeout);
@@ -117,8 +137,9 @@ loop_run(struct loop *loop, kiln_error_t *err)
       struct watch w = loop->watches[fd];
       w.cb(loop, fd, evs[i].events, w.data);
     }
-    if (loop->tick && !loop->stop)
-      loop->tick(now_ns(), loop->timer_data);
+    for (size_t i = 0; i < loop->ntimers && !loop->stop; i++)
+      if (loop->timers[i].tick)
+        loop->timers[i].tick(now_ns(), loop->timers[i].data);
   }
   return 0;
 }

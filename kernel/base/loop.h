@@ -27,6 +27,11 @@ int loop_add(struct loop *loop, int fd, uint32_t events, loop_fd_cb cb, void *da
 int loop_mod(struct loop *loop, int fd, uint32_t events, kiln_error_t *err);
 void loop_del(struct loop *loop, int fd);
 
+/* The most owners of timers one loop has.  */
+#define LOOP_MAX_TIMERS 4
+
+/* Adds (or, for a DATA already added, replaces) an owner of timers:
+   DEADLINE and TICK are called with DATA around every wait.  */
 void loop_set_timers(struct loop *loop, loop_deadline_cb deadline, loop_tick_cb tick, void *data);
 
 /* Runs until loop_stop; returns 0, or -1 if epoll itself fails.  */

@@ -81,6 +81,8 @@ on_signal(struct loop *loop, int fd, uint32_t events, void *data)
   while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
     if (si.ssi_signo == SIGCHLD)
       reap(f);
+    else if (si.ssi_signo == SIGHUP && f->hangup)
+      f->hangup(f->hangup_ctx);
     else
       loop_stop(loop);
   }
@@ -416,4 +418,11 @@ front_free(struct front *f)
   free(f->spawnq);
   free(f->packages);
   free(f);
+}
+
+void
+front_on_hangup(struct front *f, void (*fn)(void *ctx), void *ctx)
+{
+  f->hangup = fn;
+  f->hangup_ctx = ctx;
 }

@@ -192,6 +192,8 @@ struct front {
   struct loop *loop;
   front_ready_cb ready_cb;
   void *ready_ctx;
+  void (*hangup)(void *ctx); /* front_on_hangup */
+  void *hangup_ctx;
 
   pid_t zygote_pid;
   int zygote;

@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "pngenc.h"
 #include "uri.h"
+#include "owners.h"
 #include "util.h"
 
 #include <string.h>
@@ -160,6 +161,8 @@ static void
 on_file_reply(void *ctx, const struct file_reply *r)
 {
   struct file_pending *p = ctx;
+  if (r->new_session)
+    mcp_owner_claim(p->base.conn, r->session_id);
   if (r->status != 0) {
     kiln_error_t err = NULL;
     /* The session made for a failed upload is still open: say which.  */
@@ -205,6 +208,8 @@ start_file_op(struct mcp_call *c, enum file_reply_kind kind, enum front_file_op 
               const char *session_id, const char *path, size_t plen, const uint8_t *data,
               size_t len, kiln_error_t *err)
 {
+  if (mcp_owner_check(c->conn, session_id, false, err) < 0)
+    return kind == FR_RESOURCE ? MCP_RESOURCE_NOT_FOUND : MCP_TOOL_ERROR;
   struct file_pending *p
       = mcp_defer(c, sizeof *p, kind == FR_RESOURCE ? MCP_RESOURCE_NOT_FOUND : MCP_TOOL_ERROR);
   p->kind = kind;

@@ -6,6 +6,7 @@
 #include "conn.h"
 #include "uri.h"
 #include "utf8.h"
+#include "owners.h"
 #include "util.h"
 
 #include <math.h>
@@ -491,6 +492,8 @@ static void
 on_cell_reply(void *ctx, const struct cell_reply *r)
 {
   struct run_pending *p = ctx;
+  if (r->new_session)
+    mcp_owner_claim(p->base.conn, r->session_id);
   mcp_answer(&p->base, tools_cell_result(r, p->max_reply));
 }
 
@@ -500,7 +503,8 @@ run_python(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *err)
   const char *code, *session_id;
   size_t len;
   double timeout;
-  if (tools_run_python_args(args, &code, &len, &session_id, &timeout, err) < 0)
+  if (tools_run_python_args(args, &code, &len, &session_id, &timeout, err) < 0
+      || mcp_owner_check(c->conn, session_id, true, err) < 0)
     return -1;
   struct run_pending *p = mcp_defer(c, sizeof *p, MCP_TOOL_ERROR);
   p->base.release = release_run;

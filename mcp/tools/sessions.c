@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "tools.h"
 #include "conn.h"
+#include "owners.h"
 #include "util.h"
 
 #include <string.h>
@@ -58,6 +59,11 @@ list_sessions(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *e
 {
   size_t n;
   struct session_info *v = front_list_sessions(c->server->front, &n);
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++)
+    if (mcp_owner_may(c->conn, v[i].session_id))
+      v[kept++] = v[i];
+  n = kept;
   *result = tools_sessions_result(v, n);
   free(v);
   return MCP_ANSWERED;
@@ -68,8 +74,10 @@ close_session(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *e
 {
   const char *sid;
   if (tools_arg_name(args, "session_id", &sid, err) < 0
+      || mcp_owner_check(c->conn, sid, false, err) < 0
       || front_close_session(c->server->front, sid, err) < 0)
     return -1;
+  mcp_owner_forget(c->server, sid);
   cleanup_free char *text = xasprintf("Session %s closed.", sid);
   *result = json_pack("{s:[{s:s, s:s}], s:{s:s, s:b}}", "content", "type", "text", "text", text,
                       "structuredContent", "session_id", sid, "closed", 1);

@@ -217,6 +217,10 @@ void front_each_artifact(struct front *f,
    it) and its length in *N.  */
 struct session_info *front_list_sessions(struct front *f, size_t *n);
 
+/* Makes SIGHUP call FN (CTX) (a server reloading its credentials)
+   rather than stop the loop, as it does by default.  */
+void front_on_hangup(struct front *f, void (*fn)(void *ctx), void *ctx);
+
 /* Kills every worker and the zygote and waits (bounded) until no child
    process is left, then frees F.  */
 void front_free(struct front *f);
