@@ -289,6 +289,7 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   }
   struct front *f = xzalloc(sizeof *f);
   f->cfg = cfg;
+  metrics_init(&f->metrics);
   limits_derive(cfg, &f->limits);
   f->max_sessions = sessions_within_fd_limit(cfg);
   f->packages = packages_scan(cfg->venv);

@@ -110,9 +110,10 @@ struct request {
    is given up.  */
 struct spawn_req {
   struct session *s;
-  char cg[64];  /* its cgroups' name, made on first sending */
-  bool cg_made; /* the cgroups exist and must be removed */
-  int uid_slot; /* -1 until assigned */
+  char cg[64];      /* its cgroups' name, made on first sending */
+  bool cg_made;     /* the cgroups exist and must be removed */
+  int uid_slot;     /* -1 until assigned */
+  int64_t asked_ns; /* when SPAWN was first sent; 0 until then */
 };
 
 struct worker {
@@ -126,6 +127,8 @@ struct worker {
   bool cg_made;
   int uid_slot; /* released when it is freed */
   bool oom_told, pids_told;
+  uint64_t oom_counted; /* the cgroup's OOM kills already in the front's metrics */
+  int64_t asked_ns;     /* when the zygote was asked for it (spawn_req) */
   struct buf in, outq;
   struct output cap_out, cap_err;
   bool ready;
@@ -170,6 +173,7 @@ struct session {
   uint64_t execution_count;
   int64_t started_ns, deadline_ns, kill_ns; /* kill_ns != 0: interrupted */
   bool cancel_interrupt;                    /* the interrupt came from a cancel, not the clock */
+  bool closed;                              /* front_close_session has begun */
   char *lost_reason;                        /* set while the next cell must say state was lost */
   time_t created_at, last_used_at;
   struct artifact *artifacts;
@@ -236,6 +240,10 @@ struct front {
   /* Sessions whose cgroups still had tasks when last tried.  */
   char **cg_dead;
   size_t ncg_dead;
+  /* The totals and histograms, each counted where its event happens;
+     the gauges are left 0 here and read off the tables by
+     front_metrics.  */
+  struct front_metrics metrics;
 };
 
 /* link.c */
@@ -309,6 +317,18 @@ bool cell_output_store(struct session *s, uint64_t cell, int stream, const char 
 void cell_outputs_remove(const char *session_dir);
 void spares_refill(struct front *f);
 void session_drop_worker(struct session *s);
+
+/* metrics.c */
+/* Sets H's bounds to the first N (at most HISTOGRAM_MAX_BOUNDS) of
+   BOUNDS, increasing, and empties it.  */
+void histogram_init(struct histogram *h, const double *bounds, size_t n);
+/* Counts V (seconds) in H.  NaN is ignored: it would poison the sum.  */
+void histogram_observe(struct histogram *h, double v);
+/* Empties M and gives its histograms their bounds.  */
+void metrics_init(struct front_metrics *m);
+/* Adds the OOM kills W's cgroup counted (OOM_KILLS, from
+   cg_session_events) that the metrics have not seen yet.  */
+void metrics_count_ooms(struct worker *w, uint64_t oom_kills);
 
 /* zygote_link.c */
 void zygote_spawnq_push(struct front *f, struct session *s);

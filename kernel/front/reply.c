@@ -14,18 +14,50 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+/* How the running cell of S ended, answered with R.  Read before
+   session_reply forgets the interrupt.  */
+static enum front_cell_outcome
+outcome_of(const struct session *s, const struct cell_reply *r)
+{
+  if (s->closed)
+    return FRONT_CELL_CLOSED;
+  bool interrupted = s->kill_ns != 0;
+  if (interrupted && s->cancel_interrupt
+      && (r->status == REPLY_INTERRUPTED || r->status == REPLY_KILLED))
+    return FRONT_CELL_CANCELLED;
+  switch (r->status) {
+  case REPLY_OK:
+    return FRONT_CELL_OK;
+  case REPLY_ERROR:
+    return FRONT_CELL_ERROR;
+  case REPLY_INTERRUPTED:
+    return FRONT_CELL_INTERRUPTED;
+  case REPLY_KILLED:
+    return FRONT_CELL_KILLED;
+  case REPLY_CRASHED:
+    break;
+  }
+  return FRONT_CELL_CRASHED;
+}
+
 /* Answers the running cell of S with R (whose output fields are filled
    here from the worker's buffers) and frees the cell.  */
 void
 session_reply(struct session *s, struct cell_reply *r)
 {
   struct request *c = s->running;
+  struct front_metrics *m = &s->front->metrics;
+  /* A file operation cut short is answered here too, and is no cell.  */
+  if (c->kind == REQ_CELL)
+    m->cells[outcome_of(s, r)]++;
   s->running = NULL;
   s->kill_ns = 0;
   s->last_used_at = time(NULL);
   r->session_id = s->id;
   r->new_session = c->new_session;
   r->duration_ms = (double)(now_ns() - s->started_ns) / 1e6;
+  if (c->kind == REQ_CELL)
+    histogram_observe(&m->cell_seconds, r->duration_ms / 1e3);
   struct output empty = { 0 };
   struct output *oo = s->w ? &s->w->cap_out : &empty, *oe = s->w ? &s->w->cap_err : &empty;
   cleanup_free char *out = output_take(oo, &r->out_len, &r->out_dropped);
@@ -316,8 +348,11 @@ reply_done(struct worker *w, struct frame *fr)
   if (notice)
     note(&said, xstrdup(notice));
   if (w->cg_made) {
-    bool oom, pids;
-    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
+    uint64_t oom_kills;
+    bool pids;
+    cg_session_events(&sbx->cg, w->cg, &oom_kills, &pids);
+    metrics_count_ooms(w, oom_kills);
+    bool oom = oom_kills > 0;
     if (oom && !w->oom_told)
       note(&said, xasprintf("A process of this session was killed for running out of memory (the "
                             "session's limit is %zu MiB).",

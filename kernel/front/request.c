@@ -96,6 +96,12 @@ request_answer(struct request *r, const struct cell_reply *cr, const struct file
 void
 request_fail(struct session *s, struct request *r, const char *type, const char *message)
 {
+  /* The front fails a queued request for one of two reasons: its
+     session is being closed, or no worker could be started for it.  */
+  if (r->kind == REQ_CELL)
+    s->front->metrics.cells[r->cancelled ? FRONT_CELL_CANCELLED
+                            : s->closed  ? FRONT_CELL_CLOSED
+                                         : FRONT_CELL_NOT_STARTED]++;
   struct cell_reply cr = {
     .session_id = s->id,
     .status = REPLY_ERROR,

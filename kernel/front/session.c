@@ -46,6 +46,8 @@ session_dispatch(struct session *s)
   s->nqueued--;
   c->next = NULL;
   if (c->cancelled) {
+    if (c->kind == REQ_CELL)
+      f->metrics.cells[FRONT_CELL_CANCELLED]++;
     request_free(c);
     session_dispatch(s);
     return;
@@ -245,6 +247,7 @@ session_open(struct front *f, kiln_error_t *err)
   s->next = f->sessions;
   f->sessions = s;
   f->nsessions++;
+  f->metrics.sessions_created++;
   return s;
 }
 
@@ -392,6 +395,7 @@ front_close_session(struct front *f, const char *session_id, kiln_error_t *err)
     return kiln_error_make(err, 0, "unknown session '%s'", session_id);
   *pp = s->next;
   f->nsessions--;
+  s->closed = true;
   for (size_t i = 0; i < f->nspawn; i++)
     if (f->spawnq[i].s == s)
       f->spawnq[i].s = NULL;

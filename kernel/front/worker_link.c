@@ -148,6 +148,8 @@ handle_worker_frame(struct worker *w, struct frame *fr)
       return;
     }
     w->ready = true;
+    if (w->asked_ns)
+      histogram_observe(&w->front->metrics.spawn_seconds, (double)(now_ns() - w->asked_ns) / 1e9);
     s->state = S_IDLE;
     session_dispatch(s);
     return;
@@ -345,13 +347,16 @@ worker_reaped(struct worker *w, int status)
     status = real;
   struct front *f = w->front;
   const struct sbx_config *sbx = f->cfg->sbx;
-  bool oom = false, pids = false;
-  if (w->cg_made)
-    cg_session_events(&sbx->cg, w->cg, &oom, &pids);
+  uint64_t oom_kills = 0;
+  bool pids = false;
+  if (w->cg_made) {
+    cg_session_events(&sbx->cg, w->cg, &oom_kills, &pids);
+    metrics_count_ooms(w, oom_kills);
+  }
   if (s) {
     cleanup_free char *why
         = w->fault ? xasprintf("was stopped: %s", w->fault)
-          : oom && WIFSIGNALED(status)
+          : oom_kills > 0 && WIFSIGNALED(status)
               ? xasprintf("was killed: the session ran out of memory (its limit is %zu MiB)",
                           sbx->cg_limits.memory >> 20)
               : describe_exit(status);

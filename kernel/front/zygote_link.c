@@ -94,6 +94,8 @@ zygote_send_spawns(struct front *f)
     }
     if (r->uid_slot < 0)
       r->uid_slot = uid_slot_take(f);
+    if (r->asked_ns == 0)
+      r->asked_ns = now_ns();
     struct fbuf fb;
     fbuf_init(&fb, FRAME_SPAWN);
     fbuf_put_str(&fb, TAG_SESSION_ID, r->cg);
@@ -155,6 +157,7 @@ spawn_arrived(struct front *f, struct frame *fr)
   snprintf(w->cg, sizeof w->cg, "%s", req.cg);
   w->cg_made = req.cg_made;
   w->uid_slot = req.uid_slot;
+  w->asked_ns = req.asked_ns;
   output_init(&w->cap_out, f->cfg->max_output);
   output_init(&w->cap_err, f->cfg->max_output);
   w->next = f->workers;

@@ -316,20 +316,18 @@ counter(const char *dir, const char *file, const char *key)
 }
 
 void
-cg_session_events(const struct cg_host *h, const char *id, bool *oom, bool *pids)
+cg_session_events(const struct cg_host *h, const char *id, uint64_t *oom_kills, bool *pids)
 {
-  *oom = *pids = false;
+  *oom_kills = 0;
+  *pids = false;
   if (h->version == 0)
     return;
   cleanup_free char *mem = session_dir(h, 0, id);
   cleanup_free char *pd = session_dir(h, h->version == 2 ? 0 : 1, id);
-  if (h->version == 2) {
-    *oom = counter(mem, "memory.events", "oom_kill") > 0;
-    *pids = counter(pd, "pids.events", "max") > 0;
-  } else {
-    *oom = counter(mem, "memory.oom_control", "oom_kill") > 0;
-    *pids = counter(pd, "pids.events", "max") > 0;
-  }
+  /* v1 has oom_kill in memory.oom_control since Linux 4.13.  */
+  long kills = counter(mem, h->version == 2 ? "memory.events" : "memory.oom_control", "oom_kill");
+  *oom_kills = kills > 0 ? (uint64_t)kills : 0;
+  *pids = counter(pd, "pids.events", "max") > 0;
 }
 
 int

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct cg_limits {
@@ -40,9 +41,11 @@ int cg_session_create(const struct cg_host *h, const char *id, const struct cg_l
 /* Moves process PID into the session's groups (called in the middle
    process, before it forks the worker, so everything is born inside).  */
 int cg_session_join(const struct cg_host *h, const char *id, pid_t pid, kiln_error_t *err);
-/* Why the session's processes may have died: sets *OOM when the memory
-   limit killed something, *PIDS when the process limit was hit.  */
-void cg_session_events(const struct cg_host *h, const char *id, bool *oom, bool *pids);
+/* Why the session's processes may have died: sets *OOM_KILLS to how
+   many processes the memory limit killed so far (the kernel's own count,
+   so a caller can tell new kills from ones it has seen), *PIDS when the
+   process limit was hit.  Both are 0 on a host without cgroups.  */
+void cg_session_events(const struct cg_host *h, const char *id, uint64_t *oom_kills, bool *pids);
 /* Removes the session's groups.  Returns 0 once they are gone, or -1
    while tasks remain (they have been sent SIGKILL: call again later).  */
 int cg_session_remove(const struct cg_host *h, const char *id);

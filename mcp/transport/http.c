@@ -44,17 +44,7 @@ struct http_link {
 static void
 count_status(struct mcp_http *h, unsigned code)
 {
-  for (size_t i = 0; i < h->nstatus; i++)
-    if (h->status[i].code == code) {
-      h->status[i].n++;
-      return;
-    }
-  size_t cap = sizeof h->status / sizeof h->status[0];
-  size_t i = h->nstatus < cap ? h->nstatus++ : cap - 1;
-  if (i == cap - 1 && h->status[i].code != code)
-    code = 0; /* "other": a status kiln does not usually send */
-  h->status[i].code = code;
-  h->status[i].n++;
+  mcp_http_count(&h->status, (int)code);
 }
 
 /* Queues a response of STATUS with BODY (copied) of type CTYPE; NAME and
@@ -85,6 +75,10 @@ respond(struct mcp_http *h, struct MHD_Connection *c, unsigned status, const cha
 
 /* A JSON-RPC error as the body of an HTTP error, so that an MCP client
    shows the reason; ID (borrowed) or null.  */
+static enum MHD_Result refuse(struct mcp_http *h, struct MHD_Connection *c, unsigned status,
+                              json_t *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
 static enum MHD_Result
 refuse(struct mcp_http *h, struct MHD_Connection *c, unsigned status, json_t *id, int code,
        const char *fmt, ...)
@@ -244,14 +238,16 @@ mcp_post(struct mcp_http *h, struct http_req *q, const char *client)
 {
   struct MHD_Connection *c = q->conn;
   if (q->too_big) {
-    json_t *id = jrpc_scan_id((const char *)q->body.data, q->body.len);
+    json_t *id = jrpc_scan_id(q->body.data ? (const char *)q->body.data : "", q->body.len);
     enum MHD_Result rc
         = refuse(h, c, MHD_HTTP_CONTENT_TOO_LARGE, id, JRPC_INVALID_REQUEST,
                  "the message is over %zu bytes (--max-message)", h->cfg->max_message);
     json_decref(id);
     return rc;
   }
-  json_t *msg = json_loadb((const char *)q->body.data, q->body.len, JSON_ALLOW_NUL, NULL);
+  /* An empty body has no buffer at all.  */
+  const char *body = q->body.data ? (const char *)q->body.data : "";
+  json_t *msg = json_loadb(body, q->body.len, JSON_ALLOW_NUL, NULL);
   json_t *ids = json_array(), *tokens = json_array();
   bool init = msg && scan_requests(msg, ids, tokens);
   json_decref(msg);
@@ -293,7 +289,7 @@ mcp_post(struct mcp_http *h, struct http_req *q, const char *client)
   struct http_stream *stream = route ? route->stream : NULL;
   s->current = route;
   s->current_req = q;
-  mcp_conn_handle(s->conn, (const char *)q->body.data, q->body.len, 0);
+  mcp_conn_handle(s->conn, body, q->body.len, 0);
   s->current = NULL;
   s->current_req = NULL;
   if (fresh && !s->conn->initialized) {
@@ -413,21 +409,21 @@ resource_metadata(struct mcp_http *h, struct MHD_Connection *c)
 static enum MHD_Result
 metrics(struct mcp_http *h, struct MHD_Connection *c)
 {
+  struct front_metrics m;
+  front_metrics(h->server->front, &m);
+  /* This response is counted before it is rendered, so that it is in it.  */
+  count_status(h, MHD_HTTP_OK);
   struct buf out = { 0 };
-  buf_append(&out, "# HELP kiln_http_requests_total HTTP responses sent, by status.\n",
-             strlen("# HELP kiln_http_requests_total HTTP responses sent, by status.\n"));
-  buf_append(&out, "# TYPE kiln_http_requests_total counter\n",
-             strlen("# TYPE kiln_http_requests_total counter\n"));
-  for (size_t i = 0; i < h->nstatus; i++) {
-    char line[96];
-    int n = snprintf(line, sizeof line, "kiln_http_requests_total{code=\"%u\"} %" PRIu64 "\n",
-                     h->status[i].code, h->status[i].n);
-    buf_append(&out, line, (size_t)n);
-  }
-  enum MHD_Result rc = respond(h, c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                               out.len ? (const char *)out.data : "", out.len, NULL);
+  mcp_metrics_render(&out, &m, &h->status);
+  struct MHD_Response *r
+      = MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_COPY);
   buf_free(&out);
-  return rc;
+  if (r == NULL)
+    return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, MCP_METRICS_CONTENT_TYPE);
+  enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return ok;
 }
 
 /* ------------------------------------------------------------- dispatch */
@@ -636,6 +632,8 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
     *socket_context = NULL;
   }
 }
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)

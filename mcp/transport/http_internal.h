@@ -6,6 +6,7 @@
 #include "auth.h"
 #include "conn.h"
 #include "http.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -119,12 +120,7 @@ struct mcp_http {
   size_t nconnections;
   int64_t next_keepalive;
   struct http_link *links; /* every open connection, for the receive deadline */
-  /* Responses sent, by status (for /metrics).  */
-  struct {
-    unsigned code;
-    uint64_t n;
-  } status[24];
-  size_t nstatus;
+  struct mcp_http_counts status; /* responses sent, by status, for /metrics */
 };
 
 /* http_session.c */

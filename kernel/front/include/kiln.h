@@ -221,6 +221,70 @@ struct session_info *front_list_sessions(struct front *f, size_t *n);
    rather than stop the loop, as it does by default.  */
 void front_on_hangup(struct front *f, void (*fn)(void *ctx), void *ctx);
 
+/* Observations in seconds, counted as Prometheus counts them: LE[i] is
+   how many were at most BOUNDS[i], so the counts are cumulative and never
+   decrease with i; COUNT is the +Inf bucket.  A plain value that owns no
+   memory: copying it copies it whole.  */
+#define HISTOGRAM_MAX_BOUNDS 16
+struct histogram {
+  size_t nbounds;
+  double bounds[HISTOGRAM_MAX_BOUNDS]; /* increasing and finite */
+  uint64_t le[HISTOGRAM_MAX_BOUNDS];
+  uint64_t count;
+  double sum;
+};
+
+/* How a cell front_run_cell accepted ended; each ends in exactly one.  */
+enum front_cell_outcome {
+  FRONT_CELL_OK,    /* ran to its end, or called exit(0) */
+  FRONT_CELL_ERROR, /* raised */
+  /* KeyboardInterrupt: nearly always the SIGINT at its deadline, but a
+     cell that raises it itself counts here too; the state is kept.  */
+  FRONT_CELL_INTERRUPTED,
+  FRONT_CELL_KILLED,  /* did not stop within the grace after its deadline's SIGINT: SIGKILL */
+  FRONT_CELL_CRASHED, /* its worker died: a signal, an exit, the memory limit, or stopped by
+                         the front for breaking the protocol */
+  /* front_cancel: dropped before it ran, or stopped by the interrupt (or
+     the kill after it) that the cancel sent.  A cell that ended some
+     other way before the interrupt landed counts as that way.  */
+  FRONT_CELL_CANCELLED,
+  FRONT_CELL_CLOSED,      /* its session was closed before or while it ran */
+  FRONT_CELL_NOT_STARTED, /* no worker could be started for its session */
+  FRONT_CELL_OUTCOMES,
+};
+
+/* What the front has counted, for an operator's dashboard.  Gauges say
+   what holds now; totals count since front_new.  */
+struct front_metrics {
+  uint64_t sessions_live;       /* open sessions whose worker is alive or starting */
+  uint64_t sessions_lost;       /* open sessions whose worker is gone; the next call starts one */
+  uint64_t sessions_hibernated; /* always 0: kiln cannot hibernate a session yet */
+  uint64_t spares;              /* sessions made ahead of demand (not in sessions_live) */
+  uint64_t sessions_created;    /* total sessions opened for callers, spares taken included */
+  uint64_t cells[FRONT_CELL_OUTCOMES]; /* total, by outcome */
+  /* Cells that reached a worker, from sending them to their reply
+     (a killed cell's includes the grace period).  */
+  struct histogram cell_seconds;
+  /* Workers, spares' included, from first asking the zygote for one to
+     its READY: a zygote restart in between is part of the wait.  */
+  struct histogram spawn_seconds;
+  /* Processes of any session that the session's memory limit killed, as
+     the kernel counts them in the session's cgroup.  Without cgroups the
+     front cannot tell an OOM kill from any other SIGKILL, and this stays
+     0.  */
+  uint64_t oom_kills;
+  /* Always 0: there is no code cache yet.  */
+  uint64_t code_cache_hits, code_cache_misses;
+  /* Images kept for every session on disk, those still being written
+     included: what --max-artifacts-size bounds.  */
+  uint64_t artifact_bytes;
+};
+
+/* Fills *OUT (the caller's; nothing is allocated, nothing kept) with
+   what F has counted.  Cheap enough to call on every scrape: one walk of
+   the session table.  */
+void front_metrics(struct front *f, struct front_metrics *out);
+
 /* Kills every worker and the zygote and waits (bounded) until no child
    process is left, then frees F.  */
 void front_free(struct front *f);
