@@ -28,7 +28,10 @@ as_root() {
 # --- system packages -------------------------------------------------------
 apt_packages=(gcc pkg-config meson ninja-build libjansson-dev libseccomp-dev libsqlite3-dev libpng-dev zlib1g-dev libmicrohttpd-dev libsodium-dev)
 if [ "$mode" = test ]; then
-  apt_packages+=(clang-format)
+  # openssl makes the HTTPS test's certificate; nginx is the router of the
+  # scale-out test (tests/integration/scaleout.test.mjs).
+  apt_packages+=(clang-format openssl)
+  command -v nginx >/dev/null || apt_packages+=(nginx-light)
   command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)
 fi
 

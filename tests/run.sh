@@ -21,6 +21,9 @@ clang-format --dry-run -Werror $(git ls-files '*.c' '*.h')
 step "unit tests"
 meson test -C build --print-errorlogs
 
+step "deployment files (Kubernetes schemas, the router's nginx configuration)"
+tests/deploy/run "$python"
+
 step "integration tests (MCP TypeScript SDK, Python SDK and Inspector clients)"
 # The Python SDK clients, each in its own environment (tests/clients); the
 # TypeScript SDK, the Inspector and the Node 22 it runs on come from npm ci.

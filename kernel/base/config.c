@@ -105,6 +105,9 @@ static const struct setting settings[] = {
   S("tls-cert", "KILN_TLS_CERT", K_STRING, http.tls_cert, "FILE", "none",
     "PEM certificate chain: serve HTTPS (with --tls-key)"),
   S("tls-key", "KILN_TLS_KEY", K_STRING, http.tls_key, "FILE", "none", "PEM private key"),
+  S("node-name", "KILN_NODE_NAME", K_STRING, http.node_name, "NAME", "none",
+    "this node's name (letters, digits, -), put before every MCP session id it issues so that "
+    "a router in front of several nodes keeps each session on its own"),
   S("insecure-http-no-token", "KILN_INSECURE_HTTP_NO_TOKEN", K_FLAG, http.insecure_no_token, NULL,
     "off",
     "let --http bind a non-loopback address WITHOUT a --token-file: anyone who reaches it "
@@ -321,8 +324,8 @@ config_free(struct kiln_config *cfg)
   free(cfg->venv);
   free(cfg->runtime_dir);
   struct kiln_http_config *h = &cfg->http;
-  char **strs[] = { &h->listen,     &h->path,        &h->allow_origin, &h->allow_host,
-                    &h->token_file, &h->auth_server, &h->tls_cert,     &h->tls_key };
+  char **strs[] = { &h->listen,      &h->path,     &h->allow_origin, &h->allow_host, &h->token_file,
+                    &h->auth_server, &h->tls_cert, &h->tls_key,      &h->node_name };
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
     free(*strs[i]);
     *strs[i] = NULL;

@@ -773,6 +773,12 @@ mcp_http_new(struct loop *loop, struct mcp_server *s, const struct kiln_config *
                            "anyone who reaches it run code, --insecure-http-no-token)",
                            hc->listen),
            NULL;
+  if (hc->node_name
+      && (hc->node_name[0] == '\0' || strlen(hc->node_name) > 63
+          || strspn(hc->node_name,
+                    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+                 != strlen(hc->node_name)))
+    return kiln_error_make(err, 0, "--node-name: 1 to 63 letters, digits and -"), NULL;
   if ((hc->tls_cert == NULL) != (hc->tls_key == NULL))
     return kiln_error_make(err, 0, "--tls-cert and --tls-key go together"), NULL;
   struct mcp_http *h = xzalloc(sizeof *h);

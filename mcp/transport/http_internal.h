@@ -90,7 +90,7 @@ struct http_req {
 struct http_session {
   struct http_session *next;
   struct mcp_http *h;
-  char id[33];                 /* 128 random bits, hex */
+  char id[100];                /* [NODE "."] 128 random bits in hex */
   char client[64];             /* the token's name, or the peer's address */
   struct mcp_conn *conn;       /* owned */
   struct http_route *routes;   /* owned */

@@ -336,10 +336,14 @@ http_session_new(struct mcp_http *h, const char *client)
 {
   struct http_session *s = xzalloc(sizeof *s);
   s->h = h;
+  /* A node's name first, so that a router can send every request of the
+     session to the node that holds it (docker/nginx).  */
+  const char *node = h->hc->node_name;
+  size_t at = node ? (size_t)snprintf(s->id, sizeof s->id, "%s.", node) : 0;
   unsigned char raw[16];
   random_bytes(raw, sizeof raw);
   for (size_t i = 0; i < sizeof raw; i++)
-    snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
+    snprintf(s->id + at + 2 * i, 3, "%02x", raw[i]);
   snprintf(s->client, sizeof s->client, "%s", client);
   s->conn = mcp_conn_new(h->server, on_send, s);
   s->conn->owner = s->id;
