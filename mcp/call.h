@@ -67,7 +67,7 @@ struct mcp_pending {
   struct mcp_pending *next; /* the connection's list */
   struct mcp_conn *conn;
   json_t *id;              /* owned */
-  int64_t handle;          /* the front's, for cancellation; 0 until started */
+  int64_t handle;          /* the front's, for cancellation; 0 until started, or none */
   int fail_code;           /* how mcp_fail reports: a JSON-RPC code or MCP_TOOL_ERROR */
   bool starting;           /* between mcp_defer and mcp_started */
   bool answered;           /* answered while starting: freed by mcp_started */
@@ -87,7 +87,10 @@ void *mcp_defer(struct mcp_call *c, size_t size, int fail_code);
 
 /* Ends the start of P.  HANDLE < 0 (the front refused, with ERR set by
    it) drops P and returns P's fail code for the handler to return;
-   otherwise records HANDLE and returns MCP_DEFERRED.  The front may have
+   otherwise records HANDLE and returns MCP_DEFERRED.  HANDLE 0 says the
+   work is not the front's (a timer, an answer awaited from the client):
+   nothing is cancelled in the front, and P's release function, called
+   however P ends, is what stops it.  The front may have
    answered P from inside the call that returned HANDLE: that reply was
    sent, and P is freed here.  */
 int mcp_started(struct mcp_pending *p, int64_t handle);

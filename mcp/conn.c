@@ -25,6 +25,14 @@ struct mcp_batch {
   bool sealed;    /* every message of the batch has been handled */
 };
 
+/* A request sent to the client, waiting for its answer.  */
+struct mcp_outgoing {
+  struct mcp_outgoing *next;
+  int64_t id;
+  mcp_reply_fn on_reply;
+  void *ctx;
+};
+
 struct mcp_conn *
 mcp_conn_new(struct mcp_server *s, mcp_send_fn send, void *ctx)
 {
@@ -78,6 +86,65 @@ mcp_notify(struct mcp_conn *c, const char *method, json_t *params)
   json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params", params);
   if (msg)
     send_msg(c, msg);
+}
+
+int64_t
+mcp_request(struct mcp_conn *c, const char *method, json_t *params, mcp_reply_fn on_reply,
+            void *ctx)
+{
+  struct mcp_outgoing *o = xzalloc(sizeof *o);
+  o->id = ++c->last_request_id;
+  o->on_reply = on_reply;
+  o->ctx = ctx;
+  o->next = c->outgoing;
+  c->outgoing = o;
+  json_t *msg = json_pack("{s:s, s:I, s:s, s:o}", "jsonrpc", "2.0", "id", (json_int_t)o->id,
+                          "method", method, "params", params);
+  if (msg)
+    send_msg(c, msg);
+  return o->id;
+}
+
+/* Unlinks and returns C's outgoing request ID, or NULL.  */
+static struct mcp_outgoing *
+take_outgoing(struct mcp_conn *c, int64_t id)
+{
+  for (struct mcp_outgoing **pp = &c->outgoing; *pp; pp = &(*pp)->next)
+    if ((*pp)->id == id) {
+      struct mcp_outgoing *o = *pp;
+      *pp = o->next;
+      return o;
+    }
+  return NULL;
+}
+
+void
+mcp_request_drop(struct mcp_conn *c, int64_t id)
+{
+  free(take_outgoing(c, id));
+}
+
+/* A client's response: the answer to one of C's requests, if its id is
+   one; anything else (an id kiln never sent, an answer sent twice) is
+   ignored, as there is no one to tell.  */
+static void
+handle_response(struct mcp_conn *c, struct jrpc_msg *msg)
+{
+  if (!json_is_integer(msg->id))
+    return;
+  struct mcp_outgoing *o = take_outgoing(c, json_integer_value(msg->id));
+  if (o == NULL)
+    return;
+  json_t *result = json_object_get(msg->root, "result");
+  json_t *error = result ? NULL : json_object_get(msg->root, "error");
+  if (result == NULL && error == NULL)
+    error = json_pack("{s:i, s:s}", "code", JRPC_INVALID_REQUEST, "message",
+                      "a response with neither result nor error");
+  else
+    json_incref(error);
+  o->on_reply(o->ctx, result, error);
+  json_decref(error);
+  free(o);
 }
 
 json_t *
@@ -216,7 +283,10 @@ mcp_conn_cancel(struct mcp_conn *c, json_t *request_id)
 {
   for (struct mcp_pending *p = c->pending; p; p = p->next)
     if (!p->starting && json_equal(p->id, request_id)) {
-      front_cancel(c->server->front, p->handle);
+      /* Handle 0: work that is not the front's (kept by mcp_started (P,
+         0)), stopped by P's release function alone.  */
+      if (p->handle > 0)
+        front_cancel(c->server->front, p->handle);
       unlink_pending(p);
       free_pending(p);
       check_idle(c);
@@ -246,7 +316,7 @@ static void
 handle_request(struct mcp_conn *c, struct jrpc_msg *msg)
 {
   struct mcp_batch *b = c->batch;
-  const struct mcp_method *m = mcp_method_find(msg->method, msg->method_len);
+  const struct mcp_method *m = mcp_method_find(c->server, msg->method, msg->method_len);
   if (m == NULL) {
     cleanup_free char *name = utf8_excerpt(msg->method, msg->method_len, SHOWN_NAME);
     cleanup_free char *text = xasprintf("method not found: %s", name);
@@ -294,8 +364,8 @@ handle_msg(struct mcp_conn *c, struct jrpc_msg *msg)
     struct mcp_call call = { .server = c->server, .conn = c };
     if (n)
       n->fn(&call, json_is_object(msg->params) ? msg->params : NULL);
-  }
-  /* A response: kiln sends no requests, so there is nothing to match.  */
+  } else if (msg->kind == JRPC_RESPONSE)
+    handle_response(c, msg);
 }
 
 /* A batch: allowed by 2025-03-26 alone (earlier revisions never used
@@ -411,5 +481,7 @@ mcp_conn_free(struct mcp_conn *c)
       front_cancel(c->server->front, p->handle);
     free_pending(p);
   }
+  while (c->outgoing)
+    mcp_request_drop(c, c->outgoing->id);
   free(c);
 }

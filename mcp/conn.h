@@ -42,6 +42,7 @@ enum mcp_log_level {
 };
 
 struct mcp_batch;
+struct mcp_outgoing;
 
 struct mcp_conn {
   struct mcp_server *server;
@@ -63,6 +64,8 @@ struct mcp_conn {
   /* Called once no request is pending after mcp_conn_when_idle.  */
   void (*idle)(void *ctx);
   void *idle_ctx;
+  struct mcp_outgoing *outgoing; /* requests sent to the client (owned) */
+  int64_t last_request_id;       /* the id of the last one */
 };
 
 /* A connection on S answering through SEND (with CTX); both outlive it.
@@ -92,6 +95,22 @@ void mcp_batch_end(struct mcp_conn *c, struct mcp_batch *b);
 
 /* Sends the notification METHOD with PARAMS (stolen) to C.  */
 void mcp_notify(struct mcp_conn *c, const char *method, json_t *params);
+
+/* The client's answer to a request the server sent it: its RESULT, or
+   its ERROR object (both borrowed, exactly one not NULL).  */
+typedef void (*mcp_reply_fn)(void *ctx, json_t *result, json_t *error);
+
+/* Sends the request METHOD with PARAMS (stolen) to C's client (sampling,
+   elicitation) and returns its id, a positive number.  ON_REPLY (CTX) is
+   called once, when the client answers; never if the request is dropped
+   first, or C freed.  A handler that waits for the answer keeps its
+   request with mcp_defer and drops this one from its release function,
+   so that CTX cannot outlive it.  */
+int64_t mcp_request(struct mcp_conn *c, const char *method, json_t *params, mcp_reply_fn on_reply,
+                    void *ctx);
+/* Forgets the request ID of mcp_request: its answer, if it comes, is
+   ignored.  Unknown ids (answered already) are ignored.  */
+void mcp_request_drop(struct mcp_conn *c, int64_t id);
 
 /* The name of log level L ("warning").  */
 const char *mcp_log_level_name(enum mcp_log_level l);

@@ -64,10 +64,15 @@ initialize(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *er
   json_t *info = json_pack("{s:s, s:s}", "name", "kiln", "version", KILN_VERSION);
   if (version >= MCP_2025_06_18)
     json_object_set_new(info, "title", json_string("kiln Python sandbox"));
+  /* What a server's tables hold is what it announces.  */
+  const struct mcp_server *s = c->server;
+  bool subscribe = mcp_method_find(s, "resources/subscribe", strlen("resources/subscribe"));
   json_t *caps = json_pack("{s:{s:b}, s:{s:b, s:b}, s:{}}", "tools", "listChanged", 0, "resources",
-                           "subscribe", 0, "listChanged", 0, "logging");
+                           "subscribe", subscribe, "listChanged", 0, "logging");
   if (version >= MCP_2025_03_26)
     json_object_set_new(caps, "completions", json_object());
+  if (mcp_method_find(s, "prompts/list", strlen("prompts/list")))
+    json_object_set_new(caps, "prompts", json_pack("{s:b}", "listChanged", 0));
   *result = json_pack("{s:s, s:o, s:o, s:s}", "protocolVersion", version_names[version],
                       "capabilities", caps, "serverInfo", info, "instructions", instructions);
   return MCP_ANSWERED;
@@ -141,8 +146,11 @@ static const struct mcp_notification notifications[] = {
 };
 
 const struct mcp_method *
-mcp_method_find(const char *name, size_t len)
+mcp_method_find(const struct mcp_server *s, const char *name, size_t len)
 {
+  for (size_t i = 0; s->methods && i < s->nmethods; i++)
+    if (same(s->methods[i].name, name, len))
+      return &s->methods[i];
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
     if (same(methods[i].name, name, len))
       return &methods[i];

@@ -11,6 +11,15 @@
 
 #include <jansson.h>
 
+/* What a client may assume of a tool (MCP's tool annotations), as bits
+   of struct mcp_tool's HINTS.  */
+enum {
+  MCP_TOOL_READ_ONLY = 1,   /* changes nothing */
+  MCP_TOOL_DESTRUCTIVE = 2, /* may delete or overwrite what is there */
+  MCP_TOOL_IDEMPOTENT = 4,  /* a repeat with the same arguments does nothing more */
+  MCP_TOOL_OPEN_WORLD = 8,  /* reaches beyond the server (the network, other hosts) */
+};
+
 struct mcp_tool {
   const char *name, *title, *description;
   /* JSON Schema text.  The input schema is the subset tools/schema.c
@@ -20,6 +29,7 @@ struct mcp_tool {
   /* Called with ARGS (borrowed) that passed the input schema; returns
      as call.h says, any failure becoming a tool result with isError.  */
   int (*fn)(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *err);
+  unsigned hints; /* MCP_TOOL_* bits */
 };
 
 extern const struct mcp_tool tool_run_python, tool_list_sessions, tool_close_session,
@@ -29,12 +39,12 @@ extern const struct mcp_tool tool_run_python, tool_list_sessions, tool_close_ses
 int tools_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err);
 int tools_call_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err);
 
-/* The tools/list result (new reference), run_python's description
-   naming PACKAGES ("name version,...") when not NULL.  */
-json_t *tools_list(const char *packages);
+/* The tools/list result for S's tools (new reference), run_python's
+   description naming PACKAGES ("name version,...") when not NULL.  */
+json_t *tools_list(const struct mcp_server *s, const char *packages);
 
-/* The parsed input schema of T (borrowed: parsed once, kept for the life
-   of the process).  */
+/* The parsed input schema of T, any tool of any table (borrowed: parsed
+   once, kept for the life of the process).  */
 json_t *tools_input_schema(const struct mcp_tool *t);
 
 /* ARGS's value for KEY (borrowed), or NULL when absent or JSON null

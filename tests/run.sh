@@ -3,7 +3,8 @@
 # and the sandbox environment exist.  Unit tests, the MCP integration tests
 # through the official TypeScript SDK client, the official Python SDK (at its
 # newest release and at 1.9.4) and the MCP Inspector's command line, the same
-# again under AddressSanitizer and UndefinedBehaviorSanitizer, and the format
+# again under AddressSanitizer and UndefinedBehaviorSanitizer, the official MCP
+# conformance suite's server scenarios (tests/conformance), and the format
 # check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,9 @@ step "integration tests (MCP TypeScript SDK, Python SDK and Inspector clients)"
 tests/clients/setup.sh "$python"
 (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/integration && KILN_BIN=$root/build/kiln node --test --test-concurrency=1 .)
+
+step "MCP conformance suite (kiln serve --http and the fixture server of mcp/)"
+tests/conformance/run
 
 step "security battery, kiln as root"
 if [ "$(id -u)" = 0 ]; then

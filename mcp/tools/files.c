@@ -283,6 +283,7 @@ const struct mcp_tool tool_upload_file = {
   upload_input,
   NULL,
   upload_file,
+  MCP_TOOL_DESTRUCTIVE | MCP_TOOL_IDEMPOTENT,
 };
 
 const struct mcp_tool tool_list_files = {
@@ -293,6 +294,7 @@ const struct mcp_tool tool_list_files = {
   list_input,
   NULL,
   list_files,
+  MCP_TOOL_READ_ONLY,
 };
 
 const struct mcp_tool tool_read_file = {
@@ -303,4 +305,5 @@ const struct mcp_tool tool_read_file = {
   read_input,
   NULL,
   read_file,
+  MCP_TOOL_READ_ONLY,
 };

@@ -1,5 +1,6 @@
-/* The tool table, and what is derived from it: tools/list, the argument
-   checks of tools/call, and the "unknown tool" message.  */
+/* kiln's tool table, and what is derived from a server's table (kiln's
+   or another's): tools/list, the argument checks of tools/call, and the
+   "unknown tool" message.  */
 #define _GNU_SOURCE
 #include "tools.h"
 #include "server.h"
@@ -12,24 +13,24 @@
 /* The longest tool name an error message quotes.  */
 #define SHOWN_NAME 100
 
-/* What a client may assume of a tool (MCP's tool annotations): none
-   reaches beyond the session's sandbox, so none is open-world.  */
-enum {
-  READ_ONLY = 1,   /* changes nothing */
-  DESTRUCTIVE = 2, /* may delete or overwrite what is there */
-  IDEMPOTENT = 4,  /* a repeat with the same arguments does nothing more */
+/* kiln's tools, in the order tools/list shows them.  None reaches
+   beyond the session's sandbox, so none is open-world.  */
+static const struct mcp_tool *const kiln_tools[] = {
+  &tool_run_python,  &tool_list_sessions, &tool_close_session,
+  &tool_upload_file, &tool_list_files,    &tool_read_file,
 };
 
-/* The tools, in the order tools/list shows them.  */
-static const struct {
-  const struct mcp_tool *tool;
-  unsigned hints;
-} table[] = {
-  { &tool_run_python, DESTRUCTIVE },    { &tool_list_sessions, READ_ONLY },
-  { &tool_close_session, DESTRUCTIVE }, { &tool_upload_file, DESTRUCTIVE | IDEMPOTENT },
-  { &tool_list_files, READ_ONLY },      { &tool_read_file, READ_ONLY },
-};
-#define NTOOLS (sizeof table / sizeof table[0])
+/* S's tools: its own table, or kiln's.  */
+static const struct mcp_tool *const *
+tools_of(const struct mcp_server *s, size_t *n)
+{
+  if (s->tools) {
+    *n = s->ntools;
+    return s->tools;
+  }
+  *n = sizeof kiln_tools / sizeof kiln_tools[0];
+  return kiln_tools;
+}
 
 static json_t *
 parse_schema(const char *text)
@@ -47,19 +48,24 @@ parse_schema(const char *text)
 json_t *
 tools_input_schema(const struct mcp_tool *t)
 {
-  /* Parsed on first use and kept: every tools/call checks against it.  */
-  static json_t *parsed[NTOOLS];
-  for (size_t i = 0; i < NTOOLS; i++)
-    if (table[i].tool == t) {
-      if (parsed[i] == NULL)
-        parsed[i] = parse_schema(t->input);
-      return parsed[i];
-    }
-  abort();
+  /* Parsed on first use and kept: every tools/call checks against it.
+     Tools are few (a table or two per process), so a list will do.  */
+  static struct parsed {
+    const struct mcp_tool *tool;
+    json_t *schema;
+    struct parsed *next;
+  } * parsed;
+  for (struct parsed *p = parsed; p; p = p->next)
+    if (p->tool == t)
+      return p->schema;
+  struct parsed *p = xmalloc(sizeof *p);
+  *p = (struct parsed){ t, parse_schema(t->input), parsed };
+  parsed = p;
+  return p->schema;
 }
 
 json_t *
-tools_list(const char *packages)
+tools_list(const struct mcp_server *s, const char *packages)
 {
   json_t *list = json_array();
   /* run_python says what a cell can import: the venv as read at start-up.  */
@@ -68,15 +74,18 @@ tools_list(const char *packages)
             ? xasprintf("%s\n\nInstalled packages (there is no network: pip cannot add others): %s",
                         tool_run_python.description, packages)
             : xstrdup(tool_run_python.description);
-  for (size_t i = 0; i < NTOOLS; i++) {
-    const struct mcp_tool *t = table[i].tool;
-    unsigned h = table[i].hints;
+  size_t ntools;
+  const struct mcp_tool *const *tools = tools_of(s, &ntools);
+  for (size_t i = 0; i < ntools; i++) {
+    const struct mcp_tool *t = tools[i];
+    unsigned h = t->hints;
     const char *description = t == &tool_run_python ? run_description : t->description;
-    json_t *o = json_pack("{s:s, s:s, s:s, s:O, s:{s:s, s:b, s:b, s:b, s:b}}", "name", t->name,
-                          "title", t->title, "description", description, "inputSchema",
-                          tools_input_schema(t), "annotations", "title", t->title, "readOnlyHint",
-                          (h & READ_ONLY) != 0, "destructiveHint", (h & DESTRUCTIVE) != 0,
-                          "idempotentHint", (h & IDEMPOTENT) != 0, "openWorldHint", 0);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:O, s:{s:s, s:b, s:b, s:b, s:b}}", "name", t->name, "title", t->title,
+        "description", description, "inputSchema", tools_input_schema(t), "annotations", "title",
+        t->title, "readOnlyHint", (h & MCP_TOOL_READ_ONLY) != 0, "destructiveHint",
+        (h & MCP_TOOL_DESTRUCTIVE) != 0, "idempotentHint", (h & MCP_TOOL_IDEMPOTENT) != 0,
+        "openWorldHint", (h & MCP_TOOL_OPEN_WORLD) != 0);
     if (o && t->output)
       json_object_set_new(o, "outputSchema", parse_schema(t->output));
     if (o == NULL || json_array_append_new(list, o) < 0) {
@@ -95,28 +104,32 @@ tools_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_erro
     kiln_error_make(err, 0, "invalid cursor: tools/list has a single page");
     return JRPC_INVALID_PARAMS;
   }
-  *result = tools_list(c->server->front ? front_packages(c->server->front) : NULL);
+  *result = tools_list(c->server, c->server->front ? front_packages(c->server->front) : NULL);
   return MCP_ANSWERED;
 }
 
 static const struct mcp_tool *
-find_tool(json_t *name)
+find_tool(const struct mcp_server *s, json_t *name)
 {
-  for (size_t i = 0; i < NTOOLS; i++)
-    if (strlen(table[i].tool->name) == json_string_length(name)
-        && memcmp(table[i].tool->name, json_string_value(name), json_string_length(name)) == 0)
-      return table[i].tool;
+  size_t ntools;
+  const struct mcp_tool *const *tools = tools_of(s, &ntools);
+  for (size_t i = 0; i < ntools; i++)
+    if (strlen(tools[i]->name) == json_string_length(name)
+        && memcmp(tools[i]->name, json_string_value(name), json_string_length(name)) == 0)
+      return tools[i];
   return NULL;
 }
 
 static int
-unknown_tool(json_t *name, kiln_error_t *err)
+unknown_tool(const struct mcp_server *s, json_t *name, kiln_error_t *err)
 {
+  size_t ntools;
+  const struct mcp_tool *const *tools = tools_of(s, &ntools);
   struct buf names = { 0 };
-  for (size_t i = 0; i < NTOOLS; i++) {
+  for (size_t i = 0; i < ntools; i++) {
     if (i)
       buf_append(&names, ", ", 2);
-    buf_append(&names, table[i].tool->name, strlen(table[i].tool->name));
+    buf_append(&names, tools[i]->name, strlen(tools[i]->name));
   }
   buf_append(&names, "", 1);
   cleanup_free char *shown
@@ -134,9 +147,9 @@ tools_call_method(struct mcp_call *c, json_t *params, json_t **result, kiln_erro
     kiln_error_make(err, 0, "tools/call needs a string \"name\": the tool to call");
     return JRPC_INVALID_PARAMS;
   }
-  const struct mcp_tool *t = find_tool(name);
+  const struct mcp_tool *t = find_tool(c->server, name);
   if (t == NULL)
-    return unknown_tool(name, err);
+    return unknown_tool(c->server, name, err);
   json_t *args = json_object_get(params, "arguments");
   if (args == NULL)
     args = json_object();

@@ -519,6 +519,6 @@ run_python(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *err)
 }
 
 const struct mcp_tool tool_run_python = {
-  "run_python",     "Run Python",      run_python_description,
-  run_python_input, run_python_output, run_python,
+  "run_python",      "Run Python", run_python_description, run_python_input,
+  run_python_output, run_python,   MCP_TOOL_DESTRUCTIVE,
 };

@@ -92,6 +92,7 @@ const struct mcp_tool tool_list_sessions = {
   empty_input,
   NULL,
   list_sessions,
+  MCP_TOOL_READ_ONLY,
 };
 
 const struct mcp_tool tool_close_session = {
@@ -102,4 +103,5 @@ const struct mcp_tool tool_close_session = {
   session_id_input,
   NULL,
   close_session,
+  MCP_TOOL_DESTRUCTIVE,
 };

@@ -6,6 +6,7 @@
 #include "check.h"
 #include "conn.h"
 #include "jsonrpc.h"
+#include "methods.h"
 #include "tools.h"
 #include "util.h"
 
@@ -522,6 +523,140 @@ on_idle(void *ctx)
   idle_calls++;
 }
 
+static int
+echo(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *err)
+{
+  *result = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", "echo");
+  return MCP_ANSWERED;
+}
+
+static int
+no_prompts(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
+{
+  *result = json_pack("{s:[]}", "prompts");
+  return MCP_ANSWERED;
+}
+
+static const struct mcp_tool echo_tool = {
+  "echo", "Echo", "Says echo", "{\"type\": \"object\", \"properties\": {}}", NULL, echo, 0,
+};
+static const struct mcp_tool *const own_tools[] = { &echo_tool };
+static const struct mcp_method own_methods[] = { { "prompts/list", no_prompts, false } };
+
+/* The capabilities a fresh connection to SERVER is initialized with
+   (a new reference).  */
+static json_t *
+capabilities(void)
+{
+  struct mcp_conn *c = conn_new(false);
+  json_t *r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{"
+                   "\"protocolVersion\":\"2025-06-18\"}}");
+  json_t *caps = json_incref(json_object_get(json_object_get(r, "result"), "capabilities"));
+  mcp_conn_free(c);
+  return caps;
+}
+
+static void
+a_server_with_tables_of_its_own_offers_them_and_announces_its_prompts(void)
+{
+  server.tools = own_tools;
+  server.ntools = 1;
+  server.methods = own_methods;
+  server.nmethods = 1;
+  json_t *caps = capabilities();
+  CHECK(json_object_get(caps, "prompts") != NULL);
+  CHECK(json_is_false(json_object_get(json_object_get(caps, "resources"), "subscribe")));
+  json_decref(caps);
+  struct mcp_conn *c = conn_new(true);
+  json_t *r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+  json_t *tools = json_object_get(json_object_get(r, "result"), "tools");
+  CHECK(json_array_size(tools) == 1
+        && strcmp(json_string_value(json_object_get(json_array_get(tools, 0), "name")), "echo")
+               == 0);
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+           "\"run_python\",\"arguments\":{\"code\":\"1\"}}}");
+  CHECK(error_code(r) == JRPC_INVALID_PARAMS);
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+           "\"echo\"}}");
+  CHECK(json_is_array(json_object_get(json_object_get(r, "result"), "content")));
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"prompts/list\"}");
+  CHECK(json_is_array(json_object_get(json_object_get(r, "result"), "prompts")));
+  /* kiln's own methods are still there behind the server's.  */
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"ping\"}");
+  CHECK(json_is_object(json_object_get(r, "result")));
+  mcp_conn_free(c);
+
+  server.tools = NULL;
+  server.ntools = 0;
+  server.methods = NULL;
+  server.nmethods = 0;
+  caps = capabilities();
+  CHECK(json_object_get(caps, "prompts") == NULL);
+  json_decref(caps);
+  c = conn_new(true);
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"prompts/list\"}");
+  CHECK(error_code(r) == JRPC_METHOD_NOT_FOUND);
+  r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}");
+  CHECK(json_array_size(json_object_get(json_object_get(r, "result"), "tools")) == 6);
+  mcp_conn_free(c);
+}
+
+static int replies;
+static json_t *last_result, *last_error;
+
+static void
+on_reply(void *ctx, json_t *result, json_t *error)
+{
+  replies++;
+  json_decref(last_result);
+  json_decref(last_error);
+  last_result = json_incref(result);
+  last_error = json_incref(error);
+}
+
+/* Feeds C the response {"id": ID, BODY}.  */
+static void
+respond(struct mcp_conn *c, int64_t id, const char *body)
+{
+  cleanup_free char *text = xasprintf("{\"jsonrpc\":\"2.0\",\"id\":%lld,%s}", (long long)id, body);
+  mcp_conn_handle(c, text, strlen(text), 0);
+}
+
+static void
+requests_to_the_client_are_answered_once_by_id_and_dropped_ones_never(void)
+{
+  struct mcp_conn *c = conn_new(true);
+  replies = 0;
+  int64_t id = mcp_request(c, "sampling/createMessage", json_object(), on_reply, NULL);
+  json_t *req = json_array_get(sent, 0);
+  CHECK(id > 0 && json_integer_value(json_object_get(req, "id")) == id);
+  CHECK(strcmp(json_string_value(json_object_get(req, "method")), "sampling/createMessage") == 0);
+  respond(c, id, "\"result\":{\"x\":1}");
+  CHECK(replies == 1 && json_integer_value(json_object_get(last_result, "x")) == 1
+        && last_error == NULL);
+  /* An answer sent twice, or to an id never sent, reaches no one.  */
+  respond(c, id, "\"result\":{}");
+  respond(c, id + 100, "\"result\":{}");
+  CHECK(replies == 1 && json_array_size(sent) == 1);
+
+  id = mcp_request(c, "elicitation/create", json_object(), on_reply, NULL);
+  respond(c, id, "\"error\":{\"code\":-32601,\"message\":\"no\"}");
+  CHECK(replies == 2 && last_result == NULL
+        && json_integer_value(json_object_get(last_error, "code")) == -32601);
+
+  id = mcp_request(c, "elicitation/create", json_object(), on_reply, NULL);
+  mcp_request_drop(c, id);
+  respond(c, id, "\"result\":{}");
+  CHECK(replies == 2);
+  /* One still waiting when the connection goes is forgotten with it.  */
+  mcp_request(c, "sampling/createMessage", json_object(), on_reply, NULL);
+  mcp_conn_free(c);
+  CHECK(replies == 2);
+  json_decref(last_result);
+  json_decref(last_error);
+  last_result = last_error = NULL;
+}
+
 static void
 a_refused_start_drops_the_request_and_returns_its_code(void)
 {
@@ -689,6 +824,10 @@ static const struct test_case cases[] = {
     failures_become_json_rpc_errors_or_tool_results_in_one_place },
   { "a cell with an empty stdout shows its image and display text in order",
     a_cell_with_an_empty_stdout_shows_its_image_and_display_text_in_order },
+  { "a server with tables of its own offers them and announces its prompts",
+    a_server_with_tables_of_its_own_offers_them_and_announces_its_prompts },
+  { "requests to the client are answered once by id, and dropped ones never",
+    requests_to_the_client_are_answered_once_by_id_and_dropped_ones_never },
 };
 
 int
