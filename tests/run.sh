@@ -34,6 +34,12 @@ tests/clients/setup.sh "$python"
 step "MCP conformance suite (kiln serve --http and the fixture server of mcp/)"
 tests/conformance/run
 
+step "container: hadolint on docker/Dockerfile and the seccomp profile's additions"
+tests/container/lint
+
+step "container: the image built and run with podman, driven over HTTP (tests/container)"
+tests/container/run
+
 step "security battery, kiln as root"
 if [ "$(id -u)" = 0 ]; then
   (cd tests/integration && KILN_BIN=$root/build/kiln node --test --test-concurrency=1 ../security/)

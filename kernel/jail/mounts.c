@@ -262,8 +262,16 @@ mnt_build_root(const struct mnt_plan *p, kiln_error_t *err)
     return -1;
   cleanup_free char *proc = xasprintf("%s/proc", root);
   /* A fresh /proc shows only this pid namespace.  */
-  if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+  if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+    /* The kernel mounts a new /proc in a user namespace only where a
+       whole one is visible; container engines hide parts of theirs.  */
+    if (errno == EPERM)
+      return kiln_error_make(err, errno,
+                             "mount /proc (in a container, the engine hides parts of /proc: run "
+                             "it with --security-opt systempaths=unconfined, or in Kubernetes "
+                             "with securityContext.procMount: Unmasked; see docker/README.md)");
     return kiln_error_make(err, errno, "mount /proc");
+  }
   if (mask_proc(root, err) < 0)
     return -1;
 

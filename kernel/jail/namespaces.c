@@ -21,6 +21,23 @@ write_proc(const char *path, const char *text, kiln_error_t *err)
   return 0;
 }
 
+/* This process's seccomp mode from /proc/self/status: 0 none, 2 a
+   filter; -1 when it cannot be read.  */
+static int
+seccomp_mode(void)
+{
+  FILE *f = fopen("/proc/self/status", "re");
+  if (f == NULL)
+    return -1;
+  char line[256];
+  int mode = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "Seccomp: %d", &mode) == 1)
+      break;
+  fclose(f);
+  return mode;
+}
+
 int
 ns_unshare(bool userns, uid_t host_uid, gid_t host_gid, kiln_error_t *err)
 {
@@ -29,6 +46,14 @@ ns_unshare(bool userns, uid_t host_uid, gid_t host_gid, kiln_error_t *err)
   if (userns)
     flags |= CLONE_NEWUSER;
   if (unshare(flags) < 0) {
+    /* A seccomp filter already on kiln itself is not kiln's (it loads
+       its own only in workers): a container engine's profile.  */
+    if (errno == EPERM && seccomp_mode() == 2)
+      return kiln_error_make(
+          err, errno,
+          "unshare(CLONE_NEWUSER|...): refused by a seccomp filter kiln runs under (a container "
+          "engine's default profile): run it with --security-opt seccomp=docker/seccomp.json, or "
+          "in Kubernetes with seccompProfile Localhost kiln-seccomp.json; see docker/README.md");
     if (userns && (errno == EPERM || errno == EACCES || errno == ENOSPC))
       return kiln_error_make(
           err, errno,
