@@ -148,6 +148,11 @@ class Context:
         and its sessions to those CPUs."""
         return self._keep(drivers.KilnSDK(self.kiln_binary, args, self._log("kiln-sdk"), cpus=cpus))
 
+    def kiln_http(self, *args, cpus=None):
+        """kiln serving Streamable HTTP, through the raw HTTP driver; CPUS
+        confines the server and its sessions to those CPUs."""
+        return self._keep(drivers.KilnHTTP(self.kiln_binary, args, self._log("kiln-http"), cpus=cpus))
+
     @contextlib.contextmanager
     def pinned(self, cpus):
         """Runs the block with this thread of the suite confined to CPUS."""

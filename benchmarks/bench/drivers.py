@@ -4,24 +4,32 @@
   its stdin and stdout, nothing else in the path: measures kiln.
 * KilnSDK: the same server behind the official MCP TypeScript SDK client
   (sdk_driver.mjs in node): measures what an agent sees.
+* KilnHTTP: `kiln serve --http` spoken to directly, JSON-RPC POSTed on
+  keep-alive connections, one MCP session each (mcp_http.py): measures kiln
+  over Streamable HTTP.
 * IPyKernel: an ipykernel started and driven by jupyter_client.
 * PerCall: a fresh process per call: `python -c`, or the same inside
   bubblewrap.
 
-A kiln reply is returned condensed (see condense) by both kiln drivers, so
+A kiln reply is returned condensed (see condense) by every kiln driver, so
 that the scenarios check them alike.
 """
 import base64
 import io
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+
+from .mcp_http import HttpError, McpHttpClient, pipeline as http_pipeline
 
 RAW = "kiln (raw stdio)"
 SDK = "kiln (MCP SDK)"
+HTTP = "kiln (raw HTTP)"
 IPY = "ipykernel"
 PY = "python -c"
 BWRAP = "bwrap + python -c"
@@ -273,6 +281,155 @@ class KilnSDK:
         except (OSError, subprocess.TimeoutExpired):
             self.p.kill()
             self.p.wait()
+        self.log.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class KilnHTTP:
+    """`kiln serve --http 127.0.0.1:0` with a bearer token, spoken to over
+    keep-alive HTTP/1.1 connections: one MCP session on its own connection
+    for run() and the like, and as many more as connect() makes."""
+
+    label = HTTP
+    LISTEN_TIMEOUT_S = 60
+
+    def __init__(self, binary, args=(), log_path=os.devnull, cpus=None):
+        self.home = tempfile.mkdtemp(prefix="kiln-bench-home-")
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.token = secrets.token_hex(24)
+        tokens = os.path.join(self.home, "tokens")
+        with open(os.open(tokens, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(self.token + "\n")
+        env = dict(os.environ, KILN_HOME=self.home)
+        self.p = subprocess.Popen([binary, "serve", "--http", "127.0.0.1:0", "--token-file", tokens, *args],
+                                  stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.PIPE, env=env,
+                                  cwd=self.home, preexec_fn=_affinity(cpus))
+        self.url = self._listening()
+        self.clients = []
+        self.client = self.connect()
+
+    def _listening(self):
+        """kiln's URL, from the line it prints once it listens; the rest of
+        its stderr is copied to the log by a thread, so that it never
+        blocks on a full pipe."""
+        deadline = time.monotonic() + self.LISTEN_TIMEOUT_S
+        url = None
+        while url is None and time.monotonic() < deadline:
+            line = self.p.stderr.readline()
+            if not line:
+                break
+            self.log.write(line)
+            if line.startswith(b"kiln: serving MCP at "):
+                url = line.split()[-1].decode()
+        self.log.flush()
+        if url is None:
+            self.p.kill()
+            self.p.wait()
+            raise DriverError(f"kiln serve --http printed no URL ({self.p.poll()}): {_tail(self.log_path)}")
+
+        def copy(src=self.p.stderr, dst=self.log):
+            for chunk in iter(lambda: src.read1(1 << 16), b""):
+                dst.write(chunk)
+                dst.flush()
+        self.copier = threading.Thread(target=copy, daemon=True)
+        self.copier.start()
+        return url
+
+    def connect(self):
+        """A new MCP session of this driver on a connection of its own."""
+        try:
+            c = McpHttpClient(self.url, self.token, PROTOCOL)
+        except (OSError, HttpError) as e:
+            raise DriverError(f"connecting to {self.url}: {e}; {_tail(self.log_path)}") from None
+        self.clients.append(c)
+        return c
+
+    def disconnect(self, client):
+        """Ends CLIENT's MCP session and closes its connection."""
+        self.clients.remove(client)
+        client.close()
+
+    def _call(self, client, method, params):
+        try:
+            return client.call(method, params)
+        except (OSError, HttpError) as e:
+            raise DriverError(f"{method}: {e}; kiln {self.p.poll()}: {_tail(self.log_path)}") from None
+
+    def run(self, code, sid=None, timeout_s=None, client=None):
+        """One run_python call: (seconds, condensed structuredContent)."""
+        client = client or self.client
+        params = KilnRaw._args(code, sid, timeout_s)
+        t0 = time.perf_counter()
+        result = self._call(client, "tools/call", params)
+        sc = result["structuredContent"]
+        for key in ("stdout", "stderr"):
+            if key not in sc and sc.get(key + "_uri"):
+                sc[key] = self._call(client, "resources/read", {"uri": sc[key + "_uri"]})["contents"][0]["text"]
+        t1 = time.perf_counter()
+        return t1 - t0, condense(sc, result.get("content", ()))
+
+    def run_many(self, code, sid=None, n=1, pause=0.0):
+        """N calls one after another: (seconds per call, [first, last reply], replies not ok)."""
+        params = KilnRaw._args(code, sid, None)
+        times, first, last, bad = [], None, None, []
+        for _ in range(n):
+            if pause:
+                time.sleep(pause)
+            t0 = time.perf_counter()
+            sc = self._call(self.client, "tools/call", params)["structuredContent"]
+            times.append(time.perf_counter() - t0)
+            if first is None:
+                first = sc
+            last = sc
+            if sc["status"] != "ok":
+                bad.append(condense(sc))
+        return times, [condense(first), condense(last)], bad
+
+    def pipeline(self, sessions, code, seconds):
+        """SESSIONS: (client, kiln session id) pairs.  One call in flight per
+        pair, each on its client's connection, the next sent as soon as the
+        previous reply arrives, for SECONDS."""
+        clients = [c for c, _ in sessions]
+        ok = {sid: 0 for _, sid in sessions}
+        done, latency, errors = [], [], []
+
+        def request(i):
+            return clients[i].request("tools/call", KilnRaw._args(code, sessions[i][1], None))
+
+        def reply(i, result, t0, now):
+            done.append(now)
+            latency.append(now - t0)
+            sc = result["structuredContent"]
+            if sc["status"] == "ok":
+                ok[sessions[i][1]] += 1
+            elif len(errors) < 5:
+                errors.append(condense(sc))
+        try:
+            start = http_pipeline(clients, request, seconds, reply)
+        except (OSError, HttpError) as e:
+            raise DriverError(f"pipeline: {e}; kiln {self.p.poll()}: {_tail(self.log_path)}") from None
+        return {"done": [t - start for t in done], "latency": latency, "ok": ok, "errors": errors}
+
+    def list_sessions(self, client=None):
+        return self._call(client or self.client, "tools/call",
+                          {"name": "list_sessions", "arguments": {}})["structuredContent"]["sessions"]
+
+    def close_sessions(self, sids, client=None):
+        for sid in sids:
+            self._call(client or self.client, "tools/call", {"name": "close_session", "arguments": {"session_id": sid}})
+
+    def close(self):
+        for c in self.clients:
+            c.close()
+        self.clients = []
+        self.p.terminate()
+        try:
+            self.p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.copier.join(timeout=10)
         self.log.close()
         shutil.rmtree(self.home, ignore_errors=True)
 

@@ -3,8 +3,8 @@ import textwrap
 
 from .stats import fmt, scale
 
-COLORS = {"kiln": "#1f5fa8", "kiln (MCP SDK)": "#6fa3dc", "ipykernel": "#e08a1e", "python -c": "#4a9c4a",
-          "bwrap + python -c": "#b0413e"}
+COLORS = {"kiln": "#1f5fa8", "kiln (MCP SDK)": "#6fa3dc", "kiln (raw HTTP)": "#2b9e96", "ipykernel": "#e08a1e",
+          "python -c": "#4a9c4a", "bwrap + python -c": "#b0413e"}
 
 
 def _color(system):
