@@ -93,6 +93,8 @@ next_deadline(void *data)
 {
   struct front *f = data;
   int64_t d = f->ncg_dead ? now_ns() + 20 * 1000000 : -1;
+  if (f->refill_asked || f->refill_due)
+    d = now_ns();
   if (f->zygote_restart_at && (d < 0 || f->zygote_restart_at < d))
     d = f->zygote_restart_at;
   for (struct worker *w = f->workers; w; w = w->next) {
@@ -119,6 +121,16 @@ static void
 tick(int64_t now, void *data)
 {
   struct front *f = data;
+  /* Asked during one turn, done in the tick of the next: the turn in
+     between lets every transport write the reply that asked.  */
+  if (f->refill_due) {
+    f->refill_due = false;
+    spares_refill(f);
+  }
+  if (f->refill_asked) {
+    f->refill_asked = false;
+    f->refill_due = true;
+  }
   if (f->ncg_dead)
     cg_retry(f);
   zygote_tick(f, now);

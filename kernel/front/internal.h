@@ -230,6 +230,8 @@ struct front {
   uint64_t artifact_serial;
   struct session *spares;
   size_t nspares;
+  bool refill_asked; /* spares_refill_soon: this turn */
+  bool refill_due;   /* ... and the next one: refill in its tick */
   struct worker *workers;
   struct early_exit early[64];
   size_t nearly;
@@ -316,6 +318,10 @@ bool cell_output_store(struct session *s, uint64_t cell, int stream, const char 
 /* Removes the kept outputs under SESSION_DIR, a session's directory.  */
 void cell_outputs_remove(const char *session_dir);
 void spares_refill(struct front *f);
+/* Refills the spares after the loop's next turn (front.c's tick): a
+   reply just handed to a transport that writes it from the loop (HTTP)
+   goes out before the forks and cgroup writes of the refill.  */
+void spares_refill_soon(struct front *f);
 void session_drop_worker(struct session *s);
 
 /* metrics.c */

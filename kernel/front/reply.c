@@ -75,7 +75,7 @@ session_reply(struct session *s, struct cell_reply *r)
   request_answer(c, r, NULL);
   /* Spares are replaced after a reply, not when one is taken: the forks
      would otherwise compete for the CPU with the cell being answered.  */
-  spares_refill(s->front);
+  spares_refill_soon(s->front);
 }
 
 void
@@ -482,5 +482,5 @@ reply_file_result(struct worker *w, struct frame *fr)
   /* As after a cell's reply (session_reply): the spare this request's
      new session took is replaced now that it is answered.  */
   if (took_spare)
-    spares_refill(s->front);
+    spares_refill_soon(s->front);
 }

@@ -198,6 +198,12 @@ spares_refill(struct front *f)
   zygote_send_spawns(f);
 }
 
+void
+spares_refill_soon(struct front *f)
+{
+  f->refill_asked = true;
+}
+
 /* Takes a spare session, ready or on its way, or returns NULL.  */
 static struct session *
 spares_take(struct front *f)

@@ -106,8 +106,16 @@ probe_jail(const struct sbx_config *c, kiln_error_t *err)
   /* The jailed process's own words reach the row through sbx_in_child's
      pipe: "mount /proc: Operation not permitted" says what a bare exit
      status cannot.  */
-  if (sbx_in_child(enter_and_check, &nocg, err) < 0)
+  if (sbx_in_child(enter_and_check, &nocg, err) < 0) {
+    /* Any step may be the one a foreign filter refuses (unshare,
+       mount, sethostname): the refusal is the same EPERM.  */
+    if (strstr((*err)->msg, strerror(EPERM)) && ns_seccomp_mode() == 2
+        && strstr((*err)->msg, "seccomp=") == NULL) {
+      cleanup_free char *why = xstrdup((*err)->msg);
+      kiln_error_make(err, 0, "%s (%s)", why, NS_SECCOMP_HINT);
+    }
     return kiln_error_wrap(err, "a jailed test process failed");
+  }
   return 0;
 }
 

@@ -21,10 +21,8 @@ write_proc(const char *path, const char *text, kiln_error_t *err)
   return 0;
 }
 
-/* This process's seccomp mode from /proc/self/status: 0 none, 2 a
-   filter; -1 when it cannot be read.  */
-static int
-seccomp_mode(void)
+int
+ns_seccomp_mode(void)
 {
   FILE *f = fopen("/proc/self/status", "re");
   if (f == NULL)
@@ -48,12 +46,8 @@ ns_unshare(bool userns, uid_t host_uid, gid_t host_gid, kiln_error_t *err)
   if (unshare(flags) < 0) {
     /* A seccomp filter already on kiln itself is not kiln's (it loads
        its own only in workers): a container engine's profile.  */
-    if (errno == EPERM && seccomp_mode() == 2)
-      return kiln_error_make(
-          err, errno,
-          "unshare(CLONE_NEWUSER|...): refused by a seccomp filter kiln runs under (a container "
-          "engine's default profile): run it with --security-opt seccomp=docker/seccomp.json, or "
-          "in Kubernetes with seccompProfile Localhost kiln-seccomp.json; see docker/README.md");
+    if (errno == EPERM && ns_seccomp_mode() == 2)
+      return kiln_error_make(err, errno, "unshare(CLONE_NEWUSER|...): refused: " NS_SECCOMP_HINT);
     if (userns && (errno == EPERM || errno == EACCES || errno == ENOSPC))
       return kiln_error_make(
           err, errno,

@@ -16,6 +16,18 @@
    unprivileged kiln gets the others.  */
 int ns_unshare(bool userns, uid_t host_uid, gid_t host_gid, kiln_error_t *err);
 
+/* This process's seccomp mode from /proc/self/status: 0 none, 2 a
+   filter, -1 when it cannot be read.  kiln loads its own filters only in
+   workers and their init, so a 2 in the front or the doctor is somebody
+   else's: a container engine's profile.  */
+int ns_seccomp_mode(void);
+
+/* What an operator does about a foreign seccomp profile.  */
+#define NS_SECCOMP_HINT                                                                            \
+  "kiln runs under a seccomp filter it did not load (a container engine's default profile): run "  \
+  "it with --security-opt seccomp=docker/seccomp.json, or in Kubernetes with seccompProfile "      \
+  "Localhost kiln-seccomp.json; see docker/README.md"
+
 /* In the worker: its own hostname, and loopback up in its empty network
    namespace (code talking to itself over 127.0.0.1 works; nothing else
    is reachable).  */
