@@ -49,7 +49,7 @@ struct kiln_config {
     char *auth_server;  /* named in the protected resource metadata */
     char *tls_cert;     /* PEM files: serve HTTPS */
     char *tls_key;
-    char *node_name;      /* prefixes MCP session ids, for a router */
+    char *node_name;       /* prefixes MCP session ids, for a router */
     int insecure_no_token; /* bind beyond loopback without tokens */
     int metrics_public;    /* /metrics without a token */
     size_t max_connections;
