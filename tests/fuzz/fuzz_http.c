@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -53,8 +54,21 @@ dial(void)
      thousands of connections, and TIME_WAIT would use up the ports.  */
   struct linger reset = { 1, 0 };
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-  FUZZ_CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  /* Non-blocking from the start: libFuzzer's timer signal may land in a
+     blocking connect, which then fails with EINTR half made.  */
   fcntl(fd, F_SETFL, O_NONBLOCK);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    FUZZ_CHECK(errno == EINPROGRESS || errno == EINTR);
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    while (poll(&p, 1, 5000) < 0 && errno == EINTR)
+      ;
+    int e = 0;
+    socklen_t len = sizeof e;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len);
+    if (e != 0)
+      fprintf(stderr, "connect to port %u: %s\n", bp->port, strerror(e));
+    FUZZ_CHECK(e == 0);
+  }
   return fd;
 }
 
