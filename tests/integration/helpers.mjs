@@ -82,7 +82,7 @@ function serverOptions(options) {
  * and stop a server as START(options) does.  Returns a handle that is empty
  * until the before hook has run and then carries the server's fields.
  */
-function useFixture(start, options) {
+export function useFixture(start, options) {
   const handle = {};
   let server;
   before(async () => {

@@ -12,7 +12,7 @@ import { connect as netConnect } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-import { KILN_BIN, PROTOCOL_VERSION } from './helpers.mjs';
+import { KILN_BIN, PROTOCOL_VERSION, useFixture } from './helpers.mjs';
 
 /**
  * Starts `kiln serve --http 127.0.0.1:0 ...args` and resolves once it
@@ -88,6 +88,15 @@ export async function startHttp(options = {}) {
     },
   };
   return server;
+}
+
+/** A server for every test of the enclosing suite, as startHttp starts it, once ready. */
+export function useHttp(options = {}) {
+  return useFixture(async (o) => {
+    const server = await startHttp(o);
+    await server.ready();
+    return server;
+  }, options);
 }
 
 /**
