@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "config.h"
 #include "embed.h"
+#include "compiler.h"
 #include "handoff.h"
 #include "log.h"
 #include "zygote.h"
@@ -287,6 +288,8 @@ main(int argc, char **argv)
   kiln_error_t err = NULL;
   if (argc == 2 && strcmp(argv[1], ZYGOTE_COMMAND) == 0)
     zyg_exec_main();
+  if (argc == 2 && strcmp(argv[1], COMPILER_COMMAND) == 0)
+    cmp_exec_main();
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
       || strcmp(argv[1], "help") == 0) {
     usage(argc < 2 ? stderr : stdout);

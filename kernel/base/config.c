@@ -71,6 +71,8 @@ static const struct setting settings[] = {
   S("max-artifacts-size", "KILN_MAX_ARTIFACTS_SIZE", K_SIZE, max_artifacts_size, "BYTES", "256M",
     "images kept on disk for all sessions together; a session may keep a quarter of it; the "
     "oldest are evicted first and the reply says so"),
+  S("cache-size", "KILN_CACHE_SIZE", K_SIZE, cache_size, "BYTES", "256M",
+    "compiled cells kept in KILN_HOME/kiln.db; the least recently used are evicted first"),
   S("memory", "KILN_MEMORY", K_SIZE, memory, "BYTES", "1G", "memory per session, cgroup-enforced"),
   S("max-procs", "KILN_MAX_PROCS", K_COUNT, max_procs, "N", "256",
     "processes and threads per session"),
@@ -295,6 +297,7 @@ config_init(struct kiln_config *cfg, kiln_error_t *err)
     .tmp_size = 256 << 20,
     .cpus = 1,
     .max_artifacts_size = 256 << 20,
+    .cache_size = 256 << 20,
     .log_level = 2,
     .http = { .path = xstrdup("/mcp"),
               .max_connections = 512,

@@ -32,6 +32,7 @@ struct kiln_config {
   double cpus;               /* CPU bandwidth per session, in cores */
   int insecure_no_sandbox;   /* run cells unjailed: the operator said so */
   size_t max_artifacts_size; /* images on disk, all sessions; a quarter per session */
+  size_t cache_size;         /* the code cache's bytes in kiln.db */
   int log_level;             /* enum log_level (log.h) */
   int log_format;            /* 0 text, 1 json */
   char *preload;             /* comma-separated module names */

@@ -131,7 +131,8 @@ uri_decode(const char *s, size_t n, char **out, size_t *out_len, kiln_error_t *e
 int
 uri_parse(const char *s, size_t n, struct kiln_uri *u, kiln_error_t *err)
 {
-  static const char files[] = "files/", artifacts[] = "artifacts/", cells[] = "cells/";
+  static const char files[] = "files/", artifacts[] = "artifacts/", cells[] = "cells/",
+                    history[] = "history";
   const size_t plen = strlen(URI_PREFIX);
   memset(u, 0, sizeof *u);
   /* The messages do not quote the URI: the caller, who shows it, does.  */
@@ -153,9 +154,22 @@ uri_parse(const char *s, size_t n, struct kiln_uri *u, kiln_error_t *err)
   } else if (rest_len >= strlen(cells) && memcmp(rest, cells, strlen(cells)) == 0) {
     u->kind = URI_CELL;
     what = rest + strlen(cells);
+  } else if ((rest_len == strlen(history) && memcmp(rest, history, rest_len) == 0)
+             || (rest_len > strlen(history) && memcmp(rest, history, strlen(history)) == 0
+                 && rest[strlen(history)] == '/')) {
+    /* The newest page, or the page below a cursor: NAME is "" or it.  */
+    u->kind = URI_HISTORY;
+    what = rest_len == strlen(history) ? end : rest + strlen(history) + 1;
+    if (what == end) {
+      size_t sid_len;
+      if (uri_decode(p, (size_t)(rest - 1 - p), &u->session_id, &sid_len, err) < 0)
+        return -1;
+      u->name = xstrdup("");
+      return 0;
+    }
   } else
     return kiln_error_make(err, 0,
-                           "the URI names neither a session's files, its artifacts nor its cells");
+                           "the URI names none of a session's files, artifacts, cells or history");
   if (what == end)
     return kiln_error_make(err, 0, "the URI names no %s",
                            u->kind == URI_FILE       ? "file"
@@ -224,4 +238,13 @@ uri_cell_parts(const struct kiln_uri *u, uint64_t *cell, int *stream)
     return -1;
   *cell = n;
   return 0;
+}
+
+char *
+uri_history(const char *session_id, int64_t before)
+{
+  cleanup_free char *sid = encode(session_id, strlen(session_id), false);
+  if (before > 0)
+    return xasprintf(URI_PREFIX "%s/history/%lld", sid, (long long)before);
+  return xasprintf(URI_PREFIX "%s/history", sid);
 }

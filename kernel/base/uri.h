@@ -2,6 +2,8 @@
 
      kiln://sessions/<session id>/files/<path under /work>
      kiln://sessions/<session id>/artifacts/<artifact name>
+     kiln://sessions/<session id>/cells/<n>/<stdout|stderr>
+     kiln://sessions/<session id>/history[/<cursor>]
 
    Names are percent-encoded (RFC 3986) on the way out, so that a file
    called "a b#c.txt" gives a URI every client parses the same way, and
@@ -39,12 +41,13 @@ enum uri_kind {
   URI_FILE,     /* NAME is a path under /work */
   URI_ARTIFACT, /* NAME is an artifact's name */
   URI_CELL,     /* NAME is "N/stdout" or "N/stderr": a cell's kept output */
+  URI_HISTORY,  /* NAME is "" (the newest page) or a page's cursor */
 };
 
 struct kiln_uri {
   enum uri_kind kind;
   char *session_id; /* decoded, owned */
-  char *name;       /* decoded, owned; never empty */
+  char *name;       /* decoded, owned; empty only for the newest page of a history */
   size_t name_len;
 };
 
@@ -69,5 +72,9 @@ char *uri_cell_output(const char *session_id, uint64_t cell, int stream);
 /* The cell and stream a URI_CELL names, when its name is spelled as
    uri_cell_output spells it (0); otherwise -1.  */
 int uri_cell_parts(const struct kiln_uri *u, uint64_t *cell, int *stream);
+
+/* The history of SESSION_ID, the page below cursor BEFORE (0: the
+   newest): a newly allocated string the caller frees.  */
+char *uri_history(const char *session_id, int64_t before);
 
 #endif

@@ -66,6 +66,8 @@ void buf_free(struct buf *b);
 
 /* Monotonic clock in nanoseconds.  */
 int64_t now_ns(void);
+/* The wall clock, in milliseconds since the Unix epoch.  */
+int64_t wall_ms(void);
 
 int set_nonblock(int fd, bool on);
 int set_cloexec(int fd, bool on);

@@ -57,6 +57,10 @@ reap(struct front *f)
         zygote_lost(f, "died");
       continue;
     }
+    if (pid == f->compiler.pid) {
+      compiler_reaped(f);
+      continue;
+    }
     struct worker *w = f->workers;
     while (w && w->pid != pid)
       w = w->next;
@@ -97,6 +101,9 @@ next_deadline(void *data)
     d = now_ns();
   if (f->zygote_restart_at && (d < 0 || f->zygote_restart_at < d))
     d = f->zygote_restart_at;
+  int64_t c = compiler_deadline(f);
+  if (c >= 0 && (d < 0 || c < d))
+    d = c;
   for (struct worker *w = f->workers; w; w = w->next) {
     if (w->kill_at && !w->killed && (d < 0 || w->kill_at < d))
       d = w->kill_at;
@@ -134,6 +141,7 @@ tick(int64_t now, void *data)
   if (f->ncg_dead)
     cg_retry(f);
   zygote_tick(f, now);
+  compiler_tick(f, now);
   for (struct worker *w = f->workers; w; w = w->next) {
     if (w->kill_at && !w->killed && now >= w->kill_at)
       worker_kill(w);
@@ -328,6 +336,7 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
     return NULL;
   }
   loop_set_timers(loop, next_deadline, tick, f);
+  f->compiler.fd = -1;
   zygote_start(f);
   spares_refill(f);
   if (f->zygote < 0) {
@@ -335,6 +344,15 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
     front_free(f);
     return NULL;
   }
+  /* After the zygote exists (it is exec'd, so nothing would cross a fork
+     anyway): the writer thread starts here.  */
+  f->store = store_open(cfg->home, STORE_THREADED, err);
+  if (f->store == NULL) {
+    kiln_error_wrap(err, "the database");
+    front_free(f);
+    return NULL;
+  }
+  compiler_start(f);
   return f;
 }
 
@@ -392,6 +410,7 @@ front_free(struct front *f)
     loop_del(f->loop, f->zygote);
     close(f->zygote);
   }
+  compiler_free(f);
   int64_t give_up = now_ns() + 5 * (int64_t)1000000000;
   for (;;) {
     kill_children();
@@ -424,6 +443,8 @@ front_free(struct front *f)
   /* Every session's artifacts were dropped with it: no job is left that
      anyone holds.  */
   art_writer_free(f->writer);
+  /* The history of every cell answered is committed before kiln exits.  */
+  store_close(f->store);
   loop_del(f->loop, f->sigfd);
   close(f->sigfd);
   buf_free(&f->zin);

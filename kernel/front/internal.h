@@ -11,6 +11,7 @@
 #include "wire_limits.h"
 #include "output.h"
 #include "sandbox.h"
+#include "store.h"
 #include "util.h"
 
 #include <stdbool.h>
@@ -92,6 +93,10 @@ struct request {
       /* Per FRAME_MARK of the cell, the stdout bytes received by then.  */
       uint64_t *marks;
       size_t nmarks;
+      /* The cache missed it: compile it for the cache after the reply.  */
+      bool cache_miss;
+      uint8_t key[STORE_KEY_BYTES];
+      int64_t started_wall_ms; /* for its history row */
     } cell;
     struct {
       enum front_file_op op;
@@ -181,6 +186,22 @@ struct session {
   size_t artifacts_bytes;
 };
 
+/* The compile helper, as the front sees it (compiler_link.c).  */
+struct compiler_link {
+  pid_t pid;
+  int fd; /* -1 while there is none */
+  bool ready;
+  struct cache_salt salt; /* from its READY; RUNTIME points at runtime below */
+  char runtime[96];
+  struct buf in, outq;
+  struct compile_job *head, *tail; /* HEAD is with the helper while SENT_NS != 0 */
+  size_t njobs;
+  int64_t sent_ns;
+  int failures;       /* in a row, for the wait before the next start */
+  int64_t restart_at; /* 0: not waiting */
+  uint64_t refused;   /* sources the helper would not cache */
+};
+
 /* Workers reaped before the zygote's SPAWNED named them.  */
 struct early_exit {
   pid_t pid;
@@ -246,6 +267,8 @@ struct front {
      the gauges are left 0 here and read off the tables by
      front_metrics.  */
   struct front_metrics metrics;
+  struct store *store; /* NULL: no database (it could not be opened) */
+  struct compiler_link compiler;
 };
 
 /* link.c */
@@ -345,6 +368,22 @@ void zygote_tick(struct front *f, int64_t now);
 /* Gives up every spawn not yet answered, releasing its uid and cgroups.  */
 void zygote_release_spawns(struct front *f);
 void zygote_uid_release(struct front *f, int slot);
+
+/* compiler_link.c */
+void compiler_start(struct front *f);
+void compiler_lost(struct front *f, const char *why);
+void compiler_reaped(struct front *f);
+void compiler_tick(struct front *f, int64_t now);
+/* When compiler_tick is next due, or -1.  */
+int64_t compiler_deadline(struct front *f);
+void compiler_free(struct front *f);
+/* The cache key of CODE (LEN bytes) in KEY; false while there is no
+   cache or the helper has not said what its compiles depend on.  */
+bool compiler_key(struct front *f, const char *code, size_t len, uint8_t key[STORE_KEY_BYTES]);
+/* Asks the helper to compile CODE for the cache under KEY, after the
+   sources already waiting (a copy is kept; a full queue drops it).  */
+void compiler_request(struct front *f, const uint8_t key[STORE_KEY_BYTES], const char *code,
+                      size_t len);
 
 /* front.c */
 char *front_instance_of(long pid);

@@ -40,6 +40,48 @@ outcome_of(const struct session *s, const struct cell_reply *r)
   return FRONT_CELL_CRASHED;
 }
 
+static const char *const outcome_names[FRONT_CELL_OUTCOMES] = {
+  [FRONT_CELL_OK] = "ok",
+  [FRONT_CELL_ERROR] = "error",
+  [FRONT_CELL_INTERRUPTED] = "interrupted",
+  [FRONT_CELL_KILLED] = "killed",
+  [FRONT_CELL_CRASHED] = "crashed",
+  [FRONT_CELL_CANCELLED] = "cancelled",
+  [FRONT_CELL_CLOSED] = "closed",
+  [FRONT_CELL_NOT_STARTED] = "not started",
+};
+
+/* Records cell C of S, answered with R, in the history.  */
+static void
+record(struct session *s, const struct request *c, const struct cell_reply *r,
+       enum front_cell_outcome outcome)
+{
+  struct buf names = { 0 };
+  for (size_t i = 0; i < r->noutputs; i++) {
+    if (r->outputs[i].uri == NULL)
+      continue;
+    if (names.len)
+      buf_append(&names, ",", 1);
+    buf_append(&names, r->outputs[i].name, strlen(r->outputs[i].name));
+  }
+  buf_append(&names, "", 1);
+  struct history_row row = {
+    .session_id = s->id,
+    .execution_count = r->execution_count,
+    .code = c->u.cell.code,
+    .code_len = c->u.cell.len,
+    .started_ms = c->u.cell.started_wall_ms,
+    .duration_ms = r->duration_ms,
+    .status = outcome_names[outcome],
+    .error_type = outcome == FRONT_CELL_OK ? NULL : r->err_type,
+    .stdout_bytes = r->out_len + r->out_dropped,
+    .stderr_bytes = r->err_len + r->err_dropped,
+    .artifacts = (const char *)names.data,
+  };
+  store_history_add(s->front->store, &row);
+  buf_free(&names);
+}
+
 /* Answers the running cell of S with R (whose output fields are filled
    here from the worker's buffers) and frees the cell.  */
 void
@@ -48,8 +90,9 @@ session_reply(struct session *s, struct cell_reply *r)
   struct request *c = s->running;
   struct front_metrics *m = &s->front->metrics;
   /* A file operation cut short is answered here too, and is no cell.  */
+  enum front_cell_outcome outcome = outcome_of(s, r);
   if (c->kind == REQ_CELL)
-    m->cells[outcome_of(s, r)]++;
+    m->cells[outcome]++;
   s->running = NULL;
   s->kill_ns = 0;
   s->last_used_at = time(NULL);
@@ -72,7 +115,23 @@ session_reply(struct session *s, struct cell_reply *r)
                          r->notice ? r->notice : "", r->notice ? " " : "");
     r->notice = insecure;
   }
+  /* What the cache and the history need of C, which the answer frees.  */
+  bool compile = false;
+  uint8_t key[STORE_KEY_BYTES];
+  cleanup_free char *code = NULL;
+  size_t code_len = 0;
+  if (c->kind == REQ_CELL) {
+    record(s, c, r, outcome);
+    if ((compile = c->u.cell.cache_miss)) {
+      memcpy(key, c->u.cell.key, sizeof key);
+      code = steal_pointer(&c->u.cell.code);
+      code_len = c->u.cell.len;
+    }
+  }
   request_answer(c, r, NULL);
+  /* After the answer, so that the helper's work never delays it.  */
+  if (compile)
+    compiler_request(s->front, key, code, code_len);
   /* Spares are replaced after a reply, not when one is taken: the forks
      would otherwise compete for the CPU with the cell being answered.  */
   spares_refill_soon(s->front);

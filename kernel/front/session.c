@@ -25,6 +25,30 @@ session_find(struct front *f, const char *id)
 
 /* Sends the next queued cell of S to its worker, asking for a worker
    first when S has none.  */
+/* Puts the cache's code for cell C into FB, an EXEC being built, when
+   there is some; a miss is remembered, to fill the cache after the
+   reply.  */
+static void
+put_compiled(struct front *f, struct request *c, struct fbuf *fb)
+{
+  if (!compiler_key(f, c->u.cell.code, c->u.cell.len, c->u.cell.key))
+    return;
+  size_t len = 0;
+  cleanup_free uint8_t *code = cache_get(f->store, c->u.cell.key, &len);
+  /* A hit too large to go with its source in one frame is compiled by
+     the worker, as a miss is.  */
+  if (code && fb->len + len + 64 <= f->limits.front_frame) {
+    fbuf_put(fb, TAG_COMPILED, code, len);
+    f->metrics.code_cache_hits++;
+    return;
+  }
+  if (code == NULL) {
+    cache_count_miss(f->store);
+    c->u.cell.cache_miss = true;
+  }
+  f->metrics.code_cache_misses++;
+}
+
 void
 session_dispatch(struct session *s)
 {
@@ -78,9 +102,11 @@ session_dispatch(struct session *s)
       fbuf_put_u64(&fb, TAG_OFFSET, c->u.file.offset);
   } else {
     s->execution_count++;
+    c->u.cell.started_wall_ms = wall_ms();
     fbuf_init(&fb, FRAME_EXEC);
     fbuf_put(&fb, TAG_CODE, c->u.cell.code, c->u.cell.len);
     fbuf_put_u64(&fb, TAG_CELL_NO, s->execution_count);
+    put_compiled(f, c, &fb);
   }
   fbuf_finish(&fb);
   worker_send(s->w, &fb);

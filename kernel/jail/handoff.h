@@ -15,6 +15,9 @@
    command as argv[1] and its end of the zygote socket on ZYGOTE_FD.  */
 #define ZYGOTE_COMMAND "__zygote"
 #define ZYGOTE_FD      3
+/* ... and the compile helper, with its socket on COMPILER_FD
+   (seccomp_policy.h) and the same first frame.  */
+#define COMPILER_COMMAND "__compiler"
 
 /* Builds the FRAME_CONFIG for CFG (and CFG->sbx) into FB.  */
 void hof_encode(const struct kiln_config *cfg, struct fbuf *fb);

@@ -547,6 +547,44 @@ out:
 }
 
 int
+scf_build_compiler(struct sock_fprog *out, kiln_error_t *err)
+{
+  /* What CPython needs to parse, compile and marshal once everything is
+     imported: memory, its locks (futex), the clock and random numbers it
+     may ask for, signals' plumbing and exiting.  */
+  static const char *const calls[] = {
+    "brk",          "munmap",         "mremap",       "madvise",         "futex",
+    "rt_sigreturn", "rt_sigprocmask", "clock_gettime", "getrandom",      "exit",
+    "exit_group",   "getpid",         "gettid",       "restart_syscall", "sched_yield",
+  };
+  int r, ret = -1;
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+  if (ctx == NULL)
+    return kiln_error_make(err, ENOMEM, "seccomp_init");
+  if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS))) < 0) {
+    kiln_error_make(err, -r, "seccomp bad-arch action");
+    goto out;
+  }
+  for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
+    ADD(ctx, SCMP_ACT_ALLOW, calls[i], 0);
+  /* Its socket alone, and stderr for what CPython prints on a fatal
+     error.  */
+  ADD(ctx, SCMP_ACT_ALLOW, "read", 1, SCMP_A0(SCMP_CMP_EQ, COMPILER_FD));
+  ADD(ctx, SCMP_ACT_ALLOW, "recvmsg", 1, SCMP_A0(SCMP_CMP_EQ, COMPILER_FD));
+  ADD(ctx, SCMP_ACT_ALLOW, "sendmsg", 1, SCMP_A0(SCMP_CMP_EQ, COMPILER_FD));
+  ADD(ctx, SCMP_ACT_ALLOW, "write", 1, SCMP_A0(SCMP_CMP_EQ, COMPILER_FD));
+  ADD(ctx, SCMP_ACT_ALLOW, "write", 1, SCMP_A0(SCMP_CMP_EQ, 2));
+  /* Memory, never executable: nothing the helper is fed can become
+     machine code.  */
+  ADD(ctx, SCMP_ACT_ALLOW, "mmap", 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+  ADD(ctx, SCMP_ACT_ALLOW, "mprotect", 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+  ret = export(ctx, out, err);
+out:
+  seccomp_release(ctx);
+  return ret;
+}
+
+int
 scf_load_one(const struct sock_fprog *f, kiln_error_t *err)
 {
   if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, f) < 0)

@@ -27,6 +27,12 @@ int scf_load(const struct scf_policy *p, kiln_error_t *err);
 /* The filter of a worker's init (init.c): the handful of calls it makes
    once the worker is forked, nothing else.  OUT->filter is allocated.  */
 int scf_build_init(struct sock_fprog *out, kiln_error_t *err);
+/* The filter of the compile helper (compiler_jail.c): reading and
+   writing its socket (fd COMPILER_FD) and stderr, memory without
+   executable mappings, and exiting.  No file, no socket, no process may
+   be made.  OUT->filter is allocated.  */
+#define COMPILER_FD 3
+int scf_build_compiler(struct sock_fprog *out, kiln_error_t *err);
 /* Loads one program into the calling thread (PR_SET_NO_NEW_PRIVS set).  */
 int scf_load_one(const struct sock_fprog *f, kiln_error_t *err);
 

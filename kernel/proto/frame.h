@@ -26,7 +26,7 @@
 enum frame_type {
   /* front -> zygote */
   FRAME_SPAWN = 1,   /* fields: SESSION_ID, UID */
-  FRAME_COMPILE = 2, /* reserved for the code cache: compile without running */
+  FRAME_COMPILE = 2, /* front -> compile helper; fields: CODE.  Compile, never run */
   FRAME_CONFIG = 3,  /* fields: CONFIG, SANDBOX, STRINGS (handoff.h); the first frame */
   /* zygote -> front */
   FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED, PACKAGES */
@@ -35,8 +35,12 @@ enum frame_type {
   FRAME_ZYGOTE_FAILED = 13, /* fields: MESSAGE; start-up failed, zygote exits */
   /* middle process -> zygote */
   FRAME_INIT_FORKED = 14, /* fields: PID (the worker's init) */
+  /* compile helper -> front */
+  FRAME_COMPILER_READY = 15,  /* fields: MAGIC, OPTIMIZE, FLAGS, RUNTIME */
+  FRAME_COMPILED = 16,        /* fields: DATA (marshalled code), or MESSAGE: why none */
+  FRAME_COMPILER_FAILED = 17, /* fields: MESSAGE; start-up failed, the helper exits */
   /* front -> worker */
-  FRAME_EXEC = 20,      /* fields: CODE, CELL_NO */
+  FRAME_EXEC = 20,      /* fields: CODE, CELL_NO, COMPILED (a cache hit: the helper's code) */
   FRAME_FILE_LIST = 21, /* fields: PATH (a directory under /work, "" for /work) */
   /* fields: PATH, MAX_BYTES, OFFSET (present: a part of the file, the
      result carrying SIZE; absent: the whole file or a refusal) */
@@ -86,6 +90,11 @@ enum frame_tag {
   TAG_OFFSET = 29,       /* u64: where a file read or write starts */
   TAG_SIZE = 30,         /* u64: a file's size */
   TAG_OUTPUT_MARKS = 31, /* u32 per output (TAG_OUTPUTS, inline copies not counted): its mark */
+  TAG_MAGIC = 32,        /* the compiler's Python magic number */
+  TAG_OPTIMIZE = 33,     /* u64: its optimisation level */
+  TAG_FLAGS = 34,        /* u64: its compile flags */
+  TAG_COMPILED = 35,     /* marshalled (body, expr, is_async) of a cell, from the cache */
+  TAG_RUNTIME = 36,      /* a digest of the runtime that transforms cells */
 };
 
 /* How a cell ended, as the worker reports it.  */

@@ -170,8 +170,8 @@ put_outputs(struct fbuf *fb, PyObject *list, const struct kiln_limits *lim)
 /* Runs one cell through kiln_runtime.run_cell and builds the DONE frame
    into FB.  */
 static void
-run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no,
-         const struct kiln_limits *lim, struct fbuf *fb)
+run_cell(PyObject *run, const char *code, size_t len, const struct field *compiled,
+         uint64_t cell_no, const struct kiln_limits *lim, struct fbuf *fb)
 {
   fbuf_init(fb, FRAME_DONE);
   /* An interrupt meant for the previous cell may have arrived after it
@@ -181,12 +181,18 @@ run_cell(PyObject *run, const char *code, size_t len, uint64_t cell_no,
 
   PyObject *ret = NULL;
   PyObject *src = PyUnicode_DecodeUTF8(code, (Py_ssize_t)len, "surrogateescape");
+  /* A cache hit: the compile helper's code for this source, which the
+     runtime loads instead of compiling.  */
+  PyObject *co = compiled ? PyBytes_FromStringAndSize((const char *)compiled->data,
+                                                      (Py_ssize_t)compiled->len)
+                          : Py_NewRef(Py_None);
   mark_cell_begin(CTL_FD);
-  if (src != NULL)
-    ret = PyObject_CallFunction(run, "OKn", src, (unsigned long long)cell_no,
-                                (Py_ssize_t)lim->max_result);
+  if (src != NULL && co != NULL)
+    ret = PyObject_CallFunction(run, "OKnO", src, (unsigned long long)cell_no,
+                                (Py_ssize_t)lim->max_result, co);
   mark_cell_end();
   Py_XDECREF(src);
+  Py_XDECREF(co);
   if (ret == NULL || !PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 8) {
     kiln_error_t e = NULL;
     if (PyErr_Occurred())
@@ -294,7 +300,8 @@ wrk_main(const struct wrk_params *p)
       break;
     }
     intr_arm(cell_no);
-    run_cell(run, (const char *)code->data, code->len, cell_no, p->limits, &fb);
+    run_cell(run, (const char *)code->data, code->len, frame_get(&f, TAG_COMPILED), cell_no,
+             p->limits, &fb);
     free(payload);
     /* C-level stdio (printf from extensions) is block-buffered on a pipe;
        everything the cell wrote must be in the pipes before DONE.  */

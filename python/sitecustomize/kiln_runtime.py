@@ -375,9 +375,75 @@ def _compile(source, filename):
     return compile(tree, filename, "exec", _FLAGS), None, True
 
 
-def _execute(source, filename, ns):
-    """Runs a cell's source in NS; returns its last expression's value."""
-    body, expr, is_async = _compile(source, filename)
+# The filename the compile helper gives every cell: the cache's key does
+# not hold the cell's number, so a hit is given its own name on load.
+_CACHE_FILENAME = "<cell>"
+
+
+def compiler_init():
+    """In the compile helper, before its jail: imports what a compile may
+    reach for (no file can be opened afterwards) and returns what decides
+    compiled code besides the source: (magic, optimize, flags, runtime),
+    RUNTIME a digest of this file, whose _compile makes the cells' form."""
+    import hashlib
+    import importlib.util
+    import marshal
+    import unicodedata  # non-ASCII identifiers are NFKC-normalised with it
+
+    unicodedata.normalize("NFKC", "kiln")
+    marshal.dumps(compile("(lambda: 0)()", _CACHE_FILENAME, "exec"))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        compile("'\\d'", _CACHE_FILENAME, "exec")
+    with open(__file__, "rb") as f:
+        runtime = hashlib.blake2b(f.read(), digest_size=8).hexdigest()
+    return importlib.util.MAGIC_NUMBER, sys.flags.optimize, _FLAGS, runtime
+
+
+def compile_for_cache(source):
+    """In the compile helper: the marshalled (body, expr, is_async) of
+    SOURCE exactly as _compile makes it, or a str saying why there is
+    none.  A cell that does not compile, or whose compile warns, is left
+    to its worker, whose own compile shows the error or the warning."""
+    import marshal
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            body, expr, is_async = _compile(source, _CACHE_FILENAME)
+        except BaseException as exc:  # SyntaxError, RecursionError, MemoryError...
+            return f"{type(exc).__name__}: not cached"
+    if caught:
+        return "the compile warned: not cached"
+    return marshal.dumps((body, expr, is_async))
+
+
+def _refile(code, filename):
+    """CODE, and every code object inside it, with co_filename FILENAME."""
+    consts = tuple(_refile(c, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _load(compiled, filename):
+    """The (body, expr, is_async) the compile helper made, named for this
+    cell, or None when the bytes are not that."""
+    import marshal
+
+    try:
+        body, expr, is_async = marshal.loads(compiled)
+        if not isinstance(body, types.CodeType) or not (expr is None or isinstance(expr, types.CodeType)):
+            return None
+        return _refile(body, filename), (None if expr is None else _refile(expr, filename)), bool(is_async)
+    except Exception:
+        return None
+
+
+def _execute(source, filename, ns, compiled=None):
+    """Runs a cell's source in NS; returns its last expression's value.
+    COMPILED: the cache's code for SOURCE, used instead of compiling."""
+    loaded = _load(compiled, filename) if compiled is not None else None
+    body, expr, is_async = loaded if loaded is not None else _compile(source, filename)
     if not is_async:
         eval(body, ns)
         return None if expr is None else eval(expr, ns)
@@ -574,7 +640,7 @@ def _report_files(outputs):
             _files[path] = (st.st_size, st.st_mtime_ns)
 
 
-def run_cell(source, cell_no, max_result):
+def run_cell(source, cell_no, max_result, compiled=None):
     """Runs one cell in the session's globals.
 
     Returns (status, result, err_type, err_message, traceback, lineno,
@@ -607,7 +673,7 @@ def run_cell(source, cell_no, max_result):
             _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _SIGINT)
             _in_cell = True
             _cell_running.set()
-            value = _execute(source, filename, ns)
+            value = _execute(source, filename, ns, compiled)
             if value is not None:
                 ns["_"] = value
                 # The value's repr is the cell's code too (an interrupt

@@ -217,6 +217,31 @@ void front_each_artifact(struct front *f,
    it) and its length in *N.  */
 struct session_info *front_list_sessions(struct front *f, size_t *n);
 
+/* One executed cell, as the history keeps it.  Borrowed: valid only
+   during the callback.  */
+struct history_entry {
+  int64_t id; /* increasing; the cursor of the next page is the last id shown */
+  const char *session_id;
+  uint64_t execution_count;
+  const char *code; /* the cell's source, CODE_LEN bytes */
+  size_t code_len;
+  int64_t started_ms; /* Unix time, milliseconds */
+  double duration_ms;
+  /* ok, error, interrupted, killed, crashed, cancelled or closed */
+  const char *status;
+  const char *error_type; /* NULL unless it raised (or was interrupted) */
+  uint64_t stdout_bytes, stderr_bytes;
+  const char *artifacts; /* names of the images it kept, comma-separated */
+};
+typedef void (*front_history_cb)(void *ctx, const struct history_entry *e);
+
+/* Calls CB for at most LIMIT cells of SESSION_ID, newest first, below
+   the cursor BEFORE (0: from the newest).  The session need not be open:
+   the history outlives it, and the server.  Returns the cursor of the
+   next page (0 when this was the last), or -1 with ERR.  */
+int64_t front_history(struct front *f, const char *session_id, int64_t before, size_t limit,
+                      front_history_cb cb, void *ctx, kiln_error_t *err);
+
 /* Makes SIGHUP call FN (CTX) (a server reloading its credentials)
    rather than stop the loop, as it does by default.  */
 void front_on_hangup(struct front *f, void (*fn)(void *ctx), void *ctx);
@@ -273,7 +298,8 @@ struct front_metrics {
      front cannot tell an OOM kill from any other SIGKILL, and this stays
      0.  */
   uint64_t oom_kills;
-  /* Always 0: there is no code cache yet.  */
+  /* Cells sent with the cache's code, and cells their workers compiled
+     (no entry, or the compile helper not ready).  */
   uint64_t code_cache_hits, code_cache_misses;
   /* Images kept for every session on disk, those still being written
      included: what --max-artifacts-size bounds.  */

@@ -1,0 +1,339 @@
+/* Opening the database, its schema and migrations, and the writer
+   thread (store.h says why there is one).  */
+#define _GNU_SOURCE
+#include "store_internal.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* How long a connection waits for another's lock (another kiln on the
+   same KILN_HOME, `kiln cache clear` while one serves) before failing.  */
+#define BUSY_TIMEOUT_MS 5000
+
+/* Migration N takes a database of version N-1 to version N.  Each runs in
+   one transaction with the user_version update, so a crash leaves the
+   database at one version or the next, never between.  Never edit one
+   that has shipped: add the next.  */
+static const char *const migrations[] = {
+  /* 1: the execution history.  */
+  "CREATE TABLE history ("
+  "  id INTEGER PRIMARY KEY,"
+  "  session_id TEXT NOT NULL,"
+  "  execution_count INTEGER NOT NULL,"
+  "  code_hash BLOB NOT NULL,"
+  "  code TEXT NOT NULL,"
+  "  started_ms INTEGER NOT NULL,"
+  "  duration_ms REAL NOT NULL,"
+  "  status TEXT NOT NULL,"
+  "  error_type TEXT,"
+  "  stdout_bytes INTEGER NOT NULL,"
+  "  stderr_bytes INTEGER NOT NULL,"
+  "  artifacts TEXT NOT NULL);"
+  "CREATE INDEX history_by_session ON history (session_id, id);",
+  /* 2: the code cache and its counters.  */
+  "CREATE TABLE code_cache ("
+  "  key BLOB PRIMARY KEY,"
+  "  python_magic BLOB NOT NULL,"
+  "  runtime TEXT NOT NULL,"
+  "  code BLOB NOT NULL,"
+  "  size INTEGER NOT NULL,"
+  "  hits INTEGER NOT NULL DEFAULT 0,"
+  "  created_ms INTEGER NOT NULL,"
+  "  last_used INTEGER NOT NULL) WITHOUT ROWID;"
+  "CREATE INDEX code_cache_lru ON code_cache (last_used);"
+  "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+};
+_Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+int
+store_exec(sqlite3 *db, const char *sql)
+{
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    log_msg(LOG_ERROR, "store: %s", msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return -1;
+  }
+  return 0;
+}
+
+void
+store_counter_add(sqlite3 *db, const char *name, int64_t delta)
+{
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db,
+                         "INSERT INTO counters (name, value) VALUES (?1, ?2)"
+                         " ON CONFLICT (name) DO UPDATE SET value = value + ?2",
+                         -1, &st, NULL)
+      != SQLITE_OK) {
+    log_msg(LOG_ERROR, "store: counter %s: %s", name, sqlite3_errmsg(db));
+    return;
+  }
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, delta);
+  if (sqlite3_step(st) != SQLITE_DONE)
+    log_msg(LOG_ERROR, "store: counter %s: %s", name, sqlite3_errmsg(db));
+  sqlite3_finalize(st);
+}
+
+static int
+user_version(sqlite3 *db)
+{
+  sqlite3_stmt *st = NULL;
+  int v = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK
+      && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+static int
+db_connect(const char *path, bool read_only, sqlite3 **out, kiln_error_t *err)
+{
+  int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  /* Each connection is used by one thread only; SQLite's own mutexes
+     would guard nothing.  */
+  flags |= SQLITE_OPEN_NOMUTEX;
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db, flags, NULL);
+  if (rc != SQLITE_OK) {
+    kiln_error_make(err, 0, "open %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return -1;
+  }
+  sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+  sqlite3_extended_result_codes(db, 1);
+  /* WAL: readers never wait for the writer, and a crash mid-commit
+     leaves the last committed state.  NORMAL syncs at checkpoints, not
+     at every commit: a power cut may lose the last commits, never the
+     database's integrity.  */
+  const char *pragmas = read_only ? "PRAGMA foreign_keys=ON;"
+                                  : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                                    " PRAGMA foreign_keys=ON;";
+  char *msg = NULL;
+  if (sqlite3_exec(db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+    kiln_error_make(err, 0, "%s: %s", path, msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    return -1;
+  }
+  *out = db;
+  return 0;
+}
+
+/* Takes DB from its version to STORE_SCHEMA_VERSION, one migration per
+   transaction.  */
+static int
+migrate(sqlite3 *db, const char *path, kiln_error_t *err)
+{
+  for (;;) {
+    /* IMMEDIATE: two kilns opening one new database must not both
+       migrate it; the second waits, then sees the new version.  */
+    if (store_exec(db, "BEGIN IMMEDIATE") < 0)
+      return kiln_error_make(err, 0, "%s: cannot lock it to migrate", path);
+    int v = user_version(db);
+    if (v < 0 || v > STORE_SCHEMA_VERSION) {
+      store_exec(db, "ROLLBACK");
+      if (v < 0)
+        return kiln_error_make(err, 0, "%s: cannot read its schema version", path);
+      return kiln_error_make(err, 0,
+                             "%s has schema version %d, newer than this kiln's %d: it was made by"
+                             " a newer kiln",
+                             path, v, STORE_SCHEMA_VERSION);
+    }
+    if (v == STORE_SCHEMA_VERSION)
+      return store_exec(db, "COMMIT");
+    cleanup_free char *bump = xasprintf("PRAGMA user_version = %d", v + 1);
+    char *msg = NULL;
+    if (sqlite3_exec(db, migrations[v], NULL, NULL, &msg) != SQLITE_OK
+        || sqlite3_exec(db, bump, NULL, NULL, &msg) != SQLITE_OK
+        || sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+      kiln_error_make(err, 0, "%s: migrating to schema version %d: %s", path, v + 1,
+                      msg ? msg : sqlite3_errmsg(db));
+      sqlite3_free(msg);
+      store_exec(db, "ROLLBACK");
+      return -1;
+    }
+    if (v > 0)
+      log_msg(LOG_INFO, "store: %s migrated to schema version %d", path, v + 1);
+  }
+}
+
+/* The writer's turn: every queued job in one transaction.  A job that
+   fails logs and is skipped; the others still commit.  */
+static void *
+writer_main(void *arg)
+{
+  struct store *st = arg;
+  pthread_mutex_lock(&st->mu);
+  for (;;) {
+    while (st->head == NULL && !st->stop)
+      pthread_cond_wait(&st->cv, &st->mu);
+    if (st->head == NULL && st->stop)
+      break;
+    struct store_job *jobs = st->head;
+    st->head = st->tail = NULL;
+    pthread_mutex_unlock(&st->mu);
+
+    uint64_t n = 0;
+    bool in_tx = store_exec(st->wr, "BEGIN IMMEDIATE") == 0;
+    for (struct store_job *j = jobs; j; j = j->next) {
+      j->run(st->wr, j->arg);
+      n++;
+    }
+    if (in_tx && store_exec(st->wr, "COMMIT") < 0)
+      store_exec(st->wr, "ROLLBACK");
+    while (jobs) {
+      struct store_job *next = jobs->next;
+      if (jobs->free)
+        jobs->free(jobs->arg);
+      free(jobs);
+      jobs = next;
+    }
+
+    pthread_mutex_lock(&st->mu);
+    st->done += n;
+    pthread_cond_broadcast(&st->idle);
+  }
+  pthread_mutex_unlock(&st->mu);
+  return NULL;
+}
+
+void
+store_queue(struct store *st, void (*run)(sqlite3 *db, void *arg), void (*free_arg)(void *arg),
+            void *arg)
+{
+  if (st->mode != STORE_THREADED) {
+    if (st->mode == STORE_DIRECT)
+      run(st->wr, arg);
+    if (free_arg)
+      free_arg(arg);
+    return;
+  }
+  struct store_job *j = xzalloc(sizeof *j);
+  j->run = run;
+  j->free = free_arg;
+  j->arg = arg;
+  pthread_mutex_lock(&st->mu);
+  if (st->tail)
+    st->tail->next = j;
+  else
+    st->head = j;
+  st->tail = j;
+  st->queued++;
+  pthread_cond_signal(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+}
+
+void
+store_sync(struct store *st)
+{
+  if (st == NULL || st->mode != STORE_THREADED)
+    return;
+  pthread_mutex_lock(&st->mu);
+  uint64_t want = st->queued;
+  while (st->done < want)
+    pthread_cond_wait(&st->idle, &st->mu);
+  pthread_mutex_unlock(&st->mu);
+}
+
+struct store *
+store_open(const char *dir, enum store_mode mode, kiln_error_t *err)
+{
+  bool read_only = mode == STORE_READ;
+  cleanup_free char *path = xasprintf("%s/%s", dir, STORE_FILE);
+  if (!read_only) {
+    /* It holds every cell's code: the owner's alone.  */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      kiln_error_make(err, errno, "open %s", path);
+      return NULL;
+    }
+    close(fd);
+  }
+  struct store *st = xzalloc(sizeof *st);
+  st->mode = mode;
+  pthread_mutex_init(&st->mu, NULL);
+  pthread_cond_init(&st->cv, NULL);
+  pthread_cond_init(&st->idle, NULL);
+  if (!read_only && (db_connect(path, false, &st->wr, err) < 0 || migrate(st->wr, path, err) < 0))
+    goto fail;
+  if (mode == STORE_DIRECT)
+    st->rd = st->wr;
+  else if (db_connect(path, read_only, &st->rd, err) < 0)
+    goto fail;
+  if (read_only) {
+    int v = user_version(st->rd);
+    if (v != STORE_SCHEMA_VERSION) {
+      kiln_error_make(err, 0,
+                      "%s has schema version %d and this kiln reads %d: start `kiln serve` once"
+                      " to migrate it",
+                      path, v, STORE_SCHEMA_VERSION);
+      goto fail;
+    }
+  }
+  if (mode == STORE_THREADED) {
+    int rc = pthread_create(&st->thread, NULL, writer_main, st);
+    if (rc != 0) {
+      kiln_error_make(err, rc, "start the store's writer");
+      goto fail;
+    }
+    st->thread_started = true;
+  }
+  return st;
+fail:
+  if (st->rd != st->wr)
+    sqlite3_close(st->rd);
+  sqlite3_close(st->wr);
+  free(st);
+  return NULL;
+}
+
+void
+store_close(struct store *st)
+{
+  if (st == NULL)
+    return;
+  if (st->thread_started) {
+    pthread_mutex_lock(&st->mu);
+    st->stop = true;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    pthread_join(st->thread, NULL);
+  }
+  if (st->rd != st->wr)
+    sqlite3_close(st->rd);
+  sqlite3_close(st->wr);
+  pthread_mutex_destroy(&st->mu);
+  pthread_cond_destroy(&st->cv);
+  pthread_cond_destroy(&st->idle);
+  free(st);
+}
+
+int
+store_schema_version(struct store *st)
+{
+  return user_version(st->rd);
+}
+
+char *
+store_integrity_check(struct store *st)
+{
+  sqlite3_stmt *q = NULL;
+  char *out = NULL;
+  if (sqlite3_prepare_v2(st->rd, "PRAGMA integrity_check", -1, &q, NULL) == SQLITE_OK
+      && sqlite3_step(q) == SQLITE_ROW)
+    out = xstrdup((const char *)sqlite3_column_text(q, 0));
+  else
+    out = xasprintf("integrity_check failed: %s", sqlite3_errmsg(st->rd));
+  sqlite3_finalize(q);
+  return out;
+}

@@ -1,0 +1,131 @@
+/* kiln's one database, $KILN_HOME/kiln.db (SQLite, WAL): the execution
+   history and the code cache.  Opened only by the front, after the
+   zygote exists; no handle ever crosses a fork.
+
+   Two connections.  Writes go to one writer thread, which runs every
+   job queued since its last turn in a single transaction: the loop never
+   waits for a commit, a WAL checkpoint or a large blob, and a burst of
+   cells costs one commit, not one each.  Reads (a cache lookup, a page
+   of history) run on the caller's thread through a connection of their
+   own: in WAL mode a reader never waits for the writer, and each read is
+   one indexed lookup bounded by its LIMIT.  */
+#ifndef KILN_STORE_H
+#define KILN_STORE_H
+
+#include "error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The schema this kiln writes; older databases are migrated forward on
+   open, newer ones refused.  */
+#define STORE_SCHEMA_VERSION 2
+#define STORE_FILE           "kiln.db"
+/* BLAKE2b-256, libsodium's crypto_generichash.  */
+#define STORE_KEY_BYTES 32
+
+struct store;
+
+enum store_mode {
+  STORE_THREADED, /* a server's: writes queued for the writer thread */
+  STORE_DIRECT,   /* the command line's: each write runs at once, on the caller's thread */
+  STORE_READ,     /* read only: writes are dropped, and no migration is made */
+};
+
+/* Opens DIR/kiln.db in MODE, creating or migrating it (except to read:
+   a database of another version is then refused).  NULL with ERR.  */
+struct store *store_open(const char *dir, enum store_mode mode, kiln_error_t *err);
+
+/* Runs the queued writes, stops the writer thread and closes both
+   connections.  Safe on NULL.  */
+void store_close(struct store *st);
+
+/* Waits until every write queued before the call is committed.  */
+void store_sync(struct store *st);
+
+/* The schema version of an open database (PRAGMA user_version).  */
+int store_schema_version(struct store *st);
+
+/* PRAGMA integrity_check's first line ("ok" when sound), allocated.  */
+char *store_integrity_check(struct store *st);
+
+/* ---- history (history.c) ----------------------------------------- */
+
+/* One executed cell, as recorded.  Strings are borrowed by the call
+   that takes the row.  */
+struct history_row {
+  const char *session_id;
+  uint64_t execution_count;
+  const char *code;
+  size_t code_len;
+  int64_t started_ms; /* Unix time in milliseconds */
+  double duration_ms;
+  const char *status;     /* ok, error, interrupted, killed, crashed, cancelled, closed */
+  const char *error_type; /* NULL unless status is error */
+  uint64_t stdout_bytes, stderr_bytes;
+  const char *artifacts; /* comma-separated names, "" for none */
+};
+
+/* Queues ROW (copied) for the writer.  */
+void store_history_add(struct store *st, const struct history_row *row);
+
+/* Calls FN for at most LIMIT rows of SESSION_ID (every session when
+   NULL), newest first, starting below BEFORE (a row id; 0 for the
+   newest).  Returns the id to pass as BEFORE for the next page (0 when
+   there is none), or -1 with ERR.  The row and its strings are valid
+   only during FN; ID is the row's id.  */
+int64_t store_history_page(struct store *st, const char *session_id, int64_t before, size_t limit,
+                           void (*fn)(void *ctx, int64_t id, const struct history_row *row),
+                           void *ctx, kiln_error_t *err);
+
+/* Deletes the history of SESSION_ID.  Queued for the writer.  */
+void store_history_forget(struct store *st, const char *session_id);
+
+/* ---- code cache (cache.c) ---------------------------------------- */
+
+/* What, besides a cell's source, decides its compiled form: the
+   compiler's Python magic number, kiln's runtime version, the compile
+   flags and the optimisation level.  Part of every key.  */
+struct cache_salt {
+  uint8_t magic[16];
+  size_t magic_len;
+  const char *runtime; /* kiln's version */
+  uint64_t flags;
+  int optimize;
+};
+
+/* KEY = BLAKE2b-256 over SALT and SOURCE (LEN bytes).  */
+void cache_key(const struct cache_salt *salt, const char *source, size_t len,
+               uint8_t key[STORE_KEY_BYTES]);
+
+/* The cached value of KEY (allocated, the caller frees it; its length
+   in *LEN), or NULL on a miss.  A hit is counted and the entry's last
+   use moved forward (queued for the writer).  */
+uint8_t *cache_get(struct store *st, const uint8_t key[STORE_KEY_BYTES], size_t *len);
+
+/* Counts a miss (queued).  */
+void cache_count_miss(struct store *st);
+
+/* Stores DATA (LEN bytes, copied) under KEY, evicting the least recently
+   used entries while the cache holds more than MAX_BYTES.  SALT says
+   which Python and runtime made it (kept for `kiln cache stats`).
+   Queued for the writer.  */
+void cache_put(struct store *st, const uint8_t key[STORE_KEY_BYTES],
+               const struct cache_salt *salt, const uint8_t *data, size_t len,
+               uint64_t max_bytes);
+
+struct cache_stats {
+  uint64_t entries, bytes;
+  uint64_t hits, misses, evictions; /* since the database was made */
+  uint64_t other_versions; /* entries another Python or kiln made, never used by this one */
+};
+/* With RUNTIME/MAGIC the current ones (MAGIC_LEN 0: not counted).  */
+int cache_stats(struct store *st, const char *runtime, const uint8_t *magic, size_t magic_len,
+                struct cache_stats *out, kiln_error_t *err);
+
+/* Empties the cache (counters kept), at once, on a STORE_DIRECT store.
+   Returns the entries removed, or -1 with ERR.  */
+int64_t cache_clear(struct store *st, kiln_error_t *err);
+
+#endif
