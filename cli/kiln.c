@@ -14,6 +14,7 @@
 #include "run.h"
 #include "util.h"
 #include "server.h"
+#include "store_cmd.h"
 #include "transport/http.h"
 #include "transport/stdio.h"
 
@@ -31,6 +32,8 @@ static const char usage_head[]
       "output\n"
       "       kiln run [OPTIONS] - [ARGS...]        the same, the script read from standard input\n"
       "       kiln doctor [OPTIONS]                 show which protections this host supports\n"
+      "       kiln history [OPTIONS] [SESSION]      every cell run (of SESSION), newest first\n"
+      "       kiln cache stats|clear [OPTIONS]      the code cache's size and counters; empty it\n"
       "       kiln [COMMAND] --help | kiln --version\n"
       "\n"
       "kiln runs Python in persistent sessions, each in its own worker process forked\n"
@@ -300,7 +303,9 @@ main(int argc, char **argv)
     return 0;
   }
   const char *cmd = argv[1];
-  if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "run") != 0 && strcmp(cmd, "doctor") != 0) {
+  bool store_cmd = strcmp(cmd, "history") == 0 || strcmp(cmd, "cache") == 0;
+  if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "run") != 0 && strcmp(cmd, "doctor") != 0
+      && !store_cmd) {
     fprintf(stderr, "kiln: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
@@ -309,7 +314,16 @@ main(int argc, char **argv)
     fprintf(stderr, "kiln: %s\n", err->msg);
     return 2;
   }
-  int i = 2;
+  const char *cache_what = NULL;
+  if (strcmp(cmd, "cache") == 0) {
+    if (argc < 3 || (strcmp(argv[2], "stats") != 0 && strcmp(argv[2], "clear") != 0)) {
+      fprintf(stderr, "kiln cache: expected stats or clear\n");
+      config_free(&a.cfg);
+      return 2;
+    }
+    cache_what = argv[2];
+  }
+  int i = cache_what ? 3 : 2;
   int parsed = parse_options(&a, cmd, argc, argv, &i);
   if (parsed != 0) {
     if (parsed > 0)
@@ -343,10 +357,18 @@ main(int argc, char **argv)
       config_free(&a.cfg);
       return 2;
     }
+  } else if (strcmp(cmd, "history") == 0 && i + 1 >= argc) {
+    int rc = store_cmd_main(cmd, &a.cfg, i < argc ? argv[i] : NULL);
+    config_free(&a.cfg);
+    return rc;
   } else if (i != argc) {
     fprintf(stderr, "kiln %s: unexpected argument '%s'\n", cmd, argv[i]);
     config_free(&a.cfg);
     return 2;
+  } else if (cache_what) {
+    int rc = store_cmd_main(cmd, &a.cfg, cache_what);
+    config_free(&a.cfg);
+    return rc;
   }
 
   /* The jail is decided before anything is forked: a host that cannot

@@ -139,6 +139,81 @@ read_cell_output(struct mcp_call *c, const struct kiln_uri *u, json_t **result, 
   return MCP_ANSWERED;
 }
 
+/* A page of history: at most this many cells, and no more code than
+   this in all (a cell past it starts the next page; the first is always
+   shown, whole).  */
+#define HISTORY_PER_PAGE   20
+#define HISTORY_PAGE_BYTES (1u << 20)
+
+struct history_page {
+  json_t *cells;
+  size_t bytes;
+  int64_t last_id; /* of the last cell shown */
+  bool full;
+};
+
+static void
+history_one(void *ctx, const struct history_entry *e)
+{
+  struct history_page *p = ctx;
+  if (p->full || (json_array_size(p->cells) > 0 && p->bytes + e->code_len > HISTORY_PAGE_BYTES)) {
+    p->full = true;
+    return;
+  }
+  p->bytes += e->code_len;
+  p->last_id = e->id;
+  size_t clean_len;
+  cleanup_free char *code = utf8_sanitize(e->code, e->code_len, &clean_len);
+  json_t *artifacts = json_array();
+  for (const char *a = e->artifacts; *a;) {
+    size_t n = strcspn(a, ",");
+    json_array_append_new(artifacts, json_stringn(a, n));
+    a += n + (a[n] == ',');
+  }
+  json_array_append_new(
+      p->cells, json_pack("{s:I, s:s%, s:I, s:f, s:s, s:o, s:I, s:I, s:o}", "execution_count",
+                          (json_int_t)e->execution_count, "code", code, clean_len, "started_ms",
+                          (json_int_t)e->started_ms, "duration_ms", e->duration_ms, "status",
+                          e->status, "error_type",
+                          e->error_type ? json_string(e->error_type) : json_null(),
+                          "stdout_bytes", (json_int_t)e->stdout_bytes, "stderr_bytes",
+                          (json_int_t)e->stderr_bytes, "artifacts", artifacts));
+}
+
+/* Reads a page of a session's history, newest first, as JSON; "next"
+   is the URI of the page after it, or null.  */
+static int
+read_history(struct mcp_call *c, const struct kiln_uri *u, json_t **result, kiln_error_t *err)
+{
+  int64_t before = 0;
+  if (u->name_len) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(u->name, &end, 10);
+    if (*end || errno || v <= 0 || u->name[0] == '+' || u->name[0] == '0')
+      return MCP_RESOURCE_NOT_FOUND;
+    before = v;
+  }
+  struct history_page p = { .cells = json_array() };
+  int64_t next = front_history(c->server->front, u->session_id, before, HISTORY_PER_PAGE,
+                               history_one, &p, err);
+  if (next < 0) {
+    json_decref(p.cells);
+    return MCP_RESOURCE_NOT_FOUND;
+  }
+  if (p.full)
+    next = p.last_id;
+  cleanup_free char *uri = uri_history(u->session_id, before);
+  cleanup_free char *next_uri = next > 0 ? uri_history(u->session_id, next) : NULL;
+  json_t *page = json_pack("{s:s, s:o, s:o}", "session_id", u->session_id, "cells", p.cells,
+                           "next", next_uri ? json_string(next_uri) : json_null());
+  cleanup_free char *text = json_dumps(page, JSON_COMPACT);
+  json_decref(page);
+  *result = json_pack("{s:[{s:s, s:s, s:s}]}", "contents", "uri", uri, "mimeType",
+                      "application/json", "text", text);
+  return MCP_ANSWERED;
+}
+
 int
 resources_read_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
 {
@@ -171,6 +246,10 @@ resources_read_method(struct mcp_call *c, json_t *params, json_t **result, kiln_
     r = read_cell_output(c, &u, result, err);
     if (r < 0)
       not_found(err, s, n, err && *err);
+  } else if (u.kind == URI_HISTORY) {
+    r = read_history(c, &u, result, err);
+    if (r < 0)
+      not_found(err, s, n, err && *err);
   } else if (!artifact_name_ok(u.name, u.name_len)) {
     not_found(err, s, n, false);
     r = MCP_RESOURCE_NOT_FOUND;
@@ -187,7 +266,8 @@ int
 resources_templates_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err)
 {
   *result = json_pack(
-      "{s:[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}]}", "resourceTemplates",
+      "{s:[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}]}",
+      "resourceTemplates",
       "uriTemplate", URI_PREFIX "{session_id}/artifacts/{name}", "name", "artifact", "description",
       "An image a cell produced (a matplotlib figure, a PIL image or a display()ed object), "
       "full size",
@@ -197,6 +277,10 @@ resources_templates_method(struct mcp_call *c, json_t *params, json_t **result, 
       URI_PREFIX "{session_id}/cells/{cell}/{stream}", "name", "cell output", "description",
       "The whole stdout or stderr (stream) of a cell, as kept within --max-output, when a reply "
       "showed only part of it (the last 32 cells of a session)",
-      "mimeType", "text/plain");
+      "mimeType", "text/plain", "uriTemplate", URI_PREFIX "{session_id}/history", "name",
+      "history", "description",
+      "Every cell the session ran, newest first, with its code, status, error type, duration and "
+      "output sizes, as JSON; \"next\" is the URI of the next page",
+      "mimeType", "application/json");
   return MCP_ANSWERED;
 }

@@ -20,8 +20,8 @@ cache_key(const struct cache_salt *salt, const char *source, size_t len,
   crypto_generichash_init(&h, NULL, 0, STORE_KEY_BYTES);
   /* Each part with its length first, so that no two different
      (salt, source) pairs hash the same bytes.  */
-  uint64_t parts[4] = { salt->magic_len, strlen(salt->runtime), salt->flags,
-                        (uint64_t)(int64_t)salt->optimize };
+  uint64_t parts[4]
+      = { salt->magic_len, strlen(salt->runtime), salt->flags, (uint64_t)(int64_t)salt->optimize };
   crypto_generichash_update(&h, (const unsigned char *)"kiln-code-cache-v1", 18);
   crypto_generichash_update(&h, (const unsigned char *)parts, sizeof parts);
   crypto_generichash_update(&h, salt->magic, salt->magic_len);
@@ -226,8 +226,8 @@ cache_stats(struct store *st, const char *runtime, const uint8_t *magic, size_t 
   sqlite3_stmt *q = NULL;
   if (sqlite3_prepare_v2(st->rd,
                          "SELECT COUNT(*), COALESCE(SUM(size), 0),"
-                         " COALESCE(SUM(runtime != ?1 OR (?2 IS NOT NULL AND python_magic != ?2)),"
-                         " 0) FROM code_cache",
+                         " COALESCE(SUM(substr(runtime, 1, length(?1)) != ?1"
+                         " OR (?2 IS NOT NULL AND python_magic != ?2)), 0) FROM code_cache",
                          -1, &q, NULL)
       != SQLITE_OK)
     return kiln_error_make(err, 0, "cache: %s", sqlite3_errmsg(st->rd));

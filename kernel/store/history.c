@@ -78,8 +78,8 @@ store_history_add(struct store *st, const struct history_row *row)
   j->row.artifacts = j->artifacts = xstrdup(row->artifacts ? row->artifacts : "");
   /* The hash of the source alone, for finding every run of one cell; the
      cache's key adds the compiler's salt.  */
-  crypto_generichash(j->hash, sizeof j->hash, (const unsigned char *)row->code, row->code_len,
-                     NULL, 0);
+  crypto_generichash(j->hash, sizeof j->hash, (const unsigned char *)row->code, row->code_len, NULL,
+                     0);
   store_queue(st, history_insert, history_job_free, j);
 }
 

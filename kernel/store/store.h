@@ -111,16 +111,16 @@ void cache_count_miss(struct store *st);
    used entries while the cache holds more than MAX_BYTES.  SALT says
    which Python and runtime made it (kept for `kiln cache stats`).
    Queued for the writer.  */
-void cache_put(struct store *st, const uint8_t key[STORE_KEY_BYTES],
-               const struct cache_salt *salt, const uint8_t *data, size_t len,
-               uint64_t max_bytes);
+void cache_put(struct store *st, const uint8_t key[STORE_KEY_BYTES], const struct cache_salt *salt,
+               const uint8_t *data, size_t len, uint64_t max_bytes);
 
 struct cache_stats {
   uint64_t entries, bytes;
   uint64_t hits, misses, evictions; /* since the database was made */
   uint64_t other_versions; /* entries another Python or kiln made, never used by this one */
 };
-/* With RUNTIME/MAGIC the current ones (MAGIC_LEN 0: not counted).  */
+/* OTHER_VERSIONS counts the entries whose runtime does not start with
+   RUNTIME, or whose magic is not MAGIC (MAGIC_LEN 0: not compared).  */
 int cache_stats(struct store *st, const char *runtime, const uint8_t *magic, size_t magic_len,
                 struct cache_stats *out, kiln_error_t *err);
 

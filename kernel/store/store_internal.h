@@ -24,8 +24,8 @@ struct store {
   pthread_t thread;
   bool thread_started;
   pthread_mutex_t mu;
-  pthread_cond_t cv;    /* jobs queued, or stop */
-  pthread_cond_t idle;  /* a turn ended */
+  pthread_cond_t cv;   /* jobs queued, or stop */
+  pthread_cond_t idle; /* a turn ended */
   struct store_job *head, *tail;
   uint64_t queued, done; /* jobs ever queued / committed (or given up) */
   bool stop;
