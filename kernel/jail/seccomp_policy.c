@@ -553,9 +553,9 @@ scf_build_compiler(struct sock_fprog *out, kiln_error_t *err)
      imported: memory, its locks (futex), the clock and random numbers it
      may ask for, signals' plumbing and exiting.  */
   static const char *const calls[] = {
-    "brk",          "munmap",         "mremap",       "madvise",         "futex",
-    "rt_sigreturn", "rt_sigprocmask", "clock_gettime", "getrandom",      "exit",
-    "exit_group",   "getpid",         "gettid",       "restart_syscall", "sched_yield",
+    "brk",          "munmap",         "mremap",        "madvise",         "futex",
+    "rt_sigreturn", "rt_sigprocmask", "clock_gettime", "getrandom",       "exit",
+    "exit_group",   "getpid",         "gettid",        "restart_syscall", "sched_yield",
   };
   int r, ret = -1;
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
