@@ -170,14 +170,14 @@ history_one(void *ctx, const struct history_entry *e)
     json_array_append_new(artifacts, json_stringn(a, n));
     a += n + (a[n] == ',');
   }
-  json_array_append_new(
-      p->cells, json_pack("{s:I, s:s%, s:I, s:f, s:s, s:o, s:I, s:I, s:o}", "execution_count",
-                          (json_int_t)e->execution_count, "code", code, clean_len, "started_ms",
-                          (json_int_t)e->started_ms, "duration_ms", e->duration_ms, "status",
-                          e->status, "error_type",
-                          e->error_type ? json_string(e->error_type) : json_null(),
-                          "stdout_bytes", (json_int_t)e->stdout_bytes, "stderr_bytes",
-                          (json_int_t)e->stderr_bytes, "artifacts", artifacts));
+  json_array_append_new(p->cells,
+                        json_pack("{s:I, s:s%, s:I, s:f, s:s, s:o, s:I, s:I, s:o}",
+                                  "execution_count", (json_int_t)e->execution_count, "code", code,
+                                  clean_len, "started_ms", (json_int_t)e->started_ms, "duration_ms",
+                                  e->duration_ms, "status", e->status, "error_type",
+                                  e->error_type ? json_string(e->error_type) : json_null(),
+                                  "stdout_bytes", (json_int_t)e->stdout_bytes, "stderr_bytes",
+                                  (json_int_t)e->stderr_bytes, "artifacts", artifacts));
 }
 
 /* Reads a page of a session's history, newest first, as JSON; "next"
@@ -205,8 +205,8 @@ read_history(struct mcp_call *c, const struct kiln_uri *u, json_t **result, kiln
     next = p.last_id;
   cleanup_free char *uri = uri_history(u->session_id, before);
   cleanup_free char *next_uri = next > 0 ? uri_history(u->session_id, next) : NULL;
-  json_t *page = json_pack("{s:s, s:o, s:o}", "session_id", u->session_id, "cells", p.cells,
-                           "next", next_uri ? json_string(next_uri) : json_null());
+  json_t *page = json_pack("{s:s, s:o, s:o}", "session_id", u->session_id, "cells", p.cells, "next",
+                           next_uri ? json_string(next_uri) : json_null());
   cleanup_free char *text = json_dumps(page, JSON_COMPACT);
   json_decref(page);
   *result = json_pack("{s:[{s:s, s:s, s:s}]}", "contents", "uri", uri, "mimeType",
@@ -267,8 +267,8 @@ resources_templates_method(struct mcp_call *c, json_t *params, json_t **result, 
 {
   *result = json_pack(
       "{s:[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}]}",
-      "resourceTemplates",
-      "uriTemplate", URI_PREFIX "{session_id}/artifacts/{name}", "name", "artifact", "description",
+      "resourceTemplates", "uriTemplate", URI_PREFIX "{session_id}/artifacts/{name}", "name",
+      "artifact", "description",
       "An image a cell produced (a matplotlib figure, a PIL image or a display()ed object), "
       "full size",
       "mimeType", "image/png", "uriTemplate", URI_PREFIX "{session_id}/files/{path}", "name",
@@ -277,8 +277,8 @@ resources_templates_method(struct mcp_call *c, json_t *params, json_t **result, 
       URI_PREFIX "{session_id}/cells/{cell}/{stream}", "name", "cell output", "description",
       "The whole stdout or stderr (stream) of a cell, as kept within --max-output, when a reply "
       "showed only part of it (the last 32 cells of a session)",
-      "mimeType", "text/plain", "uriTemplate", URI_PREFIX "{session_id}/history", "name",
-      "history", "description",
+      "mimeType", "text/plain", "uriTemplate", URI_PREFIX "{session_id}/history", "name", "history",
+      "description",
       "Every cell the session ran, newest first, with its code, status, error type, duration and "
       "output sizes, as JSON; \"next\" is the URI of the next page",
       "mimeType", "application/json");
