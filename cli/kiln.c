@@ -24,6 +24,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* How long kiln serve waits, when stopping, for sessions' snapshots.  */
+#define SHUTDOWN_HIBERNATE_S 30
+
 static const char usage_head[]
     = "Usage: kiln serve [OPTIONS]                  serve MCP over stdio (for an MCP client's "
       "config)\n"
@@ -254,6 +257,19 @@ serve_http(struct app *a)
   return a->exit_code;
 }
 
+/* Snapshots every idle session before the server stops (a second
+   SIGTERM or SIGINT cuts the wait short).  */
+static void
+hibernate_all(struct app *a)
+{
+  if (front_hibernate_all(a->front, SHUTDOWN_HIBERNATE_S) == 0)
+    return;
+  loop_resume(a->loop);
+  kiln_error_t err = NULL;
+  if (loop_run(a->loop, &err) < 0)
+    kiln_error_release(&err);
+}
+
 static int
 serve(struct app *a)
 {
@@ -273,9 +289,11 @@ serve(struct app *a)
     kiln_error_release(&err);
     a->exit_code = 1;
   }
-  /* The client is gone or asked us to stop: kill every worker first, so
-     nothing outlives the server, then say what is still queued (the
-     front answers it as it goes).  */
+  /* The client is gone or asked us to stop: every idle session is
+     snapshotted, so that the next kiln serve on this KILN_HOME has them;
+     then every worker is killed, so nothing outlives the server, and
+     what is still queued is answered as it goes.  */
+  hibernate_all(a);
   front_free(a->front);
   a->front = NULL;
   mcp_stdio_flush(a->stdio, 1000);

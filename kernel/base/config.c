@@ -73,6 +73,15 @@ static const struct setting settings[] = {
     "oldest are evicted first and the reply says so"),
   S("cache-size", "KILN_CACHE_SIZE", K_SIZE, cache_size, "BYTES", "256M",
     "compiled cells kept in KILN_HOME/kiln.db; the least recently used are evicted first"),
+  S("idle-hibernate", "KILN_IDLE_HIBERNATE", K_SECONDS, idle_hibernate_s, "SECONDS", "600",
+    "a session idle this long is snapshotted and its worker stopped; the next call restores it "
+    "(so does every session when kiln serve stops, and the next kiln serve on KILN_HOME keeps "
+    "them)"),
+  S("max-snapshot", "KILN_MAX_SNAPSHOT", K_SIZE, max_snapshot, "BYTES", "512M",
+    "a hibernated session's variables; past it the largest are dropped, and the restored session "
+    "says which"),
+  S("session-ttl", "KILN_SESSION_TTL", K_SECONDS, session_ttl_s, "SECONDS", "604800",
+    "a hibernated session unused this long is deleted with its snapshot and history"),
   S("memory", "KILN_MEMORY", K_SIZE, memory, "BYTES", "1G", "memory per session, cgroup-enforced"),
   S("max-procs", "KILN_MAX_PROCS", K_COUNT, max_procs, "N", "256",
     "processes and threads per session"),
@@ -298,6 +307,9 @@ config_init(struct kiln_config *cfg, kiln_error_t *err)
     .cpus = 1,
     .max_artifacts_size = 256 << 20,
     .cache_size = 256 << 20,
+    .max_snapshot = 512 << 20,
+    .idle_hibernate_s = 600,
+    .session_ttl_s = 604800,
     .log_level = 2,
     .http = { .path = xstrdup("/mcp"),
               .max_connections = 512,

@@ -33,6 +33,9 @@ struct kiln_config {
   int insecure_no_sandbox;   /* run cells unjailed: the operator said so */
   size_t max_artifacts_size; /* images on disk, all sessions; a quarter per session */
   size_t cache_size;         /* the code cache's bytes in kiln.db */
+  size_t max_snapshot;       /* bytes of a hibernated session's variables */
+  double idle_hibernate_s;   /* an idle session is hibernated after this */
+  double session_ttl_s;      /* a session unused this long is deleted, snapshot and history */
   int log_level;             /* enum log_level (log.h) */
   int log_format;            /* 0 text, 1 json */
   char *preload;             /* comma-separated module names */

@@ -145,6 +145,12 @@ loop_run(struct loop *loop, kiln_error_t *err)
 }
 
 void
+loop_resume(struct loop *loop)
+{
+  loop->stop = false;
+}
+
+void
 loop_stop(struct loop *loop)
 {
   loop->stop = true;

@@ -37,6 +37,8 @@ void loop_set_timers(struct loop *loop, loop_deadline_cb deadline, loop_tick_cb 
 /* Runs until loop_stop; returns 0, or -1 if epoll itself fails.  */
 int loop_run(struct loop *loop, kiln_error_t *err);
 void loop_stop(struct loop *loop);
+/* Lets loop_run run again after loop_stop.  */
+void loop_resume(struct loop *loop);
 bool loop_stopping(const struct loop *loop);
 
 #endif

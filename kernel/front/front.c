@@ -104,6 +104,9 @@ next_deadline(void *data)
   int64_t c = compiler_deadline(f);
   if (c >= 0 && (d < 0 || c < d))
     d = c;
+  int64_t h = hibernate_next(f);
+  if (h >= 0 && (d < 0 || h < d))
+    d = h;
   for (struct worker *w = f->workers; w; w = w->next) {
     if (w->kill_at && !w->killed && (d < 0 || w->kill_at < d))
       d = w->kill_at;
@@ -142,6 +145,7 @@ tick(int64_t now, void *data)
     cg_retry(f);
   zygote_tick(f, now);
   compiler_tick(f, now);
+  hibernate_tick(f, now);
   for (struct worker *w = f->workers; w; w = w->next) {
     if (w->kill_at && !w->killed && now >= w->kill_at)
       worker_kill(w);
@@ -352,6 +356,7 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
     front_free(f);
     return NULL;
   }
+  hibernate_load(f);
   compiler_start(f);
   return f;
 }

@@ -49,9 +49,13 @@ enum session_state {
   S_IDLE,
   S_RUNNING,
   S_LOST,
+  S_HIBERNATING, /* its worker is writing the snapshot */
+  S_HIBERNATED,  /* no worker: the next request restores it */
+  S_RESTORING,   /* a new worker is loading the snapshot */
 };
 
-static const char *const state_names[] = { "starting", "idle", "running", "lost" };
+static const char *const state_names[]
+    = { "starting", "idle", "running", "lost", "hibernating", "hibernated", "restoring" };
 
 /* Anything a session's worker is asked to do, queued in the order it
    was asked: a cell of code, or a file operation served between cells.
@@ -181,6 +185,14 @@ struct session {
   bool closed;                              /* front_close_session has begun */
   char *lost_reason;                        /* set while the next cell must say state was lost */
   time_t created_at, last_used_at;
+  int64_t active_ns; /* when it last answered a request: idleness starts there */
+  /* Hibernation (hibernate.c): the worker that starts next loads the
+     snapshot first; what the next reply says about it.  */
+  bool restore_pending;
+  int64_t restore_taken_ms; /* when the snapshot being loaded was taken */
+  char *restored_note;
+  bool restored_lost;       /* ... and whether the state was lost with it */
+  int64_t snap_deadline_ns; /* HIBERNATING or RESTORING: give up then */
   struct artifact *artifacts;
   size_t nartifacts;
   size_t artifacts_bytes;
@@ -267,7 +279,10 @@ struct front {
      the gauges are left 0 here and read off the tables by
      front_metrics.  */
   struct front_metrics metrics;
-  struct store *store; /* NULL: no database (it could not be opened) */
+  struct store *store;     /* NULL: no database (it could not be opened) */
+  int64_t expire_at;       /* when hibernated sessions are next checked against --session-ttl */
+  bool shutdown_hibernate; /* front_hibernate_all: stop the loop once they are all written */
+  int64_t shutdown_deadline;
   struct compiler_link compiler;
 };
 
@@ -278,6 +293,10 @@ int link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **pay
 
 /* worker_link.c */
 void worker_send(struct worker *w, const struct fbuf *fb);
+/* Sends FB with FD (not taken; -1 for none) passed along.  Returns -1
+   when it cannot be sent now (bytes still queued before it) or the
+   worker is gone.  */
+int worker_send_fd(struct worker *w, const struct fbuf *fb, int fd);
 void worker_read_pipe(struct worker *w, int *fd, struct output *o, bool drain);
 void on_worker_pipe(struct loop *loop, int fd, uint32_t events, void *data);
 void worker_kill(struct worker *w);
@@ -324,8 +343,29 @@ void session_lose(struct session *s, enum reply_status status, const char *type,
 void reply_done(struct worker *w, struct frame *fr);
 void reply_file_result(struct worker *w, struct frame *fr);
 
+/* hibernate.c */
+/* Snapshots S (idle, its queue empty, its worker ready) and stops its
+   worker; WHY is for the log.  */
+void session_hibernate(struct session *s, const char *why);
+void hibernate_done(struct worker *w, struct frame *fr);
+void restore_done(struct worker *w, struct frame *fr);
+/* S's new worker is ready: sends it the snapshot, or starts S fresh
+   when there is none.  */
+void restore_start(struct session *s);
+/* Hibernates idle sessions, gives up stuck snapshots, expires old ones;
+   returns when it is next due (-1: never).  */
+int64_t hibernate_tick(struct front *f, int64_t now);
+/* When hibernate_tick is next due, or -1.  */
+int64_t hibernate_next(struct front *f);
+/* Puts the sessions recorded in the database into the table.  */
+void hibernate_load(struct front *f);
+/* Sessions hibernated, counted off the table.  */
+size_t hibernated_count(const struct front *f);
+
 /* session.c */
 void session_dispatch(struct session *s);
+/* Makes sure S's directory exists and says this front owns it.  */
+int session_workdir_claim(struct session *s, kiln_error_t *err);
 void session_interrupt(struct session *s, int64_t now, bool cancel);
 void session_free(struct session *s);
 struct session *session_find(struct front *f, const char *id);

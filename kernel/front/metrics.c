@@ -64,6 +64,8 @@ front_metrics(struct front *f, struct front_metrics *out)
   for (const struct session *s = f->sessions; s; s = s->next) {
     if (s->state == S_LOST)
       out->sessions_lost++;
+    else if (s->state == S_HIBERNATED)
+      out->sessions_hibernated++;
     else
       out->sessions_live++;
   }

@@ -96,6 +96,7 @@ session_reply(struct session *s, struct cell_reply *r)
   s->running = NULL;
   s->kill_ns = 0;
   s->last_used_at = time(NULL);
+  s->active_ns = now_ns();
   r->session_id = s->id;
   r->new_session = c->new_session;
   r->duration_ms = (double)(now_ns() - s->started_ns) / 1e6;
@@ -403,6 +404,10 @@ reply_done(struct worker *w, struct frame *fr)
                           s->lost_reason));
     free(s->lost_reason);
     s->lost_reason = NULL;
+  }
+  if (s->restored_note) {
+    r.state_lost = r.state_lost || s->restored_lost;
+    note(&said, steal_pointer(&s->restored_note));
   }
   if (notice)
     note(&said, xstrdup(notice));

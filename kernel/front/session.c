@@ -55,6 +55,17 @@ session_dispatch(struct session *s)
   struct front *f = s->front;
   if (s->queue == NULL)
     return;
+  if (s->state == S_HIBERNATED) {
+    /* Its new worker loads the snapshot before anything queued runs.  */
+    kiln_error_t err = NULL;
+    if (session_workdir_claim(s, &err) < 0) {
+      log_error(LOG_ERROR, &err, "cannot restore a session");
+      session_fail_queue(s, "RestoreError", "the session's directory could not be made");
+      return;
+    }
+    s->restore_pending = true;
+    s->state = S_LOST;
+  }
   if (s->state == S_LOST) {
     s->state = S_STARTING;
     zygote_spawnq_push(f, s);
@@ -137,6 +148,7 @@ session_free(struct session *s)
   rmdir(s->workdir);
   free(s->workdir);
   free(s->lost_reason);
+  free(s->restored_note);
   free(s);
 }
 
@@ -179,6 +191,17 @@ make_workdir(struct front *f, const char *id, char **out, kiln_error_t *err)
   }
   close(fd);
   *out = dir;
+  return 0;
+}
+
+int
+session_workdir_claim(struct session *s, kiln_error_t *err)
+{
+  char *dir = NULL;
+  if (make_workdir(s->front, s->id, &dir, err) < 0)
+    return -1;
+  free(s->workdir);
+  s->workdir = dir;
   return 0;
 }
 
@@ -280,6 +303,7 @@ session_open(struct front *f, kiln_error_t *err)
   f->sessions = s;
   f->nsessions++;
   f->metrics.sessions_created++;
+  s->active_ns = now_ns();
   return s;
 }
 
@@ -428,6 +452,10 @@ front_close_session(struct front *f, const char *session_id, kiln_error_t *err)
   *pp = s->next;
   f->nsessions--;
   s->closed = true;
+  /* Closed by a caller (or expired): its snapshot goes too.  A server
+     stopping keeps what it hibernated.  */
+  if (!f->closing)
+    store_session_forget(f->store, s->id, false);
   for (size_t i = 0; i < f->nspawn; i++)
     if (f->spawnq[i].s == s)
       f->spawnq[i].s = NULL;

@@ -34,6 +34,48 @@ worker_send(struct worker *w, const struct fbuf *fb)
     worker_watch_out(w);
 }
 
+int
+worker_send_fd(struct worker *w, const struct fbuf *fb, int fd)
+{
+  if (fd < 0) {
+    worker_send(w, fb);
+    return 0;
+  }
+  /* The fd travels with the frame's first bytes, so nothing may be
+     queued before them.  */
+  if (w->outq.len)
+    return -1;
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } ctl;
+  memset(&ctl, 0, sizeof ctl);
+  struct iovec iov = { .iov_base = fb->data, .iov_len = fb->len };
+  struct msghdr msg = {
+    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf
+  };
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  ssize_t r;
+  do
+    r = sendmsg(w->ctl, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return -1;
+    worker_fault(w, "the worker's control socket is closed");
+    return -1;
+  }
+  if ((size_t)r < fb->len) {
+    buf_append(&w->outq, fb->data + r, fb->len - (size_t)r);
+    worker_watch_out(w);
+  }
+  return 0;
+}
+
 /* Reads what a pipe holds into its output buffer.  At most
    READS_PER_EVENT chunks unless DRAIN, which reads until the pipe is
    empty (bounded by a large multiple, since a background process could
@@ -151,7 +193,10 @@ handle_worker_frame(struct worker *w, struct frame *fr)
     if (w->asked_ns)
       histogram_observe(&w->front->metrics.spawn_seconds, (double)(now_ns() - w->asked_ns) / 1e9);
     s->state = S_IDLE;
-    session_dispatch(s);
+    if (s->restore_pending)
+      restore_start(s);
+    else
+      session_dispatch(s);
     return;
   case FRAME_WORKER_FAILED: {
     cleanup_free char *msg = NULL;
@@ -200,6 +245,12 @@ handle_worker_frame(struct worker *w, struct frame *fr)
   }
   case FRAME_DONE:
     reply_done(w, fr);
+    return;
+  case FRAME_SNAPSHOT_DONE:
+    hibernate_done(w, fr);
+    return;
+  case FRAME_RESTORED:
+    restore_done(w, fr);
     return;
   case FRAME_FILE_RESULT:
     reply_file_result(w, fr);

@@ -49,6 +49,8 @@ enum frame_type {
   FRAME_FILE_WRITE = 23,
   FRAME_FILE_MKDIR = 24, /* fields: PATH */
   FRAME_MARKED = 25,     /* no fields: the answer to a MARK, the stdout before it collected */
+  FRAME_SNAPSHOT = 26,   /* fields: MAX_BYTES; fds: the file to write the session's state to */
+  FRAME_RESTORE = 27,    /* fields: HASH, and DATA (the snapshot) or an fd to read it from */
   /* worker -> front */
   FRAME_WORKER_READY = 30,  /* no fields */
   FRAME_WORKER_FAILED = 31, /* fields: MESSAGE; setup failed, worker exits */
@@ -56,6 +58,8 @@ enum frame_type {
   FRAME_FILE_RESULT = 33,   /* fields: STATUS (0 or an errno), MESSAGE, DATA or LISTING */
   FRAME_MARK = 34,          /* no fields: a place in the running cell's stdout (mark.h); */
                             /* the worker waits for MARKED */
+  FRAME_SNAPSHOT_DONE = 35, /* fields: SIZE, HASH, LOST, DROPPED; or MESSAGE: none taken */
+  FRAME_RESTORED = 36,      /* fields: STATUS (0 restored, 1 refused), MESSAGE, LOST */
 };
 
 enum frame_tag {
@@ -95,6 +99,9 @@ enum frame_tag {
   TAG_FLAGS = 34,        /* u64: its compile flags */
   TAG_COMPILED = 35,     /* marshalled (body, expr, is_async) of a cell, from the cache */
   TAG_RUNTIME = 36,      /* a digest of the runtime that transforms cells */
+  TAG_HASH = 37,         /* BLAKE2b-256 of a snapshot */
+  TAG_LOST = 38,         /* "name (why); ...": what a snapshot does not hold */
+  TAG_DROPPED = 39,      /* "name, ...": left out of a snapshot to fit --max-snapshot */
 };
 
 /* How a cell ended, as the worker reports it.  */

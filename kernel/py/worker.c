@@ -216,6 +216,66 @@ run_cell(PyObject *run, const char *code, size_t len, const struct field *compil
   Py_DECREF(ret);
 }
 
+/* Writes the session's state to FD (FRAME_SNAPSHOT) and builds the
+   answer into FB.  */
+static void
+take_snapshot(PyObject *rt, int fd, uint64_t max_bytes, const struct kiln_limits *lim,
+              struct fbuf *fb)
+{
+  fbuf_init(fb, FRAME_SNAPSHOT_DONE);
+  PyObject *ret = PyObject_CallMethod(rt, "snapshot", "iK", fd, (unsigned long long)max_bytes);
+  unsigned long long size = 0;
+  const char *hash = NULL;
+  Py_ssize_t hash_len = 0;
+  PyObject *lost = NULL, *dropped = NULL;
+  if (ret == NULL || !PyArg_ParseTuple(ret, "Ky#UU", &size, &hash, &hash_len, &lost, &dropped)
+      || hash_len != 32) {
+    kiln_error_t e = NULL;
+    emb_error_from_python(&e, "snapshot");
+    fbuf_put_str(fb, TAG_MESSAGE, e ? e->msg : "the snapshot failed");
+    kiln_error_release(&e);
+    Py_XDECREF(ret);
+    return;
+  }
+  fbuf_put_u64(fb, TAG_SIZE, size);
+  fbuf_put(fb, TAG_HASH, hash, 32);
+  put_pystr(fb, TAG_LOST, lost, lim->text_bytes);
+  put_pystr(fb, TAG_DROPPED, dropped, lim->text_bytes);
+  Py_DECREF(ret);
+}
+
+/* Loads a snapshot (FRAME_RESTORE F, read from FD when >= 0) into the
+   session and builds the answer into FB.  */
+static void
+load_snapshot(PyObject *rt, const struct frame *f, int fd, const struct kiln_limits *lim,
+              struct fbuf *fb)
+{
+  fbuf_init(fb, FRAME_RESTORED);
+  const struct field *hash = frame_get(f, TAG_HASH), *data = frame_get(f, TAG_DATA);
+  PyObject *src = fd >= 0 ? PyLong_FromLong(fd)
+                  : data  ? PyBytes_FromStringAndSize((const char *)data->data, data->len)
+                          : NULL;
+  PyObject *expected = hash ? PyBytes_FromStringAndSize((const char *)hash->data, hash->len) : NULL;
+  PyObject *ret = src && expected ? PyObject_CallMethod(rt, "restore", "OO", src, expected) : NULL;
+  Py_XDECREF(src);
+  Py_XDECREF(expected);
+  int ok = 0;
+  PyObject *msg = NULL, *lost = NULL;
+  if (ret == NULL || !PyArg_ParseTuple(ret, "pUU", &ok, &msg, &lost)) {
+    kiln_error_t e = NULL;
+    emb_error_from_python(&e, "restore");
+    fbuf_put_u64(fb, TAG_STATUS, 1);
+    fbuf_put_str(fb, TAG_MESSAGE, e ? e->msg : "the snapshot could not be loaded");
+    kiln_error_release(&e);
+    Py_XDECREF(ret);
+    return;
+  }
+  fbuf_put_u64(fb, TAG_STATUS, ok ? 0 : 1);
+  put_pystr(fb, TAG_MESSAGE, msg, lim->text_bytes);
+  put_pystr(fb, TAG_LOST, lost, lim->text_bytes);
+  Py_DECREF(ret);
+}
+
 void
 wrk_main(const struct wrk_params *p)
 {
@@ -259,7 +319,6 @@ wrk_main(const struct wrk_params *p)
     fail(CTL_FD, &err);
   }
   Py_DECREF(init);
-  Py_DECREF(rt);
 
   struct fbuf fb;
   fbuf_init(&fb, FRAME_WORKER_READY);
@@ -275,8 +334,34 @@ wrk_main(const struct wrk_params *p)
     uint8_t *payload = NULL;
     if (frame_recv(CTL_FD, &f, &payload, p->limits->front_frame, NULL) < 0)
       break;
-    for (size_t i = 0; i < f.nfds; i++)
-      close(f.fds[i]);
+    /* Only a snapshot comes with an fd: the file to write or read.  */
+    int fd = -1;
+    for (size_t i = 0; i < f.nfds; i++) {
+      if (i == 0 && (f.type == FRAME_SNAPSHOT || f.type == FRAME_RESTORE))
+        fd = f.fds[i];
+      else
+        close(f.fds[i]);
+    }
+    if (f.type == FRAME_SNAPSHOT || f.type == FRAME_RESTORE) {
+      uint64_t max_bytes = 0;
+      if (f.type == FRAME_RESTORE)
+        load_snapshot(rt, &f, fd, p->limits, &fb);
+      else if (fd < 0 || frame_get_u64(&f, TAG_MAX_BYTES, false, &max_bytes, NULL) < 0) {
+        fbuf_init(&fb, FRAME_SNAPSHOT_DONE);
+        fbuf_put_str(&fb, TAG_MESSAGE, "malformed SNAPSHOT from the front");
+      } else
+        take_snapshot(rt, fd, max_bytes, p->limits, &fb);
+      if (fd >= 0)
+        close(fd);
+      free(payload);
+      fflush(stdout);
+      fflush(stderr);
+      fbuf_finish(&fb);
+      if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
+        break;
+      fbuf_free(&fb);
+      continue;
+    }
     if (f.type == FRAME_FILE_LIST || f.type == FRAME_FILE_READ || f.type == FRAME_FILE_WRITE
         || f.type == FRAME_FILE_MKDIR) {
       /* The session's files, served between cells by C alone.  */

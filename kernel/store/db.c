@@ -48,6 +48,21 @@ static const char *const migrations[] = {
   "  last_used INTEGER NOT NULL) WITHOUT ROWID;"
   "CREATE INDEX code_cache_lru ON code_cache (last_used);"
   "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;",
+  /* 3: hibernated sessions and their snapshots: small ones inline, large
+     ones in a file named by their hash.  */
+  "CREATE TABLE sessions ("
+  "  id TEXT PRIMARY KEY,"
+  "  created_ms INTEGER NOT NULL,"
+  "  last_used_ms INTEGER NOT NULL,"
+  "  hibernated_ms INTEGER NOT NULL,"
+  "  execution_count INTEGER NOT NULL,"
+  "  snapshot BLOB,"
+  "  snapshot_file TEXT,"
+  "  snapshot_hash BLOB,"
+  "  snapshot_size INTEGER NOT NULL DEFAULT 0,"
+  "  lost TEXT NOT NULL DEFAULT '',"
+  "  dropped TEXT NOT NULL DEFAULT '',"
+  "  note TEXT NOT NULL DEFAULT '');",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -134,6 +149,7 @@ db_connect(const char *path, bool read_only, sqlite3 **out, kiln_error_t *err)
 static int
 migrate(sqlite3 *db, const char *path, kiln_error_t *err)
 {
+  int from = -1;
   for (;;) {
     /* IMMEDIATE: two kilns opening one new database must not both
        migrate it; the second waits, then sees the new version.  */
@@ -149,8 +165,14 @@ migrate(sqlite3 *db, const char *path, kiln_error_t *err)
                              " a newer kiln",
                              path, v, STORE_SCHEMA_VERSION);
     }
-    if (v == STORE_SCHEMA_VERSION)
+    if (from < 0)
+      from = v;
+    if (v == STORE_SCHEMA_VERSION) {
+      /* A new database is made, not migrated: nothing to say.  */
+      if (from > 0 && from < v)
+        log_msg(LOG_INFO, "store: %s migrated from schema version %d to %d", path, from, v);
       return store_exec(db, "COMMIT");
+    }
     cleanup_free char *bump = xasprintf("PRAGMA user_version = %d", v + 1);
     char *msg = NULL;
     if (sqlite3_exec(db, migrations[v], NULL, NULL, &msg) != SQLITE_OK
@@ -162,8 +184,6 @@ migrate(sqlite3 *db, const char *path, kiln_error_t *err)
       store_exec(db, "ROLLBACK");
       return -1;
     }
-    if (v > 0)
-      log_msg(LOG_INFO, "store: %s migrated to schema version %d", path, v + 1);
   }
 }
 

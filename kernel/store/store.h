@@ -20,7 +20,7 @@
 
 /* The schema this kiln writes; older databases are migrated forward on
    open, newer ones refused.  */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_FILE           "kiln.db"
 /* BLAKE2b-256, libsodium's crypto_generichash.  */
 #define STORE_KEY_BYTES 32
@@ -127,5 +127,47 @@ int cache_stats(struct store *st, const char *runtime, const uint8_t *magic, siz
 /* Empties the cache (counters kept), at once, on a STORE_DIRECT store.
    Returns the entries removed, or -1 with ERR.  */
 int64_t cache_clear(struct store *st, kiln_error_t *err);
+
+/* ---- hibernated sessions (sessions.c) ---------------------------- */
+
+/* Snapshots up to this size are kept in the database; larger ones in a
+   file beside it (the WAL stays small).  */
+#define STORE_SNAPSHOT_INLINE_MAX (4u << 20)
+
+/* A hibernated session, as recorded.  Strings borrowed.  */
+struct session_row {
+  const char *id;
+  int64_t created_ms, last_used_ms, hibernated_ms;
+  uint64_t execution_count;
+  bool has_snapshot;
+  uint64_t snapshot_size;
+  uint8_t snapshot_hash[STORE_KEY_BYTES];
+  const char *lost;    /* "name (why); ..." */
+  const char *dropped; /* "name, ..." */
+  const char *note;    /* why there is no snapshot, or "" */
+};
+
+/* Records ROW, its snapshot being the file TMP_PATH (NULL: none): the
+   writer syncs it, then keeps it inline when it is small (and removes
+   the file) or renames it into DIR as snapshot-HASH, and only then
+   commits the row, so that a crash leaves the previous snapshot or this
+   one, never half of one.  Queued.  */
+void store_session_hibernated(struct store *st, const struct session_row *row, const char *tmp_path,
+                              const char *dir);
+
+/* Loads the row of ID into *ROW (strings allocated into *STRS, which the
+   caller frees) and its snapshot: *BLOB (allocated) when inline, or
+   *FILE (allocated path) when in a file; both NULL without one.
+   Returns 0, 1 when there is no such session, -1 with ERR.  */
+int store_session_get(struct store *st, const char *id, struct session_row *row, char **strs,
+                      uint8_t **blob, size_t *blob_len, char **file, kiln_error_t *err);
+
+/* Calls FN for every recorded session.  */
+int store_sessions_each(struct store *st, void (*fn)(void *ctx, const struct session_row *row),
+                        void *ctx, kiln_error_t *err);
+
+/* Forgets session ID: its row and snapshot file; with HISTORY, its
+   history too.  Queued.  */
+void store_session_forget(struct store *st, const char *id, bool history);
 
 #endif

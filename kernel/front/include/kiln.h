@@ -87,8 +87,9 @@ typedef void (*front_ready_cb)(void *ctx, const struct front_info *info, kiln_er
 
 struct session_info {
   char session_id[40];
-  const char *state; /* "starting", "idle", "running", "lost" */
-  pid_t pid;         /* 0 when no worker */
+  /* "starting", "idle", "running", "lost", "hibernating", "hibernated", "restoring" */
+  const char *state;
+  pid_t pid; /* 0 when no worker */
   uint64_t execution_count;
   size_t queued;
   time_t created_at, last_used_at;
@@ -283,7 +284,7 @@ enum front_cell_outcome {
 struct front_metrics {
   uint64_t sessions_live;       /* open sessions whose worker is alive or starting */
   uint64_t sessions_lost;       /* open sessions whose worker is gone; the next call starts one */
-  uint64_t sessions_hibernated; /* always 0: kiln cannot hibernate a session yet */
+  uint64_t sessions_hibernated; /* snapshotted, no process: the next call restores them */
   uint64_t spares;              /* sessions made ahead of demand (not in sessions_live) */
   uint64_t sessions_created;    /* total sessions opened for callers, spares taken included */
   uint64_t cells[FRONT_CELL_OUTCOMES]; /* total, by outcome */
@@ -310,6 +311,12 @@ struct front_metrics {
    what F has counted.  Cheap enough to call on every scrape: one walk of
    the session table.  */
 void front_metrics(struct front *f, struct front_metrics *out);
+
+/* Starts snapshotting every session that can be (idle, its worker
+   ready: kiln serve stopping), and makes the loop stop once none is
+   still writing its snapshot, or after TIMEOUT_S.  Returns how many
+   started; with 0 the loop is left alone.  */
+size_t front_hibernate_all(struct front *f, double timeout_s);
 
 /* Kills every worker and the zygote and waits (bounded) until no child
    process is left, then frees F.  */
