@@ -282,18 +282,21 @@ static struct session *
 session_open(struct front *f, kiln_error_t *err)
 {
   const struct kiln_config *cfg = f->cfg;
-  if (f->nsessions >= f->max_sessions && f->max_sessions < cfg->max_sessions) {
+  /* Hibernated sessions hold no process and no open file: only the
+     others count.  */
+  size_t live = f->nsessions - hibernated_count(f);
+  if (live >= f->max_sessions && f->max_sessions < cfg->max_sessions) {
     kiln_error_make(err, 0,
                     "%zu sessions are open, as many as this host's open-file limit allows "
                     "(--max-sessions is %zu; raise ulimit -n); close one with close_session",
-                    f->nsessions, cfg->max_sessions);
+                    live, cfg->max_sessions);
     return NULL;
   }
-  if (f->nsessions >= cfg->max_sessions) {
+  if (live >= cfg->max_sessions) {
     kiln_error_make(err, 0,
                     "%zu sessions are open, the limit (--max-sessions); close one with "
                     "close_session",
-                    f->nsessions);
+                    live);
     return NULL;
   }
   struct session *s = spares_take(f);
