@@ -19,8 +19,10 @@
 /* How long a worker may take to write or load a snapshot: user code
    runs in both (__reduce__, __setstate__), and a snapshot may be large.  */
 #define SNAPSHOT_DEADLINE_NS (120 * 1000000000LL)
-/* How often hibernated sessions are checked against --session-ttl.  */
-#define EXPIRE_EVERY_NS (60 * 1000000000LL)
+/* How often hibernated sessions are checked against --session-ttl: a
+   minute, or a quarter of a shorter TTL.  */
+#define EXPIRE_EVERY_NS(f)                                                                         \
+  ((int64_t)((f)->cfg->session_ttl_s < 240 ? (f)->cfg->session_ttl_s * 0.25e9 : 60e9))
 
 static char *
 snapshots_dir(const struct front *f)
@@ -335,7 +337,7 @@ hibernate_tick(struct front *f, int64_t now)
     loop_stop(f->loop);
   }
   if (f->store && now >= f->expire_at) {
-    f->expire_at = now + EXPIRE_EVERY_NS;
+    f->expire_at = now + EXPIRE_EVERY_NS(f);
     int64_t before = wall_ms() - (int64_t)(f->cfg->session_ttl_s * 1000);
     for (struct session *s = f->sessions; s;) {
       struct session *next_s = s->next;
@@ -384,5 +386,5 @@ hibernate_load(struct front *f)
   kiln_error_t err = NULL;
   if (store_sessions_each(f->store, load_one, &l, &err) < 0)
     log_error(LOG_ERROR, &err, "cannot read the hibernated sessions");
-  f->expire_at = now_ns() + EXPIRE_EVERY_NS;
+  f->expire_at = now_ns() + EXPIRE_EVERY_NS(f);
 }

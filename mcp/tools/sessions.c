@@ -87,8 +87,9 @@ close_session(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *e
 const struct mcp_tool tool_list_sessions = {
   "list_sessions",
   "List sessions",
-  "List the open Python sessions with their state, worker pid, number of cells run, and creation "
-  "and last-use times.",
+  "List the open Python sessions with their state (idle, running, starting, lost, or hibernated: "
+  "snapshotted with no process, restored by the next call), worker pid, number of cells run, and "
+  "creation and last-use times.",
   empty_input,
   NULL,
   list_sessions,
