@@ -180,7 +180,21 @@ session_lose(struct session *s, enum reply_status status, const char *type, cons
     s->w = NULL;
   }
   free(s->lost_reason);
-  s->lost_reason = xstrdup(why);
+  s->lost_reason = NULL;
+  if (s->state == S_RESTORING) {
+    /* It died loading the snapshot (a hostile __setstate__, say): the
+       snapshot is not tried again, and the session starts fresh.  */
+    s->restore_pending = false;
+    s->snap_deadline_ns = 0;
+    free(s->restored_note);
+    s->restored_note = xasprintf("This session's snapshot could not be restored: the worker "
+                                 "loading it %s. It starts fresh: its variables and files are "
+                                 "gone.",
+                                 why);
+    s->restored_lost = true;
+    store_session_forget(s->front->store, s->id, false);
+  } else
+    s->lost_reason = xstrdup(why);
   s->state = S_LOST;
   s->execution_count = 0;
   /* Cells queued behind the lost one run in the replacement.  */
