@@ -187,6 +187,34 @@ migrate(sqlite3 *db, const char *path, kiln_error_t *err)
   }
 }
 
+/* Files to remove once the running turn commits: the thread's own, since
+   only the thread running jobs (the writer, or the caller of a direct
+   store) uses it.  */
+static _Thread_local char **after_commit;
+static _Thread_local size_t nafter_commit;
+
+void
+store_unlink_after_commit(const char *path)
+{
+  after_commit = xrealloc(after_commit, (nafter_commit + 1) * sizeof *after_commit);
+  after_commit[nafter_commit++] = xstrdup(path);
+}
+
+/* Removes the files the turn's jobs named when it COMMITTED, and forgets
+   them either way.  */
+static void
+after_commit_run(bool committed)
+{
+  for (size_t i = 0; i < nafter_commit; i++) {
+    if (committed)
+      unlink(after_commit[i]);
+    free(after_commit[i]);
+  }
+  free(after_commit);
+  after_commit = NULL;
+  nafter_commit = 0;
+}
+
 /* The writer's turn: every queued job in one transaction.  A job that
    fails logs and is skipped; the others still commit.  */
 static void *
@@ -209,8 +237,10 @@ writer_main(void *arg)
       j->run(st->wr, j->arg);
       n++;
     }
-    if (in_tx && store_exec(st->wr, "COMMIT") < 0)
+    bool committed = in_tx && store_exec(st->wr, "COMMIT") == 0;
+    if (in_tx && !committed)
       store_exec(st->wr, "ROLLBACK");
+    after_commit_run(committed);
     while (jobs) {
       struct store_job *next = jobs->next;
       if (jobs->free)
@@ -232,8 +262,11 @@ store_queue(struct store *st, void (*run)(sqlite3 *db, void *arg), void (*free_a
             void *arg)
 {
   if (st->mode != STORE_THREADED) {
-    if (st->mode == STORE_DIRECT)
+    if (st->mode == STORE_DIRECT) {
+      /* Outside a transaction each statement commits by itself.  */
       run(st->wr, arg);
+      after_commit_run(true);
+    }
     if (free_arg)
       free_arg(arg);
     return;

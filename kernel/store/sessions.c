@@ -141,13 +141,11 @@ hib_run(sqlite3 *db, void *arg)
   if (sqlite3_step(st) != SQLITE_DONE)
     log_msg(LOG_ERROR, "store: sessions: %s", sqlite3_errmsg(db));
   sqlite3_finalize(st);
-  /* The old file goes only once nothing will point at it: the row is in
-     this turn's transaction, and a crash before its commit keeps the old
-     row, whose file must then still be there.  A file left over by such
-     a crash is removed when the session is next hibernated or
-     forgotten.  */
+  /* The old file goes only once nothing will point at it: after this
+     turn's transaction commits.  A crash in between leaves the file,
+     named by no row, for nothing to read.  */
   if (previous && (file == NULL || strcmp(previous, file) != 0))
-    unlink(previous);
+    store_unlink_after_commit(previous);
 }
 
 void
@@ -292,7 +290,7 @@ forget_run(sqlite3 *db, void *arg)
     sqlite3_finalize(st);
   }
   if (file)
-    unlink(file);
+    store_unlink_after_commit(file);
 }
 
 void

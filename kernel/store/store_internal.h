@@ -36,6 +36,11 @@ struct store {
 void store_queue(struct store *st, void (*run)(sqlite3 *db, void *arg), void (*free_arg)(void *arg),
                  void *arg);
 
+/* Removes PATH once the transaction of the job that asks commits, and
+   not at all if it rolls back: a file a committed row may still name is
+   never removed first.  For jobs only.  */
+void store_unlink_after_commit(const char *path);
+
 /* Runs SQL (no results) on DB; logs and returns -1 on failure.  */
 int store_exec(sqlite3 *db, const char *sql);
 
