@@ -137,7 +137,7 @@ static bool
 shape_error(const char *why)
 {
   return why
-         && (strstr(why, "not a kiln URI") || strstr(why, "no session") || strstr(why, "neither")
+         && (strstr(why, "not a kiln URI") || strstr(why, "no session") || strstr(why, "none of")
              || strstr(why, "no file") || strstr(why, "no artifact"));
 }
 
@@ -178,6 +178,13 @@ file_and_artifact_uris_are_parsed_in_one_place(void)
   CHECK(parses_to("kiln://sessions/abc123/artifacts/fig-1.png", URI_ARTIFACT, "abc123", "fig-1.png",
                   NULL));
   CHECK(parses_to("kiln://sessions/abc/cells/12/stdout", URI_CELL, "abc", "12/stdout", NULL));
+  /* A history: its newest page, or the page below a cursor.  */
+  CHECK(parses_to("kiln://sessions/abc/history", URI_HISTORY, "abc", "", NULL));
+  CHECK(parses_to("kiln://sessions/abc/history/42", URI_HISTORY, "abc", "42", NULL));
+  CHECK(parses_to("kiln://sessions/abc/historyx", 0, NULL, NULL, "none of"));
+  cleanup_free char *h0 = uri_history("a b", 0), *h1 = uri_history("abc", 42);
+  CHECK(strcmp(h0, "kiln://sessions/a%20b/history") == 0);
+  CHECK(strcmp(h1, "kiln://sessions/abc/history/42") == 0);
   struct kiln_uri u;
   uint64_t cell = 0;
   int stream = 0;
@@ -207,10 +214,10 @@ malformed_uris_are_refused_with_a_reason(void)
   CHECK(parses_to("file:///etc/passwd", 0, NULL, NULL, "not a kiln URI"));
   CHECK(parses_to("kiln://session/abc/files/x", 0, NULL, NULL, "not a kiln URI"));
   CHECK(parses_to("kiln://sessions/", 0, NULL, NULL, "no session"));
-  CHECK(parses_to("kiln://sessions/abc", 0, NULL, NULL, "neither"));
+  CHECK(parses_to("kiln://sessions/abc", 0, NULL, NULL, "none of"));
   CHECK(parses_to("kiln://sessions//files/x", 0, NULL, NULL, "no session"));
-  CHECK(parses_to("kiln://sessions/abc/other/x", 0, NULL, NULL, "neither"));
-  CHECK(parses_to("kiln://sessions/abc/files", 0, NULL, NULL, "neither"));
+  CHECK(parses_to("kiln://sessions/abc/other/x", 0, NULL, NULL, "none of"));
+  CHECK(parses_to("kiln://sessions/abc/files", 0, NULL, NULL, "none of"));
   CHECK(parses_to("kiln://sessions/abc/files/", 0, NULL, NULL, "no file"));
   CHECK(parses_to("kiln://sessions/abc/artifacts/", 0, NULL, NULL, "no artifact"));
   CHECK(parses_to("kiln://sessions/abc/files/a b", 0, NULL, NULL, "0x20"));
