@@ -73,7 +73,7 @@ session_hibernate(struct session *s, const char *why)
     log_msg(LOG_ERROR, "hibernate session %s: open %s: %s", s->id, tmp, strerror(errno));
     return;
   }
-  log_msg(LOG_INFO, "hibernating session %s (%s)", s->id, why);
+  log_msg(LOG_DEBUG, "hibernating session %s (%s)", s->id, why);
   struct fbuf fb;
   fbuf_init(&fb, FRAME_SNAPSHOT);
   fbuf_put_u64(&fb, TAG_MAX_BYTES, f->cfg->max_snapshot);
@@ -86,7 +86,8 @@ session_hibernate(struct session *s, const char *why)
     return;
   }
   s->state = S_HIBERNATING;
-  s->snap_deadline_ns = now_ns() + SNAPSHOT_DEADLINE_NS;
+  s->snap_started_ns = now_ns();
+  s->snap_deadline_ns = s->snap_started_ns + SNAPSHOT_DEADLINE_NS;
 }
 
 void
@@ -133,6 +134,8 @@ hibernate_done(struct worker *w, struct frame *fr)
     };
     memcpy(row.snapshot_hash, hash->data, STORE_KEY_BYTES);
     store_session_hibernated(f->store, &row, tmp, dir);
+    log_msg(LOG_INFO, "session %s hibernated: a snapshot of %llu bytes in %.1f ms", s->id,
+            (unsigned long long)size, (double)(now_ns() - s->snap_started_ns) / 1e6);
   }
   /* The worker has done all it will for this session.  */
   session_drop_worker(s);
@@ -229,7 +232,8 @@ restore_start(struct session *s)
     return;
   }
   s->state = S_RESTORING;
-  s->snap_deadline_ns = now_ns() + SNAPSHOT_DEADLINE_NS;
+  s->snap_started_ns = now_ns();
+  s->snap_deadline_ns = s->snap_started_ns + SNAPSHOT_DEADLINE_NS;
   s->restore_taken_ms = row.hibernated_ms;
 }
 
@@ -262,6 +266,9 @@ restore_done(struct worker *w, struct frame *fr)
                      lost);
   else
     note = xasprintf("This session was restored from its snapshot of %s, whole.", taken);
+  log_msg(LOG_INFO, "session %s %s in %.1f ms", s->id,
+          status == 0 ? "restored" : "could not be restored",
+          (double)(now_ns() - s->snap_started_ns) / 1e6);
   restore_finish(s, note, status != 0);
 }
 

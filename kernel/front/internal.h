@@ -193,6 +193,7 @@ struct session {
   char *restored_note;
   bool restored_lost;       /* ... and whether the state was lost with it */
   int64_t snap_deadline_ns; /* HIBERNATING or RESTORING: give up then */
+  int64_t snap_started_ns;  /* ... and when it began, for the log */
   struct artifact *artifacts;
   size_t nartifacts;
   size_t artifacts_bytes;
