@@ -738,7 +738,11 @@ def _pickle(values, ns):
 
     class Pickler(cloudpickle.Pickler):
         def persistent_id(self, obj):
-            if obj is self.globals_ref.get(id(ns)):
+            # cloudpickle makes this dict when it meets the first function
+            # defined in a cell; until then there is none to match (and
+            # None itself must not match).
+            ref = self.globals_ref.get(id(ns))
+            if ref is not None and obj is ref:
                 return _MAIN_GLOBALS
             return None
 

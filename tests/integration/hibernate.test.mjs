@@ -107,11 +107,14 @@ describe('hibernation', () => {
 
   test('past --max-snapshot the largest variables are dropped, and the restored session names them', { timeout: TEST_TIMEOUT }, () =>
     withServer({ args: ['--idle-hibernate', '1', '--max-snapshot', '64K'] }, async ({ client }) => {
-      const sc = await run(client, 'big = b"x" * 1_000_000\nsmall = [1, 2, 3]');
+      // No function is defined: nothing of the session's namespace goes
+      // into the snapshot, and a None (here and in numpy's dtype state)
+      // must stay None.
+      const sc = await run(client, 'import numpy as np\nbig = b"x" * 1_000_000\nsmall = [1, 2, 3]\nnothing = None\narr = np.arange(3.0)');
       assert.equal(sc.status, 'ok', dump(sc));
       await hibernated(client, sc.session_id);
-      const back = await run(client, '(small, "big" in globals())', { session_id: sc.session_id });
-      assert.equal(back.result, '([1, 2, 3], False)', dump(back));
+      const back = await run(client, '(small, "big" in globals(), nothing, arr.tolist())', { session_id: sc.session_id });
+      assert.equal(back.result, '([1, 2, 3], False, None, [0.0, 1.0, 2.0])', dump(back));
       assert.match(back.notice, /Not restored: big \(over --max-snapshot\)/, dump(back));
     }));
 
