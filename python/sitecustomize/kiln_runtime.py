@@ -847,6 +847,12 @@ def _unpack_work(files, lost):
             tar.extractall("/work", filter="data")
     except Exception as exc:
         lost.append(f"/work's files ({_reason(exc)})")
+    # The files are the session's as they were, not changes its next cell
+    # made: the watcher's record of their writing is dropped (and the
+    # directories among them are watched from here on).
+    import _kiln_watch
+
+    _kiln_watch.changes()
 
 
 def _reason(exc):

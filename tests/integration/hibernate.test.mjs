@@ -79,6 +79,8 @@ describe('hibernation', () => {
       assert.match(back.notice, /Not restored: .*\bfh \(TextIOWrapper: Cannot pickle files/, dump(back));
       // The count goes on from where it was.
       assert.equal(back.execution_count, 2, dump(back));
+      // The restored files are not reported as the cell's changes.
+      assert.deepEqual(back.files, [], dump(back));
     }));
 
   test('a session outlives a restart of kiln serve on the same KILN_HOME', { timeout: 2 * TEST_TIMEOUT }, () =>
