@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { useServer, useBystander, run, assertKept, dump, TEST_TIMEOUT } from '../integration/helpers.mjs';
+import { useServer, useBystander, run, assertKept, dump, pollUntil, hostPidsWithArg, TEST_TIMEOUT } from '../integration/helpers.mjs';
 import { shell } from '../integration/shell-helpers.mjs';
 import { attack, unprivileged, jailArgs, modeName } from './mode.mjs';
 
@@ -108,17 +108,20 @@ describe(`a shell command in the worker jail (${modeName})`, () => {
   });
 
   // --- resources -------------------------------------------------------------
-  // A binary tree of subshells, 255 processes in all: twice the limit and
-  // more, which only a missing jail reaches.  Its leaves sleep, so that
-  // everything it made is still there at the deadline, whose interrupt and
-  // kill must take the whole group: the same session then forks again.
+  // Sleeps forked in a loop up to twice the limit, which only a missing jail
+  // reaches.  They are still there at the deadline, whose interrupt and kill
+  // must take the whole group: the same session then forks again.
   attack(test, 'a fork bomb stops at the process limit, dies with its group, and the session lives on', opts, async () => {
     const first = await run(kiln.client, 'x = "before the bomb"');
-    const bomb = 'b() { if [ $1 -eq 0 ]; then exec sleep 60; fi; b $(($1-1)) & b $(($1-1)) & wait; }; b 7';
+    const marker = `60.${process.pid}7`;
+    const bomb = `for i in $(seq ${2 * PROCESS_LIMIT}); do sleep ${marker} & done; wait`;
     const sc = await shell(kiln.client, bomb, { session_id: first.session_id, timeout_s: 5 });
     assert.ok(['interrupted', 'killed'].includes(sc.status), dump(sc));
     assert.match(sc.stderr, /fork: (retry: )?Resource temporarily unavailable/, dump(sc));
     if (!unprivileged) assert.match(sc.notice ?? '', /process limit/, dump(sc));
+    // Its sleeps ignore SIGINT (a background job's do): only the kill of
+    // the whole group ends them.
+    assert.ok(await pollUntil(() => hostPidsWithArg(marker).length === 0), 'the bomb outlived its deadline');
     const after = await shell(kiln.client, 'echo forks again', { session_id: first.session_id });
     assert.equal(after.stdout, 'forks again\n', dump(after));
     await assertKept(kiln.client, first.session_id, 'x', "'before the bomb'");
