@@ -170,6 +170,12 @@ reply_shell_done(struct worker *w, struct frame *fr)
     free(s->lost_reason);
     s->lost_reason = NULL;
   }
+  /* The first call after a restore from a snapshot says so, whichever it
+     is (reply_done).  */
+  if (s->restored_note) {
+    lost = lost || s->restored_lost;
+    note(&said, steal_pointer(&s->restored_note));
+  }
   const char *why = s->cancel_interrupt ? "because the request was cancelled" : NULL;
   cleanup_free char *deadline = xasprintf("at its %g s deadline", c->timeout_s);
   if (rs == REPLY_KILLED)
