@@ -255,6 +255,25 @@ describe('run_shell output (--max-output 10000)', () => {
   });
 });
 
+describe('run_shell in a hibernated session (--idle-hibernate 1)', () => {
+  const kiln = useServer({ args: ['--idle-hibernate', '1'] });
+
+  test('the command restores the session, sees its files and says it was restored; its variables are back', opts, async () => {
+    const first = await run(kiln.client, 'x = 5\nopen("kept.txt", "w").write("kept")');
+    const state = async () => {
+      const r = await kiln.client.callTool({ name: 'list_sessions', arguments: {} }, undefined, { timeout: REQUEST_TIMEOUT });
+      return r.structuredContent.sessions.find((s) => s.session_id === first.session_id)?.state;
+    };
+    assert.ok(await pollUntil(async () => (await state()) === 'hibernated', 30_000, 200), 'the session never hibernated');
+    const sc = await shell(kiln.client, 'cat kept.txt', { session_id: first.session_id });
+    assert.equal(sc.status, 'ok', dump(sc));
+    assert.equal(sc.stdout, 'kept', dump(sc));
+    assert.match(sc.notice ?? '', /^This session was restored from its snapshot of .*, whole\.$/, dump(sc));
+    assert.equal(sc.state_lost, false, dump(sc));
+    await assertKept(kiln.client, first.session_id, 'x', '5');
+  });
+});
+
 describe('run_shell output as progress', () => {
   const kiln = useServer();
 
