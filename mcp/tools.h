@@ -32,8 +32,13 @@ struct mcp_tool {
   unsigned hints; /* MCP_TOOL_* bits */
 };
 
-extern const struct mcp_tool tool_run_python, tool_list_sessions, tool_close_session,
-    tool_upload_file, tool_list_files, tool_read_file;
+extern const struct mcp_tool tool_run_python, tool_run_shell, tool_list_sessions,
+    tool_close_session, tool_upload_file, tool_list_files, tool_read_file;
+
+/* run_shell's description with the programs on the session's PATH, as
+   found on the host's read-only trees the sandbox binds (borrowed: made
+   on the first call and kept).  */
+const char *tools_run_shell_description(void);
 
 /* The handlers of tools/list and tools/call (mcp_method_fn).  */
 int tools_list_method(struct mcp_call *c, json_t *params, json_t **result, kiln_error_t *err);
@@ -64,9 +69,10 @@ int tools_arg_name(json_t *args, const char *key, const char **out, kiln_error_t
 int tools_run_python_args(json_t *args, const char **code, size_t *code_len,
                           const char **session_id, double *timeout, kiln_error_t *err);
 
-/* The tools/call result for a finished cell, its text within MAX_REPLY
-   bytes (--max-reply) (new reference; NULL only if it could not be
-   built).  */
+/* The tools/call result for a finished cell or shell command (R->shell:
+   the header says "command", and its exit status is a line of the text
+   and fields of structuredContent), its text within MAX_REPLY bytes
+   (--max-reply) (new reference; NULL only if it could not be built).  */
 json_t *tools_cell_result(const struct cell_reply *r, size_t max_reply);
 
 /* The result of list_sessions (new reference, or NULL).  */

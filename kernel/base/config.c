@@ -47,20 +47,22 @@ static const char *const log_formats[] = { "text", "json", NULL };
   }
 static const struct setting settings[] = {
   S("timeout", "KILN_TIMEOUT", K_SECONDS, timeout_s, "SECONDS", "30",
-    "default time limit of a cell"),
+    "default time limit of a cell or shell command"),
   S("max-timeout", "KILN_MAX_TIMEOUT", K_SECONDS, max_timeout_s, "SECONDS", "3600",
     "largest timeout_s a call may ask for"),
   S("grace", "KILN_GRACE", K_SECONDS, grace_s, "SECONDS", "2",
-    "from the interrupt at the deadline to killing the worker (at most 600)"),
+    "from the interrupt at the deadline to killing the worker (for a shell command, its process "
+    "group) (at most 600)"),
   S("max-output", "KILN_MAX_OUTPUT", K_SIZE, max_output, "BYTES", "256K",
-    "stdout and stderr kept per cell, each; head and tail are kept"),
+    "stdout and stderr kept per cell or shell command, each; head and tail are kept"),
   S("max-result", "KILN_MAX_RESULT", K_SIZE, max_result, "CHARS", "64K",
     "length of a result's repr, of an error's message and traceback, and of each text "
     "form a cell displays"),
   S("max-reply", "KILN_MAX_REPLY", K_SIZE, max_reply, "BYTES", "20K",
     "text a reply shows a model: head and tail of each stream and of the result; what is "
     "cut stays readable as a kiln://sessions/ID/cells/N/stdout resource"),
-  S("max-code", "KILN_MAX_CODE", K_SIZE, max_code, "BYTES", "1M", "size of a cell's source"),
+  S("max-code", "KILN_MAX_CODE", K_SIZE, max_code, "BYTES", "1M",
+    "size of a cell's source or a shell command"),
   S("max-message", "KILN_MAX_MESSAGE", K_SIZE, max_message, "BYTES", "16M",
     "size of one JSON-RPC message"),
   S("max-sessions", "KILN_MAX_SESSIONS", K_COUNT, max_sessions, "N", "256",

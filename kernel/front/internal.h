@@ -64,6 +64,7 @@ static const char *const state_names[]
 enum request_kind {
   REQ_CELL,
   REQ_FILE,
+  REQ_SHELL, /* a shell command (shell.c): its command is u.cell's code */
 };
 
 /* A caller watching a cell's output as it comes (front_watch_output):
@@ -101,6 +102,7 @@ struct request {
       bool cache_miss;
       uint8_t key[STORE_KEY_BYTES];
       int64_t started_wall_ms; /* for its history row */
+      char *workdir;           /* REQ_SHELL: its directory under /work, "" for /work */
     } cell;
     struct {
       enum front_file_op op;
@@ -343,6 +345,18 @@ void session_fail_queue(struct session *s, const char *type, const char *message
 void session_lose(struct session *s, enum reply_status status, const char *type, const char *why);
 void reply_done(struct worker *w, struct frame *fr);
 void reply_file_result(struct worker *w, struct frame *fr);
+size_t reply_parse_outputs(struct session *s, const struct field *fl, const struct field *marks_f,
+                           const struct output_cut *cut, struct cell_output **out, char ***strings,
+                           size_t *nstrings, struct artifact_notes *notes);
+
+/* shell.c */
+/* Starts FB, the FRAME_SHELL of S's running request C.  */
+void shell_frame(struct session *s, const struct request *c, struct fbuf *fb);
+void reply_shell_done(struct worker *w, struct frame *fr);
+/* The front's backstop after a shell command's interrupt: the worker
+   kills the command's group at the grace, and only a worker that has
+   not answered this much later is killed itself.  */
+#define SHELL_BACKSTOP_NS (3 * 1000000000LL)
 
 /* hibernate.c */
 /* Snapshots S (idle, its queue empty, its worker ready) and stops its
@@ -370,6 +384,7 @@ int session_workdir_claim(struct session *s, kiln_error_t *err);
 void session_interrupt(struct session *s, int64_t now, bool cancel);
 void session_free(struct session *s);
 struct session *session_find(struct front *f, const char *id);
+struct session *session_open(struct front *f, kiln_error_t *err);
 
 /* "name version,..." of every package in VENV's site-packages, by name
    (allocated; "" when there are none or they cannot be read).  */

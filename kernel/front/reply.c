@@ -253,10 +253,10 @@ shown_at(const struct session *s, const struct field *marks_f, size_t k,
   return output_map(cut, c->u.cell.marks[mark]);
 }
 
-static size_t
-parse_outputs(struct session *s, const struct field *fl, const struct field *marks_f,
-              const struct output_cut *cut, struct cell_output **out, char ***strings,
-              size_t *nstrings, struct artifact_notes *notes)
+size_t
+reply_parse_outputs(struct session *s, const struct field *fl, const struct field *marks_f,
+                    const struct output_cut *cut, struct cell_output **out, char ***strings,
+                    size_t *nstrings, struct artifact_notes *notes)
 {
   size_t n = 0, off = 0, k = 0;
   *out = NULL;
@@ -389,8 +389,8 @@ reply_done(struct worker *w, struct frame *fr)
   struct artifact_notes anotes = { 0 };
   struct output_cut cut;
   output_geometry(&w->cap_out, &cut);
-  size_t nouts = parse_outputs(s, frame_get(fr, TAG_OUTPUTS), frame_get(fr, TAG_OUTPUT_MARKS), &cut,
-                               &outs, &strings, &nstrings, &anotes);
+  size_t nouts = reply_parse_outputs(s, frame_get(fr, TAG_OUTPUTS), frame_get(fr, TAG_OUTPUT_MARKS),
+                                     &cut, &outs, &strings, &nstrings, &anotes);
   struct cell_reply r = {
     .outputs = outs,
     .noutputs = nouts,

@@ -53,8 +53,9 @@ request_free(struct request *r)
 {
   if (r == NULL)
     return;
-  if (r->kind == REQ_CELL) {
+  if (r->kind != REQ_FILE) {
     free(r->u.cell.code);
+    free(r->u.cell.workdir);
     free(r->u.cell.marks);
     if (r->u.cell.watch) {
       buf_free(&r->u.cell.watch->pend[0]);
@@ -76,7 +77,7 @@ void
 request_answer(struct request *r, const struct cell_reply *cr, const struct file_reply *fr)
 {
   if (!r->cancelled) {
-    if (r->kind == REQ_CELL && cr) {
+    if (r->kind != REQ_FILE && cr) {
       watch_flush(r, now_ns(), true);
       r->u.cell.cb(r->ctx, cr);
     } else if (r->kind == REQ_FILE && fr)
@@ -153,7 +154,7 @@ whole_chars(const char *s, size_t n)
 int64_t
 watch_due(const struct request *r)
 {
-  const struct watch *w = r->kind == REQ_CELL ? r->u.cell.watch : NULL;
+  const struct watch *w = r->kind != REQ_FILE ? r->u.cell.watch : NULL;
   if (w == NULL || r->cancelled || (w->pend[0].len == 0 && w->pend[1].len == 0))
     return -1;
   return w->last_ns + w->interval_ns;
@@ -162,7 +163,7 @@ watch_due(const struct request *r)
 int64_t
 watch_flush(struct request *r, int64_t now, bool force)
 {
-  struct watch *w = r->kind == REQ_CELL ? r->u.cell.watch : NULL;
+  struct watch *w = r->kind != REQ_FILE ? r->u.cell.watch : NULL;
   if (w == NULL || r->cancelled || (w->pend[0].len == 0 && w->pend[1].len == 0))
     return -1;
   if (!force && now < w->last_ns + w->interval_ns)
@@ -187,7 +188,7 @@ void
 watch_feed(struct session *s, int stream, const char *data, size_t n, int64_t now)
 {
   struct request *r = s->running;
-  if (r == NULL || r->kind != REQ_CELL || r->u.cell.watch == NULL || r->cancelled || n == 0)
+  if (r == NULL || r->kind == REQ_FILE || r->u.cell.watch == NULL || r->cancelled || n == 0)
     return;
   struct watch *w = r->u.cell.watch;
   struct buf *b = &w->pend[stream];

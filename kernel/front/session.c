@@ -111,7 +111,9 @@ session_dispatch(struct session *s)
        refuses a file larger than MAX_BYTES instead of cutting it.  */
     if (op == FRONT_FILE_READ_PART || (op == FRONT_FILE_WRITE && c->u.file.offset > 0))
       fbuf_put_u64(&fb, TAG_OFFSET, c->u.file.offset);
-  } else {
+  } else if (c->kind == REQ_SHELL)
+    shell_frame(s, c, &fb);
+  else {
     s->execution_count++;
     c->u.cell.started_wall_ms = wall_ms();
     fbuf_init(&fb, FRAME_EXEC);
@@ -134,6 +136,8 @@ session_interrupt(struct session *s, int64_t now, bool cancel)
      (kernel/py/interrupt.c).  */
   sigqueue(s->w->pid, SIGINT, (union sigval){ .sival_int = (int)s->execution_count });
   s->kill_ns = now + (int64_t)(s->front->cfg->grace_s * 1e9);
+  if (s->running && s->running->kind == REQ_SHELL)
+    s->kill_ns += SHELL_BACKSTOP_NS;
   s->cancel_interrupt = cancel;
 }
 
@@ -278,7 +282,7 @@ spares_take(struct front *f)
 /* Makes a session for a call that named none: a spare if there is one,
    else a new one, linked into the session table.  Returns NULL with ERR
    at the session limits.  */
-static struct session *
+struct session *
 session_open(struct front *f, kiln_error_t *err)
 {
   const struct kiln_config *cfg = f->cfg;
@@ -402,7 +406,7 @@ front_watch_output(struct front *f, int64_t handle, int interval_ms, size_t max_
         found = r;
     if (found == NULL)
       continue;
-    if (found->kind != REQ_CELL || found->u.cell.watch)
+    if (found->kind == REQ_FILE || found->u.cell.watch)
       return -1;
     struct watch *w = xzalloc(sizeof *w);
     w->cb = cb;

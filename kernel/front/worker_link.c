@@ -255,6 +255,9 @@ handle_worker_frame(struct worker *w, struct frame *fr)
   case FRAME_FILE_RESULT:
     reply_file_result(w, fr);
     return;
+  case FRAME_SHELL_DONE:
+    reply_shell_done(w, fr);
+    return;
   default:
     worker_fault(w, "the worker sent an unexpected frame (type %u)", fr->type);
   }

@@ -51,6 +51,10 @@ enum frame_type {
   FRAME_MARKED = 25,     /* no fields: the answer to a MARK, the stdout before it collected */
   FRAME_SNAPSHOT = 26,   /* fields: MAX_BYTES; fds: the file to write the session's state to */
   FRAME_RESTORE = 27,    /* fields: HASH, and DATA (the snapshot) or an fd to read it from */
+  /* fields: CODE (the command), PATH (its directory under /work, "" for
+     /work), CELL_NO, GRACE_MS (from the interrupt to killing its process
+     group) */
+  FRAME_SHELL = 28,
   /* worker -> front */
   FRAME_WORKER_READY = 30,  /* no fields */
   FRAME_WORKER_FAILED = 31, /* fields: MESSAGE; setup failed, worker exits */
@@ -60,6 +64,9 @@ enum frame_type {
                             /* the worker waits for MARKED */
   FRAME_SNAPSHOT_DONE = 35, /* fields: SIZE, HASH, LOST, DROPPED; or MESSAGE: none taken */
   FRAME_RESTORED = 36,      /* fields: STATUS (0 restored, 1 refused), MESSAGE, LOST */
+  /* fields: STATUS (0: it ran, or the errno it could not start with),
+     MESSAGE, EXIT_CODE or SIGNAL, KILLED, OUTPUTS (the files it wrote) */
+  FRAME_SHELL_DONE = 38,
 };
 
 enum frame_tag {
@@ -102,6 +109,11 @@ enum frame_tag {
   TAG_HASH = 37,         /* BLAKE2b-256 of a snapshot */
   TAG_LOST = 38,         /* "name (why); ...": what a snapshot does not hold */
   TAG_DROPPED = 39,      /* "name, ...": left out of a snapshot to fit --max-snapshot */
+  /* A shell command's (FRAME_SHELL, FRAME_SHELL_DONE).  */
+  TAG_GRACE_MS = 40,  /* u64 */
+  TAG_EXIT_CODE = 41, /* u64: 0-255, when the command exited */
+  TAG_SIGNAL = 42,    /* u64: the signal that ended it, when one did */
+  TAG_KILLED = 43,    /* present: its process group was killed after the grace */
 };
 
 /* How a cell ended, as the worker reports it.  */

@@ -3,10 +3,13 @@
 
 #include "interrupt.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t current_cell;
+static volatile sig_atomic_t wake_fd = -1;
 
 static void
 on_sigint(int sig, siginfo_t *si, void *uc)
@@ -16,6 +19,12 @@ on_sigint(int sig, siginfo_t *si, void *uc)
      terminal, a debugger) is always taken.  */
   if (si != NULL && si->si_code == SI_QUEUE && si->si_value.sival_int != (int)current_cell)
     return;
+  if (wake_fd >= 0) {
+    int saved = errno;
+    (void)!write(wake_fd, "", 1);
+    errno = saved;
+    return;
+  }
   PyErr_SetInterruptEx(sig);
 }
 
@@ -35,6 +44,12 @@ intr_arm(uint64_t cell_no)
 {
   current_cell = (sig_atomic_t)(int)cell_no;
   install();
+}
+
+void
+intr_redirect(int fd)
+{
+  wake_fd = fd;
 }
 
 static PyObject *

@@ -17,4 +17,10 @@ int intr_register(void);
    call of its own.  */
 void intr_arm(uint64_t cell_no);
 
+/* While a shell command runs (shell.c) the interrupt is not Python's:
+   the handler writes a byte to WAKE_FD instead, on whichever thread
+   takes the signal, and the worker passes the interrupt on to the
+   command's process group.  WAKE_FD -1 gives it back to Python.  */
+void intr_redirect(int wake_fd);
+
 #endif

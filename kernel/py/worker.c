@@ -10,6 +10,7 @@
 #include "log.h"
 #include "records.h"
 #include "sandbox.h"
+#include "shell.h"
 #include "util.h"
 #include "worker.h"
 
@@ -314,7 +315,8 @@ wrk_main(const struct wrk_params *p)
                       : NULL;
   Py_XDECREF(env);
   PyObject *run = rt ? PyObject_GetAttrString(rt, "run_cell") : NULL;
-  if (init == NULL || run == NULL) {
+  PyObject *changed_files = rt ? PyObject_GetAttrString(rt, "changed_files") : NULL;
+  if (init == NULL || run == NULL || changed_files == NULL) {
     emb_error_from_python(&err, "worker_init");
     fail(CTL_FD, &err);
   }
@@ -367,6 +369,24 @@ wrk_main(const struct wrk_params *p)
       /* The session's files, served between cells by C alone.  */
       files_serve(&f, p->limits, &fb);
       free(payload);
+      fbuf_finish(&fb);
+      if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
+        break;
+      fbuf_free(&fb);
+      continue;
+    }
+    if (f.type == FRAME_SHELL) {
+      uint64_t cell_no = 0;
+      (void)frame_get_u64(&f, TAG_CELL_NO, true, &cell_no, NULL);
+      intr_arm(cell_no);
+      shell_serve(&f, p->sbx->jail, &fb);
+      free(payload);
+      /* The files the command wrote, reported as a cell's are.  */
+      PyObject *files = PyObject_CallNoArgs(changed_files);
+      if (files == NULL)
+        PyErr_Clear();
+      put_outputs(&fb, files, p->limits);
+      Py_XDECREF(files);
       fbuf_finish(&fb);
       if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
         break;

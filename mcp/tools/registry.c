@@ -16,8 +16,8 @@
 /* kiln's tools, in the order tools/list shows them.  None reaches
    beyond the session's sandbox, so none is open-world.  */
 static const struct mcp_tool *const kiln_tools[] = {
-  &tool_run_python,  &tool_list_sessions, &tool_close_session,
-  &tool_upload_file, &tool_list_files,    &tool_read_file,
+  &tool_run_python,  &tool_run_shell,  &tool_list_sessions, &tool_close_session,
+  &tool_upload_file, &tool_list_files, &tool_read_file,
 };
 
 /* S's tools: its own table, or kiln's.  */
@@ -79,7 +79,9 @@ tools_list(const struct mcp_server *s, const char *packages)
   for (size_t i = 0; i < ntools; i++) {
     const struct mcp_tool *t = tools[i];
     unsigned h = t->hints;
-    const char *description = t == &tool_run_python ? run_description : t->description;
+    const char *description = t == &tool_run_python  ? run_description
+                              : t == &tool_run_shell ? tools_run_shell_description()
+                                                     : t->description;
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:O, s:{s:s, s:b, s:b, s:b, s:b}}", "name", t->name, "title", t->title,
         "description", description, "inputSchema", tools_input_schema(t), "annotations", "title",

@@ -256,7 +256,7 @@ cell_content(const struct cell_reply *r, size_t max_reply, const char *out_uri, 
   /* Display texts past the table's room are in structuredContent only.  */
   for (size_t i = 0; i < r->noutputs && i < MAX_PARTS; i++) {
     display_part[i] = SIZE_MAX;
-    if (np < MAX_PARTS - 4 && shown_as_text(&r->outputs[i])) {
+    if (np < MAX_PARTS - 5 && shown_as_text(&r->outputs[i])) {
       display_part[i] = np;
       PART(.s = (const char *)r->outputs[i].data, .n = r->outputs[i].len, .budgeted = true);
     }
@@ -282,13 +282,21 @@ cell_content(const struct cell_reply *r, size_t max_reply, const char *out_uri, 
     PART(.s = r->notice, .n = strlen(r->notice));
   if (r->result)
     PART(.s = r->result, .n = strlen(r->result), .budgeted = true);
+  /* A shell command's end, last, as a terminal shows it.  */
+  cleanup_free char *exit_line = NULL;
+  if (r->shell && (r->exit_code >= 0 || r->signal > 0)) {
+    exit_line = r->exit_code >= 0
+                    ? xasprintf("[exit status %d]", r->exit_code)
+                    : xasprintf("[killed by %s (signal %d)]", signal_name(r->signal), r->signal);
+    PART(.s = exit_line, .n = strlen(exit_line));
+  }
 #undef PART
   share_budget(parts, np, max_reply < MIN_REPLY ? MIN_REPLY : max_reply);
 
   struct content c = { .blocks = json_array() };
   cleanup_free char *header = xasprintf(
-      "[session %s \xc2\xb7 cell %llu \xc2\xb7 %.0f ms%s%s%s%s]\n", r->session_id,
-      (unsigned long long)r->execution_count, r->duration_ms,
+      "[session %s \xc2\xb7 %s %llu \xc2\xb7 %.0f ms%s%s%s%s]\n", r->session_id,
+      r->shell ? "command" : "cell", (unsigned long long)r->execution_count, r->duration_ms,
       r->new_session ? " \xc2\xb7 new session" : "", r->state_lost ? " \xc2\xb7 state lost" : "",
       r->status != REPLY_OK ? " \xc2\xb7 " : "",
       r->status != REPLY_OK ? status_names[r->status] : "");
@@ -430,6 +438,12 @@ tools_cell_result(const struct cell_reply *r, size_t max_reply)
   json_object_set_new(sc, "state_lost", json_boolean(r->state_lost));
   json_object_set_new(sc, "notice", r->notice ? json_string(r->notice) : json_null());
   json_object_set_new(sc, "duration_ms", json_real(round(r->duration_ms * 1000) / 1000));
+  if (r->shell) {
+    json_object_set_new(sc, "exit_code",
+                        r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
+    json_object_set_new(sc, "signal",
+                        r->signal > 0 ? json_string(signal_name(r->signal)) : json_null());
+  }
   json_t *content = cell_content(r, max_reply, out_uri, err_uri);
   if (content == NULL) {
     /* Not valid UTF-8 after all: the caller answers with an internal

@@ -1,6 +1,6 @@
 """kiln's Python side: loaded into the zygote, inherited by every worker.
 
-The C kernel calls three functions:
+The C kernel calls these functions:
 
 * ``zygote_init(site_packages, preload)`` once in the zygote, before any fork:
   adds the sandbox's packages, imports the preload list, warms matplotlib and
@@ -11,7 +11,9 @@ The C kernel calls three functions:
   semantics: the last expression's value is the result, top-level ``await``
   works (on one event loop that lives as long as the session), tracebacks
   show the cell's own lines and none of kiln's frames, and the front's
-  interrupt only ever stops the cell's own code.
+  interrupt only ever stops the cell's own code;
+* ``changed_files()`` after a shell command the worker ran (kernel/py/shell.c):
+  the files it wrote under /work, reported as a cell's are.
 
 This module never runs in a process that serves more than one session.
 """
@@ -638,6 +640,17 @@ def _report_files(outputs):
         # compare with.
         if path in _files or len(_files) < 10000:
             _files[path] = (st.st_size, st.st_mtime_ns)
+
+
+def changed_files():
+    """The outputs (as run_cell gives them) of the files under /work that
+    changed since the last call, for a shell command the worker ran."""
+    outputs = []
+    try:
+        _report_files(outputs)
+    except Exception:
+        pass
+    return outputs
 
 
 def run_cell(source, cell_no, max_result, compiled=None):

@@ -23,7 +23,7 @@ describe('the SDK client over Streamable HTTP', () => {
     const client = await kiln.connect();
     const tools = (await client.listTools()).tools.map((t) => t.name).sort();
     assert.deepEqual(tools, ['close_session', 'list_files', 'list_sessions', 'read_file',
-      'run_python', 'upload_file']);
+      'run_python', 'run_shell', 'upload_file']);
     const first = await run(client, 'x = 41\nx + 1');
     assert.equal(first.status, 'ok', dump(first));
     assert.equal(first.result, '42');

@@ -110,7 +110,7 @@ describe('tools as each revision describes them', () => {
         assert.equal(init.result.serverInfo.title !== undefined, modern, dump(init));
         const { tools } = (await raw.request('tools/list', {})).result;
         const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
-        assert.equal(tools.length, 6);
+        assert.equal(tools.length, 7);
         for (const t of tools) {
           assert.equal(t.title !== undefined, modern, `${t.name}: ${dump(t)}`);
           if (!modern) assert.equal(t.outputSchema, undefined, dump(t));

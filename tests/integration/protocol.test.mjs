@@ -35,7 +35,7 @@ describe('MCP handshake over the SDK client', () => {
   test('tools/list returns exactly the session and file tools', { timeout: TEST_TIMEOUT }, async () => {
     const { tools } = await kiln.client.listTools();
     const names = tools.map((t) => t.name).sort();
-    assert.deepEqual(names, ['close_session', 'list_files', 'list_sessions', 'read_file', 'run_python', 'upload_file']);
+    assert.deepEqual(names, ['close_session', 'list_files', 'list_sessions', 'read_file', 'run_python', 'run_shell', 'upload_file']);
     for (const tool of tools) {
       assert.equal(tool.inputSchema?.type, 'object', `${tool.name} inputSchema: ${dump(tool.inputSchema)}`);
       assert.equal(typeof tool.description, 'string', `${tool.name} has no description`);
@@ -76,7 +76,7 @@ describe('protocol version negotiation over raw stdio', () => {
         assert.equal(response.result.protocolVersion, version);
         assert.equal(response.result.serverInfo?.name, 'kiln');
         const listed = await raw.request('tools/list', {});
-        assert.equal(listed.result?.tools?.length, 6, dump(listed));
+        assert.equal(listed.result?.tools?.length, 7, dump(listed));
       });
     });
   }

@@ -30,7 +30,7 @@ const HOOK_TIMEOUT = DRIVER_TIMEOUT + 10_000;
 /** The protocol versions kiln speaks, newest first. */
 const KILN_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'];
 
-const TOOLS = ['run_python', 'list_sessions', 'close_session', 'upload_file', 'list_files', 'read_file'];
+const TOOLS = ['run_python', 'run_shell', 'list_sessions', 'close_session', 'upload_file', 'list_files', 'read_file'];
 
 /**
  * The SDK versions under test.  `modern`: the SDK speaks 2025-06-18 or

@@ -176,7 +176,7 @@ only_ping_is_served_before_initialize_and_initialize_only_once(void)
   CHECK(r && error_code(r) == JRPC_INVALID_REQUEST && strstr(error_message(r), "already"));
   CHECK(c->version == MCP_2025_03_26);
   r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/list\"}");
-  CHECK(r && json_array_size(json_object_get(json_object_get(r, "result"), "tools")) == 6);
+  CHECK(r && json_array_size(json_object_get(json_object_get(r, "result"), "tools")) == 7);
   mcp_conn_free(c);
 }
 
@@ -214,9 +214,11 @@ tools_are_described_as_the_version_allows(void)
   struct mcp_conn *c = conn_new(false);
   X(c, INIT("\"2025-11-25\""));
   json_t *tools = tools_for(c);
-  CHECK(json_array_size(tools) == 6);
+  CHECK(json_array_size(tools) == 7);
   json_t *run = tool_named(tools, "run_python");
   CHECK(json_is_string(json_object_get(run, "title")) && json_object_get(run, "outputSchema"));
+  json_t *sh = tool_named(tools, "run_shell");
+  CHECK(json_object_get(sh, "outputSchema") && !hint(sh, "readOnlyHint"));
   CHECK(hint(tool_named(tools, "list_files"), "readOnlyHint"));
   CHECK(hint(tool_named(tools, "read_file"), "readOnlyHint"));
   CHECK(hint(tool_named(tools, "list_sessions"), "readOnlyHint"));
@@ -251,7 +253,7 @@ tools_are_described_as_the_version_allows(void)
   CHECK(json_object_get(json_object_get(json_object_get(r, "result"), "serverInfo"), "title")
         == NULL);
   tools = tools_for(c);
-  CHECK(json_array_size(tools) == 6);
+  CHECK(json_array_size(tools) == 7);
   json_array_foreach(tools, i, t)
   {
     CHECK(json_object_get(t, "title") == NULL && json_object_get(t, "outputSchema") == NULL);
@@ -326,7 +328,7 @@ batches_are_answered_as_one_array_in_2025_03_26_only(void)
   CHECK(error_code(json_array_get(r, 1)) == JRPC_METHOD_NOT_FOUND);
   CHECK(error_code(json_array_get(r, 2)) == JRPC_INVALID_REQUEST);
   CHECK(json_array_size(json_object_get(json_object_get(json_array_get(r, 3), "result"), "tools"))
-        == 6);
+        == 7);
   /* Only notifications: nothing comes back.  */
   CHECK(X(c, "[{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}]") == NULL);
   r = X(c, "[]");
@@ -597,7 +599,7 @@ a_server_with_tables_of_its_own_offers_them_and_announces_its_prompts(void)
   r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"prompts/list\"}");
   CHECK(error_code(r) == JRPC_METHOD_NOT_FOUND);
   r = X(c, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}");
-  CHECK(json_array_size(json_object_get(json_object_get(r, "result"), "tools")) == 6);
+  CHECK(json_array_size(json_object_get(json_object_get(r, "result"), "tools")) == 7);
   mcp_conn_free(c);
 }
 
@@ -794,6 +796,50 @@ a_cell_with_an_empty_stdout_shows_its_image_and_display_text_in_order(void)
   json_decref(result);
 }
 
+static void
+a_shell_command_s_reply_names_the_command_and_ends_with_its_exit_status(void)
+{
+  struct cell_reply r = { .session_id = "s",
+                          .status = REPLY_ERROR,
+                          .execution_count = 4,
+                          .out = "x\n",
+                          .out_len = 2,
+                          .err = "",
+                          .err_lineno = -1,
+                          .err_offset = -1,
+                          .shell = true,
+                          .exit_code = 3 };
+  json_t *result = tools_cell_result(&r, 4096);
+  const char *text = json_string_value(
+      json_object_get(json_array_get(json_object_get(result, "content"), 0), "text"));
+  CHECK(text && strncmp(text, "[session s \xc2\xb7 command 4 \xc2\xb7 ", 25) == 0);
+  CHECK(text && strstr(text, " \xc2\xb7 error]\nx\n[exit status 3]") != NULL);
+  json_t *sc = json_object_get(result, "structuredContent");
+  CHECK(json_integer_value(json_object_get(sc, "exit_code")) == 3);
+  CHECK(json_is_null(json_object_get(sc, "signal")));
+  CHECK(json_is_true(json_object_get(result, "isError")));
+  json_decref(result);
+
+  r.status = REPLY_KILLED;
+  r.exit_code = -1;
+  r.signal = 9;
+  result = tools_cell_result(&r, 4096);
+  text = json_string_value(
+      json_object_get(json_array_get(json_object_get(result, "content"), 0), "text"));
+  CHECK(text && strstr(text, "x\n[killed by SIGKILL (signal 9)]") != NULL);
+  sc = json_object_get(result, "structuredContent");
+  CHECK(json_is_null(json_object_get(sc, "exit_code")));
+  CHECK(strcmp(json_string_value(json_object_get(sc, "signal")), "SIGKILL") == 0);
+  json_decref(result);
+
+  /* A cell says nothing of either.  */
+  r.shell = false;
+  result = tools_cell_result(&r, 4096);
+  sc = json_object_get(result, "structuredContent");
+  CHECK(json_object_get(sc, "exit_code") == NULL && json_object_get(sc, "signal") == NULL);
+  json_decref(result);
+}
+
 static const struct test_case cases[] = {
   { "methods are looked up with all their bytes", methods_are_looked_up_with_all_their_bytes },
   { "initialize echoes a version kiln speaks, and else offers the newest",
@@ -824,6 +870,8 @@ static const struct test_case cases[] = {
     failures_become_json_rpc_errors_or_tool_results_in_one_place },
   { "a cell with an empty stdout shows its image and display text in order",
     a_cell_with_an_empty_stdout_shows_its_image_and_display_text_in_order },
+  { "a shell command's reply names the command and ends with its exit status",
+    a_shell_command_s_reply_names_the_command_and_ends_with_its_exit_status },
   { "a server with tables of its own offers them and announces its prompts",
     a_server_with_tables_of_its_own_offers_them_and_announces_its_prompts },
   { "requests to the client are answered once by id, and dropped ones never",

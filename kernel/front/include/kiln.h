@@ -71,6 +71,15 @@ struct cell_reply {
   uint64_t outputs_dropped; /* over the worker's per-reply byte cap */
   bool out_kept, err_kept;  /* the stream is kept: front_cell_output_read */
   double duration_ms;
+  /* Set for a shell command (front_run_shell), which ended with
+     EXIT_CODE (-1 when a signal ended it) or by SIGNAL (0 when none
+     did); SHELL_KILLED when its process group outlived the interrupt's
+     grace and was killed.  A command that could not start has neither
+     (EXIT_CODE -1, SIGNAL 0) and says why in ERR_MESSAGE.  */
+  bool shell;
+  int exit_code;
+  int signal;
+  bool shell_killed;
 };
 
 typedef void (*front_reply_cb)(void *ctx, const struct cell_reply *r);
@@ -111,6 +120,19 @@ struct front *front_new(const struct kiln_config *cfg, struct loop *loop, front_
    code too large); then CB is never called.  */
 int64_t front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
                        double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err);
+
+/* Queues the shell command COMMAND (LEN bytes, copied) to run as
+   `bash -c COMMAND` (sh without bash) in SESSION_ID's jail, or in a new
+   session when SESSION_ID is NULL, in WORKDIR (a relative path under
+   /work; NULL or "" for /work itself), between the session's cells and
+   in the order it was asked.  It takes the session's next execution
+   number, so that its output is kept as a cell's is.  The rest is as
+   front_run_cell: TIMEOUT_S, CB, the handle for front_cancel and
+   front_watch_output, and the refusals (-1 with ERR; a WORKDIR with
+   '..', '.', empty parts or a leading '/' among them).  */
+int64_t front_run_shell(struct front *f, const char *session_id, const char *command, size_t len,
+                        const char *workdir, double timeout_s, front_reply_cb cb, void *ctx,
+                        kiln_error_t *err);
 
 /* Output as a running cell writes it: STREAM 1 is stdout, 2 stderr;
    DATA (LEN > 0 bytes, borrowed) is valid UTF-8 (a character a read cut
