@@ -170,14 +170,14 @@ history_one(void *ctx, const struct history_entry *e)
     json_array_append_new(artifacts, json_stringn(a, n));
     a += n + (a[n] == ',');
   }
-  json_array_append_new(p->cells,
-                        json_pack("{s:I, s:s%, s:I, s:f, s:s, s:o, s:I, s:I, s:o}",
-                                  "execution_count", (json_int_t)e->execution_count, "code", code,
-                                  clean_len, "started_ms", (json_int_t)e->started_ms, "duration_ms",
-                                  e->duration_ms, "status", e->status, "error_type",
-                                  e->error_type ? json_string(e->error_type) : json_null(),
-                                  "stdout_bytes", (json_int_t)e->stdout_bytes, "stderr_bytes",
-                                  (json_int_t)e->stderr_bytes, "artifacts", artifacts));
+  json_array_append_new(
+      p->cells,
+      json_pack("{s:I, s:s, s:s%, s:I, s:f, s:s, s:o, s:I, s:I, s:o}", "execution_count",
+                (json_int_t)e->execution_count, "kind", e->kind, "code", code, clean_len,
+                "started_ms", (json_int_t)e->started_ms, "duration_ms", e->duration_ms, "status",
+                e->status, "error_type", e->error_type ? json_string(e->error_type) : json_null(),
+                "stdout_bytes", (json_int_t)e->stdout_bytes, "stderr_bytes",
+                (json_int_t)e->stderr_bytes, "artifacts", artifacts));
 }
 
 /* Reads a page of a session's history, newest first, as JSON; "next"
@@ -279,8 +279,8 @@ resources_templates_method(struct mcp_call *c, json_t *params, json_t **result, 
       "showed only part of it (the last 32 cells of a session)",
       "mimeType", "text/plain", "uriTemplate", URI_PREFIX "{session_id}/history", "name", "history",
       "description",
-      "Every cell the session ran, newest first, with its code, status, error type, duration and "
-      "output sizes, as JSON; \"next\" is the URI of the next page",
+      "Every cell and shell command the session ran, newest first, with its code, status, error "
+      "type, duration and output sizes, as JSON; \"next\" is the URI of the next page",
       "mimeType", "application/json");
   return MCP_ANSWERED;
 }

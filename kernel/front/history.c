@@ -16,6 +16,7 @@ one(void *ctx, int64_t id, const struct history_row *r)
     .id = id,
     .session_id = r->session_id,
     .execution_count = r->execution_count,
+    .kind = r->kind ? r->kind : "python",
     .code = r->code,
     .code_len = r->code_len,
     .started_ms = r->started_ms,

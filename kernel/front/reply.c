@@ -68,6 +68,7 @@ record(struct session *s, const struct request *c, const struct cell_reply *r,
   struct history_row row = {
     .session_id = s->id,
     .execution_count = r->execution_count,
+    .kind = c->kind == REQ_SHELL ? "shell" : "python",
     .code = c->u.cell.code,
     .code_len = c->u.cell.len,
     .started_ms = c->u.cell.started_wall_ms,
@@ -121,8 +122,9 @@ session_reply(struct session *s, struct cell_reply *r)
   uint8_t key[STORE_KEY_BYTES];
   cleanup_free char *code = NULL;
   size_t code_len = 0;
-  if (c->kind == REQ_CELL) {
+  if (c->kind != REQ_FILE)
     record(s, c, r, outcome);
+  if (c->kind == REQ_CELL) {
     if ((compile = c->u.cell.cache_miss)) {
       memcpy(key, c->u.cell.key, sizeof key);
       code = steal_pointer(&c->u.cell.code);

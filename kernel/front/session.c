@@ -111,9 +111,10 @@ session_dispatch(struct session *s)
        refuses a file larger than MAX_BYTES instead of cutting it.  */
     if (op == FRONT_FILE_READ_PART || (op == FRONT_FILE_WRITE && c->u.file.offset > 0))
       fbuf_put_u64(&fb, TAG_OFFSET, c->u.file.offset);
-  } else if (c->kind == REQ_SHELL)
+  } else if (c->kind == REQ_SHELL) {
+    c->u.cell.started_wall_ms = wall_ms();
     shell_frame(s, c, &fb);
-  else {
+  } else {
     s->execution_count++;
     c->u.cell.started_wall_ms = wall_ms();
     fbuf_init(&fb, FRAME_EXEC);

@@ -63,6 +63,8 @@ static const char *const migrations[] = {
   "  lost TEXT NOT NULL DEFAULT '',"
   "  dropped TEXT NOT NULL DEFAULT '',"
   "  note TEXT NOT NULL DEFAULT '');",
+  /* 4: what ran: a Python cell or a shell command.  */
+  "ALTER TABLE history ADD COLUMN kind TEXT NOT NULL DEFAULT 'python';",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
                "one migration per schema version");

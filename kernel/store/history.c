@@ -11,7 +11,7 @@
 
 struct history_job {
   struct history_row row; /* its strings point into the job's own copies */
-  char *session_id, *code, *status, *error_type, *artifacts;
+  char *session_id, *kind, *code, *status, *error_type, *artifacts;
   uint8_t hash[STORE_KEY_BYTES];
 };
 
@@ -20,6 +20,7 @@ history_job_free(void *arg)
 {
   struct history_job *j = arg;
   free(j->session_id);
+  free(j->kind);
   free(j->code);
   free(j->status);
   free(j->error_type);
@@ -35,7 +36,7 @@ history_insert(sqlite3 *db, void *arg)
   if (sqlite3_prepare_v2(db,
                          "INSERT INTO history (session_id, execution_count, code_hash, code,"
                          " started_ms, duration_ms, status, error_type, stdout_bytes,"
-                         " stderr_bytes, artifacts) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                         " stderr_bytes, artifacts, kind) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                          -1, &st, NULL)
       != SQLITE_OK) {
     log_msg(LOG_ERROR, "store: history: %s", sqlite3_errmsg(db));
@@ -56,6 +57,7 @@ history_insert(sqlite3 *db, void *arg)
   sqlite3_bind_int64(st, 9, (sqlite3_int64)r->stdout_bytes);
   sqlite3_bind_int64(st, 10, (sqlite3_int64)r->stderr_bytes);
   sqlite3_bind_text(st, 11, r->artifacts, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 12, r->kind, -1, SQLITE_STATIC);
   if (sqlite3_step(st) != SQLITE_DONE)
     log_msg(LOG_ERROR, "store: history: %s", sqlite3_errmsg(db));
   sqlite3_finalize(st);
@@ -69,6 +71,7 @@ store_history_add(struct store *st, const struct history_row *row)
   struct history_job *j = xzalloc(sizeof *j);
   j->row = *row;
   j->row.session_id = j->session_id = xstrdup(row->session_id);
+  j->row.kind = j->kind = xstrdup(row->kind ? row->kind : "python");
   j->code = xmalloc(row->code_len + 1);
   memcpy(j->code, row->code, row->code_len);
   j->code[row->code_len] = '\0';
@@ -90,7 +93,7 @@ store_history_page(struct store *st, const char *session_id, int64_t before, siz
 {
   sqlite3_stmt *q = NULL;
   const char *sql = "SELECT id, session_id, execution_count, code, started_ms, duration_ms,"
-                    " status, error_type, stdout_bytes, stderr_bytes, artifacts FROM history"
+                    " status, error_type, stdout_bytes, stderr_bytes, artifacts, kind FROM history"
                     " WHERE (?1 IS NULL OR session_id = ?1) AND (?2 = 0 OR id < ?2)"
                     " ORDER BY id DESC LIMIT ?3";
   if (sqlite3_prepare_v2(st->rd, sql, -1, &q, NULL) != SQLITE_OK)
@@ -121,6 +124,7 @@ store_history_page(struct store *st, const char *session_id, int64_t before, siz
       .stdout_bytes = (uint64_t)sqlite3_column_int64(q, 8),
       .stderr_bytes = (uint64_t)sqlite3_column_int64(q, 9),
       .artifacts = (const char *)sqlite3_column_text(q, 10),
+      .kind = (const char *)sqlite3_column_text(q, 11),
     };
     last = sqlite3_column_int64(q, 0);
     fn(ctx, last, &r);

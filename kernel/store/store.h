@@ -20,7 +20,7 @@
 
 /* The schema this kiln writes; older databases are migrated forward on
    open, newer ones refused.  */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_FILE           "kiln.db"
 /* BLAKE2b-256, libsodium's crypto_generichash.  */
 #define STORE_KEY_BYTES 32
@@ -57,6 +57,7 @@ char *store_integrity_check(struct store *st);
 struct history_row {
   const char *session_id;
   uint64_t execution_count;
+  const char *kind; /* "python" or "shell"; NULL reads as "python" */
   const char *code;
   size_t code_len;
   int64_t started_ms; /* Unix time in milliseconds */

@@ -246,7 +246,8 @@ struct history_entry {
   int64_t id; /* increasing; the cursor of the next page is the last id shown */
   const char *session_id;
   uint64_t execution_count;
-  const char *code; /* the cell's source, CODE_LEN bytes */
+  const char *kind; /* "python" (a cell) or "shell" (a command) */
+  const char *code; /* the cell's source or the command, CODE_LEN bytes */
   size_t code_len;
   int64_t started_ms; /* Unix time, milliseconds */
   double duration_ms;
