@@ -19,8 +19,9 @@ print_cell(void *ctx, int64_t id, const struct history_row *r)
   char when[32];
   gmtime_r(&t, &tm);
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  printf("%s  [%llu]  %s  %.1f ms  %s%s%s  stdout %llu B, stderr %llu B", r->session_id,
-         (unsigned long long)r->execution_count, when, r->duration_ms, r->status,
+  printf("%s  [%llu]%s  %s  %.1f ms  %s%s%s  stdout %llu B, stderr %llu B", r->session_id,
+         (unsigned long long)r->execution_count,
+         r->kind && strcmp(r->kind, "shell") == 0 ? " shell" : "", when, r->duration_ms, r->status,
          r->error_type ? " " : "", r->error_type ? r->error_type : "",
          (unsigned long long)r->stdout_bytes, (unsigned long long)r->stderr_bytes);
   if (r->artifacts && *r->artifacts)
