@@ -194,7 +194,7 @@ collect(void *ctx, int64_t id, const struct history_row *r)
 }
 
 static void
-a_version_1_database_is_migrated_to_2_keeping_its_history(void)
+a_version_1_database_is_migrated_forward_keeping_its_history(void)
 {
   char *dir = make_dir();
   CHECK(raw_exec(dir, schema_v1));
@@ -218,7 +218,7 @@ a_version_1_database_is_migrated_to_2_keeping_its_history(void)
     remove_dir(dir);
     return;
   }
-  CHECK(store_schema_version(st) == 2);
+  CHECK(store_schema_version(st) == STORE_SCHEMA_VERSION);
   struct collected c = { 0 };
   CHECK(store_history_page(st, NULL, 0, 10, collect, &c, &err) == 0);
   CHECK(c.n == 1);
@@ -244,7 +244,7 @@ a_version_1_database_is_migrated_to_2_keeping_its_history(void)
                      " ('code_cache', 'counters')")
         == 2);
   CHECK(raw_int(dir, "SELECT COUNT(*) FROM history") == 1);
-  CHECK(raw_int(dir, "PRAGMA user_version") == 2);
+  CHECK(raw_int(dir, "PRAGMA user_version") == STORE_SCHEMA_VERSION);
   /* And now it can be read.  */
   st = store_open(dir, STORE_READ, &err);
   CHECK(st != NULL);
@@ -688,8 +688,8 @@ history_queued_before_close_is_committed(void)
 static const struct test_case cases[] = {
   { "a new database is made at the current version, readable by its owner alone",
     a_new_database_is_made_at_the_current_version },
-  { "a version 1 database is migrated to 2 keeping its history",
-    a_version_1_database_is_migrated_to_2_keeping_its_history },
+  { "a version 1 database is migrated to the current version, keeping its history",
+    a_version_1_database_is_migrated_forward_keeping_its_history },
   { "a database of a newer kiln is refused", a_database_of_a_newer_kiln_is_refused },
   { "a file that is not a database is refused", a_file_that_is_not_a_database_is_refused },
   { "reading a missing database is refused and creates nothing",
