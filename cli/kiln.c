@@ -345,6 +345,16 @@ main(int argc, char **argv)
   }
   int i = cache_what ? 3 : 2;
   int parsed = parse_options(&a, cmd, argc, argv, &i);
+  /* `kiln history SESSION --home DIR` as well as `kiln history --home DIR
+     SESSION`: options may follow the session too (but not one after
+     "--").  */
+  const char *session = NULL;
+  if (parsed == 0 && strcmp(cmd, "history") == 0 && i < argc) {
+    bool dashes = strcmp(argv[i - 1], "--") == 0;
+    session = argv[i++];
+    if (!dashes)
+      parsed = parse_options(&a, cmd, argc, argv, &i);
+  }
   if (parsed != 0) {
     if (parsed > 0)
       usage(stdout);
@@ -377,8 +387,8 @@ main(int argc, char **argv)
       config_free(&a.cfg);
       return 2;
     }
-  } else if (strcmp(cmd, "history") == 0 && i + 1 >= argc) {
-    int rc = store_cmd_main(cmd, &a.cfg, i < argc ? argv[i] : NULL);
+  } else if (strcmp(cmd, "history") == 0 && i == argc) {
+    int rc = store_cmd_main(cmd, &a.cfg, session);
     config_free(&a.cfg);
     return rc;
   } else if (i != argc) {

@@ -38,7 +38,7 @@ fail(kiln_error_t *err)
 }
 
 static void
-answer(PyObject *compile, const struct frame *f)
+answer(PyObject *compile, const struct frame *f, const struct kiln_limits *lim)
 {
   struct fbuf fb;
   fbuf_init(&fb, FRAME_COMPILED);
@@ -48,7 +48,12 @@ answer(PyObject *compile, const struct frame *f)
                        : NULL;
   PyObject *ret = src ? PyObject_CallOneArg(compile, src) : NULL;
   Py_XDECREF(src);
-  if (ret && PyBytes_Check(ret))
+  /* A short source can compile to far more ('k' * 4000, many times):
+     an answer the front would refuse as too large would cost the
+     helper its life.  */
+  if (ret && PyBytes_Check(ret) && (size_t)PyBytes_GET_SIZE(ret) + 64 > lim->front_frame)
+    fbuf_put_str(&fb, TAG_MESSAGE, "the compiled cell is larger than a frame: not cached");
+  else if (ret && PyBytes_Check(ret))
     fbuf_put(&fb, TAG_DATA, PyBytes_AS_STRING(ret), (size_t)PyBytes_GET_SIZE(ret));
   else if (ret && PyUnicode_Check(ret))
     fbuf_put_str(&fb, TAG_MESSAGE, PyUnicode_AsUTF8(ret) ? PyUnicode_AsUTF8(ret) : "?");
@@ -143,7 +148,7 @@ cmp_exec_main(void)
       _exit(err && err->status == ECONNRESET ? 0 : 1);
     if (f.type != FRAME_COMPILE)
       _exit(1);
-    answer(compile, &f);
+    answer(compile, &f, &lim);
     free(payload);
   }
 }

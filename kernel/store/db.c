@@ -327,6 +327,12 @@ store_open(const char *dir, enum store_mode mode, kiln_error_t *err)
     goto fail;
   if (read_only) {
     int v = user_version(st->rd);
+    /* A file SQLite cannot read (not a database, or damaged) is not one
+       that a migration would mend: say what SQLite says.  */
+    if (v < 0) {
+      kiln_error_make(err, 0, "%s: %s", path, sqlite3_errmsg(st->rd));
+      goto fail;
+    }
     if (v != STORE_SCHEMA_VERSION) {
       kiln_error_make(err, 0,
                       "%s has schema version %d and this kiln reads %d: start `kiln serve` once"
