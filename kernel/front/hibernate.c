@@ -346,6 +346,14 @@ hibernate_tick(struct front *f, int64_t now)
   if (f->store && now >= f->expire_at) {
     f->expire_at = now + EXPIRE_EVERY_NS(f);
     int64_t before = wall_ms() - (int64_t)(f->cfg->session_ttl_s * 1000);
+    /* The history of sessions closed or lost longer ago than the TTL
+       goes too; that of open sessions stays with them.  */
+    const char **live = xmalloc((f->nsessions ? f->nsessions : 1) * sizeof *live);
+    size_t nlive = 0;
+    for (struct session *s = f->sessions; s; s = s->next)
+      live[nlive++] = s->id;
+    store_history_expire(f->store, before, live, nlive);
+    free(live);
     for (struct session *s = f->sessions; s;) {
       struct session *next_s = s->next;
       if (s->state == S_HIBERNATED && (int64_t)s->last_used_at * 1000 < before) {

@@ -158,3 +158,66 @@ store_history_forget(struct store *st, const char *session_id)
   if (st)
     store_queue(st, history_delete, free, xstrdup(session_id));
 }
+
+struct expire {
+  int64_t before;
+  char **live;
+  size_t n;
+};
+
+static void
+expire_free(void *arg)
+{
+  struct expire *e = arg;
+  for (size_t i = 0; i < e->n; i++)
+    free(e->live[i]);
+  free(e->live);
+  free(e);
+}
+
+static void
+expire_run(sqlite3 *db, void *arg)
+{
+  struct expire *e = arg;
+  /* The live sessions in a table of this connection's own, for the
+     NOT IN below.  */
+  if (store_exec(db, "CREATE TEMP TABLE IF NOT EXISTS live (id TEXT PRIMARY KEY) WITHOUT ROWID;"
+                     " DELETE FROM temp.live")
+      < 0)
+    return;
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO temp.live (id) VALUES (?)", -1, &st, NULL)
+      != SQLITE_OK)
+    return;
+  for (size_t i = 0; i < e->n; i++) {
+    sqlite3_bind_text(st, 1, e->live[i], -1, SQLITE_STATIC);
+    sqlite3_step(st);
+    sqlite3_reset(st);
+  }
+  sqlite3_finalize(st);
+  if (sqlite3_prepare_v2(db,
+                         "DELETE FROM history WHERE started_ms < ?"
+                         " AND session_id NOT IN (SELECT id FROM sessions)"
+                         " AND session_id NOT IN (SELECT id FROM temp.live)",
+                         -1, &st, NULL)
+      == SQLITE_OK) {
+    sqlite3_bind_int64(st, 1, e->before);
+    if (sqlite3_step(st) != SQLITE_DONE)
+      log_msg(LOG_ERROR, "store: expire history: %s", sqlite3_errmsg(db));
+  }
+  sqlite3_finalize(st);
+}
+
+void
+store_history_expire(struct store *st, int64_t before_ms, const char *const *live, size_t n)
+{
+  if (st == NULL)
+    return;
+  struct expire *e = xzalloc(sizeof *e);
+  e->before = before_ms;
+  e->live = xmalloc((n ? n : 1) * sizeof *e->live);
+  for (size_t i = 0; i < n; i++)
+    e->live[i] = xstrdup(live[i]);
+  e->n = n;
+  store_queue(st, expire_run, expire_free, e);
+}

@@ -80,6 +80,11 @@ int64_t store_history_page(struct store *st, const char *session_id, int64_t bef
                            void (*fn)(void *ctx, int64_t id, const struct history_row *row),
                            void *ctx, kiln_error_t *err);
 
+/* Deletes the history older than BEFORE_MS (Unix ms) of every session
+   that is neither hibernated (in the sessions table) nor one of the N
+   ids in LIVE: sessions closed or lost long ago.  Queued.  */
+void store_history_expire(struct store *st, int64_t before_ms, const char *const *live, size_t n);
+
 /* Deletes the history of SESSION_ID.  Queued for the writer.  */
 void store_history_forget(struct store *st, const char *session_id);
 

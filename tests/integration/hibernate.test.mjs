@@ -173,10 +173,16 @@ describe('hibernation', () => {
       assert.equal(kept.state_lost, false, dump(kept));
     }));
 
-  test('a hibernated session unused for --session-ttl is deleted with its snapshot and history', { timeout: TEST_TIMEOUT }, () =>
+  test('a hibernated session unused for --session-ttl is deleted with its snapshot and history, and a closed session\'s history goes too', { timeout: TEST_TIMEOUT }, () =>
     withServer({ args: ['--idle-hibernate', '1', '--session-ttl', '3'] }, async ({ client, home }) => {
       const sc = await run(client, 'x = 1');
       const id = sc.session_id;
+      // A session closed by its client: its history goes after the TTL too.
+      const closed = (await run(client, 'y = 2')).session_id;
+      await callTool(client, 'close_session', { session_id: closed });
+      const historyOf = async (sid) => JSON.parse((await client.readResource({ uri: `kiln://sessions/${sid}/history` })).contents[0].text).cells;
+      await pollUntil(async () => (await historyOf(closed)).length === 1);
+      assert.equal((await historyOf(closed)).length, 1);
       await hibernated(client, id);
       const gone = await pollUntil(async () => (await stateOf(client, id)) === undefined, 20_000, 200);
       assert.ok(gone, dump(await sessions(client)));
@@ -185,6 +191,8 @@ describe('hibernation', () => {
       assert.match(again.content[0].text, /unknown session/, dump(again));
       const page = await client.readResource({ uri: `kiln://sessions/${id}/history` });
       assert.deepEqual(JSON.parse(page.contents[0].text).cells, [], dump(page));
+      assert.ok(await pollUntil(async () => (await historyOf(closed)).length === 0, 10_000, 200),
+        dump(await historyOf(closed)));
       // Its snapshot row went too: nothing in the database names it.
       const rows = execFileSync('python3', ['-c',
         'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute("select count(*) from sessions where id=?", (sys.argv[2],)).fetchone()[0])',
