@@ -64,6 +64,9 @@ session_hibernate(struct session *s, const char *why)
     return;
   cleanup_free char *dir = snapshots_dir(f);
   cleanup_free char *tmp = xasprintf("%s/%s.tmp", dir, s->id);
+  /* Whatever fails here is tried again after another idle period, not
+     at every turn of the loop.  */
+  s->active_ns = now_ns();
   if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
     log_msg(LOG_ERROR, "hibernate session %s: mkdir %s: %s", s->id, dir, strerror(errno));
     return;
@@ -117,8 +120,20 @@ hibernate_done(struct worker *w, struct frame *fr)
     return;
   }
   if (message || hash == NULL) {
-    cleanup_free char *note = xasprintf("its snapshot failed: %s", message ? message : "?");
     unlink(tmp);
+    log_msg(LOG_WARN, "session %s could not be snapshotted: %s", s->id, message ? message : "?");
+    if (!f->shutdown_hibernate) {
+      /* Idle, it stays as it is, worker and all, and is tried again
+         after another idle period.  */
+      s->state = S_IDLE;
+      s->snap_deadline_ns = 0;
+      s->active_ns = now_ns();
+      session_dispatch(s);
+      return;
+    }
+    /* kiln is stopping: the session is kept, without its state, and
+       says so when next used.  */
+    cleanup_free char *note = xasprintf("its snapshot failed: %s", message ? message : "?");
     record_without(s, note);
   } else {
     struct session_row row = {
