@@ -305,6 +305,10 @@ store_open(const char *dir, enum store_mode mode, kiln_error_t *err)
 {
   bool read_only = mode == STORE_READ;
   cleanup_free char *path = xasprintf("%s/%s", dir, STORE_FILE);
+  if (read_only && access(path, F_OK) < 0) {
+    kiln_error_make(err, 0, "there is no %s: kiln serve has not run with KILN_HOME %s", path, dir);
+    return NULL;
+  }
   if (!read_only) {
     /* It holds every cell's code: the owner's alone.  */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
