@@ -14,6 +14,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -246,4 +247,75 @@ front_each_artifact(struct front *f,
     for (size_t i = 0; i < s->nartifacts; i++)
       fn(ctx, s->id, s->artifacts[i].name, s->artifacts[i].mime, s->artifacts[i].size,
          s->artifacts[i].width, s->artifacts[i].height);
+}
+
+char *
+artifacts_encode(const struct session *s)
+{
+  struct buf b = { 0 };
+  for (size_t i = 0; i < s->nartifacts; i++) {
+    const struct artifact *a = &s->artifacts[i];
+    if (a->job)
+      continue; /* not on disk (yet): nothing to come back to */
+    cleanup_free char *line = xasprintf("%s\t%s\t%zu\t%u\t%u\t%llu\n", a->name, a->mime, a->size,
+                                        a->width, a->height, (unsigned long long)a->cell);
+    buf_append(&b, line, strlen(line));
+  }
+  buf_append(&b, "", 1);
+  return (char *)b.data;
+}
+
+/* The static spelling of an image type an artifact may have.  */
+static const char *
+image_mime(const char *m)
+{
+  static const char *const known[] = { "image/png", "image/jpeg", "image/svg+xml" };
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (strcmp(known[i], m) == 0)
+      return known[i];
+  return NULL;
+}
+
+void
+artifacts_decode(struct session *s, const char *text)
+{
+  struct front *f = s->front;
+  for (const char *p = text; *p;) {
+    size_t n = strcspn(p, "\n");
+    cleanup_free char *line = xstrndup(p, n);
+    p += n + (p[n] == '\n');
+    char name[48], mime[32];
+    size_t size;
+    unsigned w, h;
+    unsigned long long cell;
+    if (sscanf(line, "%47[^\t]\t%31[^\t]\t%zu\t%u\t%u\t%llu", name, mime, &size, &w, &h, &cell) != 6
+        || image_mime(mime) == NULL || strchr(name, '/') || name[0] == '.')
+      continue;
+    /* Only a file still there, as large as recorded, comes back.  */
+    struct artifact a = { .mime = image_mime(mime),
+                          .size = size,
+                          .width = w,
+                          .height = h,
+                          .cell = cell,
+                          .serial = ++f->artifact_serial };
+    snprintf(a.name, sizeof a.name, "%s", name);
+    cleanup_free char *path = artifact_path(s, &a);
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != size)
+      continue;
+    s->artifacts = xrealloc(s->artifacts, (s->nartifacts + 1) * sizeof *s->artifacts);
+    s->artifacts[s->nartifacts++] = a;
+    s->artifacts_bytes += size;
+    f->artifacts_bytes += size;
+  }
+}
+
+void
+artifacts_forget(struct session *s)
+{
+  s->front->artifacts_bytes -= s->artifacts_bytes;
+  s->artifacts_bytes = 0;
+  free(s->artifacts);
+  s->artifacts = NULL;
+  s->nartifacts = 0;
 }

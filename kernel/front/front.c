@@ -217,7 +217,7 @@ reap_stale_sessions(struct front *f)
   struct dirent *de;
   size_t reaped = 0;
   while ((de = readdir(d)) != NULL) {
-    if (de->d_name[0] == '.')
+    if (de->d_name[0] == '.' || session_find(f, de->d_name))
       continue;
     cleanup_free char *owner_path = xasprintf("%s/%s/" OWNER_FILE, sessions, de->d_name);
     char owner[64] = "";
@@ -319,7 +319,6 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   f->packages = packages_scan(cfg->venv);
   cleanup_free char *me = front_instance_of((long)getpid());
   snprintf(f->instance, sizeof f->instance, "%s", me ? me : "0 0");
-  reap_stale_sessions(f);
   f->loop = loop;
   f->ready_cb = ready;
   f->ready_ctx = ctx;
@@ -357,6 +356,9 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
     return NULL;
   }
   hibernate_load(f);
+  /* After the hibernated sessions are known: their directories (their
+     images) are theirs, whoever made them.  */
+  reap_stale_sessions(f);
   compiler_start(f);
   return f;
 }

@@ -44,7 +44,9 @@ hibernated_count(const struct front *f)
 static void
 record_without(struct session *s, const char *note)
 {
+  cleanup_free char *artifacts = artifacts_encode(s);
   struct session_row row = {
+    .artifacts = artifacts,
     .id = s->id,
     .created_ms = (int64_t)s->created_at * 1000,
     .last_used_ms = (int64_t)s->last_used_at * 1000,
@@ -136,7 +138,9 @@ hibernate_done(struct worker *w, struct frame *fr)
     cleanup_free char *note = xasprintf("its snapshot failed: %s", message ? message : "?");
     record_without(s, note);
   } else {
+    cleanup_free char *artifacts = artifacts_encode(s);
     struct session_row row = {
+      .artifacts = artifacts,
       .id = s->id,
       .created_ms = (int64_t)s->created_at * 1000,
       .last_used_ms = (int64_t)s->last_used_at * 1000,
@@ -404,6 +408,8 @@ load_one(void *ctx, const struct session_row *row)
   s->execution_count = row->execution_count;
   s->created_at = (time_t)(row->created_ms / 1000);
   s->last_used_at = (time_t)(row->last_used_ms / 1000);
+  /* Its images are readable while it sleeps, as before.  */
+  artifacts_decode(s, row->artifacts ? row->artifacts : "");
   s->next = f->sessions;
   f->sessions = s;
   f->nsessions++;

@@ -335,6 +335,14 @@ struct artifact *artifact_store(struct session *s, const char *mime, const uint8
 /* A sentence for the reply about NOTES (allocated), or NULL.  */
 char *artifact_notice(const struct artifact_notes *notes);
 void artifacts_drop_all(struct session *s);
+/* S's artifacts on disk as text, one a line (allocated), for its
+   snapshot's record; and back into S's table (those whose file is still
+   there, as large as recorded).  */
+char *artifacts_encode(const struct session *s);
+void artifacts_decode(struct session *s, const char *text);
+/* Forgets S's artifacts without touching their files (kiln stopping with
+   S hibernated: the next kiln takes them over).  */
+void artifacts_forget(struct session *s);
 /* The writer's callback (artifact_writer.h); CTX is the front.  */
 void artifact_written(void *ctx, struct art_job *job, int errnum);
 

@@ -481,6 +481,16 @@ front_close_session(struct front *f, const char *session_id, kiln_error_t *err)
   }
   session_fail_queue(s, "SessionClosed", "the session was closed before this cell ran");
   session_drop_worker(s);
+  if (f->closing && s->state == S_HIBERNATED) {
+    /* kiln is stopping: a hibernated session's images stay for the next
+       kiln on this KILN_HOME, which takes them over.  */
+    artifacts_forget(s);
+    free(s->workdir);
+    free(s->lost_reason);
+    free(s->restored_note);
+    free(s);
+    return 0;
+  }
   session_free(s);
   return 0;
 }

@@ -65,6 +65,8 @@ static const char *const migrations[] = {
   "  note TEXT NOT NULL DEFAULT '');",
   /* 4: what ran: a Python cell or a shell command.  */
   "ALTER TABLE history ADD COLUMN kind TEXT NOT NULL DEFAULT 'python';",
+  /* 5: the images a hibernated session keeps in its directory.  */
+  "ALTER TABLE sessions ADD COLUMN artifacts TEXT NOT NULL DEFAULT '';",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
                "one migration per schema version");

@@ -17,7 +17,7 @@
 
 struct hib_job {
   struct session_row row;
-  char *id, *lost, *dropped, *note;
+  char *id, *lost, *dropped, *note, *artifacts;
   char *tmp_path; /* NULL: no snapshot */
   char *dir;
 };
@@ -33,6 +33,7 @@ hib_free(void *arg)
   free(j->lost);
   free(j->dropped);
   free(j->note);
+  free(j->artifacts);
   free(j->tmp_path);
   free(j->dir);
   free(j);
@@ -116,7 +117,8 @@ hib_run(sqlite3 *db, void *arg)
   if (sqlite3_prepare_v2(db,
                          "INSERT OR REPLACE INTO sessions (id, created_ms, last_used_ms,"
                          " hibernated_ms, execution_count, snapshot, snapshot_file, snapshot_hash,"
-                         " snapshot_size, lost, dropped, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                         " snapshot_size, lost, dropped, note, artifacts)"
+                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                          -1, &st, NULL)
       != SQLITE_OK) {
     log_msg(LOG_ERROR, "store: sessions: %s", sqlite3_errmsg(db));
@@ -138,6 +140,7 @@ hib_run(sqlite3 *db, void *arg)
   sqlite3_bind_text(st, 10, r->lost ? r->lost : "", -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 11, r->dropped ? r->dropped : "", -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 12, r->note ? r->note : "", -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 13, r->artifacts ? r->artifacts : "", -1, SQLITE_STATIC);
   if (sqlite3_step(st) != SQLITE_DONE)
     log_msg(LOG_ERROR, "store: sessions: %s", sqlite3_errmsg(db));
   sqlite3_finalize(st);
@@ -163,6 +166,7 @@ store_session_hibernated(struct store *st, const struct session_row *row, const 
   j->row.lost = j->lost = xstrdup(row->lost ? row->lost : "");
   j->row.dropped = j->dropped = xstrdup(row->dropped ? row->dropped : "");
   j->row.note = j->note = xstrdup(row->note ? row->note : "");
+  j->row.artifacts = j->artifacts = xstrdup(row->artifacts ? row->artifacts : "");
   j->tmp_path = tmp_path ? xstrdup(tmp_path) : NULL;
   j->dir = xstrdup(dir);
   store_queue(st, hib_run, hib_free, j);
@@ -185,11 +189,12 @@ row_from(sqlite3_stmt *q, struct session_row *r)
   r->lost = (const char *)sqlite3_column_text(q, 7);
   r->dropped = (const char *)sqlite3_column_text(q, 8);
   r->note = (const char *)sqlite3_column_text(q, 9);
+  r->artifacts = (const char *)sqlite3_column_text(q, 10);
 }
 
 #define ROW_COLUMNS                                                                                \
   "id, created_ms, last_used_ms, hibernated_ms, execution_count, snapshot_size, snapshot_hash,"    \
-  " lost, dropped, note"
+  " lost, dropped, note, artifacts"
 
 int
 store_session_get(struct store *st, const char *id, struct session_row *row, char **strs,
@@ -215,25 +220,25 @@ store_session_get(struct store *st, const char *id, struct session_row *row, cha
   struct session_row r;
   row_from(q, &r);
   /* The strings, copied into one allocation that outlives the query.  */
-  const char *parts[]
-      = { r.id, r.lost ? r.lost : "", r.dropped ? r.dropped : "", r.note ? r.note : "" };
+  const char **dst[] = { &r.id, &r.lost, &r.dropped, &r.note, &r.artifacts };
+  const size_t nparts = sizeof dst / sizeof dst[0];
   size_t total = 0;
-  for (size_t i = 0; i < 4; i++)
-    total += strlen(parts[i]) + 1;
+  for (size_t i = 0; i < nparts; i++)
+    total += strlen(*dst[i] ? *dst[i] : "") + 1;
   char *p = *strs = xmalloc(total);
-  const char **dst[] = { &r.id, &r.lost, &r.dropped, &r.note };
-  for (size_t i = 0; i < 4; i++) {
-    size_t n = strlen(parts[i]) + 1;
-    memcpy(p, parts[i], n);
+  for (size_t i = 0; i < nparts; i++) {
+    const char *part = *dst[i] ? *dst[i] : "";
+    size_t n = strlen(part) + 1;
+    memcpy(p, part, n);
     *dst[i] = p;
     p += n;
   }
-  if (sqlite3_column_type(q, 10) == SQLITE_BLOB) {
-    *blob_len = (size_t)sqlite3_column_bytes(q, 10);
+  if (sqlite3_column_type(q, 11) == SQLITE_BLOB) {
+    *blob_len = (size_t)sqlite3_column_bytes(q, 11);
     *blob = xmalloc(*blob_len ? *blob_len : 1);
-    memcpy(*blob, sqlite3_column_blob(q, 10), *blob_len);
-  } else if (sqlite3_column_text(q, 11))
-    *file = xstrdup((const char *)sqlite3_column_text(q, 11));
+    memcpy(*blob, sqlite3_column_blob(q, 11), *blob_len);
+  } else if (sqlite3_column_text(q, 12))
+    *file = xstrdup((const char *)sqlite3_column_text(q, 12));
   *row = r;
   sqlite3_finalize(q);
   return 0;

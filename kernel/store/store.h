@@ -20,7 +20,7 @@
 
 /* The schema this kiln writes; older databases are migrated forward on
    open, newer ones refused.  */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_FILE           "kiln.db"
 /* BLAKE2b-256, libsodium's crypto_generichash.  */
 #define STORE_KEY_BYTES 32
@@ -148,9 +148,10 @@ struct session_row {
   bool has_snapshot;
   uint64_t snapshot_size;
   uint8_t snapshot_hash[STORE_KEY_BYTES];
-  const char *lost;    /* "name (why); ..." */
-  const char *dropped; /* "name, ..." */
-  const char *note;    /* why there is no snapshot, or "" */
+  const char *lost;      /* "name (why); ..." */
+  const char *dropped;   /* "name, ..." */
+  const char *note;      /* why there is no snapshot, or "" */
+  const char *artifacts; /* its images, as the front records them, or "" */
 };
 
 /* Records ROW, its snapshot being the file TMP_PATH (NULL: none): the

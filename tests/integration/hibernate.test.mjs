@@ -86,18 +86,29 @@ describe('hibernation', () => {
   test('a session outlives a restart of kiln serve on the same KILN_HOME', { timeout: 2 * TEST_TIMEOUT }, () =>
     withHome(async (home) => {
       const env = { KILN_HOME: home };
+      let image;
       const id = await withServer({ env }, async ({ client }) => {
         const sc = await run(client, STATE);
         assert.equal(sc.status, 'ok', dump(sc));
+        const fig = await run(client, 'import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()', { session_id: sc.session_id });
+        assert.equal(fig.artifacts.length, 1, dump(fig));
+        image = fig.artifacts[0].uri;
         return sc.session_id;
       });
+      const png = async (client) => {
+        const read = await client.readResource({ uri: image });
+        return Buffer.from(read.contents[0].blob, 'base64').subarray(1, 4).toString();
+      };
       await withServer({ env }, async ({ client }) => {
         const listed = await stateOf(client, id);
         assert.equal(listed?.state, 'hibernated', dump(await sessions(client)));
+        // Its image is still there, while it sleeps and once restored.
+        assert.equal(await png(client), 'PNG');
         const back = await run(client, CHECK, { session_id: id });
         assert.equal(back.result, CHECKED, dump(back));
         assert.equal(back.state_lost, false, dump(back));
         assert.match(back.notice, /restored from its snapshot/, dump(back));
+        assert.equal(await png(client), 'PNG');
       });
       // Restored, the snapshot has served: a third server, after the
       // second hibernated it again on stopping, restores the newer state.
