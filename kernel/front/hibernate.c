@@ -9,6 +9,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -389,6 +390,8 @@ hibernate_tick(struct front *f, int64_t now)
 struct loading {
   struct front *f;
   int64_t before;
+  char **files; /* snapshot files the rows name */
+  size_t nfiles;
 };
 
 static void
@@ -399,6 +402,10 @@ load_one(void *ctx, const struct session_row *row)
   if (row->last_used_ms < l->before || session_find(f, row->id)) {
     store_session_forget(f->store, row->id, true);
     return;
+  }
+  if (row->file) {
+    l->files = xrealloc(l->files, (l->nfiles + 1) * sizeof *l->files);
+    l->files[l->nfiles++] = xstrdup(row->file);
   }
   struct session *s = xzalloc(sizeof *s);
   s->front = f;
@@ -418,9 +425,31 @@ load_one(void *ctx, const struct session_row *row)
 void
 hibernate_load(struct front *f)
 {
-  struct loading l = { f, wall_ms() - (int64_t)(f->cfg->session_ttl_s * 1000) };
+  struct loading l = { .f = f, .before = wall_ms() - (int64_t)(f->cfg->session_ttl_s * 1000) };
   kiln_error_t err = NULL;
-  if (store_sessions_each(f->store, load_one, &l, &err) < 0)
+  bool complete = store_sessions_each(f->store, load_one, &l, &err) == 0;
+  if (!complete)
     log_error(LOG_ERROR, &err, "cannot read the hibernated sessions");
+  /* What a crash left in the snapshots' directory: a snapshot being
+     written, or one moved into place whose row was never committed.  No
+     row names them, and none will.  Only when every row was read.  */
+  cleanup_free char *dir = snapshots_dir(f);
+  DIR *d = complete ? opendir(dir) : NULL;
+  struct dirent *de;
+  while (d && (de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    cleanup_free char *path = xasprintf("%s/%s", dir, de->d_name);
+    bool named = false;
+    for (size_t i = 0; i < l.nfiles && !named; i++)
+      named = strcmp(l.files[i], path) == 0;
+    if (!named)
+      unlink(path);
+  }
+  if (d)
+    closedir(d);
+  for (size_t i = 0; i < l.nfiles; i++)
+    free(l.files[i]);
+  free(l.files);
   f->expire_at = now_ns() + EXPIRE_EVERY_NS(f);
 }

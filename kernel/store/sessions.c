@@ -190,11 +190,12 @@ row_from(sqlite3_stmt *q, struct session_row *r)
   r->dropped = (const char *)sqlite3_column_text(q, 8);
   r->note = (const char *)sqlite3_column_text(q, 9);
   r->artifacts = (const char *)sqlite3_column_text(q, 10);
+  r->file = (const char *)sqlite3_column_text(q, 11);
 }
 
 #define ROW_COLUMNS                                                                                \
   "id, created_ms, last_used_ms, hibernated_ms, execution_count, snapshot_size, snapshot_hash,"    \
-  " lost, dropped, note, artifacts"
+  " lost, dropped, note, artifacts, snapshot_file"
 
 int
 store_session_get(struct store *st, const char *id, struct session_row *row, char **strs,
@@ -204,9 +205,8 @@ store_session_get(struct store *st, const char *id, struct session_row *row, cha
   *file = NULL;
   *strs = NULL;
   sqlite3_stmt *q = NULL;
-  if (sqlite3_prepare_v2(
-          st->rd, "SELECT " ROW_COLUMNS ", snapshot, snapshot_file FROM sessions WHERE id = ?", -1,
-          &q, NULL)
+  if (sqlite3_prepare_v2(st->rd, "SELECT " ROW_COLUMNS ", snapshot FROM sessions WHERE id = ?", -1,
+                         &q, NULL)
       != SQLITE_OK)
     return kiln_error_make(err, 0, "sessions: %s", sqlite3_errmsg(st->rd));
   sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -233,12 +233,14 @@ store_session_get(struct store *st, const char *id, struct session_row *row, cha
     *dst[i] = p;
     p += n;
   }
-  if (sqlite3_column_type(q, 11) == SQLITE_BLOB) {
-    *blob_len = (size_t)sqlite3_column_bytes(q, 11);
+  if (sqlite3_column_type(q, 12) == SQLITE_BLOB) {
+    *blob_len = (size_t)sqlite3_column_bytes(q, 12);
     *blob = xmalloc(*blob_len ? *blob_len : 1);
-    memcpy(*blob, sqlite3_column_blob(q, 11), *blob_len);
-  } else if (sqlite3_column_text(q, 12))
-    *file = xstrdup((const char *)sqlite3_column_text(q, 12));
+    memcpy(*blob, sqlite3_column_blob(q, 12), *blob_len);
+  } else if (r.file)
+    *file = xstrdup(r.file);
+  /* The statement's memory goes with it.  */
+  r.file = *file;
   *row = r;
   sqlite3_finalize(q);
   return 0;

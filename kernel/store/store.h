@@ -152,6 +152,7 @@ struct session_row {
   const char *dropped;   /* "name, ..." */
   const char *note;      /* why there is no snapshot, or "" */
   const char *artifacts; /* its images, as the front records them, or "" */
+  const char *file;      /* the snapshot's file, or NULL (inline, or none) */
 };
 
 /* Records ROW, its snapshot being the file TMP_PATH (NULL: none): the
