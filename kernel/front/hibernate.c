@@ -440,6 +440,11 @@ hibernate_load(struct front *f)
     if (de->d_name[0] == '.')
       continue;
     cleanup_free char *path = xasprintf("%s/%s", dir, de->d_name);
+    /* Another kiln on this KILN_HOME (a kiln run beside a kiln serve)
+       may be writing one now: only what is an hour old goes.  */
+    struct stat st;
+    if (lstat(path, &st) < 0 || st.st_mtime > time(NULL) - 3600)
+      continue;
     bool named = false;
     for (size_t i = 0; i < l.nfiles && !named; i++)
       named = strcmp(l.files[i], path) == 0;
