@@ -88,7 +88,8 @@ completion_method(struct mcp_call *c, json_t *params, json_t **result, kiln_erro
   }
   if (strcmp(type, "ref/resource") != 0 || uri == NULL
       || (strcmp(uri, URI_PREFIX "{session_id}/artifacts/{name}") != 0
-          && strcmp(uri, URI_PREFIX "{session_id}/files/{path}") != 0)) {
+          && strcmp(uri, URI_PREFIX "{session_id}/files/{path}") != 0
+          && strcmp(uri, URI_PREFIX "{session_id}/history") != 0)) {
     kiln_error_make(err, 0,
                     "kiln completes the arguments of its resource templates only (kiln has no "
                     "prompts)");

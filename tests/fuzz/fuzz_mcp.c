@@ -1012,13 +1012,13 @@ static json_t *
 build_complete(void)
 {
   uint8_t b = fin_u8(&in), c = fin_u8(&in);
-  static const char *const uris[]
-      = { "kiln://sessions/{session_id}/artifacts/{name}",
-          "kiln://sessions/{session_id}/files/{path}",
-          "kiln://sessions/{session_id}/cells/{cell}/{stream}", "kiln://other" };
+  static const char *const uris[] = { "kiln://sessions/{session_id}/artifacts/{name}",
+                                      "kiln://sessions/{session_id}/files/{path}",
+                                      "kiln://sessions/{session_id}/cells/{cell}/{stream}",
+                                      "kiln://sessions/{session_id}/history", "kiln://other" };
   static const char *const names[] = { "session_id", "name", "path", "cell" };
   json_t *ref = json_pack("{s:s, s:s}", "type", b & 0x80 ? "ref/prompt" : "ref/resource", "uri",
-                          uris[b % 4]);
+                          uris[b % 5]);
   json_t *value;
   const char *sid = fake_front_session(front, c >> 2);
   if (c % 4 == 0 && sid)

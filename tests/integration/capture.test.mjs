@@ -154,6 +154,7 @@ describe('capture', () => {
       'kiln://sessions/{session_id}/artifacts/{name}',
       'kiln://sessions/{session_id}/files/{path}',
       'kiln://sessions/{session_id}/cells/{cell}/{stream}',
+      'kiln://sessions/{session_id}/history',
     ]);
   });
 

@@ -278,6 +278,11 @@ describe('completions', () => {
     });
     const artifact = cell.result.structuredContent.artifacts[0].name;
     assert.deepEqual(names.result.completion.values, [artifact], dump(names));
+    const history = await kiln.request('completion/complete', {
+      ref: { type: 'ref/resource', uri: 'kiln://sessions/{session_id}/history' },
+      argument: { name: 'session_id', value: sid.slice(0, 4) },
+    });
+    assert.ok(history.result.completion.values.includes(sid), dump(history));
     const prompt = await kiln.request('completion/complete', {
       ref: { type: 'ref/prompt', name: 'x' },
       argument: { name: 'a', value: '' },
