@@ -103,7 +103,8 @@ def run(ctx):
             restores = _log_ms(k.log_path, sid, "restored")
             ctx.check(len(snaps) >= n and len(restores) >= n, f"{label}: the log has {len(snaps)} snapshots")
             size = snaps[-1][1]
-            ctx.record(f"snapshot — {label}", "kiln", [t for t, _ in snaps], note=f"{size / 1e6:.1f} MB")
+            shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+            ctx.record(f"snapshot — {label}", "kiln", [t for t, _ in snaps], note=f"{shown} snapshot")
             ctx.record(f"restore — {label}", "kiln", [t for t, _ in restores], note="in the new worker")
             ctx.record(f"first call after hibernation — {label}", "kiln", first,
                        note="fork + restore + the cell, end to end")
