@@ -23,8 +23,6 @@ session_find(struct front *f, const char *id)
   return NULL;
 }
 
-/* Sends the next queued cell of S to its worker, asking for a worker
-   first when S has none.  */
 /* Puts the cache's code for cell C into FB, an EXEC being built, when
    there is some; a miss is remembered, to fill the cache after the
    reply.  */
@@ -49,6 +47,9 @@ put_compiled(struct front *f, struct request *c, struct fbuf *fb)
   f->metrics.code_cache_misses++;
 }
 
+/* Sends the next queued request of S to its worker, asking for a worker
+   first when S has none (and, when S is hibernated, for its snapshot to
+   be loaded before anything else).  */
 void
 session_dispatch(struct session *s)
 {
