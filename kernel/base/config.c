@@ -78,8 +78,8 @@ static const struct setting settings[] = {
     "compiled cells kept in KILN_HOME/kiln.db; the least recently used are evicted first"),
   S("idle-hibernate", "KILN_IDLE_HIBERNATE", K_SECONDS, idle_hibernate_s, "SECONDS", "600",
     "a session idle this long is snapshotted and its worker stopped; the next call restores it "
-    "(so does every session when kiln serve stops, and the next kiln serve on KILN_HOME keeps "
-    "them)"),
+    "(every stdio session is snapshotted too when kiln serve stops, and the next kiln serve on "
+    "the same KILN_HOME restores them)"),
   S("max-snapshot", "KILN_MAX_SNAPSHOT", K_SIZE, max_snapshot, "BYTES", "512M",
     "a hibernated session's variables; past it the largest are dropped, and the restored session "
     "says which"),
