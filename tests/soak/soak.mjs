@@ -842,7 +842,10 @@ function measure() {
     threads: procStatus(front, 'Threads'),
     zygotes: kids.filter((k) => k.comm === 'kiln-zygote').length,
     inits: kids.filter((k) => k.comm === 'kiln-init').length,
-    others: kids.filter((k) => k.comm !== 'kiln-zygote' && k.comm !== 'kiln-init').map((k) => `${k.pid}:${k.comm}`),
+    compilers: kids.filter((k) => k.comm === 'kiln-compiler').length,
+    others: kids
+      .filter((k) => !['kiln-zygote', 'kiln-init', 'kiln-compiler'].includes(k.comm))
+      .map((k) => `${k.pid}:${k.comm}`),
     below,
     children: kids.length,
     cgroups: haveCgroups ? sessionGroupsOf(kilnGroups) : null,
@@ -857,6 +860,8 @@ function expectedFigures(open) {
     threads: baseline.threads,
     zygotes: 1,
     inits: SPARES + open,
+    // The code cache's compile helper: one, whatever the cells did.
+    compilers: 1,
     others: [],
     below: [],
     cgroups: haveCgroups ? kilnGroups.length * (SPARES + open) : null,
