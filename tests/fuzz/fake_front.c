@@ -979,6 +979,57 @@ front_run_cell(struct front *f, const char *session_id, const char *code, size_t
   return h;
 }
 
+int64_t
+front_run_shell(struct front *f, const char *session_id, const char *command, size_t len,
+                const char *workdir, double timeout_s, front_reply_cb cb, void *ctx,
+                kiln_error_t *err)
+{
+  /* As a cell, for the server: the same queue, the same replies.  A
+     workdir that leaves /work is refused, as the real front refuses it.  */
+  if (workdir && (workdir[0] == '/' || strstr(workdir, "..")))
+    return kiln_error_make(err, 0, "workdir '%s' is not a directory under /work", workdir);
+  return front_run_cell(f, session_id, command, len, timeout_s, cb, ctx, err);
+}
+
+int64_t
+front_history(struct front *f, const char *session_id, int64_t before, size_t limit,
+              front_history_cb cb, void *ctx, kiln_error_t *err)
+{
+  enter(f, "front_history");
+  struct session *s = find(f, session_id);
+  if (s == NULL || mood(f, FAKE_REFUSE))
+    return kiln_error_make(err, 0, "no history for '%s'", session_id);
+  /* One row per cell run, ids 1..N, newest first below BEFORE.  */
+  int64_t top = before > 0 && (uint64_t)before <= s->execution_count + 1
+                    ? before - 1
+                    : (int64_t)s->execution_count;
+  size_t n = 0;
+  for (int64_t id = top; id >= 1 && n < limit; id--, n++) {
+    struct history_entry e = {
+      .id = id,
+      .session_id = s->id,
+      .execution_count = (uint64_t)id,
+      .kind = id % 3 ? "python" : "shell",
+      .code = "print(1)\n\xc3\xa9",
+      .code_len = 11,
+      .started_ms = 1700000000000 + id,
+      .duration_ms = 1.5,
+      .status = id % 2 ? "ok" : "error",
+      .error_type = id % 2 ? NULL : "ValueError",
+      .stdout_bytes = 2,
+      .artifacts = id % 4 ? "" : "cell1-1.png,cell1-2.png",
+    };
+    cb(ctx, &e);
+  }
+  return top - (int64_t)n >= 1 ? top - (int64_t)n + 1 : 0;
+}
+
+size_t
+front_hibernate_all(struct front *f, double timeout_s)
+{
+  return 0;
+}
+
 int
 front_watch_output(struct front *f, int64_t handle, int interval_ms, size_t max_bytes,
                    front_output_cb cb, void *ctx)

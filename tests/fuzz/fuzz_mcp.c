@@ -68,8 +68,9 @@ enum kind {
 };
 
 static const char *const tool_names[]
-    = { "run_python", "list_sessions", "close_session", "upload_file", "list_files", "read_file" };
-enum { T_RUN, T_LIST_SESSIONS, T_CLOSE, T_UPLOAD, T_LIST_FILES, T_READ_FILE, T_NONE };
+    = { "run_python",  "run_shell",  "list_sessions", "close_session",
+        "upload_file", "list_files", "read_file" };
+enum { T_RUN, T_SHELL, T_LIST_SESSIONS, T_CLOSE, T_UPLOAD, T_LIST_FILES, T_READ_FILE, T_NONE };
 
 static const char *const version_names[]
     = { "2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25" };
@@ -631,7 +632,9 @@ on_cell_reply(void *hctx, void *ctx, const struct cell_reply *r)
   struct entry *e = entry_of(ctx);
   if (e == NULL)
     return;
-  FUZZ_CHECK(e->kind == K_TOOLS_CALL && e->tool == T_RUN && !e->cell_replied);
+  /* The fake front answers a shell command as it answers a cell.  */
+  FUZZ_CHECK(e->kind == K_TOOLS_CALL && (e->tool == T_RUN || e->tool == T_SHELL)
+             && !e->cell_replied);
   e->cell_replied = true;
   e->cell_status = r->status;
   e->cell_session = xstrdup(r->session_id);
