@@ -15,15 +15,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* Sources waiting for the helper; past this, misses are not compiled.  */
 #define COMPILE_QUEUE_MAX 64
@@ -107,48 +104,19 @@ compiler_start(struct front *f)
 {
   struct compiler_link *c = &f->compiler;
   c->restart_at = 0;
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-    log_msg(LOG_ERROR, "socketpair for the compile helper: %s", strerror(errno));
-    return;
-  }
-  /* Started as the zygote is (zygote_link.c says why by exec), its
-     socket on COMPILER_FD.  */
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, sv[1], COMPILER_FD);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, 2, 1);
-  posix_spawnattr_init(&attr);
-  sigset_t none, dflt;
-  sigemptyset(&none);
-  sigemptyset(&dflt);
-  sigaddset(&dflt, SIGPIPE);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &dflt);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  char *argv[] = { (char *)"kiln-compiler", (char *)COMPILER_COMMAND, NULL };
-  pid_t pid;
-  int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  close(sv[1]);
-  if (rc != 0) {
-    log_msg(LOG_ERROR, "start the compile helper: %s", strerror(rc));
-    close(sv[0]);
+  kiln_error_t err = NULL;
+  if (link_spawn_self("compiler", COMPILER_COMMAND, COMPILER_FD, &c->pid, &c->fd, &err) < 0) {
+    log_error(LOG_ERROR, &err, "the compile helper");
+    c->pid = 0;
+    c->fd = -1;
     c->failures++;
     c->restart_at = now_ns() + RESTART_MAX_NS;
     return;
   }
-  c->pid = pid;
-  c->fd = sv[0];
-  set_nonblock(c->fd, true);
   struct fbuf fb;
   hof_encode(f->cfg, &fb);
   buf_append(&c->outq, fb.data, fb.len);
   fbuf_free(&fb);
-  kiln_error_t err = NULL;
   if (loop_add(f->loop, c->fd, EPOLLIN | EPOLLOUT, on_compiler, f, &err) < 0) {
     log_msg(LOG_ERROR, "watch the compile helper: %s", err->msg);
     kiln_error_release(&err);

@@ -40,21 +40,29 @@ hibernated_count(const struct front *f)
   return n;
 }
 
+/* S's record as it is hibernated now, without its snapshot's fields;
+   ARTIFACTS (artifacts_encode) is borrowed.  */
+static struct session_row
+row_of(const struct session *s, const char *artifacts)
+{
+  return (struct session_row){
+    .id = s->id,
+    .created_ms = (int64_t)s->created_at * 1000,
+    .last_used_ms = (int64_t)s->last_used_at * 1000,
+    .hibernated_ms = wall_ms(),
+    .execution_count = s->execution_count,
+    .artifacts = artifacts,
+  };
+}
+
 /* Records S as hibernated without a snapshot (NOTE says why): its next
    worker starts fresh and says so.  */
 static void
 record_without(struct session *s, const char *note)
 {
   cleanup_free char *artifacts = artifacts_encode(s);
-  struct session_row row = {
-    .artifacts = artifacts,
-    .id = s->id,
-    .created_ms = (int64_t)s->created_at * 1000,
-    .last_used_ms = (int64_t)s->last_used_at * 1000,
-    .hibernated_ms = wall_ms(),
-    .execution_count = s->execution_count,
-    .note = note,
-  };
+  struct session_row row = row_of(s, artifacts);
+  row.note = note;
   cleanup_free char *dir = snapshots_dir(s->front);
   store_session_hibernated(s->front->store, &row, NULL, dir);
 }
@@ -140,18 +148,11 @@ hibernate_done(struct worker *w, struct frame *fr)
     record_without(s, note);
   } else {
     cleanup_free char *artifacts = artifacts_encode(s);
-    struct session_row row = {
-      .artifacts = artifacts,
-      .id = s->id,
-      .created_ms = (int64_t)s->created_at * 1000,
-      .last_used_ms = (int64_t)s->last_used_at * 1000,
-      .hibernated_ms = wall_ms(),
-      .execution_count = s->execution_count,
-      .has_snapshot = true,
-      .snapshot_size = size,
-      .lost = lost ? lost : "",
-      .dropped = dropped ? dropped : "",
-    };
+    struct session_row row = row_of(s, artifacts);
+    row.has_snapshot = true;
+    row.snapshot_size = size;
+    row.lost = lost ? lost : "";
+    row.dropped = dropped ? dropped : "";
     memcpy(row.snapshot_hash, hash->data, STORE_KEY_BYTES);
     store_session_hibernated(f->store, &row, tmp, dir);
     log_msg(LOG_INFO, "session %s hibernated: a snapshot of %llu bytes in %.1f ms", s->id,

@@ -293,6 +293,11 @@ struct front {
 int link_flush(int fd, struct buf *q);
 int link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload,
                     kiln_error_t *err);
+/* Starts kiln itself (/proc/self/exe) as "kiln-NAME COMMAND", one end of
+   a new socket pair on its fd CHILD_FD; the other end, non-blocking, in
+   *SOCK and its pid in *PID.  Returns 0, or -1 with ERR.  */
+int link_spawn_self(const char *name, const char *command, int child_fd, pid_t *pid, int *sock,
+                    kiln_error_t *err);
 
 /* worker_link.c */
 void worker_send(struct worker *w, const struct fbuf *fb);

@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* Writes as much of Q to FD as it takes without blocking.  Returns 0, or
    -1 when the peer is gone.  */
@@ -48,4 +50,47 @@ link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload
   memcpy(*payload, in->data + FRAME_HDR_SIZE, (size_t)len);
   buf_consume(in, FRAME_HDR_SIZE + (size_t)len);
   return frame_parse_fields(f, *payload, (size_t)len, err) < 0 ? -1 : 1;
+}
+
+int
+link_spawn_self(const char *name, const char *command, int child_fd, pid_t *pid, int *sock,
+                kiln_error_t *err)
+{
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    return kiln_error_make(err, errno, "socketpair for the %s", name);
+  /* Exec, not fork: the front may run threads (the store's writer, an
+     HTTP or ZeroMQ library), and only a fresh image is safe to
+     initialise CPython in.  posix_spawn is vfork-like, safe with
+     threads.  The child's socket is CHILD_FD, stdin /dev/null, and its
+     stdout is its stderr: stdout is the MCP channel.  The front's signal
+     mask (SIGCHLD and the stop signals blocked for the signalfd) must
+     not reach it or anything it starts.  */
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, sv[1], child_fd);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  posix_spawnattr_init(&attr);
+  sigset_t none, dflt;
+  sigemptyset(&none);
+  sigemptyset(&dflt);
+  sigaddset(&dflt, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &dflt);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  cleanup_free char *argv0 = xasprintf("kiln-%s", name);
+  char *argv[] = { argv0, (char *)command, NULL };
+  int rc = posix_spawn(pid, "/proc/self/exe", &fa, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(sv[1]);
+  if (rc != 0) {
+    close(sv[0]);
+    return kiln_error_make(err, rc, "start the %s", name);
+  }
+  *sock = sv[0];
+  set_nonblock(*sock, true);
+  return 0;
 }

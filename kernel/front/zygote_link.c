@@ -6,7 +6,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <spawn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -379,52 +378,20 @@ on_zygote(struct loop *loop, int fd, uint32_t events, void *data)
 void
 zygote_start(struct front *f)
 {
-  int sv[2] = { -1, -1 };
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-    log_msg(LOG_ERROR, "socketpair for the zygote: %s", strerror(errno));
-    return;
-  }
-  /* Exec, not fork: the front may run threads (a store writer, an HTTP
-     or ZeroMQ library), and only a fresh image is safe to initialise
-     CPython in.  posix_spawn is vfork-like, safe with threads.  The
-     zygote's socket is fd ZYGOTE_FD, stdin /dev/null, and its stdout is
-     its stderr: stdout is the MCP channel.  The front's signal mask
-     (SIGCHLD and the stop signals blocked for the signalfd) must not
-     reach the zygote or its workers.  */
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, sv[1], ZYGOTE_FD);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, 2, 1);
-  posix_spawnattr_init(&attr);
-  sigset_t none, dflt;
-  sigemptyset(&none);
-  sigemptyset(&dflt);
-  sigaddset(&dflt, SIGPIPE);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &dflt);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  char *argv[] = { (char *)"kiln-zygote", (char *)ZYGOTE_COMMAND, NULL };
+  kiln_error_t err = NULL;
   pid_t pid;
-  int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  close(sv[1]);
-  if (rc != 0) {
-    log_msg(LOG_ERROR, "start the zygote: %s", strerror(rc));
-    close(sv[0]);
+  int sock;
+  if (link_spawn_self("zygote", ZYGOTE_COMMAND, ZYGOTE_FD, &pid, &sock, &err) < 0) {
+    log_error(LOG_ERROR, &err, "the zygote");
     return;
   }
   f->zygote_pid = pid;
-  f->zygote = sv[0];
+  f->zygote = sock;
   f->zygote_started_ns = now_ns();
-  set_nonblock(f->zygote, true);
   struct fbuf fb;
   hof_encode(f->cfg, &fb);
   buf_append(&f->zoutq, fb.data, fb.len);
   fbuf_free(&fb);
-  kiln_error_t err = NULL;
   if (loop_add(f->loop, f->zygote, EPOLLIN | EPOLLOUT, on_zygote, f, &err) < 0) {
     log_msg(LOG_ERROR, "watch the zygote: %s", err->msg);
     kiln_error_release(&err);
