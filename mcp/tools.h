@@ -75,6 +75,21 @@ int tools_run_python_args(json_t *args, const char **code, size_t *code_len,
    (--max-reply) (new reference; NULL only if it could not be built).  */
 json_t *tools_cell_result(const struct cell_reply *r, size_t max_reply);
 
+/* A cell or shell command run for a client: its reply budget and, when
+   the client asked for progress, the token its output streams under
+   while it runs.  mcp_defer allocates it (BASE first); its release is
+   tools_run_release.  */
+struct run_pending {
+  struct mcp_pending base;
+  json_t *token; /* owned, or NULL */
+  uint64_t sent; /* bytes streamed so far: the progress value */
+  size_t max_reply;
+};
+void tools_run_release(struct mcp_pending *p);
+/* Streams the output of run H to P's client as notifications/progress
+   when the call C carried a progress token.  */
+void tools_run_watch(struct mcp_call *c, int64_t h, struct run_pending *p);
+
 /* The result of list_sessions (new reference, or NULL).  */
 json_t *tools_sessions_result(const struct session_info *v, size_t n);
 

@@ -462,17 +462,8 @@ tools_cell_result(const struct cell_reply *r, size_t max_reply)
                    r->status != REPLY_OK);
 }
 
-/* A cell run for a client: its reply budget and, when the client asked
-   for progress, the token its output streams under while it runs.  */
-struct run_pending {
-  struct mcp_pending base; /* first: mcp_defer allocates the whole */
-  json_t *token;           /* owned, or NULL */
-  uint64_t sent;           /* bytes streamed so far: the progress value */
-  size_t max_reply;
-};
-
-static void
-release_run(struct mcp_pending *p)
+void
+tools_run_release(struct mcp_pending *p)
 {
   json_decref(((struct run_pending *)p)->token);
 }
@@ -502,6 +493,15 @@ on_output(void *ctx, int stream, const char *data, size_t len, uint64_t skipped)
     mcp_notify(p->base.conn, "notifications/progress", params);
 }
 
+void
+tools_run_watch(struct mcp_call *c, int64_t h, struct run_pending *p)
+{
+  if (h <= 0 || c->progress_token == NULL)
+    return;
+  p->token = json_incref(c->progress_token);
+  front_watch_output(c->server->front, h, PROGRESS_INTERVAL_MS, PROGRESS_MAX_BYTES, on_output, p);
+}
+
 static void
 on_cell_reply(void *ctx, const struct cell_reply *r)
 {
@@ -521,14 +521,11 @@ run_python(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *err)
       || mcp_owner_check(c->conn, session_id, true, err) < 0)
     return -1;
   struct run_pending *p = mcp_defer(c, sizeof *p, MCP_TOOL_ERROR);
-  p->base.release = release_run;
+  p->base.release = tools_run_release;
   p->max_reply = c->server->cfg->max_reply;
-  struct front *f = c->server->front;
-  int64_t h = front_run_cell(f, session_id, code, len, timeout, on_cell_reply, p, err);
-  if (h > 0 && c->progress_token) {
-    p->token = json_incref(c->progress_token);
-    front_watch_output(f, h, PROGRESS_INTERVAL_MS, PROGRESS_MAX_BYTES, on_output, p);
-  }
+  int64_t h
+      = front_run_cell(c->server->front, session_id, code, len, timeout, on_cell_reply, p, err);
+  tools_run_watch(c, h, p);
   return mcp_started(&p->base, h);
 }
 

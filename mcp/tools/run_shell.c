@@ -163,50 +163,10 @@ tools_run_shell_description(void)
   return description;
 }
 
-/* A command run for a client: as run_python's, a reply budget and the
-   token its output streams under, if the client asked for progress.  */
-struct shell_pending {
-  struct mcp_pending base; /* first: mcp_defer allocates the whole */
-  json_t *token;           /* owned, or NULL */
-  uint64_t sent;           /* bytes streamed so far: the progress value */
-  size_t max_reply;
-};
-
-static void
-release_shell(struct mcp_pending *p)
-{
-  json_decref(((struct shell_pending *)p)->token);
-}
-
-/* As run_python's: progress at most this often, this much at a time.  */
-#define PROGRESS_INTERVAL_MS 100
-#define PROGRESS_MAX_BYTES   8192
-
-static void
-on_output(void *ctx, int stream, const char *data, size_t len, uint64_t skipped)
-{
-  struct shell_pending *p = ctx;
-  struct buf b = { 0 };
-  if (skipped) {
-    cleanup_free char *m
-        = xasprintf("[... %llu bytes not streamed ...]\n", (unsigned long long)skipped);
-    buf_append(&b, m, strlen(m));
-  }
-  if (stream == 2)
-    buf_append(&b, "[stderr] ", 9);
-  buf_append(&b, data, len);
-  p->sent += skipped + len;
-  json_t *params = json_pack("{s:O, s:I, s:s%}", "progressToken", p->token, "progress",
-                             (json_int_t)p->sent, "message", (const char *)b.data, b.len);
-  buf_free(&b);
-  if (params)
-    mcp_notify(p->base.conn, "notifications/progress", params);
-}
-
 static void
 on_shell_reply(void *ctx, const struct cell_reply *r)
 {
-  struct shell_pending *p = ctx;
+  struct run_pending *p = ctx;
   if (r->new_session)
     mcp_owner_claim(p->base.conn, r->session_id);
   /* A command cut short by the front (its worker lost, its session
@@ -235,16 +195,12 @@ run_shell(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t *err)
   double timeout = t ? json_number_value(t) : 0;
   if (t && !isfinite(timeout))
     return kiln_error_make(err, 0, "argument 'timeout_s' must be a finite number of seconds");
-  struct shell_pending *p = mcp_defer(c, sizeof *p, MCP_TOOL_ERROR);
-  p->base.release = release_shell;
+  struct run_pending *p = mcp_defer(c, sizeof *p, MCP_TOOL_ERROR);
+  p->base.release = tools_run_release;
   p->max_reply = c->server->cfg->max_reply;
-  struct front *f = c->server->front;
-  int64_t h = front_run_shell(f, session_id, json_string_value(cmd), json_string_length(cmd),
-                              workdir, timeout, on_shell_reply, p, err);
-  if (h > 0 && c->progress_token) {
-    p->token = json_incref(c->progress_token);
-    front_watch_output(f, h, PROGRESS_INTERVAL_MS, PROGRESS_MAX_BYTES, on_output, p);
-  }
+  int64_t h = front_run_shell(c->server->front, session_id, json_string_value(cmd),
+                              json_string_length(cmd), workdir, timeout, on_shell_reply, p, err);
+  tools_run_watch(c, h, p);
   return mcp_started(&p->base, h);
 }
 
