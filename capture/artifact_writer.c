@@ -15,6 +15,7 @@
 
 enum job_state {
   J_QUEUED,
+  J_WRITING, /* its temporary file is being written, the lock released */
   J_DONE,    /* written (or failed): waiting for the loop */
   J_DROPPED, /* the loop no longer wants it */
 };
@@ -35,8 +36,11 @@ struct art_writer {
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  /* Signalled when a write ends, for a drop waiting on it.  */
+  pthread_cond_t written;
   /* Under MU: jobs to write, jobs finished (for the loop), and stop.  */
   struct art_job *todo, *todo_tail, *finished;
+  struct art_job *current; /* the job being written, if any */
   bool stop;
   int efd;
 };
@@ -83,12 +87,18 @@ run(void *arg)
       job_free(j);
       continue;
     }
+    j->state = J_WRITING;
+    w->current = j;
     pthread_mutex_unlock(&w->mu);
     cleanup_free char *tmp = xasprintf("%s.part", j->path);
     int e = write_tmp(j, tmp);
     pthread_mutex_lock(&w->mu);
+    w->current = NULL;
+    pthread_cond_broadcast(&w->written);
     /* Renamed into place only while still wanted, under the lock the
-       loop's drop takes: a dropped job leaves no file either way.  */
+       loop's drop takes: a dropped job leaves no file either way.  The
+       drop waited for this write, so the file is gone before the loop
+       goes on (and may remove the directory it was in).  */
     if (j->state == J_DROPPED) {
       if (e == 0)
         unlink(tmp);
@@ -146,6 +156,7 @@ art_writer_new(struct loop *loop, art_done_fn done, void *ctx, kiln_error_t *err
   }
   pthread_mutex_init(&w->mu, NULL);
   pthread_cond_init(&w->cv, NULL);
+  pthread_cond_init(&w->written, NULL);
   int rc = pthread_create(&w->thread, NULL, run, w);
   if (rc != 0) {
     kiln_error_make(err, rc, "start the artifact writer");
@@ -199,8 +210,16 @@ art_drop(struct art_writer *w, struct art_job *job)
     if (job->errnum == 0)
       unlink(job->path);
     job_free(job);
+  } else if (job->state == J_WRITING) {
+    /* Its temporary file exists now: wait for the write to end (one
+       image, bounded by the artifact limits), after which the thread
+       removes the file and frees the job.  Until then the directory it
+       is in could not be removed.  */
+    job->state = J_DROPPED;
+    while (w->current == job)
+      pthread_cond_wait(&w->written, &w->mu);
   } else
-    /* Queued or being written: the thread frees it.  */
+    /* Queued: the thread frees it without writing.  */
     job->state = J_DROPPED;
   pthread_mutex_unlock(&w->mu);
 }
@@ -230,5 +249,6 @@ art_writer_free(struct art_writer *w)
   close(w->efd);
   pthread_mutex_destroy(&w->mu);
   pthread_cond_destroy(&w->cv);
+  pthread_cond_destroy(&w->written);
   free(w);
 }

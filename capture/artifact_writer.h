@@ -32,8 +32,10 @@ struct art_job *art_write(struct art_writer *w, const char *path, uint8_t *data,
 /* The bytes of JOB, borrowed: valid until the job is done or dropped.  */
 const uint8_t *art_job_data(const struct art_job *job, size_t *len);
 
-/* Drops JOB: if its file was written it is removed, if not it never
-   will be.  JOB is not used after this.  */
+/* Drops JOB: when this returns, no file of JOB's exists, not even a
+   temporary one (a write in progress is waited for, so that the
+   directory it was in can be removed next).  JOB is not used after
+   this.  */
 void art_drop(struct art_writer *w, struct art_job *job);
 
 /* Stops the thread; queued jobs are dropped (no files are left).  */

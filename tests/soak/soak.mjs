@@ -1021,7 +1021,9 @@ async function finish(lanes) {
   }, 10_000) ? [] : groups.filter((d) => existsSync(d));
   if (leftGroups.length) fail('end', 'the front leaves no cgroup behind', 'none', leftGroups);
   const leftDirs = existsSync(sessionsDir) ? readdirSync(sessionsDir) : [];
-  if (leftDirs.length) fail('end', 'the front leaves no session directory behind', 'none', leftDirs);
+  // What is in each, so that a leak says what kept its directory.
+  const leftWith = leftDirs.map((d) => `${d}: ${readdirSync(join(sessionsDir, d), { recursive: true }).join(' ') || 'empty'}`);
+  if (leftDirs.length) fail('end', 'the front leaves no session directory behind', 'none', leftWith);
   return { exit, leftGroups, leftDirs };
 }
 
