@@ -5,6 +5,7 @@
 #include "embed.h"
 #include "compiler.h"
 #include "handoff.h"
+#include "installer.h"
 #include "log.h"
 #include "zygote.h"
 #include "kiln.h"
@@ -315,6 +316,8 @@ main(int argc, char **argv)
     zyg_exec_main();
   if (argc == 2 && strcmp(argv[1], COMPILER_COMMAND) == 0)
     cmp_exec_main();
+  if (argc > 2 && strcmp(argv[1], INSTALLER_COMMAND) == 0)
+    return pkg_install_main(argc, argv);
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
       || strcmp(argv[1], "help") == 0) {
     usage(argc < 2 ? stderr : stdout);

@@ -33,7 +33,7 @@ struct mcp_tool {
 };
 
 extern const struct mcp_tool tool_run_python, tool_run_shell, tool_list_sessions,
-    tool_close_session, tool_upload_file, tool_list_files, tool_read_file;
+    tool_close_session, tool_upload_file, tool_list_files, tool_read_file, tool_install_packages;
 
 /* run_shell's description with the programs on the session's PATH, as
    found on the host's read-only trees the sandbox binds (borrowed: made

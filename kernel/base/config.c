@@ -85,6 +85,17 @@ static const struct setting settings[] = {
     "says which"),
   S("session-ttl", "KILN_SESSION_TTL", K_SECONDS, session_ttl_s, "SECONDS", "604800",
     "a hibernated session unused this long is deleted with its snapshot and history"),
+  S("package-index", "KILN_PACKAGE_INDEX", K_STRING, packages.index, "URL",
+    "https://pypi.org/simple",
+    "the package index (PEP 503 simple API) install_packages installs wheels from; its host "
+    "is the only one the installer can reach (and files.pythonhosted.org for the default)"),
+  S("allow-packages", "KILN_ALLOW_PACKAGES", K_STRING, packages.allow, "LIST|FILE", "*",
+    "the projects install_packages may install, dependencies included: * for any, names "
+    "separated by commas, or a file of names, one a line (# comments)"),
+  S("max-package-size", "KILN_MAX_PACKAGE_SIZE", K_SIZE, packages.max_size, "BYTES", "256M",
+    "the installed size of one package; an install holding a larger one is refused"),
+  S("install-timeout", "KILN_INSTALL_TIMEOUT", K_SECONDS, packages.timeout_s, "SECONDS", "600",
+    "time limit of one install_packages call"),
   S("memory", "KILN_MEMORY", K_SIZE, memory, "BYTES", "1G", "memory per session, cgroup-enforced"),
   S("max-procs", "KILN_MAX_PROCS", K_COUNT, max_procs, "N", "256",
     "processes and threads per session"),
@@ -320,6 +331,10 @@ config_init(struct kiln_config *cfg, kiln_error_t *err)
               .max_client_sessions = 256,
               .timeout_s = 30,
               .session_idle_s = 3600 },
+    .packages = { .index = xstrdup("https://pypi.org/simple"),
+                  .allow = xstrdup("*"),
+                  .max_size = 256u << 20,
+                  .timeout_s = 600 },
     .preload = xstrdup("numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas"),
     .home = default_home(),
     .venv = xstrdup(KILN_DEFAULT_VENV),
@@ -342,6 +357,9 @@ config_free(struct kiln_config *cfg)
   free(cfg->home);
   free(cfg->venv);
   free(cfg->runtime_dir);
+  free(cfg->packages.index);
+  free(cfg->packages.allow);
+  cfg->packages.index = cfg->packages.allow = NULL;
   struct kiln_http_config *h = &cfg->http;
   char **strs[] = { &h->listen,      &h->path,     &h->allow_origin, &h->allow_host, &h->token_file,
                     &h->auth_server, &h->tls_cert, &h->tls_key,      &h->node_name };

@@ -61,6 +61,14 @@ struct kiln_config {
     double timeout_s;           /* idle connection; a request's headers and body */
     double session_idle_s;      /* an MCP session unused this long is ended */
   } http;
+  /* install_packages (kernel/front/install.c); only the front reads it,
+     and the zygote receives it zeroed.  */
+  struct kiln_packages_config {
+    char *index;     /* the simple index pip installs from */
+    char *allow;     /* "*", comma-separated names, or a file of names */
+    size_t max_size; /* bytes of one installed package */
+    double timeout_s;
+  } packages;
   /* How workers are jailed, probed at start-up (sandbox.h); owned by
      whoever filled it in.  */
   struct sbx_config *sbx;

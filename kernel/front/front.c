@@ -61,6 +61,10 @@ reap(struct front *f)
       compiler_reaped(f);
       continue;
     }
+    if (f->install.pid > 0 && pid == f->install.pid) {
+      install_reaped(f, status);
+      continue;
+    }
     struct worker *w = f->workers;
     while (w && w->pid != pid)
       w = w->next;
@@ -107,6 +111,9 @@ next_deadline(void *data)
   int64_t h = hibernate_next(f);
   if (h >= 0 && (d < 0 || h < d))
     d = h;
+  int64_t in = install_deadline(f);
+  if (in >= 0 && (d < 0 || in < d))
+    d = in;
   for (struct worker *w = f->workers; w; w = w->next) {
     if (w->kill_at && !w->killed && (d < 0 || w->kill_at < d))
       d = w->kill_at;
@@ -146,6 +153,7 @@ tick(int64_t now, void *data)
   zygote_tick(f, now);
   compiler_tick(f, now);
   hibernate_tick(f, now);
+  install_tick(f, now);
   for (struct worker *w = f->workers; w; w = w->next) {
     if (w->kill_at && !w->killed && now >= w->kill_at)
       worker_kill(w);
@@ -395,6 +403,7 @@ front_free(struct front *f)
   if (f == NULL)
     return;
   f->closing = true;
+  install_free_all(f);
   while (f->sessions) {
     struct session *s = f->sessions;
     front_close_session(f, s->id, NULL);

@@ -150,6 +150,7 @@ struct worker {
      on its own.  */
   char *fault;
   bool killed;
+  bool site_told; /* its session's packages directory is on its sys.path */
 };
 
 /* An image a cell produced, kept on disk in the session's directory.  */
@@ -199,6 +200,9 @@ struct session {
   struct artifact *artifacts;
   size_t nartifacts;
   size_t artifacts_bytes;
+  /* install.c: packages are installed for it, and the next cell must
+     put them on sys.path (always, for a new worker).  */
+  bool has_packages, packages_changed;
 };
 
 /* The compile helper, as the front sees it (compiler_link.c).  */
@@ -215,6 +219,26 @@ struct compiler_link {
   int failures;       /* in a row, for the wait before the next start */
   int64_t restart_at; /* 0: not waiting */
   uint64_t refused;   /* sources the helper would not cache */
+};
+
+/* install_packages requests (install.c): the first runs while RUNNING,
+   the rest wait.  */
+struct install;
+struct install_link {
+  struct install *head, *tail;
+  bool running;
+  pid_t pid;     /* kiln __install; 0 when none */
+  int out;       /* its stdout and stderr, while WATCHING */
+  bool watching; /* ... until EOF */
+  bool reaped;
+  int status;
+  int64_t deadline_ns;
+  bool killed_at_deadline;
+  struct buf log; /* the end of its output */
+  char **allow;   /* --allow-packages, normalised */
+  size_t nallow;
+  bool allow_all, allow_loaded;
+  char *constraints; /* the preinstalled packages as pip constraints */
 };
 
 /* Workers reaped before the zygote's SPAWNED named them.  */
@@ -287,6 +311,8 @@ struct front {
   bool shutdown_hibernate; /* front_hibernate_all: stop the loop once they are all written */
   int64_t shutdown_deadline;
   struct compiler_link compiler;
+  struct install_link install;
+  char python_version[32]; /* the zygote's, once ready */
 };
 
 /* link.c */
@@ -458,5 +484,18 @@ void compiler_request(struct front *f, const uint8_t key[STORE_KEY_BYTES], const
 char *front_instance_of(long pid);
 void front_cg_forget(struct front *f, const char *name);
 void worker_fault(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* install.c */
+/* KILN_HOME/packages/sessions/ID: what the session's jail shows at
+   PACKAGES_PATH (allocated).  */
+char *install_session_dir(const struct front *f, const char *session_id);
+int install_session_make(const struct front *f, const char *session_id, kiln_error_t *err);
+bool install_session_has(const struct front *f, const char *session_id);
+void install_session_forget(const struct front *f, const char *session_id);
+void install_reaped(struct front *f, int status);
+bool install_cancel(struct front *f, int64_t handle);
+int64_t install_deadline(const struct front *f);
+void install_tick(struct front *f, int64_t now);
+void install_free_all(struct front *f);
 
 #endif

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "log.h"
+#include "mounts.h"
 #include "records.h"
 #include "util.h"
 
@@ -122,6 +123,13 @@ session_dispatch(struct session *s)
     fbuf_put(&fb, TAG_CODE, c->u.cell.code, c->u.cell.len);
     fbuf_put_u64(&fb, TAG_CELL_NO, s->execution_count);
     put_compiled(f, c, &fb);
+    /* Packages installed since its worker last heard: on sys.path for
+       this cell.  */
+    if (s->has_packages && (s->packages_changed || !s->w->site_told)) {
+      fbuf_put_str(&fb, TAG_PATH, PACKAGES_PATH);
+      s->packages_changed = false;
+      s->w->site_told = true;
+    }
   }
   fbuf_finish(&fb);
   worker_send(s->w, &fb);
@@ -152,6 +160,7 @@ session_free(struct session *s)
   cleanup_free char *owner = xasprintf("%s/" OWNER_FILE, s->workdir);
   unlink(owner);
   rmdir(s->workdir);
+  install_session_forget(s->front, s->id);
   free(s->workdir);
   free(s->lost_reason);
   free(s->restored_note);
@@ -208,7 +217,9 @@ session_workdir_claim(struct session *s, kiln_error_t *err)
     return -1;
   free(s->workdir);
   s->workdir = dir;
-  return 0;
+  /* A hibernated session keeps what was installed for it.  */
+  s->has_packages = install_session_has(s->front, s->id);
+  return install_session_make(s->front, s->id, err);
 }
 
 /* Returns a new, unlinked session with its id and directory, or NULL
@@ -220,6 +231,11 @@ session_new(struct front *f, kiln_error_t *err)
   char *dir = NULL;
   if (make_workdir(f, id, &dir, err) < 0)
     return NULL;
+  if (install_session_make(f, id, err) < 0) {
+    rmdir(dir);
+    free(dir);
+    return NULL;
+  }
   struct session *s = xzalloc(sizeof *s);
   s->front = f;
   snprintf(s->id, sizeof s->id, "%s", id);
@@ -424,6 +440,8 @@ front_watch_output(struct front *f, int64_t handle, int interval_ms, size_t max_
 void
 front_cancel(struct front *f, int64_t handle)
 {
+  if (install_cancel(f, handle))
+    return;
   for (struct session *s = f->sessions; s; s = s->next) {
     if (s->running && s->running->handle == handle) {
       s->running->cancelled = true;

@@ -98,6 +98,11 @@ zygote_send_spawns(struct front *f)
     struct fbuf fb;
     fbuf_init(&fb, FRAME_SPAWN);
     fbuf_put_str(&fb, TAG_SESSION_ID, r->cg);
+    /* Its installed packages, shown read-only in its jail.  */
+    if (r->s) {
+      cleanup_free char *pkg = install_session_dir(f, r->s->id);
+      fbuf_put_str(&fb, TAG_PATH, pkg);
+    }
     /* With every slot taken (more live workers than slots), the spawn
        is refused by the zygote for uid 0, never run as a shared uid.  */
     fbuf_put_u64(&fb, TAG_UID,
@@ -216,6 +221,8 @@ zygote_ready(struct front *f, struct frame *fr)
   }
   f->zygote_ready = true;
   f->zygote_failures = 0;
+  if (version)
+    snprintf(f->python_version, sizeof f->python_version, "%s", version);
   if (!f->zygote_ever_ready) {
     f->zygote_ever_ready = true;
     struct front_info info = {

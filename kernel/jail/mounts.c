@@ -227,6 +227,26 @@ build_dev(const char *root, size_t shm_size, kiln_error_t *err)
   return 0;
 }
 
+/* Binds host directory SRC at PACKAGES_PATH: read-only for a worker,
+   which sees files appear there as they are installed (the same
+   directory, not a copy); writable for the installer, whose target it
+   is.  Never executable as a set-id or device tree either way.  */
+static int
+bind_packages(const char *root, const char *src, bool rw, kiln_error_t *err)
+{
+  cleanup_free char *dst = xasprintf("%s" PACKAGES_PATH, root);
+  if (mkdir_p(dst, 0755) < 0)
+    return kiln_error_make(err, errno, "mkdir %s", dst);
+  if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+    return kiln_error_make(err, errno, "bind %s", src);
+  unsigned long flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept_flags(src);
+  if (!rw)
+    flags |= MS_RDONLY;
+  if (mount(NULL, dst, NULL, flags, NULL) < 0)
+    return kiln_error_make(err, errno, "remount %s", dst);
+  return 0;
+}
+
 static bool
 covered(const char *path, const char *const *trees, size_t n)
 {
@@ -323,6 +343,9 @@ mnt_build_root(const struct mnt_plan *p, kiln_error_t *err)
     if (!covered(p->expose[i], system_trees, sizeof system_trees / sizeof system_trees[0])
         && bind_ro(root, p->expose[i], err) < 0)
       return -1;
+
+  if (p->packages_dir && bind_packages(root, p->packages_dir, p->packages_rw, err) < 0)
+    return -1;
 
   /* pivot_root with the new and old roots stacked on the same directory,
      then detach the old one: no path leads back to the host.  */

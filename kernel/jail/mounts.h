@@ -8,6 +8,7 @@
 #include "error.h"
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct mnt_plan {
@@ -18,7 +19,14 @@ struct mnt_plan {
   uid_t uid;                  /* owner of /work */
   gid_t gid;
   const char *hostname;
+  /* A host directory shown at PACKAGES_PATH (a session's installed
+     packages, read-only; the installer's target, writable), or NULL.  */
+  const char *packages_dir;
+  bool packages_rw;
 };
+
+/* Where a session sees the packages installed for it.  */
+#define PACKAGES_PATH "/opt/packages"
 
 /* Builds the new root from PLAN and pivots into it; the old root is
    detached.  Afterwards the cwd is /work.  Runs in the worker's own mount

@@ -32,6 +32,11 @@ const char *const sbx_environment[] = {
   "OPENBLAS_NUM_THREADS=1",
   "OMP_NUM_THREADS=1",
   "MKL_NUM_THREADS=1",
+  /* A pip started by a cell or a shell command (there is no network)
+     fails at once instead of retrying DNS; packages come through
+     install_packages.  */
+  "PIP_NO_INDEX=1",
+  "PIP_DISABLE_PIP_VERSION_CHECK=1",
   NULL,
 };
 
@@ -77,6 +82,7 @@ sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *
     .uid = c->userns ? c->host_uid : p->uid,
     .gid = c->userns ? c->host_gid : p->gid,
     .hostname = "kiln",
+    .packages_dir = p->packages_dir,
   };
   if (mnt_build_root(&plan, err) < 0)
     return kiln_error_wrap(err, "build the worker's root");

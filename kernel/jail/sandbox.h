@@ -43,6 +43,7 @@ struct sbx_params {
   gid_t gid;
   const struct scf_policy *scf;
   unsigned serial; /* how many workers the zygote forked before: picks the CPUs */
+  const char *packages_dir; /* the session's installed packages on the host, or NULL */
 };
 
 /* In the spawn's middle process: join the session's cgroups (created by

@@ -25,7 +25,7 @@
 
 enum frame_type {
   /* front -> zygote */
-  FRAME_SPAWN = 1,   /* fields: SESSION_ID, UID */
+  FRAME_SPAWN = 1,   /* fields: SESSION_ID, UID, PATH (its packages directory; optional) */
   FRAME_COMPILE = 2, /* front -> compile helper; fields: CODE.  Compile, never run */
   FRAME_CONFIG = 3,  /* fields: CONFIG, SANDBOX, STRINGS (handoff.h); the first frame */
   /* zygote -> front */
@@ -40,7 +40,8 @@ enum frame_type {
   FRAME_COMPILED = 16,        /* fields: DATA (marshalled code), or MESSAGE: why none */
   FRAME_COMPILER_FAILED = 17, /* fields: MESSAGE; start-up failed, the helper exits */
   /* front -> worker */
-  FRAME_EXEC = 20,      /* fields: CODE, CELL_NO, COMPILED (a cache hit: the helper's code) */
+  FRAME_EXEC = 20,      /* fields: CODE, CELL_NO, COMPILED (a cache hit: the helper's code),
+                           PATH (a directory of packages installed since the last cell) */
   FRAME_FILE_LIST = 21, /* fields: PATH (a directory under /work, "" for /work) */
   /* fields: PATH, MAX_BYTES, OFFSET (present: a part of the file, the
      result carrying SIZE; absent: the whole file or a refusal) */

@@ -294,7 +294,8 @@ wrk_main(const struct wrk_params *p)
     fail(p->ctl, &err);
 
   struct sbx_params sp = {
-    .session_id = p->session_id, .uid = p->uid, .gid = p->gid, .scf = p->scf, .serial = p->serial
+    .session_id = p->session_id, .uid = p->uid, .gid = p->gid, .scf = p->scf, .serial = p->serial,
+    .packages_dir = p->packages_dir
   };
   if (sbx_enter(p->sbx, &sp, &err) < 0)
     fail(CTL_FD, &err);
@@ -404,6 +405,22 @@ wrk_main(const struct wrk_params *p)
       log_error(LOG_ERROR, &ferr, "malformed EXEC from the front");
       break;
     }
+    /* Packages were installed for the session since the last cell: their
+       directory goes on sys.path first (.pth files included), and the
+       import system forgets what it found missing before.  */
+    cleanup_free char *site = NULL;
+    if (frame_get_str(&f, TAG_PATH, true, &site, NULL, &ferr) == 0 && site != NULL) {
+      PyObject *mod = PyImport_ImportModule("kiln_packages");
+      PyObject *r = mod ? PyObject_CallMethod(mod, "add_site_dir", "s", site) : NULL;
+      Py_XDECREF(mod);
+      if (r == NULL) {
+        kiln_error_t e = NULL;
+        emb_error_from_python(&e, "add_site_dir");
+        log_error(LOG_WARN, &e, "installed packages");
+      }
+      Py_XDECREF(r);
+    }
+    kiln_error_release(&ferr);
     intr_arm(cell_no);
     run_cell(run, (const char *)code->data, code->len, frame_get(&f, TAG_COMPILED), cell_no,
              p->limits, &fb);

@@ -21,6 +21,7 @@ struct wrk_params {
   const struct sbx_config *sbx;
   const struct scf_policy *scf;
   unsigned serial; /* workers the zygote forked before this one */
+  const char *packages_dir; /* see struct sbx_params */
 };
 
 /* Runs in the freshly forked worker (Python's fork state not yet

@@ -136,8 +136,10 @@ static int
 spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
 {
   cleanup_free char *session_id = NULL;
+  cleanup_free char *packages = NULL;
   uint64_t uid = 0;
   if (frame_get_str(req, TAG_SESSION_ID, false, &session_id, NULL, err) < 0
+      || frame_get_str(req, TAG_PATH, true, &packages, NULL, err) < 0
       || frame_get_u64(req, TAG_UID, false, &uid, err) < 0)
     return -1;
   /* As root every session has a uid of its own from the front's set; the
@@ -205,6 +207,7 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
         .sbx = cfg->sbx,
         .scf = &policy,
         .serial = serial,
+        .packages_dir = packages,
       };
       struct init_params ip = {
         .mid_pidfd = self,

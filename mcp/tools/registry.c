@@ -13,11 +13,12 @@
 /* The longest tool name an error message quotes.  */
 #define SHOWN_NAME 100
 
-/* kiln's tools, in the order tools/list shows them.  None reaches
-   beyond the session's sandbox, so none is open-world.  */
+/* kiln's tools, in the order tools/list shows them.  Only
+   install_packages reaches beyond the session's sandbox (to the package
+   index), so only it is open-world.  */
 static const struct mcp_tool *const kiln_tools[] = {
   &tool_run_python,  &tool_run_shell,  &tool_list_sessions, &tool_close_session,
-  &tool_upload_file, &tool_list_files, &tool_read_file,
+  &tool_upload_file, &tool_list_files, &tool_read_file,     &tool_install_packages,
 };
 
 /* S's tools: its own table, or kiln's.  */

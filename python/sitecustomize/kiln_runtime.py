@@ -445,7 +445,17 @@ def _execute(source, filename, ns, compiled=None):
     """Runs a cell's source in NS; returns its last expression's value.
     COMPILED: the cache's code for SOURCE, used instead of compiling."""
     loaded = _load(compiled, filename) if compiled is not None else None
-    body, expr, is_async = loaded if loaded is not None else _compile(source, filename)
+    if loaded is None:
+        try:
+            loaded = _compile(source, filename)
+        except SyntaxError:
+            # `pip install x` (or %pip, !pip) is no Python: say at once
+            # how packages are installed instead.
+            import kiln_packages
+
+            kiln_packages.pip_in_cell(source)
+            raise
+    body, expr, is_async = loaded
     if not is_async:
         eval(body, ns)
         return None if expr is None else eval(expr, ns)

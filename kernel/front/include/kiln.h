@@ -205,6 +205,28 @@ int64_t front_file_op_at(struct front *f, const char *session_id, enum front_fil
                          size_t len, uint64_t max_bytes, front_file_cb cb, void *ctx,
                          kiln_error_t *err);
 
+/* The outcome of an install_packages request.  Borrowed: valid only
+   during the callback.  */
+struct install_reply {
+  const char *session_id;
+  bool ok;
+  const char *message;   /* why it failed, when !OK */
+  const char *log;       /* pip's output (its end), when pip failed; else NULL */
+  const char *installed; /* "name version, ..." of what is now installed, when OK */
+  bool cached;           /* linked from an earlier install of the same pins, without pip */
+  double duration_ms;
+};
+typedef void (*front_install_cb)(void *ctx, const struct install_reply *r);
+
+/* Installs the wheels SPECS (N requirements: name, [extras], version
+   specifiers) for SESSION_ID, which must exist; its cells can import
+   them from the next cell on.  Requests run one at a time, in order.
+   CB is called exactly once unless the call is refused (-1 with ERR:
+   an unknown session, a malformed requirement, a name outside
+   --allow-packages) or cancelled (front_cancel).  */
+int64_t front_install_packages(struct front *f, const char *session_id, const char *const *specs,
+                               size_t n, front_install_cb cb, void *ctx, kiln_error_t *err);
+
 /* "name version,name version,..." of every package in the sandbox's venv,
    by name, as read at start-up (borrowed from F).  */
 const char *front_packages(const struct front *f);
