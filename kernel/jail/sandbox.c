@@ -32,11 +32,6 @@ const char *const sbx_environment[] = {
   "OPENBLAS_NUM_THREADS=1",
   "OMP_NUM_THREADS=1",
   "MKL_NUM_THREADS=1",
-  /* A pip started by a cell or a shell command (there is no network)
-     fails at once instead of retrying DNS; packages come through
-     install_packages.  */
-  "PIP_NO_INDEX=1",
-  "PIP_DISABLE_PIP_VERSION_CHECK=1",
   NULL,
 };
 

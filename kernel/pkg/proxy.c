@@ -131,34 +131,20 @@ send_all(struct proxy *p, int fd, const void *data, size_t n, int64_t deadline)
 /* Answers the client with an error and closes our side gently: reading
    what it still sends for a moment keeps the kernel from resetting the
    connection, which could drop the answer before the client reads it.  */
-static void respond(struct proxy *p, int fd, int code, const char *fmt, ...)
+static void respond(struct proxy *p, int fd, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void
-respond(struct proxy *p, int fd, int code, const char *fmt, ...)
+respond(struct proxy *p, int fd, const char *status, const char *fmt, ...)
 {
-  static const struct {
-    int code;
-    const char *reason;
-  } reasons[] = { { 400, "Bad Request" },
-                  { 403, "Forbidden" },
-                  { 405, "Method Not Allowed" },
-                  { 408, "Request Timeout" },
-                  { 431, "Request Header Fields Too Large" },
-                  { 502, "Bad Gateway" },
-                  { 503, "Service Unavailable" } };
-  const char *reason = "Error";
-  for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-    if (reasons[i].code == code)
-      reason = reasons[i].reason;
   cleanup_free char *body = NULL;
   va_list ap;
   va_start(ap, fmt);
   if (vasprintf(&body, fmt, ap) < 0)
     xoom();
   va_end(ap);
-  cleanup_free char *msg = xasprintf("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+  cleanup_free char *msg = xasprintf("HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
                                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                                     code, reason, strlen(body), body);
+                                     status, strlen(body), body);
   if (send_all(p, fd, msg, strlen(msg), deadline_in(SEND_TIMEOUT_MS)) < 0)
     return;
   shutdown(fd, SHUT_WR);
@@ -230,7 +216,7 @@ parse_authority(const char *s, size_t n, bool need_port, uint16_t default_port, 
       return -1;
     host++;
     for (const char *c = host; c < host_end; c++)
-      if (!(is_name_char((unsigned char)*c) || *c == ':') || *c == '-')
+      if (*c == '\0' || !strchr("0123456789abcdefABCDEF:.", *c))
         return -1;
     if (memchr(host, ':', (size_t)(host_end - host)) == NULL)
       return -1;
@@ -264,41 +250,43 @@ parse_authority(const char *s, size_t n, bool need_port, uint16_t default_port, 
   return 0;
 }
 
-/* Parses the head.  Returns 0, or the status to answer with and a reason
-   in *WHY.  */
-static int
+#define BAD_REQUEST "400 Bad Request"
+
+/* Parses the head.  Returns NULL, or the status to answer with and a
+   reason in *WHY.  */
+static const char *
 parse_request(const char *head, size_t head_len, struct request *rq, const char **why)
 {
   *why = "malformed request";
   if (memchr(head, '\0', head_len) != NULL)
-    return 400;
+    return BAD_REQUEST;
   const char *end = head + head_len;
   const char *line = head;
   const char *eol = memmem(line, (size_t)(end - line), "\r\n", 2);
   size_t n = (size_t)(eol - line);
   if (memchr(line, '\n', n) || memchr(line, '\r', n))
-    return 400;
+    return BAD_REQUEST;
 
   /* METHOD SP TARGET SP HTTP/1.x */
   const char *sp1 = memchr(line, ' ', n);
   if (sp1 == NULL || sp1 == line || sp1 - line >= (ptrdiff_t)sizeof rq->method)
-    return 400;
+    return BAD_REQUEST;
   for (const char *c = line; c < sp1; c++)
     if (*c < 'A' || *c > 'Z')
-      return 400;
+      return BAD_REQUEST;
   memcpy(rq->method, line, (size_t)(sp1 - line));
   rq->method[sp1 - line] = '\0';
   const char *target = sp1 + 1;
   const char *sp2 = memchr(target, ' ', (size_t)(eol - target));
   if (sp2 == NULL || sp2 == target)
-    return 400;
+    return BAD_REQUEST;
   for (const char *c = target; c < sp2; c++)
     if (*c < 0x21 || *c > 0x7e)
-      return 400;
+      return BAD_REQUEST;
   rq->version = sp2 + 1;
   if (eol - rq->version != 8
       || (memcmp(rq->version, "HTTP/1.1", 8) != 0 && memcmp(rq->version, "HTTP/1.0", 8) != 0))
-    return 400;
+    return BAD_REQUEST;
 
   /* Header lines, until the empty one that ends the head.  */
   bool seen_length = false;
@@ -309,13 +297,13 @@ parse_request(const char *head, size_t head_len, struct request *rq, const char 
       break;
     const char *colon = memchr(line, ':', n);
     if (colon == NULL || colon == line)
-      return 400;
+      return BAD_REQUEST;
     for (const char *c = line; c < colon; c++)
       if (!is_tchar((unsigned char)*c))
-        return 400;
+        return BAD_REQUEST;
     for (const char *c = colon + 1; c < eol; c++)
       if ((unsigned char)*c < 0x20 ? *c != '\t' : *c == 0x7f)
-        return 400;
+        return BAD_REQUEST;
     size_t name_len = (size_t)(colon - line);
     const char *v = colon + 1, *v_end = eol;
     while (v < v_end && (*v == ' ' || *v == '\t'))
@@ -327,16 +315,16 @@ parse_request(const char *head, size_t head_len, struct request *rq, const char 
       /* Two lengths, or a chunked body, are how requests get smuggled
          past whoever reads them differently: refuse both.  */
       if (seen_length || v == v_end || v_end - v > 15)
-        return 400;
+        return BAD_REQUEST;
       for (const char *c = v; c < v_end; c++) {
         if (*c < '0' || *c > '9')
-          return 400;
+          return BAD_REQUEST;
         rq->content_length = rq->content_length * 10 + (uint64_t)(*c - '0');
       }
       seen_length = true;
     } else if (IS("Transfer-Encoding")) {
       *why = "request bodies must have a Content-Length";
-      return 400;
+      return BAD_REQUEST;
     } else if (IS("Host")) {
       rq->has_host = true;
     }
@@ -352,15 +340,15 @@ parse_request(const char *head, size_t head_len, struct request *rq, const char 
   if (strcmp(rq->method, "CONNECT") == 0) {
     rq->connect = true;
     *why = "CONNECT needs host:port";
-    return parse_authority(target, tlen, true, 0, rq) < 0 ? 400 : 0;
+    return parse_authority(target, tlen, true, 0, rq) < 0 ? BAD_REQUEST : NULL;
   }
   if (strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0) {
     *why = "only CONNECT, GET and HEAD are relayed";
-    return 405;
+    return "405 Method Not Allowed";
   }
   if (tlen < 7 || strncasecmp(target, "http://", 7) != 0) {
     *why = "only absolute http:// URLs are relayed";
-    return 400;
+    return BAD_REQUEST;
   }
   const char *auth = target + 7;
   size_t alen = strcspn(auth, "/? ");
@@ -369,7 +357,7 @@ parse_request(const char *head, size_t head_len, struct request *rq, const char 
   rq->path = auth + alen;
   rq->path_len = (size_t)(sp2 - rq->path);
   *why = "malformed host";
-  return parse_authority(auth, alen, false, 80, rq) < 0 ? 400 : 0;
+  return parse_authority(auth, alen, false, 80, rq) < 0 ? BAD_REQUEST : NULL;
 }
 
 static bool
@@ -532,8 +520,9 @@ relay(struct proxy *p, struct dir *up, struct dir *down, bool one_shot)
       continue;
     if (pfd[2].revents)
       return;
-    int a = step(p, up, pfd[0].revents, pfd[1].revents);
-    int b = a < 0 ? -1 : step(p, down, pfd[1].revents, pfd[0].revents);
+    short in = POLLIN | POLLHUP | POLLERR, out = POLLOUT | POLLHUP | POLLERR;
+    int a = step(p, up, pfd[0].revents & in, pfd[1].revents & out);
+    int b = a < 0 ? -1 : step(p, down, pfd[1].revents & in, pfd[0].revents & out);
     if (a < 0 || b < 0)
       return;
     if (a > 0 || b > 0)
@@ -546,19 +535,20 @@ serve(struct proxy *p, int client)
 {
   char head[HEAD_MAX];
   size_t len, head_len;
-  int status = read_head(p, client, head, &len, &head_len);
-  if (status == 431)
-    respond(p, client, 431, "kiln: the request head is larger than %d bytes\n", HEAD_MAX);
-  else if (status == 408)
-    respond(p, client, 408, "kiln: the request head took too long\n");
-  if (status != 0)
+  int rc = read_head(p, client, head, &len, &head_len);
+  if (rc == 431)
+    respond(p, client, "431 Request Header Fields Too Large",
+            "kiln: the request head is larger than %d bytes\n", HEAD_MAX);
+  else if (rc == 408)
+    respond(p, client, "408 Request Timeout", "kiln: the request head took too long\n");
+  if (rc != 0)
     return;
 
   struct request rq = { 0 };
   const char *why;
-  status = parse_request(head, head_len, &rq, &why);
+  const char *status = parse_request(head, head_len, &rq, &why);
   cleanup_free uint8_t *headers = rq.headers.data;
-  if (status != 0) {
+  if (status != NULL) {
     respond(p, client, status, "kiln: %s\n", why);
     return;
   }
@@ -567,13 +557,13 @@ serve(struct proxy *p, int client)
   snprintf(dest, sizeof dest, "%s%s%s:%u", v6 ? "[" : "", rq.host, v6 ? "]" : "", rq.port);
   if (!allowed(p, &rq)) {
     note_refused(p, dest);
-    respond(p, client, 403, "kiln: %s is not an allowed destination\n", dest);
+    respond(p, client, "403 Forbidden", "kiln: %s is not an allowed destination\n", dest);
     return;
   }
   char reason[512];
   cleanup_close int origin = dial(p, rq.host, rq.port, reason, sizeof reason);
   if (origin < 0) {
-    respond(p, client, 502, "kiln: %s\n", reason);
+    respond(p, client, "502 Bad Gateway", "kiln: %s\n", reason);
     return;
   }
 
@@ -608,7 +598,7 @@ serve(struct proxy *p, int client)
   }
   static const char close_hdr[] = "Connection: close\r\n\r\n";
   buf_append(&out, close_hdr, sizeof close_hdr - 1);
-  int rc = send_all(p, origin, out.data, out.len, deadline_in(SEND_TIMEOUT_MS));
+  rc = send_all(p, origin, out.data, out.len, deadline_in(SEND_TIMEOUT_MS));
   buf_free(&out);
   if (rc < 0)
     return;

@@ -91,9 +91,9 @@ success(const struct install_reply *r)
   cleanup_free char *text = xasprintf(
       "Installed into session %s%s: %s. Import them in the next cell.", r->session_id,
       r->cached ? " (from the cache)" : "", r->installed[0] ? r->installed : "nothing new");
-  return json_pack("{s:[{s:s, s:s}], s:{s:s, s:o, s:b, s:f}}", "content", "type", "text", "text",
-                   text, "structuredContent", "session_id", r->session_id, "installed", list,
-                   "cached", r->cached, "duration_ms", r->duration_ms);
+  return json_pack("{s:[{s:s, s:s}], s:{s:s, s:o, s:b, s:f}, s:b}", "content", "type", "text",
+                   "text", text, "structuredContent", "session_id", r->session_id, "installed",
+                   list, "cached", r->cached, "duration_ms", r->duration_ms, "isError", 0);
 }
 
 static void

@@ -231,14 +231,16 @@ def _offline_pip():
     DNS lookup that cannot succeed, retried for seconds), and every Python
     the session starts loads processes/sitecustomize.py, which says why
     an install fails and lists the packages there are.  No pip
-    configuration of the host's applies."""
+    configuration of the host's applies.  Those Pythons also see the
+    packages install_packages installed for the session (the worker's
+    own sys.path gets them from the front, kiln_packages)."""
     os.environ.update(
         PIP_NO_INDEX="1",
         PIP_RETRIES="0",
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PIP_NO_INPUT="1",
         PIP_CONFIG_FILE=os.devnull,
-        PYTHONPATH=os.path.join(os.path.dirname(__file__), "processes"),
+        PYTHONPATH=os.path.join(os.path.dirname(__file__), "processes") + os.pathsep + "/opt/packages",
     )
 
 

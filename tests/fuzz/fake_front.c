@@ -1024,6 +1024,38 @@ front_history(struct front *f, const char *session_id, int64_t before, size_t li
   return top - (int64_t)n >= 1 ? top - (int64_t)n + 1 : 0;
 }
 
+int64_t
+front_install_packages(struct front *f, const char *session_id, const char *const *specs,
+                       size_t n, front_install_cb cb, void *ctx, kiln_error_t *err)
+{
+  /* Answered at once, alternately a success naming every requirement
+     and a failure with a log, so that both replies are built from
+     whatever the fuzzer sent.  */
+  enter(f, "front_install_packages");
+  struct session *s = find(f, session_id);
+  if (s == NULL || mood(f, FAKE_REFUSE))
+    return kiln_error_make(err, 0, "unknown session '%s'", session_id ? session_id : "");
+  struct buf b = { 0 };
+  for (size_t i = 0; i < n; i++) {
+    if (i)
+      buf_append(&b, ", ", 2);
+    buf_append(&b, specs[i], strlen(specs[i]));
+  }
+  buf_append(&b, "", 1);
+  bool ok = n % 2 == 1;
+  struct install_reply r = {
+    .session_id = s->id,
+    .ok = ok,
+    .message = ok ? NULL : "pip failed (exit status 1)",
+    .log = ok ? NULL : (const char *)b.data,
+    .installed = ok ? (const char *)b.data : "",
+    .duration_ms = 3.5,
+  };
+  cb(ctx, &r);
+  buf_free(&b);
+  return ++f->next_handle;
+}
+
 size_t
 front_hibernate_all(struct front *f, double timeout_s)
 {

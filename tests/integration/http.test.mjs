@@ -22,8 +22,8 @@ describe('the SDK client over Streamable HTTP', () => {
   test('every tool works, and state persists across calls', { timeout: TEST_TIMEOUT }, async () => {
     const client = await kiln.connect();
     const tools = (await client.listTools()).tools.map((t) => t.name).sort();
-    assert.deepEqual(tools, ['close_session', 'list_files', 'list_sessions', 'read_file',
-      'run_python', 'run_shell', 'upload_file']);
+    assert.deepEqual(tools, ['close_session', 'install_packages', 'list_files', 'list_sessions',
+      'read_file', 'run_python', 'run_shell', 'upload_file']);
     const first = await run(client, 'x = 41\nx + 1');
     assert.equal(first.status, 'ok', dump(first));
     assert.equal(first.result, '42');

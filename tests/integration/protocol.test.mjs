@@ -32,10 +32,10 @@ describe('MCP handshake over the SDK client', () => {
     assert.deepEqual(result, {});
   });
 
-  test('tools/list returns exactly the session and file tools', { timeout: TEST_TIMEOUT }, async () => {
+  test('tools/list returns exactly the session, file and package tools', { timeout: TEST_TIMEOUT }, async () => {
     const { tools } = await kiln.client.listTools();
     const names = tools.map((t) => t.name).sort();
-    assert.deepEqual(names, ['close_session', 'list_files', 'list_sessions', 'read_file', 'run_python', 'run_shell', 'upload_file']);
+    assert.deepEqual(names, ['close_session', 'install_packages', 'list_files', 'list_sessions', 'read_file', 'run_python', 'run_shell', 'upload_file']);
     for (const tool of tools) {
       assert.equal(tool.inputSchema?.type, 'object', `${tool.name} inputSchema: ${dump(tool.inputSchema)}`);
       assert.equal(typeof tool.description, 'string', `${tool.name} has no description`);

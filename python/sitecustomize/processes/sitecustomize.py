@@ -72,6 +72,8 @@ def _note(missing=()):
     what = ", ".join(missing) if missing else "packages"
     return (
         f"ERROR: there is no network in this session: pip cannot download {what}.\n"
+        "Ask for it with the install_packages tool, which installs wheels into this session "
+        "from outside it (no restart needed).\n"
         "The packages installed here are all there are: "
         + ", ".join(have[k] for k in sorted(have))
         + ".\n"
