@@ -42,7 +42,7 @@ struct sbx_params {
   uid_t uid;
   gid_t gid;
   const struct scf_policy *scf;
-  unsigned serial; /* how many workers the zygote forked before: picks the CPUs */
+  unsigned serial;          /* how many workers the zygote forked before: picks the CPUs */
   const char *packages_dir; /* the session's installed packages on the host, or NULL */
 };
 

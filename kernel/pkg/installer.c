@@ -46,8 +46,8 @@
 #define NOBODY 65534
 /* Where pip finds the constraints file: the fd this process opened.  */
 #define CONSTRAINTS_FD 3
-#define MAX_ALLOW 8
-#define MAX_EXPOSE 8
+#define MAX_ALLOW      8
+#define MAX_EXPOSE     8
 
 struct opts {
   const char *python, *index, *target, *root, *constraints;
@@ -75,23 +75,34 @@ static int
 parse(int argc, char **argv, struct opts *o, kiln_error_t *err)
 {
   static const struct option longs[] = {
-    { "python", required_argument, NULL, 'p' },  { "index", required_argument, NULL, 'i' },
-    { "target", required_argument, NULL, 't' },  { "root", required_argument, NULL, 'r' },
-    { "constraints", required_argument, NULL, 'c' },
-    { "max-bytes", required_argument, NULL, 'm' },
-    { "allow", required_argument, NULL, 'a' },   { "expose", required_argument, NULL, 'e' },
-    { "userns", required_argument, NULL, 'u' },  { NULL, 0, NULL, 0 },
+    { "python", required_argument, NULL, 'p' },      { "index", required_argument, NULL, 'i' },
+    { "target", required_argument, NULL, 't' },      { "root", required_argument, NULL, 'r' },
+    { "constraints", required_argument, NULL, 'c' }, { "max-bytes", required_argument, NULL, 'm' },
+    { "allow", required_argument, NULL, 'a' },       { "expose", required_argument, NULL, 'e' },
+    { "userns", required_argument, NULL, 'u' },      { NULL, 0, NULL, 0 },
   };
   int ch;
   optind = 2;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (ch) {
-    case 'p': o->python = optarg; break;
-    case 'i': o->index = optarg; break;
-    case 't': o->target = optarg; break;
-    case 'r': o->root = optarg; break;
-    case 'c': o->constraints = optarg; break;
-    case 'm': o->max_bytes = strtoull(optarg, NULL, 10); break;
+    case 'p':
+      o->python = optarg;
+      break;
+    case 'i':
+      o->index = optarg;
+      break;
+    case 't':
+      o->target = optarg;
+      break;
+    case 'r':
+      o->root = optarg;
+      break;
+    case 'c':
+      o->constraints = optarg;
+      break;
+    case 'm':
+      o->max_bytes = strtoull(optarg, NULL, 10);
+      break;
     case 'a': {
       char *colon = strrchr(optarg, ':');
       if (o->nallow == MAX_ALLOW || colon == NULL)
@@ -116,12 +127,14 @@ parse(int argc, char **argv, struct opts *o, kiln_error_t *err)
       o->host_gid = g;
       break;
     }
-    default: return kiln_error_make(err, 0, "unknown option");
+    default:
+      return kiln_error_make(err, 0, "unknown option");
     }
   }
   if (!o->python || !o->index || !o->target || !o->root || !o->constraints || optind >= argc)
-    return kiln_error_make(err, 0, "usage: kiln " INSTALLER_COMMAND " --python P --index URL "
-                                   "--target DIR --root DIR --constraints FILE ... -- SPEC...");
+    return kiln_error_make(err, 0,
+                           "usage: kiln " INSTALLER_COMMAND " --python P --index URL "
+                           "--target DIR --root DIR --constraints FILE ... -- SPEC...");
   o->specs = argv + optind;
   o->nspecs = argc - optind;
   return 0;
@@ -136,8 +149,8 @@ send_fd(int sock, int fd, kiln_error_t *err)
     struct cmsghdr h;
     char buf[CMSG_SPACE(sizeof(int))];
   } u = { 0 };
-  struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                      .msg_controllen = sizeof u.buf };
+  struct msghdr m
+      = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
   struct cmsghdr *c = CMSG_FIRSTHDR(&m);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
@@ -157,8 +170,8 @@ recv_fd(int sock)
     struct cmsghdr h;
     char buf[CMSG_SPACE(sizeof(int))];
   } u;
-  struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                      .msg_controllen = sizeof u.buf };
+  struct msghdr m
+      = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
   if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) <= 0)
     return -1;
   struct cmsghdr *c = CMSG_FIRSTHDR(&m);
@@ -208,10 +221,27 @@ run_pip(const struct opts *o, int port)
   char constraints[32];
   snprintf(constraints, sizeof constraints, "/dev/fd/%d", CONSTRAINTS_FD);
   const char *fixed[] = {
-    o->python, "-m", "pip", "install", "--isolated", "--prefix", PACKAGES_PATH, "--only-binary=:all:",
-    "--no-input", "--disable-pip-version-check", "--no-warn-script-location", "--progress-bar",
-    "off", "--no-cache-dir", "--index-url", o->index, "--proxy", proxy, "--constraint",
-    constraints, "--",
+    o->python,
+    "-m",
+    "pip",
+    "install",
+    "--isolated",
+    "--prefix",
+    PACKAGES_PATH,
+    "--only-binary=:all:",
+    "--no-input",
+    "--disable-pip-version-check",
+    "--no-warn-script-location",
+    "--progress-bar",
+    "off",
+    "--no-cache-dir",
+    "--index-url",
+    o->index,
+    "--proxy",
+    proxy,
+    "--constraint",
+    constraints,
+    "--",
   };
   size_t nfixed = sizeof fixed / sizeof fixed[0];
   char **argv = xzalloc((nfixed + (size_t)o->nspecs + 1) * sizeof *argv);
@@ -220,8 +250,14 @@ run_pip(const struct opts *o, int port)
   for (int i = 0; i < o->nspecs; i++)
     argv[nfixed + (size_t)i] = o->specs[i];
   char *envp[] = {
-    "HOME=/work", "TMPDIR=/tmp", "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
-    "PYTHONNOUSERSITE=1", "PIP_CONFIG_FILE=/dev/null", "PYTHONDONTWRITEBYTECODE=1", NULL,
+    "HOME=/work",
+    "TMPDIR=/tmp",
+    "PATH=/usr/local/bin:/usr/bin:/bin",
+    "LANG=C.UTF-8",
+    "PYTHONNOUSERSITE=1",
+    "PIP_CONFIG_FILE=/dev/null",
+    "PYTHONDONTWRITEBYTECODE=1",
+    NULL,
   };
   execve(o->python, argv, envp);
   kiln_error_make(&err, errno, "exec %s", o->python);

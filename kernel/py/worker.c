@@ -293,10 +293,12 @@ wrk_main(const struct wrk_params *p)
   if (setup_fds(p, &err) < 0)
     fail(p->ctl, &err);
 
-  struct sbx_params sp = {
-    .session_id = p->session_id, .uid = p->uid, .gid = p->gid, .scf = p->scf, .serial = p->serial,
-    .packages_dir = p->packages_dir
-  };
+  struct sbx_params sp = { .session_id = p->session_id,
+                           .uid = p->uid,
+                           .gid = p->gid,
+                           .scf = p->scf,
+                           .serial = p->serial,
+                           .packages_dir = p->packages_dir };
   if (sbx_enter(p->sbx, &sp, &err) < 0)
     fail(CTL_FD, &err);
 

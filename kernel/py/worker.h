@@ -20,7 +20,7 @@ struct wrk_params {
   size_t max_image_side;
   const struct sbx_config *sbx;
   const struct scf_policy *scf;
-  unsigned serial; /* workers the zygote forked before this one */
+  unsigned serial;          /* workers the zygote forked before this one */
   const char *packages_dir; /* see struct sbx_params */
 };
 

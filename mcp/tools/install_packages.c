@@ -73,8 +73,8 @@ failure(const struct install_reply *r)
   size_t n;
   cleanup_free char *text = utf8_sanitize((const char *)b.data, b.len, &n);
   buf_free(&b);
-  json_t *result = json_pack("{s:[{s:s, s:s%}], s:b}", "content", "type", "text", "text", text,
-                             n, "isError", 1);
+  json_t *result = json_pack("{s:[{s:s, s:s%}], s:b}", "content", "type", "text", "text", text, n,
+                             "isError", 1);
   return result;
 }
 
@@ -126,8 +126,7 @@ install_packages(struct mcp_call *c, json_t *args, json_t **result, kiln_error_t
     specs[i] = json_string_value(v);
   }
   struct install_pending *p = mcp_defer(c, sizeof *p, MCP_TOOL_ERROR);
-  int64_t h
-      = front_install_packages(c->server->front, sid, specs, n, on_installed, p, err);
+  int64_t h = front_install_packages(c->server->front, sid, specs, n, on_installed, p, err);
   free(specs);
   return mcp_started(&p->base, h);
 }

@@ -1025,8 +1025,8 @@ front_history(struct front *f, const char *session_id, int64_t before, size_t li
 }
 
 int64_t
-front_install_packages(struct front *f, const char *session_id, const char *const *specs,
-                       size_t n, front_install_cb cb, void *ctx, kiln_error_t *err)
+front_install_packages(struct front *f, const char *session_id, const char *const *specs, size_t n,
+                       front_install_cb cb, void *ctx, kiln_error_t *err)
 {
   /* Answered at once, alternately a success naming every requirement
      and a failure with a log, so that both replies are built from
