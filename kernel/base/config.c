@@ -109,8 +109,8 @@ static const struct setting settings[] = {
   S("preload", "KILN_PRELOAD", K_STRING, preload, "LIST",
     "numpy,matplotlib,matplotlib.pyplot,PIL.Image,pandas", "modules the zygote imports"),
   S("home", "KILN_HOME", K_STRING, home, "DIR", "$XDG_DATA_HOME/kiln or ~/.local/share/kiln",
-    "state directory: kiln.db (history, code cache, hibernated sessions), snapshots/, and "
-    "each session's images in sessions/ID"),
+    "state directory: kiln.db (history, code cache, hibernated sessions), snapshots/, "
+    "each session's images in sessions/ID, and installed packages in packages/"),
   S("venv", "KILN_VENV", K_STRING, venv, "DIR", "set at build time",
     "the sandbox's virtual environment"),
   S("runtime-dir", "KILN_RUNTIME_DIR", K_STRING, runtime_dir, "DIR", "set at build time",
