@@ -280,6 +280,24 @@ describe('install_packages limits', () => {
     }
   });
 
+  test('a hibernated session keeps its packages: the restored one imports them', opts, async () => {
+    await withServer({ args: serverArgs(['--idle-hibernate', '1']) }, async (kiln) => {
+      const sid = await newSession(kiln.client);
+      const r = await install(kiln.client, sid, ['kilntest-native==1.0']);
+      assert.equal(r.isError, false, resultText(r));
+      let state;
+      const slept = await pollUntil(async () => {
+        const list = await callTool(kiln.client, 'list_sessions', {});
+        state = list.structuredContent.sessions.find((s) => s.session_id === sid)?.state;
+        return state === 'hibernated';
+      }, 30_000, 100);
+      assert.ok(slept, `not hibernated: ${state}`);
+      const sc = await run(kiln.client, 'import kilntest_native\n(kilntest_native.add(20, 22), kept)', { session_id: sid });
+      assert.equal(sc.status, 'ok', dump(sc));
+      assert.equal(sc.result, "(42, 'still here')", dump(sc));
+    });
+  });
+
   test('a closed session takes its packages directory with it', opts, async () => {
     await withServer({ args: serverArgs() }, async (kiln) => {
       const sid = await newSession(kiln.client);
