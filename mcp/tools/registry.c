@@ -72,7 +72,7 @@ tools_list(const struct mcp_server *s, const char *packages)
   /* run_python says what a cell can import: the venv as read at start-up.  */
   cleanup_free char *run_description
       = packages && packages[0]
-            ? xasprintf("%s\n\nInstalled packages (there is no network: pip cannot add others): %s",
+            ? xasprintf("%s\n\nInstalled packages (pip has no network here: install_packages adds others): %s",
                         tool_run_python.description, packages)
             : xstrdup(tool_run_python.description);
   size_t ntools;

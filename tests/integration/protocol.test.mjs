@@ -76,7 +76,7 @@ describe('protocol version negotiation over raw stdio', () => {
         assert.equal(response.result.protocolVersion, version);
         assert.equal(response.result.serverInfo?.name, 'kiln');
         const listed = await raw.request('tools/list', {});
-        assert.equal(listed.result?.tools?.length, 7, dump(listed));
+        assert.equal(listed.result?.tools?.length, 8, dump(listed));
       });
     });
   }

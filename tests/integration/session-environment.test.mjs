@@ -155,7 +155,7 @@ describe('run_python names the installed packages', () => {
   test('its description lists every package of the venv with its version', opts, async () => {
     const { tools } = await kiln.client.listTools();
     const run = tools.find((t) => t.name === 'run_python');
-    const listed = run.description.split('Installed packages (there is no network: pip cannot add others): ')[1];
+    const listed = run.description.split('Installed packages (pip has no network here: install_packages adds others): ')[1];
     assert.ok(listed, run.description);
     const packages = await json(
       kiln.client,
