@@ -102,13 +102,13 @@ run_python_arguments_are_checked(void)
 }
 
 static void
-the_tool_list_names_seven_tools_with_schemas(void)
+the_tool_list_names_eight_tools_with_schemas(void)
 {
   /* A server whose tables are left zeroed offers kiln's.  */
   struct mcp_server s = { 0 };
   json_t *l = tools_list(&s, NULL);
   json_t *tools = json_object_get(l, "tools");
-  CHECK(json_array_size(tools) == 7);
+  CHECK(json_array_size(tools) == 8);
   size_t i;
   json_t *t;
   json_array_foreach(tools, i, t)
@@ -124,7 +124,7 @@ static const struct test_case cases[] = {
   { "an error keeps the request id", an_error_keeps_the_request_id },
   { "messages are dumped as one line", messages_are_dumped_as_one_line },
   { "run_python arguments are checked", run_python_arguments_are_checked },
-  { "the tool list names seven tools with schemas", the_tool_list_names_seven_tools_with_schemas },
+  { "the tool list names eight tools with schemas", the_tool_list_names_eight_tools_with_schemas },
 };
 
 int
