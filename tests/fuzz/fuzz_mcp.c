@@ -69,8 +69,18 @@ enum kind {
 
 static const char *const tool_names[]
     = { "run_python",  "run_shell",  "list_sessions", "close_session",
-        "upload_file", "list_files", "read_file" };
-enum { T_RUN, T_SHELL, T_LIST_SESSIONS, T_CLOSE, T_UPLOAD, T_LIST_FILES, T_READ_FILE, T_NONE };
+        "upload_file", "list_files", "read_file",     "install_packages" };
+enum {
+  T_RUN,
+  T_SHELL,
+  T_LIST_SESSIONS,
+  T_CLOSE,
+  T_UPLOAD,
+  T_LIST_FILES,
+  T_READ_FILE,
+  T_INSTALL,
+  T_NONE
+};
 
 static const char *const version_names[]
     = { "2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25" };
@@ -939,7 +949,20 @@ build_sessions(void)
     return tool_call("list_sessions", b & 2 ? json_object() : NULL);
   json_t *args = json_object();
   set_opt(args, "session_id", session_arg());
-  return tool_call("close_session", args);
+  if ((b & 6) != 6)
+    return tool_call("close_session", args);
+  /* install_packages: requirements of any text, a list of any length,
+     or something that is not a list.  */
+  uint8_t n = fin_u8(&in);
+  if (n & 0x80)
+    json_object_set_new(args, "packages", text_json(20, true));
+  else {
+    json_t *list = json_array();
+    for (uint8_t i = 0; i < n % 40; i++)
+      json_array_append_new(list, i % 3 == 2 ? json_integer(i) : text_json(30, true));
+    json_object_set_new(args, "packages", list);
+  }
+  return tool_call("install_packages", args);
 }
 
 static json_t *
