@@ -348,6 +348,8 @@ export async function startRaw(options = {}) {
   });
 
   const messages = [];
+  // Every message in the order it came, none consumed: for tests of order.
+  const log = [];
   const badLines = [];
   const waiters = [];
   let stdoutBuffer = '';
@@ -386,7 +388,9 @@ export async function startRaw(options = {}) {
       stdoutBuffer = stdoutBuffer.slice(newline + 1);
       if (line.trim() === '') continue;
       try {
-        messages.push(JSON.parse(line));
+        const message = JSON.parse(line);
+        messages.push(message);
+        log.push(message);
       } catch {
         badLines.push(line);
       }
@@ -405,6 +409,7 @@ export async function startRaw(options = {}) {
     pid: child.pid,
     exited,
     badLines,
+    log,
     stderr: () => stderr,
 
     /** Writes one line (a string is sent verbatim, anything else as JSON). */
