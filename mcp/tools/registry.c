@@ -71,10 +71,10 @@ tools_list(const struct mcp_server *s, const char *packages)
   json_t *list = json_array();
   /* run_python says what a cell can import: the venv as read at start-up.  */
   cleanup_free char *run_description
-      = packages && packages[0]
-            ? xasprintf("%s\n\nInstalled packages (pip has no network here: install_packages adds others): %s",
-                        tool_run_python.description, packages)
-            : xstrdup(tool_run_python.description);
+      = packages && packages[0] ? xasprintf(
+            "%s\n\nInstalled packages (pip has no network here: install_packages adds others): %s",
+            tool_run_python.description, packages)
+                                : xstrdup(tool_run_python.description);
   size_t ntools;
   const struct mcp_tool *const *tools = tools_of(s, &ntools);
   for (size_t i = 0; i < ntools; i++) {
