@@ -390,23 +390,14 @@ spawn_installer(struct front *f, struct install *r, kiln_error_t *err)
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0)
     return kiln_error_make(err, errno, "pipe");
+  /* Exec'd as the zygote is (link_exec_self); its output is one pipe.  */
   posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
   posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-  posix_spawnattr_init(&attr);
-  sigset_t none, dflt;
-  sigemptyset(&none);
-  sigemptyset(&dflt);
-  sigaddset(&dflt, SIGPIPE);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &dflt);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  int rc = posix_spawn(&l->pid, "/proc/self/exe", &fa, &attr, (char *const *)argv, environ);
+  int rc = link_exec_self(&l->pid, &fa, (char *const *)argv);
   posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
   close(pipefd[1]);
   if (rc != 0) {
     close(pipefd[0]);

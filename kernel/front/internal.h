@@ -14,6 +14,7 @@
 #include "store.h"
 #include "util.h"
 
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -319,6 +320,11 @@ struct front {
 int link_flush(int fd, struct buf *q);
 int link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload,
                     kiln_error_t *err);
+/* posix_spawn of kiln itself (/proc/self/exe) with ARGV and the file
+   actions FA, without the front's signal mask (SIGCHLD and the stop
+   signals blocked for its signalfd) or its ignored SIGPIPE.  Returns
+   posix_spawn's result.  */
+int link_exec_self(pid_t *pid, const posix_spawn_file_actions_t *fa, char *const argv[]);
 /* Starts kiln itself (/proc/self/exe) as "kiln-NAME COMMAND", one end of
    a new socket pair on its fd CHILD_FD; the other end, non-blocking, in
    *SOCK and its pid in *PID.  Returns 0, or -1 with ERR.  */

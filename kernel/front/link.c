@@ -53,6 +53,23 @@ link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload
 }
 
 int
+link_exec_self(pid_t *pid, const posix_spawn_file_actions_t *fa, char *const argv[])
+{
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, dflt;
+  sigemptyset(&none);
+  sigemptyset(&dflt);
+  sigaddset(&dflt, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &dflt);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  int rc = posix_spawn(pid, "/proc/self/exe", fa, &attr, argv, environ);
+  posix_spawnattr_destroy(&attr);
+  return rc;
+}
+
+int
 link_spawn_self(const char *name, const char *command, int child_fd, pid_t *pid, int *sock,
                 kiln_error_t *err)
 {
@@ -67,24 +84,14 @@ link_spawn_self(const char *name, const char *command, int child_fd, pid_t *pid,
      mask (SIGCHLD and the stop signals blocked for the signalfd) must
      not reach it or anything it starts.  */
   posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, sv[1], child_fd);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, 2, 1);
-  posix_spawnattr_init(&attr);
-  sigset_t none, dflt;
-  sigemptyset(&none);
-  sigemptyset(&dflt);
-  sigaddset(&dflt, SIGPIPE);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &dflt);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   cleanup_free char *argv0 = xasprintf("kiln-%s", name);
   char *argv[] = { argv0, (char *)command, NULL };
-  int rc = posix_spawn(pid, "/proc/self/exe", &fa, &attr, argv, environ);
+  int rc = link_exec_self(pid, &fa, argv);
   posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
   close(sv[1]);
   if (rc != 0) {
     close(sv[0]);
