@@ -147,7 +147,9 @@ out:
 static char *
 explain(struct front *f, int code, const char *log)
 {
-  (void)f;
+  if (f->install.killed_at_deadline)
+    return xasprintf("the install took longer than --install-timeout (%g s) and was stopped",
+                     f->cfg->packages.timeout_s);
   if (code == INSTALL_EXIT_PROXY)
     return xasprintf("the download went over its limit (--max-package-size)");
   if (strstr(log, "refused a connection to"))
@@ -164,9 +166,6 @@ explain(struct front *f, int code, const char *log)
                    "escapes it); nothing of it was installed");
   if (code == INSTALL_EXIT_SETUP)
     return xstrdup("the installer's sandbox could not be set up (see kiln's log)");
-  if (f->install.killed_at_deadline)
-    return xasprintf("the install took longer than --install-timeout (%.0f s)",
-                     f->cfg->packages.timeout_s);
   return xasprintf("pip failed (exit status %d)", code);
 }
 

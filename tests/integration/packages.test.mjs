@@ -298,6 +298,45 @@ describe('install_packages limits', () => {
     });
   });
 
+  test('an install past --install-timeout is stopped and says so; the next one runs', opts, async () => {
+    // An index that accepts connections and never answers.
+    const held = [];
+    const silent = createServer((sock) => held.push(sock));
+    await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${silent.address().port}/simple`;
+    try {
+      await withServer({ args: ['--package-index', url, '--install-timeout', '1'] }, async (kiln) => {
+        const sid = await newSession(kiln.client);
+        const [slow, next] = await Promise.all([
+          install(kiln.client, sid, ['kilntest-pure==1.0']),
+          install(kiln.client, sid, ['kilntest-native==1.0']),
+        ]);
+        assert.equal(slow.isError, true, resultText(slow));
+        assert.match(resultText(slow), /took longer than --install-timeout \(1 s\) and was stopped/);
+        // Queued behind it, and stopped the same way: not stuck.
+        assert.match(resultText(next), /--install-timeout/);
+        assert.ok(held.length >= 1, 'pip reached the index through the proxy');
+        const sc = await run(kiln.client, 'kept', { session_id: sid });
+        assert.equal(sc.result, "'still here'", dump(sc));
+      });
+    } finally {
+      for (const s of held) s.destroy();
+      silent.close();
+    }
+  });
+
+  test('a session closed during its install gets no packages, and the reply says why', opts, async () => {
+    await withServer({ args: serverArgs() }, async (kiln) => {
+      const sid = await newSession(kiln.client);
+      const pending = install(kiln.client, sid, ['kilntest-native==1.0']);
+      await callTool(kiln.client, 'close_session', { session_id: sid });
+      const r = await pending;
+      assert.equal(r.isError, true, resultText(r));
+      assert.match(resultText(r), /the session was closed during the install/);
+      assert.equal(existsSync(join(kiln.home, 'packages', 'sessions', sid)), false);
+    });
+  });
+
   test('a closed session takes its packages directory with it', opts, async () => {
     await withServer({ args: serverArgs() }, async (kiln) => {
       const sid = await newSession(kiln.client);
