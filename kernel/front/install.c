@@ -280,44 +280,6 @@ index_host(const char *url, char *host, size_t cap, int *port)
   return host;
 }
 
-/* Writes the preinstalled packages as constraints (name==version), for
-   pip to resolve against.  */
-static char *
-write_constraints(struct front *f, kiln_error_t *err)
-{
-  cleanup_free char *dir = install_packages_dir(f, "");
-  if (mkdir_p(dir, 0700) < 0) {
-    kiln_error_make(err, errno, "mkdir %s", dir);
-    return NULL;
-  }
-  char *path = xasprintf("%sconstraints.txt", dir);
-  struct buf b = { 0 };
-  /* f->packages: "name version,name version,..." */
-  for (const char *p = f->packages ? f->packages : ""; *p;) {
-    const char *comma = strchr(p, ',');
-    size_t n = comma ? (size_t)(comma - p) : strlen(p);
-    const char *sp = memchr(p, ' ', n);
-    if (sp) {
-      buf_append(&b, p, (size_t)(sp - p));
-      buf_append(&b, "==", 2);
-      buf_append(&b, sp + 1, n - (size_t)(sp + 1 - p));
-      buf_append(&b, "\n", 1);
-    }
-    p += n + (comma != NULL);
-  }
-  int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
-  int rc = fd < 0 ? -1 : write_full(fd, b.data ? (const char *)b.data : "", b.len);
-  if (fd >= 0)
-    close(fd);
-  buf_free(&b);
-  if (rc < 0) {
-    kiln_error_make(err, errno, "write %s", path);
-    free(path);
-    return NULL;
-  }
-  return path;
-}
-
 static int
 spawn_installer(struct front *f, struct install *r, kiln_error_t *err)
 {
@@ -325,7 +287,7 @@ spawn_installer(struct front *f, struct install *r, kiln_error_t *err)
   const struct sbx_config *sbx = f->cfg->sbx;
   if (sbx == NULL || !sbx->jail)
     return kiln_error_make(err, 0, "packages are installed only with the sandbox on");
-  if (l->constraints == NULL && (l->constraints = write_constraints(f, err)) == NULL)
+  if (l->constraints == NULL && (l->constraints = install_write_constraints(f, err)) == NULL)
     return -1;
   cleanup_free char *staging_root = install_packages_dir(f, "staging");
   if (mkdir_p(staging_root, 0700) < 0)

@@ -47,6 +47,11 @@ int install_check_dists(struct front *f, const char *site, const struct dists *d
    files already there are kept.  */
 int install_link_tree(const char *src, const char *dst, kiln_error_t *err);
 
+/* Writes the venv's packages as pip constraints (name==version) under
+   KILN_HOME/packages; returns the file's path (allocated), or NULL with
+   ERR.  */
+char *install_write_constraints(struct front *f, kiln_error_t *err);
+
 /* Makes every file under DIR the front's own.  */
 void install_own_tree(const char *dir);
 
