@@ -139,7 +139,9 @@ hibernate_done(struct worker *w, struct frame *fr)
       s->state = S_IDLE;
       s->snap_deadline_ns = 0;
       s->active_ns = now_ns();
+      s->snap_failed_ns = s->active_ns;
       session_dispatch(s);
+      hibernate_place_freed(f);
       return;
     }
     /* kiln is stopping: the session is kept, without its state, and
@@ -162,9 +164,64 @@ hibernate_done(struct worker *w, struct frame *fr)
   session_drop_worker(s);
   s->state = S_HIBERNATED;
   s->snap_deadline_ns = 0;
-  /* Requests that came while it wrote start the restore at once.  */
+  /* Requests that came while it wrote start the restore at once, and
+     restores that waited for its place go on.  */
   if (s->queue)
     session_dispatch(s);
+  hibernate_place_freed(f);
+}
+
+int
+hibernate_make_room(struct front *f, kiln_error_t *err)
+{
+  size_t live = 0, freeing = 0;
+  struct session *lru = NULL;
+  for (struct session *s = f->sessions; s; s = s->next) {
+    if (s->state == S_HIBERNATED)
+      continue;
+    live++;
+    if (s->state == S_HIBERNATING)
+      freeing++;
+    else if (s->state == S_IDLE && s->queue == NULL && s->w && !s->closed
+             && s->snap_failed_ns < s->active_ns && (lru == NULL || s->active_ns < lru->active_ns))
+      lru = s;
+  }
+  if (live < f->max_sessions)
+    return 0;
+  if (live - freeing < f->max_sessions)
+    return 1;
+  if (lru) {
+    session_hibernate(lru, "its place is wanted by a restored session");
+    if (lru->state == S_HIBERNATING)
+      return 1;
+  }
+  kiln_error_make(err, 0,
+                  "%zu sessions are live, the limit (--max-sessions), and none of them is idle "
+                  "to be hibernated in this one's place; try again when one is, or close one "
+                  "with close_session",
+                  live);
+  return -1;
+}
+
+void
+hibernate_place_freed(struct front *f)
+{
+  /* Done in the next tick, never from inside the handler that freed it.  */
+  f->place_freed = true;
+}
+
+/* Restores that waited for a place go on.  */
+static void
+resume_waiting(struct front *f)
+{
+  f->place_freed = false;
+  for (struct session *s = f->sessions; s;) {
+    /* A dispatch may fail its queue, but never unlinks S.  */
+    struct session *next = s->next;
+    if (s->state == S_HIBERNATED && s->queue)
+      session_dispatch(s);
+    s = next;
+  }
 }
 
 static void
@@ -316,6 +373,8 @@ due_of(const struct session *s, int64_t idle_ns)
 int64_t
 hibernate_next(struct front *f)
 {
+  if (f->place_freed)
+    return now_ns();
   int64_t next = f->store ? f->expire_at : -1;
   int64_t idle_ns = (int64_t)(f->cfg->idle_hibernate_s * 1e9);
   for (const struct session *s = f->sessions; s; s = s->next) {
@@ -348,6 +407,8 @@ front_hibernate_all(struct front *f, double timeout_s)
 int64_t
 hibernate_tick(struct front *f, int64_t now)
 {
+  if (f->place_freed)
+    resume_waiting(f);
   int64_t idle_ns = (int64_t)(f->cfg->idle_hibernate_s * 1e9);
   for (struct session *s = f->sessions; s; s = s->next) {
     int64_t due = due_of(s, idle_ns);

@@ -197,6 +197,7 @@ struct session {
   char *restored_note;
   bool restored_lost;       /* ... and whether the state was lost with it */
   int64_t snap_deadline_ns; /* HIBERNATING or RESTORING: give up then */
+  int64_t snap_failed_ns;   /* when its last snapshot failed, 0 if none */
   int64_t snap_started_ns;  /* ... and when it began, for the log */
   struct artifact *artifacts;
   size_t nartifacts;
@@ -310,6 +311,7 @@ struct front {
   struct store *store;     /* NULL: no database (it could not be opened) */
   int64_t expire_at;       /* when hibernated sessions are next checked against --session-ttl */
   bool shutdown_hibernate; /* front_hibernate_all: stop the loop once they are all written */
+  bool place_freed;        /* hibernate_place_freed: restores waiting for a place go on */
   int64_t shutdown_deadline;
   struct compiler_link compiler;
   struct install_link install;
@@ -421,6 +423,14 @@ int64_t hibernate_next(struct front *f);
 void hibernate_load(struct front *f);
 /* Sessions hibernated, counted off the table.  */
 size_t hibernated_count(const struct front *f);
+/* Whether a hibernated session may have a worker again under the live
+   limit: 0 now; 1 once a snapshot being written frees a place (the least
+   recently used idle session is hibernated for it when none is); -1 with
+   ERR when every live session is busy.  */
+int hibernate_make_room(struct front *f, kiln_error_t *err);
+/* A place may have come free: restores waiting for one go on in the
+   next tick.  */
+void hibernate_place_freed(struct front *f);
 
 /* session.c */
 void session_dispatch(struct session *s);

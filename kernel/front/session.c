@@ -58,8 +58,17 @@ session_dispatch(struct session *s)
   if (s->queue == NULL)
     return;
   if (s->state == S_HIBERNATED) {
-    /* Its new worker loads the snapshot before anything queued runs.  */
+    /* Its new worker loads the snapshot before anything queued runs,
+       once there is a place for it under --max-sessions.  */
     kiln_error_t err = NULL;
+    int room = hibernate_make_room(f, &err);
+    if (room > 0)
+      return;
+    if (room < 0) {
+      session_fail_queue(s, "SessionLimit", err->msg);
+      kiln_error_release(&err);
+      return;
+    }
     if (session_workdir_claim(s, &err) < 0) {
       log_error(LOG_ERROR, &err, "cannot restore a session");
       session_fail_queue(s, "RestoreError", "the session's directory could not be made");

@@ -417,4 +417,7 @@ worker_reaped(struct worker *w, int status)
     session_lose(s, REPLY_CRASHED, "WorkerCrashed", why);
   }
   worker_free(w);
+  /* A session that was being hibernated to make room for another may
+     have died instead.  */
+  hibernate_place_freed(f);
 }

@@ -211,4 +211,31 @@ describe('hibernation', () => {
       assert.equal(rows, '0');
       assert.ok(statSync(join(home, 'kiln.db')).size > 0);
     }));
+
+  test('restoring a session at --max-sessions hibernates the least recently used idle one in its place, and says so when every live one is busy', { timeout: TEST_TIMEOUT }, () =>
+    withServer({ args: ['--idle-hibernate', '4', '--max-sessions', '2', '--spares', '0'] }, async ({ client }) => {
+      const a = (await run(client, 'a = "A"')).session_id;
+      await hibernated(client, a);
+      const b = (await run(client, 'b = "B"')).session_id;
+      const c = (await run(client, 'c = "C"')).session_id;
+      // Two live: A's restore takes the place of B, the idle one used
+      // least recently, long before B's own idle period ends.
+      const back = await run(client, 'a', { session_id: a });
+      assert.equal(back.result, "'A'", dump(back));
+      const listed = await sessions(client);
+      const live = listed.filter((s) => s.state !== 'hibernated');
+      assert.equal(live.length, 2, dump(listed));
+      assert.equal(listed.find((s) => s.session_id === b)?.state, 'hibernated', dump(listed));
+      assert.notEqual(listed.find((s) => s.session_id === c)?.state, 'hibernated', dump(listed));
+      // Both live sessions busy: B cannot be restored, and is told why.
+      const busy = [a, c].map((id) => callTool(client, 'run_python', { code: 'import time; time.sleep(3)', session_id: id }));
+      await pollUntil(async () => (await sessions(client)).filter((s) => s.state === 'running').length === 2, 10_000, 50);
+      const refused = await callTool(client, 'run_python', { code: 'b', session_id: b });
+      assert.equal(refused.isError, true, dump(refused));
+      assert.match(refused.content[0].text, /2 sessions are live, the limit \(--max-sessions\)/, dump(refused));
+      await Promise.all(busy);
+      // With one idle again, B comes back with its variable.
+      const bBack = await run(client, 'b', { session_id: b });
+      assert.equal(bBack.result, "'B'", dump(bBack));
+    }));
 });
