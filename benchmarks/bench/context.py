@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import drivers
+from .router import Router
 from .stats import summarize
 
 
@@ -148,10 +149,17 @@ class Context:
         and its sessions to those CPUs."""
         return self._keep(drivers.KilnSDK(self.kiln_binary, args, self._log("kiln-sdk"), cpus=cpus))
 
-    def kiln_http(self, *args, cpus=None):
+    def kiln_http(self, *args, cpus=None, token=None):
         """kiln serving Streamable HTTP, through the raw HTTP driver; CPUS
-        confines the server and its sessions to those CPUs."""
-        return self._keep(drivers.KilnHTTP(self.kiln_binary, args, self._log("kiln-http"), cpus=cpus))
+        confines the server and its sessions to those CPUs; TOKEN, when
+        given, is the bearer token it accepts."""
+        return self._keep(drivers.KilnHTTP(self.kiln_binary, args, self._log("kiln-http"), cpus=cpus,
+                                           token=token))
+
+    def router(self, nodes, token):
+        """nginx routing to NODES ((name, kiln_http) pairs sharing TOKEN), as
+        docker/nginx/render configures it, through the raw HTTP driver."""
+        return self._keep(Router(nodes, token, self._log("nginx")))
 
     @contextlib.contextmanager
     def pinned(self, cpus):

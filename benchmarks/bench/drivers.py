@@ -285,63 +285,29 @@ class KilnSDK:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-class KilnHTTP:
-    """`kiln serve --http 127.0.0.1:0` with a bearer token, spoken to over
-    keep-alive HTTP/1.1 connections: one MCP session on its own connection
-    for run() and the like, and as many more as connect() makes."""
+class HttpEndpoint:
+    """MCP over Streamable HTTP at URL, with the bearer TOKEN, spoken to
+    over keep-alive HTTP/1.1 connections: one MCP session on its own
+    connection for run() and the like, and as many more as connect()
+    makes.  LOG_PATH is the log that errors quote."""
 
     label = HTTP
-    LISTEN_TIMEOUT_S = 60
 
-    def __init__(self, binary, args=(), log_path=os.devnull, cpus=None):
-        self.home = tempfile.mkdtemp(prefix="kiln-bench-home-")
-        self.log_path = log_path
-        self.log = open(log_path, "ab")
-        self.token = secrets.token_hex(24)
-        tokens = os.path.join(self.home, "tokens")
-        with open(os.open(tokens, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(self.token + "\n")
-        env = dict(os.environ, KILN_HOME=self.home)
-        self.p = subprocess.Popen([binary, "serve", "--http", "127.0.0.1:0", "--token-file", tokens, *args],
-                                  stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.PIPE, env=env,
-                                  cwd=self.home, preexec_fn=_affinity(cpus))
-        self.url = self._listening()
+    def __init__(self, url, token, log_path):
+        self.url, self.token, self.log_path = url, token, log_path
         self.clients = []
         self.client = self.connect()
 
-    def _listening(self):
-        """kiln's URL, from the line it prints once it listens; the rest of
-        its stderr is copied to the log by a thread, so that it never
-        blocks on a full pipe."""
-        deadline = time.monotonic() + self.LISTEN_TIMEOUT_S
-        url = None
-        while url is None and time.monotonic() < deadline:
-            line = self.p.stderr.readline()
-            if not line:
-                break
-            self.log.write(line)
-            if line.startswith(b"kiln: serving MCP at "):
-                url = line.split()[-1].decode()
-        self.log.flush()
-        if url is None:
-            self.p.kill()
-            self.p.wait()
-            raise DriverError(f"kiln serve --http printed no URL ({self.p.poll()}): {_tail(self.log_path)}")
-
-        def copy(src=self.p.stderr, dst=self.log):
-            for chunk in iter(lambda: src.read1(1 << 16), b""):
-                dst.write(chunk)
-                dst.flush()
-        self.copier = threading.Thread(target=copy, daemon=True)
-        self.copier.start()
-        return url
+    def _why(self):
+        """What an error adds: the end of the log."""
+        return _tail(self.log_path)
 
     def connect(self):
         """A new MCP session of this driver on a connection of its own."""
         try:
             c = McpHttpClient(self.url, self.token, PROTOCOL)
         except (OSError, HttpError) as e:
-            raise DriverError(f"connecting to {self.url}: {e}; {_tail(self.log_path)}") from None
+            raise DriverError(f"connecting to {self.url}: {e}; {self._why()}") from None
         self.clients.append(c)
         return c
 
@@ -354,7 +320,7 @@ class KilnHTTP:
         try:
             return client.call(method, params)
         except (OSError, HttpError) as e:
-            raise DriverError(f"{method}: {e}; kiln {self.p.poll()}: {_tail(self.log_path)}") from None
+            raise DriverError(f"{method}: {e}; {self._why()}") from None
 
     def run(self, code, sid=None, timeout_s=None, client=None):
         """One run_python call: (seconds, condensed structuredContent)."""
@@ -408,7 +374,7 @@ class KilnHTTP:
         try:
             start = http_pipeline(clients, request, seconds, reply)
         except (OSError, HttpError) as e:
-            raise DriverError(f"pipeline: {e}; kiln {self.p.poll()}: {_tail(self.log_path)}") from None
+            raise DriverError(f"pipeline: {e}; {self._why()}") from None
         return {"done": [t - start for t in done], "latency": latency, "ok": ok, "errors": errors}
 
     def list_sessions(self, client=None):
@@ -423,6 +389,60 @@ class KilnHTTP:
         for c in self.clients:
             c.close()
         self.clients = []
+
+
+class KilnHTTP(HttpEndpoint):
+    """`kiln serve --http 127.0.0.1:0` with a bearer token (TOKEN, or one
+    of its own), spoken to as an HttpEndpoint."""
+
+    LISTEN_TIMEOUT_S = 60
+
+    def __init__(self, binary, args=(), log_path=os.devnull, cpus=None, token=None):
+        self.home = tempfile.mkdtemp(prefix="kiln-bench-home-")
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        token = token or secrets.token_hex(24)
+        tokens = os.path.join(self.home, "tokens")
+        with open(os.open(tokens, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(token + "\n")
+        env = dict(os.environ, KILN_HOME=self.home)
+        self.p = subprocess.Popen([binary, "serve", "--http", "127.0.0.1:0", "--token-file", tokens, *args],
+                                  stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.PIPE, env=env,
+                                  cwd=self.home, preexec_fn=_affinity(cpus))
+        super().__init__(self._listening(), token, log_path)
+
+    def _why(self):
+        return f"kiln {self.p.poll()}: {_tail(self.log_path)}"
+
+    def _listening(self):
+        """kiln's URL, from the line it prints once it listens; the rest of
+        its stderr is copied to the log by a thread, so that it never
+        blocks on a full pipe."""
+        deadline = time.monotonic() + self.LISTEN_TIMEOUT_S
+        url = None
+        while url is None and time.monotonic() < deadline:
+            line = self.p.stderr.readline()
+            if not line:
+                break
+            self.log.write(line)
+            if line.startswith(b"kiln: serving MCP at "):
+                url = line.split()[-1].decode()
+        self.log.flush()
+        if url is None:
+            self.p.kill()
+            self.p.wait()
+            raise DriverError(f"kiln serve --http printed no URL ({self.p.poll()}): {_tail(self.log_path)}")
+
+        def copy(src=self.p.stderr, dst=self.log):
+            for chunk in iter(lambda: src.read1(1 << 16), b""):
+                dst.write(chunk)
+                dst.flush()
+        self.copier = threading.Thread(target=copy, daemon=True)
+        self.copier.start()
+        return url
+
+    def close(self):
+        super().close()
         self.p.terminate()
         try:
             self.p.wait(timeout=120)

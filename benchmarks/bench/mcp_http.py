@@ -34,6 +34,7 @@ class McpHttpClient:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self.sock = None
+        self.closing = False  # the server said it closes the connection after its response
         self.buf = bytearray()
         self.last_used = 0.0
         self.next_id = 0
@@ -58,6 +59,7 @@ class McpHttpClient:
         self.sock = socket.create_connection((self.host, self.port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf.clear()
+        self.closing = False
         self.last_used = time.monotonic()
 
     def _id(self):
@@ -70,9 +72,15 @@ class McpHttpClient:
         head = f"{method} {self.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
         return (head + f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
 
+    def will_reconnect(self):
+        """Whether the next send() opens a new connection: the server
+        closes this one (nginx does after keepalive_requests), or it was
+        idle long enough for the server to have closed it."""
+        return not self.buf and (self.closing or time.monotonic() - self.last_used > IDLE_RECONNECT_S)
+
     def send(self, msg, method="POST"):
         """Sends one request; its response is read by receive() or take()."""
-        if time.monotonic() - self.last_used > IDLE_RECONNECT_S and not self.buf:
+        if self.will_reconnect():
             self._connect()
         self.sock.sendall(self.encode(msg, method))
         self.last_used = time.monotonic()
@@ -93,6 +101,8 @@ class McpHttpClient:
             # kiln answers every request this client makes with a length;
             # an event stream would mean it was sent one it did not ask for.
             raise HttpError(f"HTTP {status} without Content-Length ({headers.get('content-type')}): {lines}")
+        if headers.get("connection", "").lower() == "close":
+            self.closing = True
         length = int(headers["content-length"])
         if len(self.buf) < end + 4 + length:
             return None
@@ -174,7 +184,12 @@ def pipeline(clients, make_request, seconds, on_reply):
                     if now < end:
                         msg = make_request(i)
                         sent[i] = (msg["id"], time.perf_counter())
-                        c.send(msg)
+                        if c.will_reconnect():
+                            sel.unregister(c.sock)
+                            c.send(msg)
+                            sel.register(c.sock, selectors.EVENT_READ, i)
+                        else:
+                            c.send(msg)
         return start
     finally:
         sel.close()
