@@ -113,6 +113,9 @@ struct request {
       uint64_t offset;    /* where a part read or write starts */
       uint64_t max_bytes; /* the most a read returns */
       front_file_cb cb;
+      /* An introspection (front_introspect) rides as a read: PATH is
+         its code, OFFSET its cursor.  0 for a file operation.  */
+      enum front_introspect_op introspect;
     } file;
   } u;
 };

@@ -56,6 +56,9 @@ enum frame_type {
      /work), CELL_NO, GRACE_MS (from the interrupt to killing its process
      group) */
   FRAME_SHELL = 28,
+  /* fields: KIND (enum front_introspect_op), CODE, OFFSET (the cursor, in
+     characters), MAX_BYTES; answered by FILE_RESULT with DATA: JSON */
+  FRAME_INTROSPECT = 29,
   /* worker -> front */
   FRAME_WORKER_READY = 30,  /* no fields */
   FRAME_WORKER_FAILED = 31, /* fields: MESSAGE; setup failed, worker exits */
@@ -115,6 +118,7 @@ enum frame_tag {
   TAG_EXIT_CODE = 41, /* u64: 0-255, when the command exited */
   TAG_SIGNAL = 42,    /* u64: the signal that ended it, when one did */
   TAG_KILLED = 43,    /* present: its process group was killed after the grace */
+  TAG_KIND = 44,      /* u64: what FRAME_INTROSPECT asks */
 };
 
 /* How a cell ended, as the worker reports it.  */

@@ -245,6 +245,39 @@ take_snapshot(PyObject *rt, int fd, uint64_t max_bytes, const struct kiln_limits
   Py_DECREF(ret);
 }
 
+/* Answers FRAME_INTROSPECT F (a frontend's question about code at a
+   cursor) into FB as a FILE_RESULT whose DATA is JSON.  */
+static void
+introspect(PyObject *rt, const struct frame *f, struct fbuf *fb)
+{
+  fbuf_init(fb, FRAME_FILE_RESULT);
+  uint64_t kind = 0, cursor = 0, max_bytes = 0;
+  const struct field *code = frame_get(f, TAG_CODE);
+  if (code == NULL || frame_get_u64(f, TAG_KIND, false, &kind, NULL) < 0
+      || frame_get_u64(f, TAG_OFFSET, false, &cursor, NULL) < 0
+      || frame_get_u64(f, TAG_MAX_BYTES, false, &max_bytes, NULL) < 0) {
+    fbuf_put_u64(fb, TAG_STATUS, EINVAL);
+    fbuf_put_str(fb, TAG_MESSAGE, "malformed INTROSPECT from the front");
+    return;
+  }
+  PyObject *ret = PyObject_CallMethod(rt, "introspect", "Ks#KK", (unsigned long long)kind,
+                                      (const char *)code->data, (Py_ssize_t)code->len,
+                                      (unsigned long long)cursor, (unsigned long long)max_bytes);
+  if (ret == NULL || !PyBytes_Check(ret) || (uint64_t)PyBytes_GET_SIZE(ret) > max_bytes) {
+    kiln_error_t e = NULL;
+    if (ret == NULL)
+      emb_error_from_python(&e, "introspect");
+    fbuf_put_u64(fb, TAG_STATUS, EINVAL);
+    fbuf_put_str(fb, TAG_MESSAGE, e ? e->msg : "the answer was not JSON bytes within the limit");
+    kiln_error_release(&e);
+    Py_XDECREF(ret);
+    return;
+  }
+  fbuf_put_u64(fb, TAG_STATUS, 0);
+  fbuf_put(fb, TAG_DATA, PyBytes_AS_STRING(ret), (size_t)PyBytes_GET_SIZE(ret));
+  Py_DECREF(ret);
+}
+
 /* Loads a snapshot (FRAME_RESTORE F, read from FD when >= 0) into the
    session and builds the answer into FB.  */
 static void
@@ -372,6 +405,17 @@ wrk_main(const struct wrk_params *p)
       /* The session's files, served between cells by C alone.  */
       files_serve(&f, p->limits, &fb);
       free(payload);
+      fbuf_finish(&fb);
+      if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
+        break;
+      fbuf_free(&fb);
+      continue;
+    }
+    if (f.type == FRAME_INTROSPECT) {
+      introspect(rt, &f, &fb);
+      free(payload);
+      fflush(stdout);
+      fflush(stderr);
       fbuf_finish(&fb);
       if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
         break;

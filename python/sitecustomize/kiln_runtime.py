@@ -747,3 +747,11 @@ def restore(source, expected):
     import kiln_snapshot
 
     return kiln_snapshot.restore(_main.__dict__, source, expected, _jailed)
+
+
+def introspect(kind, code, cursor, max_bytes):
+    """A frontend's question about CODE at CURSOR, answered as JSON bytes
+    (kiln_introspect.answer)."""
+    import kiln_introspect
+
+    return kiln_introspect.answer(_main.__dict__, kind, code, cursor, max_bytes)

@@ -150,7 +150,10 @@ finish(void)
   histogram_is_consistent(&m.spawn_seconds);
   /* Without cgroups nothing can be told.  */
   CHECK(T.cgroups ? m.oom_kills >= 1 : m.oom_kills == 0);
-  CHECK(m.code_cache_hits == 0 && m.code_cache_misses == 0 && m.sessions_hibernated == 0);
+  /* A cell that reached a worker once the compile helper was ready is
+     a hit or a miss; one before then is neither.  */
+  CHECK(m.code_cache_hits + m.code_cache_misses <= T.reached);
+  CHECK(m.sessions_hibernated == 0);
   T.finished = true;
   loop_stop(T.loop);
 }
@@ -297,7 +300,10 @@ remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 int
 main(int argc, char **argv)
 {
-  if (argc == 2 && strcmp(argv[1], ZYGOTE_COMMAND) == 0) {
+  /* The zygote and the compile helper are this program exec'd: each
+     becomes the kiln binary.  */
+  if (argc == 2
+      && (strcmp(argv[1], ZYGOTE_COMMAND) == 0 || strcmp(argv[1], COMPILER_COMMAND) == 0)) {
     const char *bin = getenv(KILN_BIN_ENV);
     if (bin)
       execv(bin, argv);

@@ -205,6 +205,34 @@ int64_t front_file_op_at(struct front *f, const char *session_id, enum front_fil
                          size_t len, uint64_t max_bytes, front_file_cb cb, void *ctx,
                          kiln_error_t *err);
 
+/* What front_introspect asks of a session's interpreter.  Each answer
+   is a JSON object (cursor positions count characters, not bytes):
+   FRONT_COMPLETE   {"matches": [...], "cursor_start": N, "cursor_end": N}:
+                    names that complete the word before CURSOR (jedi when
+                    the venv has it, else rlcompleter on the session's names);
+   FRONT_INSPECT    {"found": true|false, "name": "...", "text": "..."}:
+                    the object named at CURSOR, its type, signature and
+                    docstring;
+   FRONT_IS_COMPLETE {"status": "complete"|"incomplete"|"invalid",
+                    "indent": "..."}: whether CODE is a whole cell
+                    (codeop), and the next line's indent when it is not.  */
+enum front_introspect_op {
+  FRONT_COMPLETE = 1,
+  FRONT_INSPECT = 2,
+  FRONT_IS_COMPLETE = 3,
+};
+
+/* Asks SESSION_ID's interpreter (which must exist) about CODE (LEN
+   bytes, copied) with the cursor at character CURSOR (past the end is
+   the end), between its cells and in the order asked, as a file
+   operation is.  CB gets a file_reply whose DATA is the JSON answer
+   (STATUS 0), or STATUS an errno and MESSAGE.  Returns the handle, or
+   -1 with ERR when refused (unknown session, queue full, CODE over the
+   size of one cell).  */
+int64_t front_introspect(struct front *f, const char *session_id, enum front_introspect_op op,
+                         const char *code, size_t len, uint64_t cursor, front_file_cb cb, void *ctx,
+                         kiln_error_t *err);
+
 /* The outcome of an install_packages request.  Borrowed: valid only
    during the callback.  */
 struct install_reply {

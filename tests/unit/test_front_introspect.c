@@ -1,0 +1,285 @@
+#define _GNU_SOURCE
+/* front_introspect against a real front, zygote and jailed worker: a
+   cell defines names, then completions, inspections and is-complete
+   questions are asked one after another, each answer checked, and a
+   last cell shows that none of them took an execution number.  The
+   front starts its zygote by exec of /proc/self/exe, which is this
+   program: called as the zygote, it execs the kiln binary given as its
+   argument instead.
+
+     test_front_introspect KILN_BIN  */
+#include "check.h"
+#include "config.h"
+#include "handoff.h"
+#include "kiln.h"
+#include "loop.h"
+#include "sandbox.h"
+#include "util.h"
+
+#include <ftw.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KILN_BIN_ENV "KILN_TEST_FRONT_INTROSPECT_BIN"
+
+static const char SETUP[] = "import math\n"
+                            "class Point:\n"
+                            "    \"\"\"A point in the plane.\"\"\"\n"
+                            "    def __init__(self, x, y):\n"
+                            "        self.x, self.y = x, y\n"
+                            "    def norm(self):\n"
+                            "        \"\"\"Its distance from the origin.\"\"\"\n"
+                            "        return math.hypot(self.x, self.y)\n"
+                            "pt = Point(3, 4)\n"
+                            "value_one, value_two = 1, 2\n";
+
+/* One question and what its answer must hold.  */
+struct question {
+  enum front_introspect_op op;
+  const char *code;
+  uint64_t cursor;
+  /* FRONT_COMPLETE: every match starts with PREFIX and MUST is among
+     them, and they replace [START, END).  FRONT_INSPECT: FOUND, and the
+     text holds MUST and MUST2.  FRONT_IS_COMPLETE: STATUS and INDENT.  */
+  const char *must, *must2, *prefix;
+  int start, end;
+  bool found;
+  const char *status, *indent;
+};
+
+static const struct question QUESTIONS[] = {
+  { FRONT_COMPLETE, "val", 3, .must = "value_one", .prefix = "value_", .start = 0, .end = 3 },
+  { FRONT_COMPLETE, "x = pt.n", 8, .must = "pt.norm", .prefix = "pt.n", .start = 4, .end = 8 },
+  { FRONT_COMPLETE, "math.hyp", 8, .must = "math.hypot", .prefix = "math.hyp", .start = 0,
+    .end = 8 },
+  /* Cursors count characters: "é" is two bytes, one character.  */
+  { FRONT_COMPLETE, "s = 'é'; value_t", 16, .must = "value_two", .prefix = "value_t", .start = 9,
+    .end = 16 },
+  /* The cursor in the middle: only the word before it counts.  */
+  { FRONT_COMPLETE, "value_o + 1", 7, .must = "value_one", .prefix = "value_o", .start = 0,
+    .end = 7 },
+  { FRONT_INSPECT, "pt.norm", 4, .found = true, .must = "Its distance from the origin.",
+    .must2 = "Signature: pt.norm()" },
+  { FRONT_INSPECT, "Point(", 6, .found = true, .must = "A point in the plane.",
+    .must2 = "Signature: Point(x, y)" },
+  { FRONT_INSPECT, "value_two", 2, .found = true, .must = "Type:      int",
+    .must2 = "Value:     2" },
+  { FRONT_INSPECT, "no_such_name", 3, .found = false },
+  { FRONT_IS_COMPLETE, "for i in range(3):", 18, .status = "incomplete", .indent = "    " },
+  { FRONT_IS_COMPLETE, "x = 1", 5, .status = "complete", .indent = "" },
+  { FRONT_IS_COMPLETE, "x = (1,\n     2", 0, .status = "incomplete", .indent = "     " },
+  { FRONT_IS_COMPLETE, "x = )", 0, .status = "invalid", .indent = "" },
+  { FRONT_IS_COMPLETE, "import asyncio\nawait asyncio.sleep(0)", 0, .status = "complete",
+    .indent = "" },
+};
+#define NQUESTIONS (sizeof QUESTIONS / sizeof QUESTIONS[0])
+
+static struct {
+  struct front *f;
+  struct loop *loop;
+  char id[40];
+  size_t next; /* the question asked next */
+  bool finished;
+} T;
+
+static void ask_next(void);
+
+static void
+check_answer(const struct question *q, json_t *a)
+{
+  if (q->op == FRONT_COMPLETE) {
+    json_t *matches = json_object_get(a, "matches");
+    CHECK(json_is_array(matches) && json_array_size(matches) > 0);
+    bool has = false;
+    size_t i;
+    json_t *m;
+    json_array_foreach(matches, i, m)
+    {
+      const char *s = json_string_value(m);
+      CHECK(s && strncmp(s, q->prefix, strlen(q->prefix)) == 0);
+      has |= s && strcmp(s, q->must) == 0;
+    }
+    CHECK(has);
+    CHECK(json_integer_value(json_object_get(a, "cursor_start")) == q->start);
+    CHECK(json_integer_value(json_object_get(a, "cursor_end")) == q->end);
+  } else if (q->op == FRONT_INSPECT) {
+    CHECK(json_is_boolean(json_object_get(a, "found"))
+          && json_boolean_value(json_object_get(a, "found")) == q->found);
+    const char *text = json_string_value(json_object_get(a, "text"));
+    CHECK(text != NULL);
+    if (q->found && text) {
+      CHECK(strstr(text, q->must) != NULL);
+      CHECK(strstr(text, q->must2) != NULL);
+    }
+  } else {
+    const char *status = json_string_value(json_object_get(a, "status"));
+    const char *indent = json_string_value(json_object_get(a, "indent"));
+    CHECK(status && strcmp(status, q->status) == 0);
+    CHECK(indent && strcmp(indent, q->indent) == 0);
+  }
+}
+
+static void
+on_answer(void *ctx, const struct file_reply *r)
+{
+  const struct question *q = ctx;
+  CHECK(r->status == 0);
+  json_error_t jerr;
+  json_t *a = r->status == 0 ? json_loadb((const char *)r->data, r->len, 0, &jerr) : NULL;
+  CHECK(json_is_object(a));
+  if (a)
+    check_answer(q, a);
+  else
+    fprintf(stderr, "question %zu (%s): %s\n", (size_t)(q - QUESTIONS), q->code,
+            r->message ? r->message : jerr.text);
+  if (check_failures && a)
+    fprintf(stderr, "question %zu (%s): %.*s\n", (size_t)(q - QUESTIONS), q->code, (int)r->len,
+            (const char *)r->data);
+  json_decref(a);
+  ask_next();
+}
+
+static void
+on_last(void *ctx, const struct cell_reply *r)
+{
+  (void)ctx;
+  /* The setup cell was 1; no question took a number.  */
+  CHECK(r->status == REPLY_OK && r->execution_count == 2);
+  CHECK(r->result && strcmp(r->result, "(1, 2)") == 0);
+  T.finished = true;
+  loop_stop(T.loop);
+}
+
+static void
+ask_next(void)
+{
+  kiln_error_t err = NULL;
+  if (T.next == NQUESTIONS) {
+    const char *code = "value_one, value_two";
+    CHECK(front_run_cell(T.f, T.id, code, strlen(code), 0, on_last, NULL, &err) > 0);
+    return;
+  }
+  const struct question *q = &QUESTIONS[T.next++];
+  int64_t h = front_introspect(T.f, T.id, q->op, q->code, strlen(q->code), q->cursor, on_answer,
+                               (void *)q, &err);
+  CHECK(h > 0);
+  if (h < 0) {
+    fprintf(stderr, "front_introspect: %s\n", err->msg);
+    kiln_error_release(&err);
+    loop_stop(T.loop);
+  }
+}
+
+static void
+on_setup(void *ctx, const struct cell_reply *r)
+{
+  (void)ctx;
+  CHECK(r->status == REPLY_OK && r->execution_count == 1);
+  snprintf(T.id, sizeof T.id, "%s", r->session_id);
+  /* Refused at once: an unknown session, an unknown question, a NUL.  */
+  kiln_error_t err = NULL;
+  CHECK(front_introspect(T.f, "nosuch", FRONT_COMPLETE, "x", 1, 1, on_answer, NULL, &err) < 0);
+  CHECK(err && strstr(err->msg, "unknown session"));
+  kiln_error_release(&err);
+  CHECK(front_introspect(T.f, T.id, (enum front_introspect_op)9, "x", 1, 1, on_answer, NULL, &err)
+        < 0);
+  kiln_error_release(&err);
+  CHECK(front_introspect(T.f, T.id, FRONT_COMPLETE, "a\0b", 3, 1, on_answer, NULL, &err) < 0);
+  kiln_error_release(&err);
+  ask_next();
+}
+
+static void
+on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
+{
+  (void)ctx;
+  (void)info;
+  CHECK(err == NULL);
+  if (err) {
+    fprintf(stderr, "the zygote did not start: %s\n", err->msg);
+    loop_stop(T.loop);
+    return;
+  }
+  kiln_error_t e = NULL;
+  CHECK(front_run_cell(T.f, NULL, SETUP, strlen(SETUP), 0, on_setup, NULL, &e) > 0);
+  kiln_error_release(&e);
+}
+
+static int
+remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+  (void)st;
+  (void)type;
+  (void)ftw;
+  (void)remove(path);
+  return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+  /* The zygote and the compile helper are this program exec'd: each
+     becomes the kiln binary.  */
+  if (argc == 2
+      && (strcmp(argv[1], ZYGOTE_COMMAND) == 0 || strcmp(argv[1], COMPILER_COMMAND) == 0)) {
+    const char *bin = getenv(KILN_BIN_ENV);
+    if (bin)
+      execv(bin, argv);
+    _exit(127);
+  }
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s KILN_BIN\n", argv[0]);
+    return 2;
+  }
+  alarm(120);
+  char home[] = "/tmp/kiln-test-introspect-XXXXXX";
+  if (mkdtemp(home) == NULL) {
+    perror("mkdtemp");
+    return 1;
+  }
+  setenv(KILN_BIN_ENV, argv[1], 1);
+  setenv("KILN_HOME", home, 1);
+  setenv("KILN_SPARES", "0", 1);
+  struct kiln_config cfg;
+  kiln_error_t err = NULL;
+  if (config_init(&cfg, &err) < 0) {
+    fprintf(stderr, "config: %s\n", err->msg);
+    return 1;
+  }
+  /* Jailed where the host can, as kiln serve runs; the questions need
+     nothing the jail gives, so they are asked unjailed elsewhere.  */
+  struct sbx_config sbx = { .jail = true };
+  cfg.sbx = &sbx;
+  if (sbx_probe(&sbx, &cfg, &err) < 0) {
+    printf("note: this host cannot jail workers (%s): asked unjailed\n", err->msg);
+    kiln_error_release(&err);
+    sbx_config_free(&sbx);
+    sbx = (struct sbx_config){ .jail = false };
+    CHECK(sbx_probe(&sbx, &cfg, &err) == 0);
+    kiln_error_release(&err);
+  }
+  T.loop = loop_new(&err);
+  CHECK(T.loop != NULL);
+  if (T.loop)
+    T.f = front_new(&cfg, T.loop, on_ready, NULL, &err);
+  CHECK(T.f != NULL);
+  if (T.f) {
+    CHECK(loop_run(T.loop, &err) == 0);
+    CHECK(T.finished);
+    CHECK(T.next == NQUESTIONS);
+    front_free(T.f);
+  } else if (err)
+    fprintf(stderr, "front_new: %s\n", err->msg);
+  kiln_error_release(&err);
+  if (T.loop)
+    loop_free(T.loop);
+  sbx_config_free(&sbx);
+  config_free(&cfg);
+  nftw(home, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+  printf("%s front_introspect_completes_inspects_and_judges_cells\n",
+         check_failures ? "FAIL" : "ok  ");
+  return check_failures ? 1 : 0;
+}
