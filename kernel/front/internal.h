@@ -95,7 +95,10 @@ struct request {
       char *code;
       size_t len;
       front_reply_cb cb;
-      struct watch *watch; /* NULL unless watched */
+      struct watch *watch;     /* NULL unless watched */
+      front_input_cb input_cb; /* front_watch_input; NULL: input() has no stdin */
+      void *input_ctx;
+      bool input_pending; /* its input() waits for front_input_reply */
       /* Per FRAME_MARK of the cell, the stdout bytes received by then.  */
       uint64_t *marks;
       size_t nmarks;
@@ -394,6 +397,10 @@ void session_reply(struct session *s, struct cell_reply *r);
 void session_fail_queue(struct session *s, const char *type, const char *message);
 void session_lose(struct session *s, enum reply_status status, const char *type, const char *why);
 void reply_done(struct worker *w, struct frame *fr);
+/* notebook.c: a running cell's input() (FRAME_INPUT), and the end of a
+   cell that may have left its worker waiting for an answer.  */
+void reply_input(struct worker *w, struct frame *fr);
+void input_cell_ended(struct session *s, struct request *c);
 void reply_file_result(struct worker *w, struct frame *fr);
 size_t reply_parse_outputs(struct session *s, const struct field *fl, const struct field *marks_f,
                            const struct output_cut *cut, struct cell_output **out, char ***strings,

@@ -358,6 +358,7 @@ reply_done(struct worker *w, struct frame *fr)
     kiln_error_release(&err);
     return;
   }
+  input_cell_ended(s, s->running);
   /* Everything the cell wrote is in the pipes by now (the worker flushes
      before DONE): collect it so it belongs to this cell.  */
   worker_read_pipe(w, &w->out, &w->cap_out, true);

@@ -428,32 +428,6 @@ front_file_op_at(struct front *f, const char *session_id, enum front_file_op op,
   return f->next_handle;
 }
 
-int64_t
-front_introspect(struct front *f, const char *session_id, enum front_introspect_op op,
-                 const char *code, size_t len, uint64_t cursor, front_file_cb cb, void *ctx,
-                 kiln_error_t *err)
-{
-  struct session *s = session_id ? session_find(f, session_id) : NULL;
-  if (s == NULL)
-    return kiln_error_make(err, 0, "unknown session '%s'", session_id ? session_id : "");
-  if (op != FRONT_COMPLETE && op != FRONT_INSPECT && op != FRONT_IS_COMPLETE)
-    return kiln_error_make(err, 0, "no such introspection: %d", (int)op);
-  if (len > f->cfg->max_code)
-    return kiln_error_make(err, 0, "%zu bytes of code is over the %zu-byte limit (--max-code)", len,
-                           f->cfg->max_code);
-  if (memchr(code, '\0', len))
-    return kiln_error_make(err, 0, "the code holds a NUL character");
-  if (s->nqueued >= f->cfg->max_queued)
-    return kiln_error_make(err, 0, "session %s already has %zu requests waiting (--max-queued)",
-                           s->id, s->nqueued);
-  /* Answers are bounded as a cell's texts are.  */
-  struct request *r = request_new_file(FRONT_FILE_READ, code, len, cursor, NULL, 0,
-                                       f->limits.text_bytes, cb, ctx);
-  r->u.file.introspect = op;
-  session_enqueue(s, r);
-  return f->next_handle;
-}
-
 int
 front_watch_output(struct front *f, int64_t handle, int interval_ms, size_t max_bytes,
                    front_output_cb cb, void *ctx)

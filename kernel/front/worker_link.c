@@ -243,6 +243,9 @@ handle_worker_frame(struct worker *w, struct frame *fr)
     fbuf_free(&fb);
     return;
   }
+  case FRAME_INPUT:
+    reply_input(w, fr);
+    return;
   case FRAME_DONE:
     reply_done(w, fr);
     return;

@@ -59,6 +59,9 @@ enum frame_type {
   /* fields: KIND (enum front_introspect_op), CODE, OFFSET (the cursor, in
      characters), MAX_BYTES; answered by FILE_RESULT with DATA: JSON */
   FRAME_INTROSPECT = 29,
+  /* fields: DATA (the line input() returns), or STATUS 1 and MESSAGE:
+     why there is none (refused, or the cell ended while it waited) */
+  FRAME_INPUT_REPLY = 19,
   /* worker -> front */
   FRAME_WORKER_READY = 30,  /* no fields */
   FRAME_WORKER_FAILED = 31, /* fields: MESSAGE; setup failed, worker exits */
@@ -68,6 +71,8 @@ enum frame_type {
                             /* the worker waits for MARKED */
   FRAME_SNAPSHOT_DONE = 35, /* fields: SIZE, HASH, LOST, DROPPED; or MESSAGE: none taken */
   FRAME_RESTORED = 36,      /* fields: STATUS (0 restored, 1 refused), MESSAGE, LOST */
+  FRAME_INPUT = 37,         /* fields: MESSAGE (the prompt), KIND (1: a password); */
+                            /* the worker waits for INPUT_REPLY */
   /* fields: STATUS (0: it ran, or the errno it could not start with),
      MESSAGE, EXIT_CODE or SIGNAL, KILLED, OUTPUTS (the files it wrote) */
   FRAME_SHELL_DONE = 38,

@@ -4,23 +4,70 @@
 #include "mark.h"
 #include "frame.h"
 
+#include "util.h"
+
+#include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 /* A cell marks at most this many places; later outputs go at the end.  */
 #define MAX_MARKS 4096
+/* The largest answer the front sends mid-cell: an input line, which it
+   bounds by --max-result far below this.  */
+#define ANSWER_MAX (64u << 20)
 
 static int ctl_fd = -1;
 static bool in_cell;
 static uint32_t next_mark;
+static unsigned stale_inputs;     /* INPUT_REPLYs owed for input() calls interrupted */
+static bool input_waiting;        /* the main thread waits in input(): nothing else reads */
+static unsigned long main_thread; /* the thread that runs cells */
+
+bool
+mark_stale_input(const struct frame *f)
+{
+  if (f->type != FRAME_INPUT_REPLY || stale_inputs == 0)
+    return false;
+  stale_inputs--;
+  return true;
+}
+
+/* The front is trusted and sends nothing else during a cell: it is gone,
+   or broken, and this worker cannot go on.  */
+static _Noreturn void
+front_broke(const char *what)
+{
+  char msg[160];
+  int n = snprintf(msg, sizeof msg, "kiln: the front did not answer %s; the worker stops\n", what);
+  (void)!write(STDERR_FILENO, msg, (size_t)n);
+  _exit(1);
+}
+
+/* The next frame on the control socket that is not a stale INPUT_REPLY
+   into F (PAYLOAD is the caller's to free).  */
+static void
+recv_answer(struct frame *f, uint8_t **payload, const char *what)
+{
+  for (;;) {
+    *payload = NULL;
+    if (frame_recv(ctl_fd, f, payload, ANSWER_MAX, NULL) < 0 || f->nfds > 0)
+      front_broke(what);
+    if (!mark_stale_input(f))
+      return;
+    free(*payload);
+  }
+}
 
 void
 mark_cell_begin(int fd)
 {
   ctl_fd = fd;
   in_cell = true;
+  main_thread = PyThread_get_thread_ident();
   next_mark = 0;
 }
 
@@ -37,7 +84,7 @@ py_mark(PyObject *self, PyObject *noargs)
   (void)noargs;
   /* Between cells (a thread the cell left running), or past the limit,
      there is no place to mark: None, and the output goes at the end.  */
-  if (!in_cell || next_mark >= MAX_MARKS)
+  if (!in_cell || next_mark >= MAX_MARKS || input_waiting)
     Py_RETURN_NONE;
   struct fbuf fb;
   fbuf_init(&fb, FRAME_MARK);
@@ -51,21 +98,78 @@ py_mark(PyObject *self, PyObject *noargs)
     Py_RETURN_NONE;
   struct frame f;
   uint8_t *payload = NULL;
-  if (frame_recv(ctl_fd, &f, &payload, 0, NULL) < 0 || f.type != FRAME_MARKED || f.nfds > 0) {
-    /* The front is trusted and sends nothing else during a cell: it is
-       gone, or broken, and this worker cannot go on.  */
-    static const char msg[] = "kiln: the front did not answer a mark; the worker stops\n";
-    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
-    _exit(1);
+  recv_answer(&f, &payload, "a mark");
+  free(payload);
+  if (f.type != FRAME_MARKED)
+    front_broke("a mark");
+  return PyLong_FromUnsignedLong(next_mark++);
+}
+
+static PyObject *
+py_input_request(PyObject *self, PyObject *args)
+{
+  (void)self;
+  const char *prompt;
+  int password = 0;
+  if (!PyArg_ParseTuple(args, "s|p", &prompt, &password))
+    return NULL;
+  /* One reader of the socket at a time: the main thread, whose input()
+     no other thread's mark() reads past (it marks nothing meanwhile).  */
+  if (!in_cell || PyThread_get_thread_ident() != main_thread) {
+    PyErr_SetString(PyExc_EOFError, "input() is available in the cell's main thread only");
+    return NULL;
+  }
+  struct fbuf fb;
+  fbuf_init(&fb, FRAME_INPUT);
+  fbuf_put_str(&fb, TAG_MESSAGE, prompt);
+  fbuf_put_u64(&fb, TAG_KIND, password ? 1 : 0);
+  fbuf_finish(&fb);
+  int sent = frame_send(ctl_fd, &fb, NULL, 0, NULL);
+  fbuf_free(&fb);
+  if (sent < 0)
+    front_broke("an input request");
+  /* Waits, without the GIL, until the answer can be read; every 100 ms
+     and on every signal, with it, for an interrupt.  */
+  input_waiting = true;
+  for (;;) {
+    struct pollfd p = { .fd = ctl_fd, .events = POLLIN };
+    int r;
+    Py_BEGIN_ALLOW_THREADS r = poll(&p, 1, 100);
+    Py_END_ALLOW_THREADS if (r > 0) break;
+    if (r < 0 && errno != EINTR)
+      front_broke("an input request");
+    if (PyErr_CheckSignals() < 0) {
+      stale_inputs++;
+      input_waiting = false;
+      return NULL;
+    }
+  }
+  input_waiting = false;
+  struct frame f;
+  uint8_t *payload = NULL;
+  recv_answer(&f, &payload, "an input request");
+  if (f.type != FRAME_INPUT_REPLY)
+    front_broke("an input request");
+  PyObject *ret = NULL;
+  const struct field *data = frame_get(&f, TAG_DATA);
+  if (data)
+    ret = PyUnicode_DecodeUTF8((const char *)data->data, (Py_ssize_t)data->len, "replace");
+  else {
+    cleanup_free char *why = NULL;
+    (void)frame_get_str(&f, TAG_MESSAGE, true, &why, NULL, NULL);
+    PyErr_SetString(PyExc_EOFError, why ? why : "input() got no answer");
   }
   free(payload);
-  return PyLong_FromUnsignedLong(next_mark++);
+  return ret;
 }
 
 static PyMethodDef methods[] = {
   { "mark", py_mark, METH_NOARGS,
     "Marks this point of the cell's stdout (flush it first); returns the mark's number, or "
     "None." },
+  { "input_request", py_input_request, METH_VARARGS,
+    "input_request(prompt, password=False): asks the front for a line of input and waits for "
+    "it; EOFError says why there is none." },
   { NULL, NULL, 0, NULL },
 };
 

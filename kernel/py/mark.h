@@ -9,6 +9,8 @@
 #ifndef KILN_MARK_H
 #define KILN_MARK_H
 
+#include <stdbool.h>
+
 /* Registers the _kiln_mark module (mark()), before CPython starts.  */
 int mark_register(void);
 
@@ -16,5 +18,14 @@ int mark_register(void);
    cell runs (between these two calls).  */
 void mark_cell_begin(int fd);
 void mark_cell_end(void);
+
+/* input() in a cell (_kiln_mark.input_request) sends FRAME_INPUT and
+   waits for the front's INPUT_REPLY: the line, or why there is none.
+   An interrupt while it waits raises KeyboardInterrupt at once; the
+   front still answers that FRAME_INPUT, and the answer, come later, is
+   stale.  Whether F is such a stale answer, to be dropped (the count
+   of those owed goes down).  */
+struct frame;
+bool mark_stale_input(const struct frame *f);
 
 #endif

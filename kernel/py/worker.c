@@ -372,6 +372,11 @@ wrk_main(const struct wrk_params *p)
     uint8_t *payload = NULL;
     if (frame_recv(CTL_FD, &f, &payload, p->limits->front_frame, NULL) < 0)
       break;
+    /* The answer to an input() an interrupt gave up on.  */
+    if (mark_stale_input(&f)) {
+      free(payload);
+      continue;
+    }
     /* Only a snapshot comes with an fd: the file to write or read.  */
     int fd = -1;
     for (size_t i = 0; i < f.nfds; i++) {

@@ -24,6 +24,7 @@ import ast
 import asyncio
 import builtins
 import gc
+import getpass
 import importlib
 import io
 import linecache
@@ -100,13 +101,24 @@ def _warm_matplotlib():
         plt.close(fig)
 
 
-def _no_input(prompt=""):
-    # A frame of kiln's: _trim leaves it out, so the traceback ends at the
-    # line that called input().
-    raise EOFError(
-        "input() is not available: cells run without a terminal or stdin; "
-        "put the data in the code or in a file instead"
-    )
+def _input(prompt=""):
+    """input() as a cell sees it: the front asks whoever runs the cell
+    (a notebook's frontend) for the line; where nobody can answer (MCP)
+    it raises EOFError saying so.  A frame of kiln's: _trim leaves it out,
+    so the traceback ends at the line that called input()."""
+    import _kiln_mark
+
+    _flush()
+    return _kiln_mark.input_request(str(prompt), False)
+
+
+def _getpass(prompt="Password: ", stream=None):
+    """getpass.getpass as a cell sees it: input() whose answer the
+    frontend does not echo."""
+    import _kiln_mark
+
+    _flush()
+    return _kiln_mark.input_request(str(prompt), True)
 
 
 class _Quitter(_sitebuiltins.Quitter):
@@ -214,7 +226,8 @@ def worker_init(environment, jailed, max_image_side):
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
     # SIGINT is blocked here, so the thread never takes the cell's.
     _start_flusher()
-    builtins.input = _no_input
+    builtins.input = _input
+    getpass.getpass = _getpass
     _main = types.ModuleType("__main__")
     _main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = _main

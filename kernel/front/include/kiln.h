@@ -150,6 +150,24 @@ typedef void (*front_output_cb)(void *ctx, int stream, const char *data, size_t 
 int front_watch_output(struct front *f, int64_t handle, int interval_ms, size_t max_bytes,
                        front_output_cb cb, void *ctx);
 
+/* A running cell called input() with PROMPT (borrowed, valid UTF-8);
+   PASSWORD when it was getpass.getpass, whose answer is not to be shown.
+   The answer goes back through front_input_reply.  */
+typedef void (*front_input_cb)(void *ctx, const char *prompt, bool password);
+
+/* Lets cell HANDLE's input() ask CB (with CTX) for its lines, as a
+   notebook's stdin channel does; a cell nobody watches so gets EOFError
+   from input(), saying it has no stdin.  Returns -1 when HANDLE is not a
+   queued or running cell.  */
+int front_watch_input(struct front *f, int64_t handle, front_input_cb cb, void *ctx);
+
+/* Answers the input() cell HANDLE waits in: TEXT (LEN bytes, copied) is
+   what it returns, without the newline.  Returns -1 with ERR when HANDLE
+   is not waiting for input (it ended, or was interrupted), or TEXT is
+   over --max-result bytes.  */
+int front_input_reply(struct front *f, int64_t handle, const char *text, size_t len,
+                      kiln_error_t *err);
+
 /* What a file operation does: list a directory, read a file, write one
    (creating its parents), read part of a file whatever its size, make a
    directory (and its parents; one that exists already is fine).  */

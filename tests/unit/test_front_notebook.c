@@ -1,13 +1,18 @@
 #define _GNU_SOURCE
-/* front_introspect against a real front, zygote and jailed worker: a
-   cell defines names, then completions, inspections and is-complete
-   questions are asked one after another, each answer checked, and a
-   last cell shows that none of them took an execution number.  The
-   front starts its zygote by exec of /proc/self/exe, which is this
-   program: called as the zygote, it execs the kiln binary given as its
-   argument instead.
+/* What a notebook's frontend asks of a session besides its cells, against
+   a real front, zygote and jailed worker.  A cell defines names; then
+   completions, inspections and is-complete questions are asked one
+   after another, each answer checked, and a cell shows that none of
+   them took an execution number.  Then input(): a cell's input() and
+   getpass() answered through front_watch_input and front_input_reply,
+   one nobody watches failing with EOFError, and one interrupted by the
+   deadline while it waits, caught, and followed by another whose answer
+   the cell gets (the interrupted one's never reaches it).  The front
+   starts its zygote by exec of /proc/self/exe, which is this program:
+   called as the zygote, it execs the kiln binary given as its argument
+   instead.
 
-     test_front_introspect KILN_BIN  */
+     test_front_notebook KILN_BIN  */
 #include "check.h"
 #include "config.h"
 #include "handoff.h"
@@ -23,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KILN_BIN_ENV "KILN_TEST_FRONT_INTROSPECT_BIN"
+#define KILN_BIN_ENV "KILN_TEST_FRONT_NOTEBOOK_BIN"
 
 static const char SETUP[] = "import math\n"
                             "class Point:\n"
@@ -81,11 +86,14 @@ static struct {
   struct front *f;
   struct loop *loop;
   char id[40];
-  size_t next; /* the question asked next */
+  size_t next;    /* the question asked next */
+  int64_t handle; /* the cell running */
+  int prompts;    /* input() calls seen in it */
   bool finished;
 } T;
 
 static void ask_next(void);
+static void input_cells(void);
 
 static void
 check_answer(const struct question *q, json_t *a)
@@ -149,8 +157,110 @@ on_last(void *ctx, const struct cell_reply *r)
   /* The setup cell was 1; no question took a number.  */
   CHECK(r->status == REPLY_OK && r->execution_count == 2);
   CHECK(r->result && strcmp(r->result, "(1, 2)") == 0);
-  T.finished = true;
-  loop_stop(T.loop);
+  input_cells();
+}
+
+/* The input cells, run one after another: each step's reply starts the
+   next.  */
+enum input_step { ANSWERED, UNWATCHED, INTERRUPTED, AFTER };
+static const char *const INPUT_CODE[] = {
+  [ANSWERED] = "import getpass\nname = input('Your name? ')\n(name, getpass.getpass())",
+  [UNWATCHED] = "input('nobody answers: ')",
+  [INTERRUPTED] = "try:\n    input('wait: ')\nexcept KeyboardInterrupt:\n    pass\n"
+                  "input('again: ')",
+  [AFTER] = "name",
+};
+static enum input_step step;
+
+static void run_input_cell(void);
+
+static void
+on_input(void *ctx, const char *prompt, bool password)
+{
+  (void)ctx;
+  kiln_error_t err = NULL;
+  T.prompts++;
+  const char *answer = NULL;
+  if (step == ANSWERED && T.prompts == 1) {
+    CHECK(strcmp(prompt, "Your name? ") == 0 && !password);
+    answer = "Ada";
+  } else if (step == ANSWERED && T.prompts == 2) {
+    CHECK(strcmp(prompt, "Password: ") == 0 && password);
+    answer = "s3cret";
+  } else if (step == INTERRUPTED && T.prompts == 1) {
+    /* Not answered: the deadline interrupts the wait.  */
+    CHECK(strcmp(prompt, "wait: ") == 0);
+    return;
+  } else if (step == INTERRUPTED && T.prompts == 2) {
+    CHECK(strcmp(prompt, "again: ") == 0);
+    answer = "late";
+  } else {
+    CHECK(!"an input() nobody expected");
+    return;
+  }
+  CHECK(front_input_reply(T.f, T.handle, answer, strlen(answer), &err) == 0);
+  kiln_error_release(&err);
+  /* Answered once: nothing waits any more.  */
+  CHECK(front_input_reply(T.f, T.handle, "x", 1, &err) < 0);
+  kiln_error_release(&err);
+}
+
+static void
+on_input_reply(void *ctx, const struct cell_reply *r)
+{
+  (void)ctx;
+  switch (step) {
+  case ANSWERED:
+    CHECK(r->status == REPLY_OK && T.prompts == 2);
+    CHECK(r->result && strcmp(r->result, "('Ada', 's3cret')") == 0);
+    break;
+  case UNWATCHED:
+    CHECK(r->status == REPLY_ERROR && T.prompts == 0);
+    CHECK(r->err_type && strcmp(r->err_type, "EOFError") == 0);
+    CHECK(r->err_message && strstr(r->err_message, "input() is not available"));
+    break;
+  case INTERRUPTED:
+    CHECK(T.prompts == 2);
+    CHECK(r->result && strcmp(r->result, "'late'") == 0);
+    break;
+  case AFTER:
+    /* The worker dropped the interrupted input()'s answer and goes on.  */
+    CHECK(r->status == REPLY_OK && r->result && strcmp(r->result, "'Ada'") == 0);
+    T.finished = true;
+    loop_stop(T.loop);
+    return;
+  }
+  if (check_failures)
+    fprintf(stderr, "input step %d: status %d, result %s, %s: %s\n", (int)step, (int)r->status,
+            r->result ? r->result : "-", r->err_type ? r->err_type : "-",
+            r->err_message ? r->err_message : "-");
+  step++;
+  run_input_cell();
+}
+
+static void
+run_input_cell(void)
+{
+  kiln_error_t err = NULL;
+  const char *code = INPUT_CODE[step];
+  T.prompts = 0;
+  T.handle = front_run_cell(T.f, T.id, code, strlen(code), step == INTERRUPTED ? 1 : 0,
+                            on_input_reply, NULL, &err);
+  CHECK(T.handle > 0);
+  if (T.handle > 0 && step != UNWATCHED)
+    CHECK(front_watch_input(T.f, T.handle, on_input, NULL) == 0);
+  if (T.handle < 0) {
+    fprintf(stderr, "front_run_cell: %s\n", err->msg);
+    kiln_error_release(&err);
+    loop_stop(T.loop);
+  }
+}
+
+static void
+input_cells(void)
+{
+  step = ANSWERED;
+  run_input_cell();
 }
 
 static void
@@ -279,7 +389,6 @@ main(int argc, char **argv)
   sbx_config_free(&sbx);
   config_free(&cfg);
   nftw(home, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-  printf("%s front_introspect_completes_inspects_and_judges_cells\n",
-         check_failures ? "FAIL" : "ok  ");
+  printf("%s front_introspect_and_input_answer_a_notebook\n", check_failures ? "FAIL" : "ok  ");
   return check_failures ? 1 : 0;
 }
