@@ -19,12 +19,10 @@ This module never runs in a process that serves more than one session.
 """
 
 import _signal
-import _sitebuiltins
 import ast
 import asyncio
 import builtins
 import gc
-import getpass
 import importlib
 import io
 import linecache
@@ -37,6 +35,8 @@ import time
 import traceback
 import types
 import warnings
+
+import kiln_builtins
 
 # How run_cell reports a cell's end; the values match the C enum cell_status.
 # EXITED: the cell raised SystemExit with a success status (exit(),
@@ -74,7 +74,7 @@ def zygote_init(site_packages, preload):
             failed.append(f"{name}: {type(exc).__name__}: {exc}")
     if "matplotlib" in sys.modules:
         _warm_matplotlib()
-    _install_site_builtins()
+    kiln_builtins.install_site()
     import kiln_capture
 
     kiln_capture.install()
@@ -99,75 +99,6 @@ def _warm_matplotlib():
         fig.text(0.5, 0.5, "kiln")
         fig.canvas.draw()
         plt.close(fig)
-
-
-def _input(prompt=""):
-    """input() as a cell sees it: the front asks whoever runs the cell
-    (a notebook's frontend) for the line; where nobody can answer (MCP)
-    it raises EOFError saying so.  A frame of kiln's: _trim leaves it out,
-    so the traceback ends at the line that called input()."""
-    import _kiln_mark
-
-    _flush()
-    return _kiln_mark.input_request(str(prompt), False)
-
-
-def _getpass(prompt="Password: ", stream=None):
-    """getpass.getpass as a cell sees it: input() whose answer the
-    frontend does not echo."""
-    import _kiln_mark
-
-    _flush()
-    return _kiln_mark.input_request(str(prompt), True)
-
-
-class _Quitter(_sitebuiltins.Quitter):
-    """exit and quit as a cell sees them: calling one stops the cell with
-    SystemExit, as in a script.  site's own closes sys.stdin first (for
-    IDLE), which would leave the session's stdin closed for later cells."""
-
-    def __repr__(self):
-        return f"Use {self.name}() to stop the cell; the session keeps its state"
-
-    def __call__(self, code=None):
-        raise SystemExit(code)
-
-
-class _Helper(_sitebuiltins._Helper):
-    """help as a cell sees it: pydoc's text, written to stdout.  A cell has
-    no terminal, so there is no pager and no interactive help> prompt."""
-
-    def __repr__(self):
-        return "Type help(object) for help about object, or help('topic') for a keyword or topic."
-
-    def __call__(self, *args, **kwds):
-        import pydoc
-
-        # pydoc would pick a plain pager anyway while stdout is not a tty;
-        # a cell may make it one (or a PAGER appear), and no pager may run.
-        pydoc.pager = pydoc.plainpager
-        if not args and not kwds:
-            print(
-                "help() without an argument starts an interactive prompt, which a cell "
-                "does not have: ask for one thing at a time, e.g. help(len), help('for'), "
-                "help('keywords'), help('topics') or help('modules')."
-            )
-            return None
-        return pydoc.help(*args, **kwds)
-
-
-def _install_site_builtins():
-    """help, exit, quit, copyright, credits and license, which site adds
-    to builtins in a normal interpreter; kiln's isolated configuration does
-    not run site."""
-    builtins.help = _Helper()
-    builtins.exit = _Quitter("exit", "")
-    builtins.quit = _Quitter("quit", "")
-    site.setcopyright()
-    # Long texts page through input() every 23 lines; a cell has no input,
-    # so they are printed whole.
-    for name in ("copyright", "credits", "license"):
-        getattr(builtins, name).MAXLINES = sys.maxsize
 
 
 def worker_init(environment, jailed, max_image_side):
@@ -226,8 +157,7 @@ def worker_init(environment, jailed, max_image_side):
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
     # SIGINT is blocked here, so the thread never takes the cell's.
     _start_flusher()
-    builtins.input = _input
-    getpass.getpass = _getpass
+    kiln_builtins.install_input(_flush)
     _main = types.ModuleType("__main__")
     _main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = _main
