@@ -32,6 +32,15 @@ static const char *const outcome_names[] = {
 /* A new outcome needs a label here before it builds.  */
 _Static_assert(sizeof outcome_names / sizeof outcome_names[0] == FRONT_CELL_OUTCOMES,
                "every cell outcome has a label");
+static const char *const install_outcome_names[] = {
+  [FRONT_INSTALL_INSTALLED] = "installed",
+  [FRONT_INSTALL_CACHED] = "cached",
+  [FRONT_INSTALL_FAILED] = "failed",
+  [FRONT_INSTALL_CANCELLED] = "cancelled",
+};
+_Static_assert(sizeof install_outcome_names / sizeof install_outcome_names[0]
+                   == FRONT_INSTALL_OUTCOMES,
+               "every install outcome has a label");
 
 static void put(struct buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -168,10 +177,11 @@ http_requests(struct buf *out, const struct mcp_http_counts *h)
 void
 mcp_metrics_render(struct buf *out, const struct front_metrics *m, const struct mcp_http_counts *h)
 {
-  family(out, "kiln_sessions", "gauge",
-         "Open sessions by state: live (worker alive or starting), lost (worker gone; the next "
-         "call starts one), hibernated (always 0: kiln cannot hibernate yet), spare (made ahead "
-         "of demand).");
+  family(
+      out, "kiln_sessions", "gauge",
+      "Open sessions by state: live (worker alive or starting), lost (worker gone; the next "
+      "call starts one), hibernated (no process; the next call restores them), spare (made ahead "
+      "of demand).");
   sample(out, "kiln_sessions", "{state=\"live\"}", m->sessions_live);
   sample(out, "kiln_sessions", "{state=\"lost\"}", m->sessions_lost);
   sample(out, "kiln_sessions", "{state=\"hibernated\"}", m->sessions_hibernated);
@@ -187,6 +197,23 @@ mcp_metrics_render(struct buf *out, const struct front_metrics *m, const struct 
     sample(out, "kiln_cells_total", labels, m->cells[i]);
   }
 
+  family(out, "kiln_commands_total", "counter",
+         "Shell commands (run_shell) finished, by how they ended, as cells.");
+  for (size_t i = 0; i < FRONT_CELL_OUTCOMES; i++) {
+    char labels[48];
+    snprintf(labels, sizeof labels, "{outcome=\"%s\"}", outcome_names[i]);
+    sample(out, "kiln_commands_total", labels, m->commands[i]);
+  }
+
+  family(out, "kiln_package_installs_total", "counter",
+         "install_packages requests finished: installed by pip, linked from the cache, failed, "
+         "cancelled.");
+  for (size_t i = 0; i < FRONT_INSTALL_OUTCOMES; i++) {
+    char labels[48];
+    snprintf(labels, sizeof labels, "{outcome=\"%s\"}", install_outcome_names[i]);
+    sample(out, "kiln_package_installs_total", labels, m->installs[i]);
+  }
+
   histogram(out, "kiln_cell_duration_seconds",
             "Time from sending a cell to its worker to its reply.", &m->cell_seconds);
   histogram(out, "kiln_worker_spawn_seconds",
@@ -198,10 +225,10 @@ mcp_metrics_render(struct buf *out, const struct front_metrics *m, const struct 
   sample(out, "kiln_oom_kills_total", "", m->oom_kills);
 
   family(out, "kiln_code_cache_hits_total", "counter",
-         "Cells whose compiled code came from the cache (no cache yet: always 0).");
+         "Cells whose compiled code came from the cache.");
   sample(out, "kiln_code_cache_hits_total", "", m->code_cache_hits);
   family(out, "kiln_code_cache_misses_total", "counter",
-         "Cells compiled without the cache (no cache yet: always 0).");
+         "Cells their workers compiled: no entry yet, or the compile helper not ready.");
   sample(out, "kiln_code_cache_misses_total", "", m->code_cache_misses);
 
   family(out, "kiln_artifact_bytes", "gauge", "Bytes of session images kept on disk.");

@@ -83,6 +83,10 @@ answer(struct front *f, struct install *r, const char *error, const char *log_ta
     .cached = cached,
     .duration_ms = (double)(now_ns() - r->started_ns) / 1e6,
   };
+  f->metrics.installs[r->cb == NULL ? FRONT_INSTALL_CANCELLED
+                      : error       ? FRONT_INSTALL_FAILED
+                      : cached      ? FRONT_INSTALL_CACHED
+                                    : FRONT_INSTALL_INSTALLED]++;
   if (r->cb)
     r->cb(r->ctx, &rep);
 }
@@ -526,6 +530,7 @@ install_cancel(struct front *f, int64_t handle)
       kill(l->pid, SIGKILL);
       return true;
     }
+    f->metrics.installs[FRONT_INSTALL_CANCELLED]++;
     *pp = r->next;
     if (l->tail == r) {
       l->tail = NULL;

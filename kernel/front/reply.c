@@ -94,6 +94,8 @@ session_reply(struct session *s, struct cell_reply *r)
   enum front_cell_outcome outcome = outcome_of(s, r);
   if (c->kind == REQ_CELL)
     m->cells[outcome]++;
+  else if (c->kind == REQ_SHELL)
+    m->commands[outcome]++;
   s->running = NULL;
   s->kill_ns = 0;
   s->last_used_at = time(NULL);

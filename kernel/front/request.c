@@ -99,10 +99,13 @@ request_fail(struct session *s, struct request *r, const char *type, const char 
 {
   /* The front fails a queued request for one of two reasons: its
      session is being closed, or no worker could be started for it.  */
+  enum front_cell_outcome outcome = r->cancelled ? FRONT_CELL_CANCELLED
+                                    : s->closed  ? FRONT_CELL_CLOSED
+                                                 : FRONT_CELL_NOT_STARTED;
   if (r->kind == REQ_CELL)
-    s->front->metrics.cells[r->cancelled ? FRONT_CELL_CANCELLED
-                            : s->closed  ? FRONT_CELL_CLOSED
-                                         : FRONT_CELL_NOT_STARTED]++;
+    s->front->metrics.cells[outcome]++;
+  else if (r->kind == REQ_SHELL)
+    s->front->metrics.commands[outcome]++;
   struct cell_reply cr = {
     .session_id = s->id,
     .status = REPLY_ERROR,

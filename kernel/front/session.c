@@ -94,6 +94,8 @@ session_dispatch(struct session *s)
   if (c->cancelled) {
     if (c->kind == REQ_CELL)
       f->metrics.cells[FRONT_CELL_CANCELLED]++;
+    else if (c->kind == REQ_SHELL)
+      f->metrics.commands[FRONT_CELL_CANCELLED]++;
     request_free(c);
     session_dispatch(s);
     return;

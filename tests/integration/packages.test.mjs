@@ -6,7 +6,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 import { useServer, withServer, run, callTool, resultText, dump, pollUntil, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
 import { shell } from './shell-helpers.mjs';
+import { startHttp, raw } from './http-helpers.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const opts = { timeout: TEST_TIMEOUT };
@@ -351,5 +352,65 @@ describe('install_packages limits', () => {
       assert.equal(readdirSync(cache).length, 1);
       assert.ok(statSync(join(cache, readdirSync(cache)[0], 'kilntest_pure')).isDirectory());
     });
+  });
+});
+
+describe('/metrics counts installs and shell commands', () => {
+  test('installed by pip, linked from the cache, failed; commands by outcome', { timeout: 3 * TEST_TIMEOUT }, async () => {
+    const kiln = await startHttp({ args: [...serverArgs(), '--metrics-public'] });
+    try {
+      await kiln.ready();
+      const client = await kiln.connect();
+      const a = await newSession(client);
+      const b = await newSession(client);
+      assert.equal((await install(client, a, ['kilntest-pure==1.0'])).isError, false);
+      const cached = await install(client, b, ['kilntest-pure==1.0']);
+      assert.equal(cached.structuredContent.cached, true, resultText(cached));
+      // A version the index does not have: pip fails.
+      assert.equal((await install(client, a, ['kilntest-pure==9.9'])).isError, true);
+      const ok = await callTool(client, 'run_shell', { session_id: a, command: 'true' });
+      assert.equal(ok.structuredContent.exit_code, 0, dump(ok));
+      const bad = await callTool(client, 'run_shell', { session_id: a, command: 'exit 3' });
+      assert.equal(bad.structuredContent.exit_code, 3, dump(bad));
+      const body = (await raw(kiln, { method: 'GET', path: '/metrics' })).body;
+      const value = (line) => {
+        const m = new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(body);
+        assert.ok(m, `${line} in\n${body}`);
+        return Number(m[1]);
+      };
+      assert.equal(value('kiln_package_installs_total{outcome="installed"}'), 1);
+      assert.equal(value('kiln_package_installs_total{outcome="cached"}'), 1);
+      assert.equal(value('kiln_package_installs_total{outcome="failed"}'), 1);
+      assert.equal(value('kiln_package_installs_total{outcome="cancelled"}'), 0);
+      assert.equal(value('kiln_commands_total{outcome="ok"}'), 1);
+      assert.equal(value('kiln_commands_total{outcome="error"}'), 1);
+      // The commands are not cells: only the two sessions' first cells are.
+      assert.equal(value('kiln_cells_total{outcome="ok"}'), 2);
+
+      // Cancelled while pip runs: the installer goes, the session gets
+      // nothing, the count says so, and the next install is served.
+      const installers = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'latin1').split('\0').includes('__install');
+        } catch {
+          return false;
+        }
+      });
+      const abort = new AbortController();
+      const pending = client.callTool({ name: 'install_packages', arguments: { session_id: b, packages: ['kilntest-dep==1.0'] } },
+        undefined, { signal: abort.signal, timeout: TEST_TIMEOUT });
+      assert.ok(await pollUntil(() => installers().length > 0, 20_000, 20), 'the installer never started');
+      abort.abort();
+      await assert.rejects(pending);
+      assert.ok(await pollUntil(() => installers().length === 0, 20_000, 50), `installers left: ${installers()}`);
+      const after = (await raw(kiln, { method: 'GET', path: '/metrics' })).body;
+      assert.match(after, /^kiln_package_installs_total\{outcome="cancelled"\} 1$/m);
+      const gone = await run(client, 'import importlib.util\nimportlib.util.find_spec("kilntest_dep") is None', { session_id: b });
+      assert.equal(gone.result, 'True', dump(gone));
+      const next = await install(client, b, ['kilntest-dep==1.0']);
+      assert.equal(next.isError, false, resultText(next));
+    } finally {
+      await kiln.close();
+    }
   });
 });

@@ -23,8 +23,8 @@ render(const struct front_metrics *m, const struct mcp_http_counts *h)
 
 static const char expected_full[]
     = "# HELP kiln_sessions Open sessions by state: live (worker alive or starting), lost "
-      "(worker gone; the next call starts one), hibernated (always 0: kiln cannot hibernate "
-      "yet), spare (made ahead of demand).\n"
+      "(worker gone; the next call starts one), hibernated (no process; the next call restores "
+      "them), spare (made ahead of demand).\n"
       "# TYPE kiln_sessions gauge\n"
       "kiln_sessions{state=\"live\"} 3\n"
       "kiln_sessions{state=\"lost\"} 1\n"
@@ -43,6 +43,24 @@ static const char expected_full[]
       "kiln_cells_total{outcome=\"cancelled\"} 15\n"
       "kiln_cells_total{outcome=\"closed\"} 16\n"
       "kiln_cells_total{outcome=\"not_started\"} 17\n"
+      "# HELP kiln_commands_total Shell commands (run_shell) finished, by how they ended, as "
+      "cells.\n"
+      "# TYPE kiln_commands_total counter\n"
+      "kiln_commands_total{outcome=\"ok\"} 20\n"
+      "kiln_commands_total{outcome=\"error\"} 21\n"
+      "kiln_commands_total{outcome=\"interrupted\"} 22\n"
+      "kiln_commands_total{outcome=\"killed\"} 23\n"
+      "kiln_commands_total{outcome=\"crashed\"} 24\n"
+      "kiln_commands_total{outcome=\"cancelled\"} 25\n"
+      "kiln_commands_total{outcome=\"closed\"} 26\n"
+      "kiln_commands_total{outcome=\"not_started\"} 27\n"
+      "# HELP kiln_package_installs_total install_packages requests finished: installed by pip, "
+      "linked from the cache, failed, cancelled.\n"
+      "# TYPE kiln_package_installs_total counter\n"
+      "kiln_package_installs_total{outcome=\"installed\"} 30\n"
+      "kiln_package_installs_total{outcome=\"cached\"} 31\n"
+      "kiln_package_installs_total{outcome=\"failed\"} 32\n"
+      "kiln_package_installs_total{outcome=\"cancelled\"} 33\n"
       "# HELP kiln_cell_duration_seconds Time from sending a cell to its worker to its reply.\n"
       "# TYPE kiln_cell_duration_seconds histogram\n"
       "kiln_cell_duration_seconds_bucket{le=\"0.001\"} 0\n"
@@ -81,12 +99,11 @@ static const char expected_full[]
       "without cgroups).\n"
       "# TYPE kiln_oom_kills_total counter\n"
       "kiln_oom_kills_total 4\n"
-      "# HELP kiln_code_cache_hits_total Cells whose compiled code came from the cache (no "
-      "cache yet: always 0).\n"
+      "# HELP kiln_code_cache_hits_total Cells whose compiled code came from the cache.\n"
       "# TYPE kiln_code_cache_hits_total counter\n"
       "kiln_code_cache_hits_total 0\n"
-      "# HELP kiln_code_cache_misses_total Cells compiled without the cache (no cache yet: "
-      "always 0).\n"
+      "# HELP kiln_code_cache_misses_total Cells their workers compiled: no entry yet, or the "
+      "compile helper not ready.\n"
       "# TYPE kiln_code_cache_misses_total counter\n"
       "kiln_code_cache_misses_total 0\n"
       "# HELP kiln_artifact_bytes Bytes of session images kept on disk.\n"
@@ -106,8 +123,12 @@ fill(struct front_metrics *m)
   m->sessions_lost = 1;
   m->spares = 2;
   m->sessions_created = 7;
-  for (size_t i = 0; i < FRONT_CELL_OUTCOMES; i++)
+  for (size_t i = 0; i < FRONT_CELL_OUTCOMES; i++) {
     m->cells[i] = 10 + i;
+    m->commands[i] = 20 + i;
+  }
+  for (size_t i = 0; i < FRONT_INSTALL_OUTCOMES; i++)
+    m->installs[i] = 30 + i;
   histogram_observe(&m->cell_seconds, 0.005);
   histogram_observe(&m->cell_seconds, 0.1);
   histogram_observe(&m->cell_seconds, 120.02);
@@ -338,13 +359,13 @@ the_output_is_valid_exposition_format(void)
     mcp_http_count(&h, code);
   mcp_http_count(&h, -1);
   char *got = render(&m, &h);
-  CHECK(check_exposition(got) == 10);
+  CHECK(check_exposition(got) == 12);
   free(got);
   /* Empty metrics too: every family, with zeros.  */
   metrics_init(&m);
   struct mcp_http_counts none = { 0 };
   got = render(&m, &none);
-  CHECK(check_exposition(got) == 10);
+  CHECK(check_exposition(got) == 12);
   CHECK(strstr(got, "kiln_cell_duration_seconds_bucket{le=\"+Inf\"} 0\n") != NULL);
   CHECK(strstr(got, "kiln_cell_duration_seconds_sum 0\n") != NULL);
   free(got);
@@ -362,7 +383,7 @@ histogram_buckets_are_cumulative_and_end_at_the_count(void)
     histogram_observe(&m.spawn_seconds, v[i]);
   }
   char *got = render(&m, NULL);
-  CHECK(check_exposition(got) == 9);
+  CHECK(check_exposition(got) == 11);
   CHECK(strstr(got, "kiln_cell_duration_seconds_bucket{le=\"0.001\"} 3\n") != NULL);
   CHECK(strstr(got, "kiln_cell_duration_seconds_bucket{le=\"60\"} 9\n") != NULL);
   CHECK(strstr(got, "kiln_cell_duration_seconds_bucket{le=\"+Inf\"} 11\n") != NULL);

@@ -370,6 +370,16 @@ enum front_cell_outcome {
   FRONT_CELL_OUTCOMES,
 };
 
+/* How an install_packages request ended.  */
+enum front_install_outcome {
+  FRONT_INSTALL_INSTALLED, /* pip ran and the packages are the session's */
+  FRONT_INSTALL_CACHED,    /* linked from an earlier install of the same pins, without pip */
+  FRONT_INSTALL_FAILED,    /* refused after it was queued, pip failed, timed out, or the
+                              session closed under it */
+  FRONT_INSTALL_CANCELLED, /* front_cancel */
+  FRONT_INSTALL_OUTCOMES,
+};
+
 /* What the front has counted, for an operator's dashboard.  Gauges say
    what holds now; totals count since front_new.  */
 struct front_metrics {
@@ -378,7 +388,9 @@ struct front_metrics {
   uint64_t sessions_hibernated; /* snapshotted, no process: the next call restores them */
   uint64_t spares;              /* sessions made ahead of demand (not in sessions_live) */
   uint64_t sessions_created;    /* total sessions opened for callers, spares taken included */
-  uint64_t cells[FRONT_CELL_OUTCOMES]; /* total, by outcome */
+  uint64_t cells[FRONT_CELL_OUTCOMES];    /* total, by outcome */
+  uint64_t commands[FRONT_CELL_OUTCOMES]; /* shell commands (front_run_shell), the same way */
+  uint64_t installs[FRONT_INSTALL_OUTCOMES];
   /* Cells that reached a worker, from sending them to their reply
      (a killed cell's includes the grace period).  */
   struct histogram cell_seconds;
