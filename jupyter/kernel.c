@@ -278,6 +278,9 @@ jup_kernel_new(const struct kiln_config *cfg, struct loop *loop, struct front *f
     free(k);
     return NULL;
   }
+  if (conn->key_len == 0)
+    log_msg(LOG_WARN, "jupyter: the connection file has no key: messages are not signed, and "
+                      "whoever can reach the kernel's ports can run code in its session");
   front_on_interrupt(front, on_sigint, k);
   open_session(k);
   return k;

@@ -1,0 +1,416 @@
+"""kiln as a Jupyter kernel, driven by the real jupyter_client over the
+messaging protocol: each test names the behaviour it pins down."""
+
+import base64
+import os
+import queue
+import signal
+import struct
+import time
+
+import zmq
+from jupyter_client.session import Session
+
+from conftest import wait_for
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def iopub_until_idle(kc, msg_id, timeout=30):
+    """Every iopub message whose parent is MSG_ID, with its arrival time,
+    up to and including its idle status."""
+    got = []
+    end = time.monotonic() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.01, end - time.monotonic()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        got.append((time.monotonic(), msg))
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return got
+
+
+def types(msgs):
+    return [m["msg_type"] for m in msgs]
+
+
+def png_size(data):
+    assert data[:8] == PNG_MAGIC, "not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_kernel_info_reply_names_kiln_python_and_protocol_5_4(kernel):
+    reply = kernel.client.kernel_info(reply=True, timeout=10)
+    c = reply["content"]
+    assert c["status"] == "ok"
+    assert c["protocol_version"] == "5.4"
+    assert c["implementation"] == "kiln"
+    assert c["implementation_version"]
+    li = c["language_info"]
+    assert li["name"] == "python"
+    assert li["version"].startswith("3.12.")
+    assert li["mimetype"] == "text/x-python"
+    assert li["file_extension"] == ".py"
+    assert li["pygments_lexer"] == "ipython3"
+    assert li["codemirror_mode"] == {"name": "ipython", "version": 3}
+    assert li["nbconvert_exporter"] == "python"
+    assert "kiln" in c["banner"]
+    assert isinstance(c["help_links"], list)
+    assert reply["header"]["version"] == "5.4"
+
+
+def test_kernel_info_is_answered_on_control_too(kernel):
+    kc = kernel.client
+    msg = kc.session.msg("kernel_info_request", {})
+    kc.control_channel.send(msg)
+    reply = kc.get_control_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
+    assert reply["msg_type"] == "kernel_info_reply"
+    assert reply["content"]["implementation"] == "kiln"
+
+
+def test_state_persists_across_cells_and_counts_go_up(kernel):
+    r1, _ = kernel.run("state_var = 41")
+    r2, msgs = kernel.run("state_var + 1")
+    assert r1["content"]["status"] == "ok"
+    assert r2["content"]["execution_count"] == r1["content"]["execution_count"] + 1
+    results = [m for m in msgs if m["msg_type"] == "execute_result"]
+    assert len(results) == 1
+    assert results[0]["content"]["data"]["text/plain"] == "42"
+    assert results[0]["content"]["execution_count"] == r2["content"]["execution_count"]
+
+
+def test_execute_publishes_busy_input_stream_and_idle_in_order(kernel):
+    reply, msgs = kernel.run("print('hello')")
+    assert types(msgs) == ["status", "execute_input", "stream", "status"]
+    assert msgs[0]["content"]["execution_state"] == "busy"
+    assert msgs[1]["content"]["code"] == "print('hello')"
+    assert msgs[2]["content"] == {"name": "stdout", "text": "hello\n"}
+    assert msgs[3]["content"]["execution_state"] == "idle"
+    assert reply["content"]["status"] == "ok"
+
+
+def test_stderr_is_a_stderr_stream(kernel):
+    _, msgs = kernel.run("import sys; print('oops', file=sys.stderr)")
+    streams = [m["content"] for m in msgs if m["msg_type"] == "stream"]
+    assert streams == [{"name": "stderr", "text": "oops\n"}]
+
+
+def test_output_streams_while_the_cell_is_still_running(kernel):
+    kc = kernel.client
+    code = "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second')"
+    msg_id = kc.execute(code)
+    start = time.monotonic()
+    first_stream_at = None
+    replied_before_first_stream = None
+    got = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        got.append(msg)
+        if msg["msg_type"] == "stream" and first_stream_at is None:
+            first_stream_at = time.monotonic()
+            replied_before_first_stream = kc.shell_channel.msg_ready()
+            idle_seen = any(
+                m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in got
+            )
+            assert not idle_seen
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    ended = time.monotonic()
+    reply = kc.get_shell_msg(timeout=10)
+    assert reply["content"]["status"] == "ok"
+    assert first_stream_at is not None
+    assert not replied_before_first_stream, "execute_reply came before the first output"
+    # The first line came while the cell slept, not with its end.
+    assert first_stream_at - start < 0.8, first_stream_at - start
+    assert ended - first_stream_at > 0.5
+    text = "".join(m["content"]["text"] for m in got if m["msg_type"] == "stream")
+    assert text == "first\nsecond\n"
+
+
+def test_figure_is_display_data_with_a_png_of_the_figure_size(kernel):
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "fig = plt.figure(figsize=(4, 3), dpi=100)\n"
+        "plt.plot([1, 2, 3], [3, 1, 2])\n"
+        "None"
+    )
+    reply, msgs = kernel.run(code)
+    assert reply["content"]["status"] == "ok"
+    displays = [m["content"] for m in msgs if m["msg_type"] == "display_data"]
+    assert len(displays) == 1
+    data = displays[0]["data"]
+    png = base64.b64decode(data["image/png"])
+    assert png_size(png) == (400, 300)
+    assert "text/plain" in data
+
+
+def test_display_of_an_object_with_html_gives_a_bundle(kernel):
+    code = (
+        "class T:\n"
+        "    def _repr_html_(self): return '<b>bold</b>'\n"
+        "    def __repr__(self): return 'T()'\n"
+        "display(T())"
+    )
+    _, msgs = kernel.run(code)
+    displays = [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
+    assert displays == [{"text/html": "<b>bold</b>", "text/plain": "T()"}]
+
+
+def test_error_gives_ename_evalue_and_traceback(kernel):
+    reply, msgs = kernel.run("def f():\n    raise ValueError('bad value')\nf()")
+    c = reply["content"]
+    assert c["status"] == "error"
+    assert c["ename"] == "ValueError"
+    assert c["evalue"] == "bad value"
+    assert any("raise ValueError" in line for line in c["traceback"])
+    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    assert len(errors) == 1
+    assert errors[0]["ename"] == "ValueError"
+    assert errors[0]["traceback"] == c["traceback"]
+
+
+def test_silent_cell_publishes_no_input_or_result_and_keeps_the_count(kernel):
+    before, _ = kernel.run("1")
+    reply, msgs = kernel.run("silent_var = 7\nsilent_var", silent=True)
+    assert "execute_input" not in types(msgs)
+    assert "execute_result" not in types(msgs)
+    assert reply["content"]["execution_count"] == before["content"]["execution_count"]
+    after, _ = kernel.run("silent_var")
+    assert after["content"]["execution_count"] == before["content"]["execution_count"] + 1
+
+
+def test_store_history_false_keeps_the_count(kernel):
+    before, _ = kernel.run("2")
+    reply, _ = kernel.run("3", store_history=False)
+    assert reply["content"]["execution_count"] == before["content"]["execution_count"]
+
+
+def test_an_error_aborts_the_execute_requests_queued_behind_it(kernel):
+    kc = kernel.client
+    first = kc.execute("import time; time.sleep(0.5); raise RuntimeError('stop here')")
+    second = kc.execute("aborted_var = 1")
+    third = kc.execute("aborted_var2 = 2", stop_on_error=False)
+    replies = {}
+    while len(replies) < 3:
+        msg = kc.get_shell_msg(timeout=30)
+        replies[msg["parent_header"]["msg_id"]] = msg["content"]
+    assert replies[first]["status"] == "error"
+    assert replies[second]["status"] == "aborted"
+    assert replies[third]["status"] == "aborted"
+    reply, msgs = kernel.run("'aborted_var' in globals()")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "False"
+    ]
+
+
+def test_stop_on_error_false_lets_the_next_cell_run(kernel):
+    kc = kernel.client
+    first = kc.execute("raise RuntimeError('go on')", stop_on_error=False)
+    second = kc.execute("went_on = 1")
+    replies = {}
+    while len(replies) < 2:
+        msg = kc.get_shell_msg(timeout=30)
+        replies[msg["parent_header"]["msg_id"]] = msg["content"]
+    assert replies[first]["status"] == "error"
+    assert replies[second]["status"] == "ok"
+
+
+def test_interrupt_request_raises_keyboardinterrupt_and_keeps_state(kernel):
+    kc = kernel.client
+    kernel.run("kept_across_interrupt = 'yes'")
+    msg_id = kc.execute("import time\ntime.sleep(30)")
+    # Wait until the cell is running (its input is published when it starts).
+    while True:
+        m = kc.get_iopub_msg(timeout=10)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input":
+            break
+    time.sleep(0.3)
+    started = time.monotonic()
+    req = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(req)
+    ctl = kc.get_control_msg(timeout=10)
+    assert ctl["msg_type"] == "interrupt_reply"
+    assert ctl["content"]["status"] == "ok"
+    reply = kc.get_shell_msg(timeout=10)
+    took = time.monotonic() - started
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert took < 5, took
+    _, msgs = kernel.run("kept_across_interrupt")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "'yes'"
+    ]
+
+
+def test_sigint_to_the_kernel_interrupts_the_cell_and_the_kernel_stays(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    k.run("before_sigint = 1")
+    msg_id = kc.execute("import time\ntime.sleep(30)")
+    while True:
+        m = kc.get_iopub_msg(timeout=10)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input":
+            break
+    time.sleep(0.3)
+    os.kill(k.proc.pid, signal.SIGINT)
+    reply = kc.get_shell_msg(timeout=10)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert k.proc.poll() is None
+    _, msgs = k.run("before_sigint + 1")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["2"]
+
+
+def test_restart_gives_a_fresh_namespace_in_the_same_process(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    k.run("doomed = 1")
+    kc.shutdown(restart=True)
+    reply = kc.get_control_msg(timeout=10)
+    assert reply["msg_type"] == "shutdown_reply"
+    assert reply["content"]["restart"] is True
+    r, msgs = k.run("'doomed' in globals()")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "False"
+    ]
+    assert r["content"]["execution_count"] == 1
+    assert k.proc.poll() is None
+
+
+def test_shutdown_request_is_answered_and_the_process_exits(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    kc.shutdown()
+    reply = kc.get_control_msg(timeout=10)
+    assert reply["msg_type"] == "shutdown_reply"
+    assert reply["content"] == {"status": "ok", "restart": False}
+    assert k.proc.wait(timeout=15) == 0
+
+
+def test_worker_crash_says_the_state_was_lost_and_the_next_cell_runs(fresh_kernel):
+    k = fresh_kernel
+    k.run("lost_var = 1")
+    reply, msgs = k.run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    c = reply["content"]
+    assert c["status"] == "error"
+    assert "lost" in " ".join(c["traceback"]).lower()
+    r, msgs = k.run("'lost_var' in globals()")
+    assert r["content"]["status"] == "ok"
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "False"
+    ]
+
+
+def send_signed(kc, key, msg_type, content):
+    """Sends MSG_TYPE on the client's shell socket, signed with KEY."""
+    bad = Session(key=key, session=kc.session.session, username=kc.session.username)
+    msg = bad.msg(msg_type, content)
+    bad.send(kc.shell_channel.socket, msg)
+    return msg["header"]["msg_id"]
+
+
+def replies_to(kc, msg_ids, timeout):
+    """The shell replies to any of MSG_IDS within TIMEOUT seconds."""
+    got = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            msg = kc.get_shell_msg(timeout=max(0.01, end - time.monotonic()))
+        except queue.Empty:
+            break
+        if msg["parent_header"].get("msg_id") in msg_ids:
+            got.append(msg)
+    return got
+
+
+def test_a_message_signed_with_another_key_gets_no_reply(kernel):
+    kc = kernel.client
+    forged = [
+        send_signed(kc, b"not-the-key", "kernel_info_request", {}),
+        send_signed(kc, b"not-the-key", "execute_request", {"code": "forged = 1", "silent": False}),
+    ]
+    assert replies_to(kc, forged, 1.5) == []
+    # A correctly signed message is still served, and the forged cell never ran.
+    reply, msgs = kernel.run("'forged' in globals()")
+    assert reply["content"]["status"] == "ok"
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "False"
+    ]
+    assert "bad signature" in kernel.logs()
+
+
+def test_an_unsigned_message_gets_no_reply(kernel):
+    kc = kernel.client
+    sock = kc.shell_channel.socket
+    header = (
+        b'{"msg_id":"unsigned-1","msg_type":"kernel_info_request","session":"s",'
+        b'"username":"u","date":"2024-01-01T00:00:00Z","version":"5.4"}'
+    )
+    sock.send_multipart([b"<IDS|MSG>", b"", header, b"{}", b"{}", b"{}"])
+    assert replies_to(kc, ["unsigned-1"], 1) == []
+    assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
+
+
+def test_heartbeat_echoes(kernel):
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.REQ)
+    s.linger = 0
+    s.connect("tcp://127.0.0.1:%d" % kernel.info["hb_port"])
+    try:
+        s.send(b"ping-1234")
+        assert s.poll(5000) == zmq.POLLIN
+        assert s.recv() == b"ping-1234"
+    finally:
+        s.close()
+
+
+def test_comm_open_is_closed_at_once_and_comm_info_is_empty(kernel):
+    kc = kernel.client
+    msg = kc.session.msg("comm_open", {"comm_id": "c-1", "target_name": "jupyter.widget", "data": {}})
+    kc.shell_channel.send(msg)
+    got = iopub_until_idle(kc, msg["header"]["msg_id"], timeout=10)
+    closes = [m["content"] for _, m in got if m["msg_type"] == "comm_close"]
+    assert closes == [{"comm_id": "c-1", "data": {}}]
+    reply = kc.comm_info(reply=True, timeout=10) if hasattr(kc, "comm_info") else None
+    if reply is None:
+        m = kc.session.msg("comm_info_request", {})
+        kc.shell_channel.send(m)
+        reply = kc.get_shell_msg(timeout=10)
+    assert reply["content"] == {"comms": {}, "status": "ok"}
+
+
+def test_is_complete_says_unknown(kernel):
+    kc = kernel.client
+    msg_id = kc.is_complete("for i in range(3):")
+    reply = replies_to(kc, [msg_id], 10)[0]
+    assert reply["content"]["status"] == "unknown"
+
+
+def test_bad_connection_file_is_refused_clearly(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import KILN_BIN
+
+    for field, value, says in [
+        ("shell_port", 0, "shell_port"),
+        ("signature_scheme", "hmac-md5", "signature_scheme"),
+        ("transport", "udp", "transport"),
+    ]:
+        cf = {
+            "transport": "tcp", "ip": "127.0.0.1", "key": "k", "signature_scheme": "hmac-sha256",
+            "shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003,
+            "control_port": 50004, "hb_port": 50005,
+        }
+        cf[field] = value
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(cf))
+        p = subprocess.run([KILN_BIN, "jupyter", "kernel", "-f", str(path)],
+                           capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, KILN_HOME=str(tmp_path / "home")))
+        assert p.returncode == 2, p.stderr
+        assert says in p.stderr, p.stderr
