@@ -12,7 +12,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-venv=$here/../clients/.venv-jupyter
+venv=$(cd "$here/.." && pwd)/clients/.venv-jupyter
 requirements=$here/requirements.txt
 
 log() { printf 'jupyter tests: %s\n' "$*" >&2; }
