@@ -30,6 +30,22 @@ def iopub_until_idle(kc, msg_id, timeout=30):
             return got
 
 
+def replies_to(kc, msg_ids, timeout, until=None):
+    """The shell replies to any of MSG_IDS that come within TIMEOUT
+    seconds, or until UNTIL of them came; replies to other requests (the
+    kernel_info_requests of wait_for_ready) are passed over."""
+    got = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and (until is None or len(got) < until):
+        try:
+            msg = kc.get_shell_msg(timeout=max(0.01, end - time.monotonic()))
+        except queue.Empty:
+            break
+        if msg["parent_header"].get("msg_id") in msg_ids:
+            got.append(msg)
+    return got
+
+
 def types(msgs):
     return [m["msg_type"] for m in msgs]
 
@@ -112,7 +128,7 @@ def test_output_streams_while_the_cell_is_still_running(kernel):
         got.append(msg)
         if msg["msg_type"] == "stream" and first_stream_at is None:
             first_stream_at = time.monotonic()
-            replied_before_first_stream = kc.shell_channel.msg_ready()
+            replied_before_first_stream = replies_to(kc, [msg_id], 0.01) != []
             idle_seen = any(
                 m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in got
             )
@@ -120,7 +136,7 @@ def test_output_streams_while_the_cell_is_still_running(kernel):
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
             break
     ended = time.monotonic()
-    reply = kc.get_shell_msg(timeout=10)
+    (reply,) = replies_to(kc, [msg_id], 10, until=1)
     assert reply["content"]["status"] == "ok"
     assert first_stream_at is not None
     assert not replied_before_first_stream, "execute_reply came before the first output"
@@ -194,10 +210,8 @@ def test_an_error_aborts_the_execute_requests_queued_behind_it(kernel):
     first = kc.execute("import time; time.sleep(0.5); raise RuntimeError('stop here')")
     second = kc.execute("aborted_var = 1")
     third = kc.execute("aborted_var2 = 2", stop_on_error=False)
-    replies = {}
-    while len(replies) < 3:
-        msg = kc.get_shell_msg(timeout=30)
-        replies[msg["parent_header"]["msg_id"]] = msg["content"]
+    got = replies_to(kc, [first, second, third], 30, until=3)
+    replies = {m["parent_header"]["msg_id"]: m["content"] for m in got}
     assert replies[first]["status"] == "error"
     assert replies[second]["status"] == "aborted"
     assert replies[third]["status"] == "aborted"
@@ -211,10 +225,8 @@ def test_stop_on_error_false_lets_the_next_cell_run(kernel):
     kc = kernel.client
     first = kc.execute("raise RuntimeError('go on')", stop_on_error=False)
     second = kc.execute("went_on = 1")
-    replies = {}
-    while len(replies) < 2:
-        msg = kc.get_shell_msg(timeout=30)
-        replies[msg["parent_header"]["msg_id"]] = msg["content"]
+    got = replies_to(kc, [first, second], 30, until=2)
+    replies = {m["parent_header"]["msg_id"]: m["content"] for m in got}
     assert replies[first]["status"] == "error"
     assert replies[second]["status"] == "ok"
 
@@ -235,9 +247,8 @@ def test_interrupt_request_raises_keyboardinterrupt_and_keeps_state(kernel):
     ctl = kc.get_control_msg(timeout=10)
     assert ctl["msg_type"] == "interrupt_reply"
     assert ctl["content"]["status"] == "ok"
-    reply = kc.get_shell_msg(timeout=10)
+    (reply,) = replies_to(kc, [msg_id], 10, until=1)
     took = time.monotonic() - started
-    assert reply["parent_header"]["msg_id"] == msg_id
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert took < 5, took
@@ -258,7 +269,7 @@ def test_sigint_to_the_kernel_interrupts_the_cell_and_the_kernel_stays(fresh_ker
             break
     time.sleep(0.3)
     os.kill(k.proc.pid, signal.SIGINT)
-    reply = kc.get_shell_msg(timeout=10)
+    (reply,) = replies_to(kc, [msg_id], 10, until=1)
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert k.proc.poll() is None
     _, msgs = k.run("before_sigint + 1")
@@ -313,20 +324,6 @@ def send_signed(kc, key, msg_type, content):
     return msg["header"]["msg_id"]
 
 
-def replies_to(kc, msg_ids, timeout):
-    """The shell replies to any of MSG_IDS within TIMEOUT seconds."""
-    got = []
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            msg = kc.get_shell_msg(timeout=max(0.01, end - time.monotonic()))
-        except queue.Empty:
-            break
-        if msg["parent_header"].get("msg_id") in msg_ids:
-            got.append(msg)
-    return got
-
-
 def test_a_message_signed_with_another_key_gets_no_reply(kernel):
     kc = kernel.client
     forged = [
@@ -379,14 +376,14 @@ def test_comm_open_is_closed_at_once_and_comm_info_is_empty(kernel):
     if reply is None:
         m = kc.session.msg("comm_info_request", {})
         kc.shell_channel.send(m)
-        reply = kc.get_shell_msg(timeout=10)
+        (reply,) = replies_to(kc, [m["header"]["msg_id"]], 10, until=1)
     assert reply["content"] == {"comms": {}, "status": "ok"}
 
 
 def test_is_complete_says_unknown(kernel):
     kc = kernel.client
     msg_id = kc.is_complete("for i in range(3):")
-    reply = replies_to(kc, [msg_id], 10)[0]
+    (reply,) = replies_to(kc, [msg_id], 10, until=1)
     assert reply["content"]["status"] == "unknown"
 
 
