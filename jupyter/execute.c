@@ -159,6 +159,9 @@ on_reply(void *ctx, const struct cell_reply *r)
                          "metadata"));
     }
     publish_displays(e, end, nend);
+    /* TODO: user_expressions are answered empty.  Evaluating them takes
+       a second cell in the session after this one, off the count and
+       the history.  */
     reply = json_pack("{s:s, s:I, s:{}, s:[]}", "status", "ok", "execution_count",
                       (json_int_t)e->count, "user_expressions", "payload");
   } else {
@@ -258,6 +261,7 @@ exec_abort_queued(struct jup_kernel *k)
     }
     *pp = p->next;
     k->nqueued--;
+    k->queued_bytes -= p->m->wire_len;
     kernel_status(k, p->m, "busy");
     jup_send(k->ch, JUP_SHELL, p->m, "execute_reply",
              json_pack("{s:s, s:I}", "status", "aborted", "execution_count",

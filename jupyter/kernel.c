@@ -11,10 +11,12 @@
 
 #include <string.h>
 
-/* Shell messages kept waiting behind a running cell; past this, the
-   newest is dropped (and logged): a client cannot grow the kernel
-   without bound.  */
-#define MAX_QUEUED 1024
+/* Shell messages kept waiting behind a running cell, and their bytes;
+   past either, the newest is dropped (and logged): a client cannot grow
+   the kernel without bound.  Room for "Run All" on a notebook of
+   thousands of cells.  */
+#define MAX_QUEUED       16384
+#define MAX_QUEUED_BYTES (256u << 20)
 /* How long a shutdown_reply has to leave before the sockets close.  */
 #define LINGER_MS 1000
 
@@ -231,6 +233,7 @@ kernel_next(struct jup_kernel *k)
     if (k->queue == NULL)
       k->queue_tail = NULL;
     k->nqueued--;
+    k->queued_bytes -= p->m->wire_len;
     struct jup_msg *m = p->m;
     free(p);
     dispatch_shell(k, m);
@@ -246,8 +249,9 @@ on_msg(void *ctx, enum jup_channel ch, struct jup_msg *m)
     dispatch_control(k, m);
     return;
   }
-  if (k->nqueued >= MAX_QUEUED) {
-    log_msg(LOG_WARN, "jupyter: %zu shell messages waiting: %s dropped", k->nqueued, m->msg_type);
+  if (k->nqueued >= MAX_QUEUED || k->queued_bytes + m->wire_len > MAX_QUEUED_BYTES) {
+    log_msg(LOG_WARN, "jupyter: %zu shell messages (%zu bytes) waiting: %s dropped", k->nqueued,
+            k->queued_bytes, m->msg_type);
     jup_msg_free(m);
     free(m);
     return;
@@ -260,6 +264,7 @@ on_msg(void *ctx, enum jup_channel ch, struct jup_msg *m)
     k->queue = p;
   k->queue_tail = p;
   k->nqueued++;
+  k->queued_bytes += m->wire_len;
   kernel_next(k);
 }
 

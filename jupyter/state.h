@@ -41,7 +41,7 @@ struct jup_kernel {
   uint64_t generation;
   uint64_t execution_count;
   struct pending *queue, *queue_tail; /* shell messages, in order */
-  size_t nqueued;
+  size_t nqueued, queued_bytes;
   struct pending *info_waiting; /* control's kernel_info_requests before ready */
   struct exec *running;
   bool stopping;

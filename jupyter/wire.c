@@ -112,6 +112,8 @@ jup_msg_parse(const struct jup_key *key, const struct jup_frame *frames, size_t 
   m->content = o[3];
   m->msg_type = json_string_value(type);
   m->msg_id = json_string_value(id);
+  for (size_t i = 0; i < n; i++)
+    m->wire_len += frames[i].len;
   m->nids = d;
   m->ids = d ? xmalloc(d * sizeof *m->ids) : NULL;
   for (size_t i = 0; i < d; i++) {

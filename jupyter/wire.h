@@ -34,6 +34,7 @@ struct jup_msg {
   size_t nids;
   json_t *header, *parent, *metadata, *content;
   const char *msg_type, *msg_id;
+  size_t wire_len; /* the bytes of all its frames, as it came */
 };
 
 /* Parses the N frames FRAMES (borrowed) into *M.  A message that is
