@@ -8,7 +8,6 @@ Every kernel gets a KILN_HOME of its own under pytest's tmp_path.
 
 import os
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -23,11 +22,12 @@ KILN_BIN = os.environ.get("KILN_BIN") or os.path.join(
 class Kernel:
     """A kiln kernel process and a client of it."""
 
-    def __init__(self, tmp, *extra):
+    def __init__(self, tmp, *extra, transport="tcp"):
         self.connection_file, self.info = write_connection_file(
             fname=str(tmp / "kernel.json"),
-            transport="tcp",
-            ip="127.0.0.1",
+            transport=transport,
+            # For ipc, a path prefix: the sockets are ip-PORT.
+            ip="127.0.0.1" if transport == "tcp" else str(tmp / "kiln-ipc"),
             # write_connection_file's default is no key at all (unsigned
             # messages); Jupyter's kernel managers always make one.
             key=uuid.uuid4().hex.encode(),
@@ -88,12 +88,3 @@ def fresh_kernel(tmp_path):
     k = Kernel(tmp_path)
     yield k
     k.stop()
-
-
-def wait_for(pred, timeout=10.0, interval=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(interval)
-    return pred()

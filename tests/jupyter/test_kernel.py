@@ -11,7 +11,7 @@ import time
 import zmq
 from jupyter_client.session import Session
 
-from conftest import wait_for
+from conftest import Kernel
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -411,3 +411,14 @@ def test_bad_connection_file_is_refused_clearly(tmp_path):
                            env=dict(os.environ, KILN_HOME=str(tmp_path / "home")))
         assert p.returncode == 2, p.stderr
         assert says in p.stderr, p.stderr
+
+
+def test_ipc_transport_serves_like_tcp(tmp_path):
+    k = Kernel(tmp_path, transport="ipc")
+    try:
+        reply, msgs = k.run("print('over ipc'); 6 * 7")
+        assert reply["content"]["status"] == "ok"
+        assert [m["content"]["text"] for m in msgs if m["msg_type"] == "stream"] == ["over ipc\n"]
+        assert os.path.exists(str(tmp_path / "kiln-ipc") + "-%d" % k.info["shell_port"])
+    finally:
+        k.stop()
