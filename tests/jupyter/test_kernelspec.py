@@ -103,3 +103,30 @@ def test_nbclient_runs_a_notebook_on_the_kiln_kernel(installed):
     assert len(fig) == 1
     png = base64.b64decode(fig[0]["data"]["image/png"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_kernel_manager_restart_gives_a_fresh_namespace(installed):
+    # KernelManager restarts by shutdown_request(restart=True), then waits
+    # for the process to end and starts another; kiln's kernel stays up on
+    # such a request, so the manager stops it (SIGTERM after half its
+    # shutdown_wait_time) before starting the new one.
+    km = KernelManager(kernel_name="kiln", shutdown_wait_time=2)
+    km.start_kernel()
+    try:
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        kc.execute_interactive("before_restart = 1", timeout=30)
+        kc.stop_channels()
+        km.restart_kernel(now=False)
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        out = []
+        kc.execute_interactive("'before_restart' in globals()", timeout=30, output_hook=out.append)
+        assert [m["content"]["data"]["text/plain"] for m in out if m["msg_type"] == "execute_result"] == [
+            "False"
+        ]
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
