@@ -17,6 +17,7 @@
 static void
 free_exec(struct exec *e)
 {
+  json_decref(e->reply);
   jup_msg_free(e->m);
   free(e->m);
   free(e);
@@ -112,13 +113,103 @@ traceback_lines(const struct cell_reply *r, const char *ename, const char *evalu
   return lines;
 }
 
+/* Sends E's execute_reply REPLY (stolen), then idle; after an error
+   (FAILED) with stop_on_error, aborts the execute_requests queued.  Frees
+   E and goes on with the queue.  */
+static void
+finish(struct exec *e, json_t *reply, bool failed)
+{
+  struct jup_kernel *k = e->k;
+  if (k->running == e)
+    k->running = NULL;
+  jup_send(k->ch, JUP_SHELL, e->m, "execute_reply", reply);
+  kernel_status(k, e->m, "idle");
+  if (failed && e->stop_on_error)
+    exec_abort_queued(k);
+  free_exec(e);
+  kernel_next(k);
+}
+
+/* The user_expressions are evaluated in a cell of their own, run in the
+   session's globals after the request's cell, as ipykernel evaluates
+   them after the code: each one's repr, or the exception it raised, as
+   JSON on the helper cell's stdout (not streamed to the frontend).  The
+   helper cell leaves no name behind, but the front counts it as a cell
+   of the session (its history shows it).  */
+static const char user_expressions_head[]
+    = "def _kiln_user_expressions(exprs, g):\n"
+      "    import json\n"
+      "    out = {}\n"
+      "    for name, src in exprs.items():\n"
+      "        try:\n"
+      "            out[name] = {'status': 'ok', 'data': {'text/plain': repr(eval(src, g))},\n"
+      "                         'metadata': {}}\n"
+      "        except Exception as exc:\n"
+      "            out[name] = {'status': 'error', 'ename': type(exc).__name__,\n"
+      "                         'evalue': str(exc), 'traceback': []}\n"
+      "    print(json.dumps(out))\n"
+      "try:\n"
+      "    _kiln_user_expressions(__import__('json').loads(";
+static const char user_expressions_tail[] = "), globals())\n"
+                                            "finally:\n"
+                                            "    del _kiln_user_expressions\n";
+
+static void
+on_user_expressions(void *ctx, const struct cell_reply *r)
+{
+  struct exec *e = ctx;
+  json_t *reply = steal_pointer(&e->reply);
+  json_t *values = NULL;
+  if (r->status == REPLY_OK)
+    values = json_loadb(r->out, r->out_len, 0, NULL);
+  if (!json_is_object(values)) {
+    log_msg(LOG_WARN, "jupyter: the user_expressions of cell %llu could not be evaluated%s%s",
+            (unsigned long long)e->count, r->err_type ? ": " : "", r->err_type ? r->err_type : "");
+    json_decref(values);
+    values = json_object();
+  }
+  json_object_set_new(reply, "user_expressions", values);
+  finish(e, reply, false);
+}
+
+/* Starts the cell that evaluates E's user_expressions, keeping REPLY
+   (stolen on success) to send when it is done.  Returns false when
+   there are none to evaluate, or the front refused the cell.  */
+static bool
+start_user_expressions(struct exec *e, json_t *reply)
+{
+  struct jup_kernel *k = e->k;
+  json_t *exprs = json_object_get(e->m->content, "user_expressions");
+  if (!json_is_object(exprs) || json_object_size(exprs) == 0 || k->stopping)
+    return false;
+  const char *name;
+  json_t *v;
+  json_object_foreach(exprs, name, v) if (!json_is_string(v)) return false;
+  /* A JSON string is a Python string literal too (jansson escapes no
+     '/'), so the expressions reach Python as the client wrote them.  */
+  cleanup_free char *text = json_dumps(exprs, JSON_COMPACT);
+  json_t *s = json_string(text);
+  cleanup_free char *literal = json_dumps(s, JSON_ENCODE_ANY);
+  json_decref(s);
+  cleanup_free char *code
+      = xasprintf("%s%s%s", user_expressions_head, literal, user_expressions_tail);
+  kiln_error_t err = NULL;
+  int64_t h = front_run_cell(k->front, k->session_id, code, strlen(code), k->cfg->max_timeout_s,
+                             on_user_expressions, e, &err);
+  if (h < 0) {
+    log_error(LOG_WARN, &err, "jupyter: user_expressions");
+    return false;
+  }
+  e->handle = h;
+  e->reply = reply;
+  return true;
+}
+
 static void
 on_reply(void *ctx, const struct cell_reply *r)
 {
   struct exec *e = ctx;
   struct jup_kernel *k = e->k;
-  if (k->running == e)
-    k->running = NULL;
   /* The cell made the session (none was open): it is the kernel's now,
      unless a restart has moved the kernel on to another.  */
   if (k->session_id == NULL && e->generation == k->generation && r->session_id && r->session_id[0]
@@ -159,9 +250,6 @@ on_reply(void *ctx, const struct cell_reply *r)
                          "metadata"));
     }
     publish_displays(e, end, nend);
-    /* TODO: user_expressions are answered empty.  Evaluating them takes
-       a second cell in the session after this one, off the count and
-       the history.  */
     reply = json_pack("{s:s, s:I, s:{}, s:[]}", "status", "ok", "execution_count",
                       (json_int_t)e->count, "user_expressions", "payload");
   } else {
@@ -177,12 +265,9 @@ on_reply(void *ctx, const struct cell_reply *r)
                       (json_int_t)e->count, "ename", ename, "evalue", evalue, "traceback", tb);
   }
   free(outs);
-  jup_send(k->ch, JUP_SHELL, e->m, "execute_reply", reply);
-  kernel_status(k, e->m, "idle");
-  if (r->status != REPLY_OK && e->stop_on_error)
-    exec_abort_queued(k);
-  free_exec(e);
-  kernel_next(k);
+  if (r->status == REPLY_OK && start_user_expressions(e, reply))
+    return;
+  finish(e, reply, r->status != REPLY_OK);
 }
 
 /* Answers E's request as an error the front gave before it ran.  */

@@ -25,6 +25,8 @@ struct exec {
   uint64_t generation;
   uint64_t count; /* the execution_count its reply gives */
   bool silent, stop_on_error;
+  /* The execute_reply, kept while the user_expressions are evaluated.  */
+  json_t *reply;
 };
 
 struct jup_kernel {

@@ -422,3 +422,30 @@ def test_ipc_transport_serves_like_tcp(tmp_path):
         assert os.path.exists(str(tmp_path / "kiln-ipc") + "-%d" % k.info["shell_port"])
     finally:
         k.stop()
+
+
+def test_user_expressions_are_evaluated_after_the_cell_in_its_namespace(kernel):
+    reply, msgs = kernel.run(
+        "ue_base = 20",
+        user_expressions={"double": "ue_base * 2", "bad": "1/0", "text": "'a/b' + \"\\u00e9\""},
+    )
+    c = reply["content"]
+    assert c["status"] == "ok"
+    ue = c["user_expressions"]
+    assert ue["double"] == {"status": "ok", "data": {"text/plain": "40"}, "metadata": {}}
+    assert ue["bad"]["status"] == "error"
+    assert ue["bad"]["ename"] == "ZeroDivisionError"
+    assert ue["text"]["data"]["text/plain"] == "'a/b\u00e9'"
+    # The helper prints its answer: none of it reaches the frontend, and
+    # it leaves no name behind.
+    assert "stream" not in types(msgs)
+    _, msgs = kernel.run("[n for n in globals() if 'kiln' in n]")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "[]"
+    ]
+
+
+def test_user_expressions_are_not_evaluated_after_an_error(kernel):
+    reply, _ = kernel.run("raise KeyError('k')", user_expressions={"one": "1"})
+    assert reply["content"]["status"] == "error"
+    assert reply["content"].get("user_expressions", {}) == {}
