@@ -115,7 +115,7 @@ def test_stderr_is_a_stderr_stream(kernel):
 
 def test_output_streams_while_the_cell_is_still_running(kernel):
     kc = kernel.client
-    code = "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second')"
+    code = "import time\nprint('first')\ntime.sleep(1)\nprint('second')"
     msg_id = kc.execute(code)
     start = time.monotonic()
     first_stream_at = None
