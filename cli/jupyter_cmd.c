@@ -13,7 +13,7 @@ void
 jupyter_usage(FILE *out)
 {
   fputs("Usage: kiln jupyter install [--user | --prefix DIR] [--name NAME] [-- KILN OPTIONS...]\n"
-        "       kiln jupyter kernel -f CONNECTION_FILE [KILN OPTIONS]\n"
+        "       kiln jupyter kernel -f CONNECTION_FILE [--standalone] [KILN OPTIONS]\n"
         "\n"
         "kiln jupyter install writes a kernelspec, \"Python 3 (kiln)\", that starts kiln as a\n"
         "Jupyter kernel with the KILN OPTIONS given after \"--\" (those of kiln serve, e.g.\n"
@@ -23,12 +23,13 @@ jupyter_usage(FILE *out)
         "prefix, for instance).  NAME is kiln unless given.\n"
         "\n"
         "kiln jupyter kernel is the kernel Jupyter starts, with the connection file it\n"
-        "wrote.  It runs standalone: its own zygote and spare workers, and one sandboxed\n"
-        "session, opened at start and made afresh on a restart (a kiln daemon shared by\n"
-        "several kernels is not there yet).  A cell runs up to --max-timeout; the\n"
-        "interrupt button (or SIGINT) raises KeyboardInterrupt in it and keeps the\n"
-        "session.  An idle session is not hibernated unless --idle-hibernate is given.\n"
-        "input() is not available.  Run kiln --help for the KILN OPTIONS.\n",
+        "wrote.  --standalone is the only mode for now, and the default: the kernel runs\n"
+        "its own zygote and spare workers, and one sandboxed session, opened at start\n"
+        "and made afresh on a restart (a kiln daemon that several kernels share is to\n"
+        "come).  A cell runs up to --max-timeout; the interrupt button (or SIGINT)\n"
+        "raises KeyboardInterrupt in it and keeps the session.  An idle session is not\n"
+        "hibernated unless --idle-hibernate is given.  input() is not available.  Run\n"
+        "kiln --help for the KILN OPTIONS.\n",
         out);
 }
 
@@ -133,4 +134,20 @@ jupyter_take_connection_file(int *argc, char **argv, int first)
   if (file == NULL || file[0] == '\0')
     fprintf(stderr, "kiln jupyter kernel: expected -f CONNECTION_FILE (Jupyter passes it)\n");
   return file && file[0] ? file : NULL;
+}
+
+bool
+jupyter_take_flag(int *argc, char **argv, int first, const char *flag)
+{
+  bool found = false;
+  for (int i = first; i < *argc && strcmp(argv[i], "--") != 0;) {
+    if (strcmp(argv[i], flag) != 0) {
+      i++;
+      continue;
+    }
+    found = true;
+    memmove(argv + i, argv + i + 1, (size_t)(*argc - i) * sizeof *argv);
+    (*argc)--;
+  }
+  return found;
 }

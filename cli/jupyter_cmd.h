@@ -2,6 +2,7 @@
 #ifndef KILN_CLI_JUPYTER_CMD_H
 #define KILN_CLI_JUPYTER_CMD_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 /* Prints the usage of kiln jupyter to OUT.  */
@@ -19,5 +20,10 @@ int jupyter_install_main(int argc, char **argv, int (*check)(int n, char **argv)
    kiln's options.  Returns the file (borrowed from ARGV), or NULL after
    saying what is wrong (missing, or given twice).  */
 const char *jupyter_take_connection_file(int *argc, char **argv, int first);
+
+/* Takes every FLAG out of ARGV[FIRST..*ARGC) as
+   jupyter_take_connection_file takes the file.  Returns whether there
+   was one.  */
+bool jupyter_take_flag(int *argc, char **argv, int first, const char *flag);
 
 #endif

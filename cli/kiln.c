@@ -42,7 +42,10 @@ static const char usage_head[]
       "       kiln run [OPTIONS] FILE.py [ARGS...]  run a script in a fresh session and print its "
       "output\n"
       "       kiln run [OPTIONS] - [ARGS...]        the same, the script read from standard input\n"
-      "       kiln jupyter kernel -f FILE [OPTIONS] a Jupyter kernel (standalone: its own zygote)\n"
+      "       kiln jupyter kernel -f FILE [--standalone] [OPTIONS]\n"
+      "                                            a Jupyter kernel; --standalone (its own "
+      "zygote)\n"
+      "                                            is the only mode for now\n"
       "       kiln jupyter install [--user | --prefix DIR] [--name NAME] [-- OPTIONS...]\n"
       "                                            write the kernelspec \"Python 3 (kiln)\"\n"
       "       kiln doctor [OPTIONS]                 show which protections this host supports\n"
@@ -422,6 +425,9 @@ main(int argc, char **argv)
       }
     if ((connection_file = jupyter_take_connection_file(&argc, argv, 3)) == NULL)
       return 2;
+    /* The only mode there is yet: said, so that a kernelspec that says
+       it keeps its meaning when a shared daemon is the default.  */
+    jupyter_take_flag(&argc, argv, 3, "--standalone");
   }
   bool store_cmd = strcmp(cmd, "history") == 0 || strcmp(cmd, "cache") == 0;
   if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "run") != 0 && strcmp(cmd, "doctor") != 0

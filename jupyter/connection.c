@@ -46,6 +46,8 @@ jup_connection_read(const char *path, struct jup_connection *c, kiln_error_t *er
   memset(c, 0, sizeof *c);
   json_error_t je;
   json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+  if (o == NULL && je.line < 1)
+    return kiln_error_make(err, 0, "connection file %s: %s", path, je.text);
   if (o == NULL)
     return kiln_error_make(err, 0, "connection file %s: %s (line %d)", path, je.text, je.line);
   int rc = -1;

@@ -449,3 +449,14 @@ def test_user_expressions_are_not_evaluated_after_an_error(kernel):
     reply, _ = kernel.run("raise KeyError('k')", user_expressions={"one": "1"})
     assert reply["content"]["status"] == "error"
     assert reply["content"].get("user_expressions", {}) == {}
+
+
+def test_standalone_is_accepted_and_is_the_mode(tmp_path):
+    k = Kernel(tmp_path, "--standalone", "--spares", "1")
+    try:
+        reply, msgs = k.run("6 * 7")
+        assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+            "42"
+        ]
+    finally:
+        k.stop()
