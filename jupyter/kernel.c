@@ -123,7 +123,7 @@ close_session(struct jup_kernel *k)
 }
 
 static void
-shutdown(struct jup_kernel *k, const struct jup_msg *m)
+shutdown_kernel(struct jup_kernel *k, const struct jup_msg *m)
 {
   json_t *restart = json_object_get(m->content, "restart");
   bool again = json_is_true(restart);
@@ -216,7 +216,7 @@ dispatch_control(struct jup_kernel *k, struct jup_msg *m)
     interrupt(k);
     reply(k, JUP_CONTROL, m, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
   } else if (strcmp(t, "shutdown_request") == 0)
-    shutdown(k, m);
+    shutdown_kernel(k, m);
   else
     log_msg(LOG_INFO, "jupyter: unknown message type %s on control, ignored", t);
   kernel_status(k, m, "idle");
