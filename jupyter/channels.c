@@ -27,6 +27,12 @@
 /* More frames than this in one message (identities and buffers) and it
    is dropped: no Jupyter client routes through so many hops.  */
 #define MAX_FRAMES 64
+/* The largest frame on the channels that carry no code: anyone who can
+   reach a port can send before a signature is checked, so each channel
+   takes no more than it needs (the heartbeat echoes a few bytes, control
+   and stdin carry small requests).  Shell takes the caller's limit.  */
+#define SMALL_FRAME (1 << 20)
+#define HB_FRAME    4096
 /* Messages read from one socket before the others get their turn.  */
 #define BATCH 32
 
@@ -212,13 +218,18 @@ jup_channels_new(struct loop *loop, const struct jup_connection *conn, size_t ma
     jup_channels_free(ch, 0);
     return NULL;
   }
-  int64_t maxmsg = max_frame > INT64_MAX ? INT64_MAX : (int64_t)max_frame;
+  int64_t large = max_frame > INT64_MAX ? INT64_MAX : (int64_t)max_frame;
+  int64_t small = large < SMALL_FRAME ? large : SMALL_FRAME;
+  const int64_t limits[JUP_NCHANNELS] = {
+    [JUP_SHELL] = large, [JUP_CONTROL] = small, [JUP_IOPUB] = small,
+    [JUP_STDIN] = small, [JUP_HB] = HB_FRAME,
+  };
   int ipv6 = strchr(conn->ip, ':') != NULL;
   for (int c = 0; c < JUP_NCHANNELS; c++) {
     cleanup_free char *ep = jup_connection_endpoint(conn, c);
     ch->sock[c] = zmq_socket(ch->ctx, socket_types[c]);
     if (ch->sock[c] == NULL
-        || zmq_setsockopt(ch->sock[c], ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) < 0
+        || zmq_setsockopt(ch->sock[c], ZMQ_MAXMSGSIZE, &limits[c], sizeof limits[c]) < 0
         || zmq_setsockopt(ch->sock[c], ZMQ_IPV6, &ipv6, sizeof ipv6) < 0
         || zmq_bind(ch->sock[c], ep) < 0) {
       kiln_error_make(err, 0, "cannot bind the %s channel to %s: %s", jup_channel_name(c), ep,

@@ -460,3 +460,26 @@ def test_standalone_is_accepted_and_is_the_mode(tmp_path):
         ]
     finally:
         k.stop()
+
+
+def test_garbage_and_oversized_messages_are_dropped_and_the_kernel_serves_on(kernel):
+    ctx = zmq.Context.instance()
+    port = kernel.info["control_port"]
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect("tcp://127.0.0.1:%d" % port)
+    try:
+        # No delimiter; too few parts; a frame past control's size limit.
+        s.send_multipart([b"just", b"junk"])
+        s.send_multipart([b"<IDS|MSG>", b"", b"{}"])
+        s.send_multipart([b"<IDS|MSG>", b"", b"x" * (2 << 20), b"{}", b"{}", b"{}"])
+        assert s.poll(500) == 0
+    finally:
+        s.close()
+    kc = kernel.client
+    msg = kc.session.msg("kernel_info_request", {})
+    kc.control_channel.send(msg)
+    reply = kc.get_control_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
+    assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
+    assert "no <IDS|MSG> delimiter" in kernel.logs()
