@@ -1,7 +1,7 @@
 /* The kernel: one kiln session, the shell messages run one at a time in
    the order they came, control messages at once.  Which message does
-   what is in the two tables of dispatch() below; a cell's path is in
-   execute.c.  */
+   what is in dispatch_shell() and dispatch_control() below; a cell's
+   path is in execute.c.  */
 #define _GNU_SOURCE
 #include "kernel.h"
 #include "log.h"
