@@ -483,3 +483,20 @@ def test_garbage_and_oversized_messages_are_dropped_and_the_kernel_serves_on(ker
     assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
     assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
     assert "no <IDS|MSG> delimiter" in kernel.logs()
+
+
+def test_a_shown_pil_image_is_a_png_of_its_size(kernel):
+    _, msgs = kernel.run("from PIL import Image\ndisplay(Image.new('RGB', (30, 20), 'red'))")
+    displays = [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
+    assert len(displays) == 1
+    assert png_size(base64.b64decode(displays[0]["image/png"])) == (30, 20)
+
+
+def test_a_dataframe_value_is_an_execute_result_with_html(kernel):
+    _, msgs = kernel.run("import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': [3, 4]})")
+    results = [m["content"]["data"] for m in msgs if m["msg_type"] == "execute_result"]
+    assert len(results) == 1
+    assert "<table" in results[0]["text/html"]
+    assert "a" in results[0]["text/plain"]
+    # The value's forms are its result, not a display of their own.
+    assert "display_data" not in types(msgs)
