@@ -375,3 +375,32 @@ def test_a_dataframe_value_is_an_execute_result_with_html(kernel):
     assert "a" in results[0]["text/plain"]
     # The value's forms are its result, not a display of their own.
     assert "display_data" not in types(msgs)
+
+
+def test_shutdown_while_a_cell_runs_answers_it_and_exits(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    running = kc.execute("import time\ntime.sleep(30)")
+    queued = kc.execute("never_runs = 1")
+    time.sleep(0.5)
+    started = time.monotonic()
+    kc.shutdown()
+    replies = {m["parent_header"]["msg_id"]: m["content"] for m in replies_to(kc, [running, queued], 10, until=2)}
+    assert replies[running]["status"] == "error"
+    assert replies[queued]["status"] == "aborted"
+    assert k.proc.wait(timeout=15) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_restart_while_cells_are_queued_aborts_them_and_serves_on(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    running = kc.execute("import time\nvar_before = 1\ntime.sleep(30)")
+    queued = kc.execute("queued_var = 1")
+    time.sleep(0.5)
+    kc.shutdown(restart=True)
+    replies = {m["parent_header"]["msg_id"]: m["content"] for m in replies_to(kc, [running, queued], 10, until=2)}
+    assert replies[running]["status"] == "error"
+    assert replies[queued]["status"] == "aborted"
+    _, msgs = k.run("[n for n in ('var_before', 'queued_var') if n in globals()]")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["[]"]
