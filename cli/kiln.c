@@ -1,11 +1,14 @@
 /* kiln's command line: `kiln serve` (MCP over stdio), `kiln run FILE.py`
-   (run.h), `kiln doctor`, --help, --version.  */
+   (run.h), `kiln jupyter` (jupyter_cmd.h), `kiln doctor`, --help,
+   --version.  */
 #define _GNU_SOURCE
 #include "config.h"
 #include "embed.h"
 #include "compiler.h"
 #include "handoff.h"
 #include "installer.h"
+#include "jupyter_cmd.h"
+#include "kernel.h"
 #include "log.h"
 #include "zygote.h"
 #include "kiln.h"
@@ -25,6 +28,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* A Jupyter kernel's idle session is hibernated after this long: a
+   year, so not while anyone is at the notebook.  */
+#define JUPYTER_IDLE_HIBERNATE_S (365.0 * 24 * 3600)
+
 /* How long kiln serve waits, when stopping, for sessions' snapshots.  */
 #define SHUTDOWN_HIBERNATE_S 30
 
@@ -35,6 +42,12 @@ static const char usage_head[]
       "       kiln run [OPTIONS] FILE.py [ARGS...]  run a script in a fresh session and print its "
       "output\n"
       "       kiln run [OPTIONS] - [ARGS...]        the same, the script read from standard input\n"
+      "       kiln jupyter kernel -f FILE [--standalone] [OPTIONS]\n"
+      "                                            a Jupyter kernel; --standalone (its own "
+      "zygote)\n"
+      "                                            is the only mode for now\n"
+      "       kiln jupyter install [--user | --prefix DIR] [--name NAME] [-- OPTIONS...]\n"
+      "                                            write the kernelspec \"Python 3 (kiln)\"\n"
       "       kiln doctor [OPTIONS]                 show which protections this host supports\n"
       "       kiln history [OPTIONS] [SESSION]      every cell and command run (in SESSION), "
       "newest "
@@ -88,7 +101,9 @@ struct app {
   struct mcp_server *server;
   int exit_code;
   struct run_opts run_opts;
-  struct run *run; /* kiln run */
+  struct run *run;                     /* kiln run */
+  struct jup_connection *jupyter_conn; /* kiln jupyter kernel */
+  struct jup_kernel *jupyter;
 };
 
 static void
@@ -101,6 +116,8 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
     loop_stop(a->loop);
     return;
   }
+  if (a->jupyter)
+    jup_kernel_ready(a->jupyter, info, err);
   if (a->run)
     return;
   if (a->http)
@@ -275,6 +292,63 @@ hibernate_all(struct app *a)
     kiln_error_release(&err);
 }
 
+/* kiln jupyter kernel: until a shutdown_request, SIGTERM or the front
+   failing to start.  */
+static int
+serve_jupyter(struct app *a)
+{
+  kiln_error_t err = NULL;
+  /* After front_new: ZeroMQ's threads start here, with the signals the
+     front takes by signalfd already blocked, and the zygote already
+     spawned.  Nothing in this process forks.  */
+  a->jupyter = jup_kernel_new(&a->cfg, a->loop, a->front, a->jupyter_conn, &err);
+  if (a->jupyter == NULL) {
+    fprintf(stderr, "kiln jupyter kernel: %s\n", err->msg);
+    kiln_error_release(&err);
+    front_free(a->front);
+    a->front = NULL;
+    return 1;
+  }
+  if (loop_run(a->loop, &err) < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+    a->exit_code = 1;
+  }
+  int code = a->exit_code ? a->exit_code : jup_kernel_exit_code(a->jupyter);
+  /* The kernel closes its session and lets its last replies leave, then
+     the front kills whatever is left.  */
+  jup_kernel_free(a->jupyter);
+  a->jupyter = NULL;
+  front_free(a->front);
+  a->front = NULL;
+  return code;
+}
+
+/* Whether kiln accepts the N options ARGV as kiln serve's (for a
+   kernelspec's): 0, or -1 after saying what is wrong.  */
+static int
+check_serve_options(int n, char **argv)
+{
+  struct app scratch = { 0 };
+  kiln_error_t err = NULL;
+  if (config_init(&scratch.cfg, &err) < 0) {
+    fprintf(stderr, "kiln: %s\n", err->msg);
+    kiln_error_release(&err);
+    return -1;
+  }
+  int i = 0;
+  int rc = parse_options(&scratch, "serve", n, argv, &i);
+  if (rc == 0 && i < n) {
+    fprintf(stderr, "kiln jupyter install: unexpected argument '%s'\n", argv[i]);
+    rc = -1;
+  } else if (rc > 0) {
+    fprintf(stderr, "kiln jupyter install: --help is not a kernel's option\n");
+    rc = -1;
+  }
+  config_free(&scratch.cfg);
+  return rc;
+}
+
 static int
 serve(struct app *a)
 {
@@ -328,9 +402,36 @@ main(int argc, char **argv)
     return 0;
   }
   const char *cmd = argv[1];
+  if (strcmp(cmd, "jupyter") == 0) {
+    if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
+      jupyter_usage(argc < 3 ? stderr : stdout);
+      return argc < 3 ? 2 : 0;
+    }
+    if (strcmp(argv[2], "install") == 0)
+      return jupyter_install_main(argc - 3, argv + 3, check_serve_options);
+    if (strcmp(argv[2], "kernel") != 0) {
+      fprintf(stderr, "kiln jupyter: expected install or kernel, not '%s'\n\n", argv[2]);
+      jupyter_usage(stderr);
+      return 2;
+    }
+  }
+  bool jupyter = strcmp(cmd, "jupyter") == 0;
+  const char *connection_file = NULL;
+  if (jupyter) {
+    for (int j = 3; j < argc; j++)
+      if (strcmp(argv[j], "--help") == 0 || strcmp(argv[j], "-h") == 0) {
+        jupyter_usage(stdout);
+        return 0;
+      }
+    if ((connection_file = jupyter_take_connection_file(&argc, argv, 3)) == NULL)
+      return 2;
+    /* The only mode there is yet: said, so that a kernelspec that says
+       it keeps its meaning when a shared daemon is the default.  */
+    jupyter_take_flag(&argc, argv, 3, "--standalone");
+  }
   bool store_cmd = strcmp(cmd, "history") == 0 || strcmp(cmd, "cache") == 0;
   if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "run") != 0 && strcmp(cmd, "doctor") != 0
-      && !store_cmd) {
+      && !store_cmd && !jupyter) {
     fprintf(stderr, "kiln: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
@@ -348,7 +449,12 @@ main(int argc, char **argv)
     }
     cache_what = argv[2];
   }
-  int i = cache_what ? 3 : 2;
+  /* A notebook's variables may not survive a snapshot (open files,
+     sockets, generators): its session is not hibernated when idle unless
+     the operator asks, by the flag or the environment.  */
+  if (jupyter && getenv("KILN_IDLE_HIBERNATE") == NULL)
+    a.cfg.idle_hibernate_s = JUPYTER_IDLE_HIBERNATE_S;
+  int i = cache_what || jupyter ? 3 : 2;
   int parsed = parse_options(&a, cmd, argc, argv, &i);
   /* `kiln history SESSION --home DIR` as well as `kiln history --home DIR
      SESSION`: options may follow the session too (but not one after
@@ -405,6 +511,17 @@ main(int argc, char **argv)
     config_free(&a.cfg);
     return rc;
   }
+  /* A bad connection file is said before anything is started.  */
+  struct jup_connection conn = { 0 };
+  if (jupyter) {
+    if (jup_connection_read(connection_file, &conn, &err) < 0) {
+      fprintf(stderr, "kiln jupyter kernel: %s\n", err->msg);
+      kiln_error_release(&err);
+      config_free(&a.cfg);
+      return 2;
+    }
+    a.jupyter_conn = &conn;
+  }
 
   /* The jail is decided before anything is forked: a host that cannot
      build it gets a refusal, not an unisolated kernel, unless the
@@ -427,6 +544,7 @@ main(int argc, char **argv)
             err->msg);
     kiln_error_release(&err);
     run_free(a.run);
+    jup_connection_free(&conn);
     sbx_config_free(&sbx);
     config_free(&a.cfg);
     return 1;
@@ -440,13 +558,15 @@ main(int argc, char **argv)
     if (a.loop)
       loop_free(a.loop);
     run_free(a.run);
+    jup_connection_free(&conn);
     sbx_config_free(&sbx);
     config_free(&a.cfg);
     return 1;
   }
-  int code = a.run ? run_script(&a) : serve(&a);
+  int code = a.run ? run_script(&a) : jupyter ? serve_jupyter(&a) : serve(&a);
   loop_free(a.loop);
   run_free(a.run);
+  jup_connection_free(&conn);
   sbx_config_free(&sbx);
   config_free(&a.cfg);
   return code;

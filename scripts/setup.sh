@@ -26,7 +26,7 @@ as_root() {
 }
 
 # --- system packages -------------------------------------------------------
-apt_packages=(gcc pkg-config meson ninja-build libjansson-dev libseccomp-dev libsqlite3-dev libpng-dev zlib1g-dev libmicrohttpd-dev libsodium-dev)
+apt_packages=(gcc pkg-config meson ninja-build libjansson-dev libseccomp-dev libsqlite3-dev libpng-dev zlib1g-dev libmicrohttpd-dev libsodium-dev libzmq3-dev)
 if [ "$mode" = test ]; then
   # openssl makes the HTTPS test's certificate; nginx is the router of the
   # scale-out test (tests/integration/scaleout.test.mjs).

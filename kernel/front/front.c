@@ -91,6 +91,8 @@ on_signal(struct loop *loop, int fd, uint32_t events, void *data)
       reap(f);
     else if (si.ssi_signo == SIGHUP && f->hangup)
       f->hangup(f->hangup_ctx);
+    else if (si.ssi_signo == SIGINT && f->interrupt)
+      f->interrupt(f->interrupt_ctx);
     else
       loop_stop(loop);
   }
@@ -170,7 +172,7 @@ tick(int64_t now, void *data)
       struct request *c = s->running;
       cleanup_free char *why
           = s->cancel_interrupt ? xasprintf(
-                "was killed: the cancelled cell did not stop within %g s of the interrupt",
+                "was killed: the cell did not stop within %g s of the interrupt asked for",
                 f->cfg->grace_s)
                                 : xasprintf("was killed: the cell did not stop within %g s of the "
                                             "interrupt at its %g s deadline",
@@ -475,4 +477,11 @@ front_on_hangup(struct front *f, void (*fn)(void *ctx), void *ctx)
 {
   f->hangup = fn;
   f->hangup_ctx = ctx;
+}
+
+void
+front_on_interrupt(struct front *f, void (*fn)(void *ctx), void *ctx)
+{
+  f->interrupt = fn;
+  f->interrupt_ctx = ctx;
 }

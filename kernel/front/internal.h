@@ -191,7 +191,7 @@ struct session {
   struct request *running;
   uint64_t execution_count;
   int64_t started_ns, deadline_ns, kill_ns; /* kill_ns != 0: interrupted */
-  bool cancel_interrupt;                    /* the interrupt came from a cancel, not the clock */
+  bool cancel_interrupt;                    /* asked for (cancel, interrupt), not the clock */
   bool closed;                              /* front_close_session has begun */
   char *lost_reason;                        /* set while the next cell must say state was lost */
   time_t created_at, last_used_at;
@@ -266,6 +266,8 @@ struct front {
   void *ready_ctx;
   void (*hangup)(void *ctx); /* front_on_hangup */
   void *hangup_ctx;
+  void (*interrupt)(void *ctx); /* front_on_interrupt */
+  void *interrupt_ctx;
 
   pid_t zygote_pid;
   int zygote;

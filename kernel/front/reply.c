@@ -22,7 +22,9 @@ outcome_of(const struct session *s, const struct cell_reply *r)
   if (s->closed)
     return FRONT_CELL_CLOSED;
   bool interrupted = s->kill_ns != 0;
-  if (interrupted && s->cancel_interrupt
+  /* front_interrupt asks for an interrupt too, but the caller still
+     wants the reply: that cell was interrupted, not cancelled.  */
+  if (interrupted && s->cancel_interrupt && s->running && s->running->cancelled
       && (r->status == REPLY_INTERRUPTED || r->status == REPLY_KILLED))
     return FRONT_CELL_CANCELLED;
   switch (r->status) {
@@ -378,8 +380,7 @@ reply_done(struct worker *w, struct frame *fr)
   const char *message = text[2];
   if (status == CELL_INTERRUPTED && s->kill_ns != 0) {
     if (s->cancel_interrupt)
-      notice = xstrdup("The cell was interrupted because the request was cancelled; the session's "
-                       "state is kept.");
+      notice = xstrdup("The cell was interrupted on request; the session's state is kept.");
     else
       notice
           = xasprintf("The cell was interrupted at its %g s deadline; the session's state is kept.",

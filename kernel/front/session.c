@@ -473,6 +473,17 @@ front_cancel(struct front *f, int64_t handle)
   }
 }
 
+int
+front_interrupt(struct front *f, int64_t handle)
+{
+  for (struct session *s = f->sessions; s; s = s->next)
+    if (s->running && s->running->handle == handle) {
+      session_interrupt(s, now_ns(), true);
+      return 0;
+    }
+  return -1;
+}
+
 /* Detaches S's worker and kills it; the worker is reaped later.  */
 void
 session_drop_worker(struct session *s)

@@ -176,7 +176,7 @@ reply_shell_done(struct worker *w, struct frame *fr)
     lost = lost || s->restored_lost;
     note(&said, steal_pointer(&s->restored_note));
   }
-  const char *why = s->cancel_interrupt ? "because the request was cancelled" : NULL;
+  const char *why = s->cancel_interrupt ? "because it was asked for" : NULL;
   cleanup_free char *deadline = xasprintf("at its %g s deadline", c->timeout_s);
   if (rs == REPLY_KILLED)
     note(&said, xasprintf("The command did not stop within %g s of the interrupt (SIGINT) sent %s: "

@@ -281,6 +281,13 @@ const char *front_packages(const struct front *f);
    interrupted.  Unknown handles are ignored.  */
 void front_cancel(struct front *f, int64_t handle);
 
+/* Interrupts cell HANDLE if it is running, as its deadline would
+   (SIGINT, so KeyboardInterrupt; SIGKILL if it has not stopped after the
+   grace), but keeps its callback: the reply says REPLY_INTERRUPTED, or
+   REPLY_KILLED with the state lost.  Returns -1 when HANDLE is not the
+   running cell of a session (a queued one is left alone).  */
+int front_interrupt(struct front *f, int64_t handle);
+
 /* Closes a session: its worker is killed, queued cells are answered as
    errors.  Returns -1 with ERR when the id is unknown.  */
 int front_close_session(struct front *f, const char *session_id, kiln_error_t *err);
@@ -337,6 +344,10 @@ int64_t front_history(struct front *f, const char *session_id, int64_t before, s
 /* Makes SIGHUP call FN (CTX) (a server reloading its credentials)
    rather than stop the loop, as it does by default.  */
 void front_on_hangup(struct front *f, void (*fn)(void *ctx), void *ctx);
+
+/* Makes SIGINT call FN (CTX) rather than stop the loop, as it does by
+   default (a Jupyter kernel: SIGINT interrupts the running cell).  */
+void front_on_interrupt(struct front *f, void (*fn)(void *ctx), void *ctx);
 
 /* Observations in seconds, counted as Prometheus counts them: LE[i] is
    how many were at most BOUNDS[i], so the counts are cumulative and never

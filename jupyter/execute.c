@@ -1,0 +1,359 @@
+/* An execute_request's path: busy and execute_input on iopub, the cell
+   to the front, what it prints as stream messages while it runs, then
+   from the front's reply its displays, result or error, the
+   execute_reply, and idle.  */
+#define _GNU_SOURCE
+#include "log.h"
+#include "state.h"
+#include "util.h"
+
+#include <string.h>
+
+/* Output goes to iopub at most this often per stream, this much at a
+   time (what comes faster is coalesced by the front).  */
+#define STREAM_INTERVAL_MS 50
+#define STREAM_MAX_BYTES   (64 * 1024)
+
+static void
+free_exec(struct exec *e)
+{
+  json_decref(e->reply);
+  jup_msg_free(e->m);
+  free(e->m);
+  free(e);
+}
+
+static void
+on_output(void *ctx, int stream, const char *data, size_t len, uint64_t skipped)
+{
+  struct exec *e = ctx;
+  struct buf b = { 0 };
+  if (skipped) {
+    cleanup_free char *note
+        = xasprintf("[... %llu bytes not streamed ...]\n", (unsigned long long)skipped);
+    buf_append(&b, note, strlen(note));
+  }
+  buf_append(&b, data, len);
+  jup_send(e->k->ch, JUP_IOPUB, e->m, "stream",
+           json_pack("{s:s, s:s%}", "name", stream == 2 ? "stderr" : "stdout", "text",
+                     (const char *)b.data, b.len));
+  buf_free(&b);
+}
+
+/* Whether MIME's data goes in a bundle as base64 rather than text.  */
+static bool
+is_binary(const char *mime)
+{
+  return strncmp(mime, "image/", 6) == 0 && strcmp(mime, "image/svg+xml") != 0;
+}
+
+/* Adds output O to bundle DATA under its mime.  Returns false when it
+   cannot be (JSON that does not parse).  */
+static bool
+bundle_add(json_t *data, const struct cell_output *o)
+{
+  json_t *v;
+  if (is_binary(o->mime)) {
+    cleanup_free char *b64 = base64_encode(o->data, o->len);
+    v = json_string(b64);
+  } else if (strcmp(o->mime, "application/json") == 0)
+    v = json_loadb((const char *)o->data, o->len, 0, NULL);
+  else
+    v = json_stringn((const char *)o->data, o->len);
+  if (v == NULL)
+    return false;
+  json_object_set_new(data, o->mime, v);
+  return true;
+}
+
+/* Publishes OUTS (N) as display_data messages: the forms of one object
+   come one after another at one place in the output, so a run of them
+   with the same place and no mime twice is one bundle.  Images with no
+   text form get one, for frontends that show only text.  */
+static void
+publish_displays(struct exec *e, const struct cell_output *outs, size_t n)
+{
+  size_t i = 0;
+  while (i < n) {
+    json_t *data = json_object();
+    size_t pos = outs[i].out_pos;
+    char fallback[64] = "";
+    for (; i < n && outs[i].out_pos == pos && !json_object_get(data, outs[i].mime); i++) {
+      if (bundle_add(data, &outs[i]) && is_binary(outs[i].mime) && !fallback[0])
+        snprintf(fallback, sizeof fallback, "<%s %ux%u>", outs[i].mime, outs[i].width,
+                 outs[i].height);
+    }
+    if (fallback[0] && !json_object_get(data, "text/plain"))
+      json_object_set_new(data, "text/plain", json_string(fallback));
+    if (json_object_size(data) == 0) {
+      json_decref(data);
+      continue;
+    }
+    jup_send(e->k->ch, JUP_IOPUB, e->m, "display_data",
+             json_pack("{s:o, s:{}, s:{}}", "data", data, "metadata", "transient"));
+  }
+}
+
+/* The traceback of R as Jupyter wants it, one line a string, and the
+   sentence saying the session's state was lost after it.  */
+static json_t *
+traceback_lines(const struct cell_reply *r, const char *ename, const char *evalue)
+{
+  json_t *lines = json_array();
+  const char *tb = r->err_traceback ? r->err_traceback : "";
+  while (*tb) {
+    size_t n = strcspn(tb, "\n");
+    json_array_append_new(lines, json_stringn(tb, n));
+    tb += n + (tb[n] == '\n');
+  }
+  if (json_array_size(lines) == 0)
+    json_array_append_new(lines, json_sprintf("%s: %s", ename, evalue));
+  if (r->state_lost && r->notice)
+    json_array_append_new(lines, json_string(r->notice));
+  return lines;
+}
+
+/* Sends E's execute_reply REPLY (stolen), then idle; after an error
+   (FAILED) with stop_on_error, aborts the execute_requests queued.  Frees
+   E and goes on with the queue.  */
+static void
+finish(struct exec *e, json_t *reply, bool failed)
+{
+  struct jup_kernel *k = e->k;
+  if (k->running == e)
+    k->running = NULL;
+  jup_send(k->ch, JUP_SHELL, e->m, "execute_reply", reply);
+  kernel_status(k, e->m, "idle");
+  if (failed && e->stop_on_error)
+    exec_abort_queued(k);
+  free_exec(e);
+  kernel_next(k);
+}
+
+/* The user_expressions are evaluated in a cell of their own, run in the
+   session's globals after the request's cell, as ipykernel evaluates
+   them after the code: each one's repr, or the exception it raised, as
+   JSON on the helper cell's stdout (not streamed to the frontend).  The
+   helper cell leaves no name behind, but the front counts it as a cell
+   of the session (its history shows it).  */
+static const char user_expressions_head[]
+    = "def _kiln_user_expressions(exprs, g):\n"
+      "    import json\n"
+      "    out = {}\n"
+      "    for name, src in exprs.items():\n"
+      "        try:\n"
+      "            out[name] = {'status': 'ok', 'data': {'text/plain': repr(eval(src, g))},\n"
+      "                         'metadata': {}}\n"
+      "        except Exception as exc:\n"
+      "            out[name] = {'status': 'error', 'ename': type(exc).__name__,\n"
+      "                         'evalue': str(exc), 'traceback': []}\n"
+      "    print(json.dumps(out))\n"
+      "try:\n"
+      "    _kiln_user_expressions(__import__('json').loads(";
+static const char user_expressions_tail[] = "), globals())\n"
+                                            "finally:\n"
+                                            "    del _kiln_user_expressions\n";
+
+static void
+on_user_expressions(void *ctx, const struct cell_reply *r)
+{
+  struct exec *e = ctx;
+  json_t *reply = steal_pointer(&e->reply);
+  json_t *values = NULL;
+  if (r->status == REPLY_OK)
+    values = json_loadb(r->out, r->out_len, 0, NULL);
+  if (!json_is_object(values)) {
+    log_msg(LOG_WARN, "jupyter: the user_expressions of cell %llu could not be evaluated%s%s",
+            (unsigned long long)e->count, r->err_type ? ": " : "", r->err_type ? r->err_type : "");
+    json_decref(values);
+    values = json_object();
+  }
+  json_object_set_new(reply, "user_expressions", values);
+  finish(e, reply, false);
+}
+
+/* Starts the cell that evaluates E's user_expressions, keeping REPLY
+   (stolen on success) to send when it is done.  Returns false when
+   there are none to evaluate, or the front refused the cell.  */
+static bool
+start_user_expressions(struct exec *e, json_t *reply)
+{
+  struct jup_kernel *k = e->k;
+  json_t *exprs = json_object_get(e->m->content, "user_expressions");
+  if (!json_is_object(exprs) || json_object_size(exprs) == 0 || k->stopping)
+    return false;
+  const char *name;
+  json_t *v;
+  json_object_foreach(exprs, name, v) if (!json_is_string(v)) return false;
+  /* A JSON string is a Python string literal too (jansson escapes no
+     '/'), so the expressions reach Python as the client wrote them.  */
+  cleanup_free char *text = json_dumps(exprs, JSON_COMPACT);
+  json_t *s = json_string(text);
+  cleanup_free char *literal = json_dumps(s, JSON_ENCODE_ANY);
+  json_decref(s);
+  cleanup_free char *code
+      = xasprintf("%s%s%s", user_expressions_head, literal, user_expressions_tail);
+  kiln_error_t err = NULL;
+  int64_t h = front_run_cell(k->front, k->session_id, code, strlen(code), k->cfg->max_timeout_s,
+                             on_user_expressions, e, &err);
+  if (h < 0) {
+    log_error(LOG_WARN, &err, "jupyter: user_expressions");
+    return false;
+  }
+  e->handle = h;
+  e->reply = reply;
+  return true;
+}
+
+static void
+on_reply(void *ctx, const struct cell_reply *r)
+{
+  struct exec *e = ctx;
+  struct jup_kernel *k = e->k;
+  /* The cell made the session (none was open): it is the kernel's now,
+     unless a restart has moved the kernel on to another.  */
+  if (k->session_id == NULL && e->generation == k->generation && r->session_id && r->session_id[0]
+      && k->opening == 0)
+    k->session_id = xstrdup(r->session_id);
+  /* Those shown while the cell ran first, then the value, then those
+     with no place (figures still open at the end; the value's rich
+     forms join the value).  */
+  size_t n = 0, nplaced = 0;
+  struct cell_output *outs = xmalloc((r->noutputs + 1) * sizeof *outs);
+  for (size_t i = 0; i < r->noutputs; i++)
+    if (strcmp(r->outputs[i].mime, FILE_MIME) != 0)
+      outs[n++] = r->outputs[i];
+  for (size_t i = 0; i < n; i++)
+    if (outs[i].out_pos != SIZE_MAX)
+      outs[nplaced++] = outs[i];
+  size_t nend = 0;
+  for (size_t i = 0; i < r->noutputs; i++)
+    if (strcmp(r->outputs[i].mime, FILE_MIME) != 0 && r->outputs[i].out_pos == SIZE_MAX)
+      outs[nplaced + nend++] = r->outputs[i];
+  publish_displays(e, outs, nplaced);
+  const struct cell_output *end = outs + nplaced;
+  json_t *reply;
+  if (r->status == REPLY_OK) {
+    if (r->notice)
+      jup_send(k->ch, JUP_IOPUB, e->m, "stream",
+               json_pack("{s:s, s:s++}", "name", "stderr", "text", r->notice, "\n"));
+    if (r->result && !e->silent) {
+      json_t *data = json_pack("{s:s}", "text/plain", r->result);
+      size_t rest = 0;
+      for (size_t i = 0; i < nend; i++)
+        if (strncmp(end[i].mime, "image/", 6) == 0 || json_object_get(data, end[i].mime)
+            || !bundle_add(data, &end[i]))
+          outs[nplaced + rest++] = end[i];
+      nend = rest;
+      jup_send(k->ch, JUP_IOPUB, e->m, "execute_result",
+               json_pack("{s:I, s:o, s:{}}", "execution_count", (json_int_t)e->count, "data", data,
+                         "metadata"));
+    }
+    publish_displays(e, end, nend);
+    reply = json_pack("{s:s, s:I, s:{}, s:[]}", "status", "ok", "execution_count",
+                      (json_int_t)e->count, "user_expressions", "payload");
+  } else {
+    publish_displays(e, end, nend);
+    const char *ename = r->err_type                  ? r->err_type
+                        : r->status == REPLY_CRASHED ? "WorkerCrashed"
+                                                     : "Error";
+    const char *evalue = r->err_message ? r->err_message : r->notice ? r->notice : "";
+    json_t *tb = traceback_lines(r, ename, evalue);
+    jup_send(k->ch, JUP_IOPUB, e->m, "error",
+             json_pack("{s:s, s:s, s:O}", "ename", ename, "evalue", evalue, "traceback", tb));
+    reply = json_pack("{s:s, s:I, s:s, s:s, s:o}", "status", "error", "execution_count",
+                      (json_int_t)e->count, "ename", ename, "evalue", evalue, "traceback", tb);
+  }
+  free(outs);
+  if (r->status == REPLY_OK && start_user_expressions(e, reply))
+    return;
+  finish(e, reply, r->status != REPLY_OK);
+}
+
+/* Answers E's request as an error the front gave before it ran.  */
+static void
+refused(struct exec *e, const char *why)
+{
+  struct jup_kernel *k = e->k;
+  json_t *tb = json_pack("[s++]", "KilnError: ", why);
+  jup_send(k->ch, JUP_IOPUB, e->m, "error",
+           json_pack("{s:s, s:s, s:O}", "ename", "KilnError", "evalue", why, "traceback", tb));
+  jup_send(k->ch, JUP_SHELL, e->m, "execute_reply",
+           json_pack("{s:s, s:I, s:s, s:s, s:o}", "status", "error", "execution_count",
+                     (json_int_t)e->count, "ename", "KilnError", "evalue", why, "traceback", tb));
+  kernel_status(k, e->m, "idle");
+  if (e->stop_on_error)
+    exec_abort_queued(k);
+  free_exec(e);
+}
+
+/* The boolean KEY of CONTENT, or DEF when it is absent or not one.  */
+static bool
+flag(json_t *content, const char *key, bool def)
+{
+  json_t *v = json_object_get(content, key);
+  return json_is_boolean(v) ? json_is_true(v) : def;
+}
+
+void
+exec_start(struct jup_kernel *k, struct jup_msg *m)
+{
+  struct exec *e = xzalloc(sizeof *e);
+  e->k = k;
+  e->m = m;
+  e->generation = k->generation;
+  e->silent = flag(m->content, "silent", false);
+  /* A silent cell is never stored, whatever it asks.  */
+  bool store_history = flag(m->content, "store_history", true) && !e->silent;
+  e->stop_on_error = flag(m->content, "stop_on_error", true);
+  kernel_status(k, m, "busy");
+  json_t *code = json_object_get(m->content, "code");
+  if (store_history)
+    k->execution_count++;
+  e->count = k->execution_count;
+  if (!json_is_string(code)) {
+    refused(e, "execute_request has no code string");
+    return;
+  }
+  if (!e->silent)
+    jup_send(k->ch, JUP_IOPUB, m, "execute_input",
+             json_pack("{s:O, s:I}", "code", code, "execution_count", (json_int_t)e->count));
+  kiln_error_t err = NULL;
+  /* A notebook's cell has no deadline of its own: the longest a cell
+     may ask for (--max-timeout), and the interrupt button.  */
+  e->handle = front_run_cell(k->front, k->session_id, json_string_value(code),
+                             json_string_length(code), k->cfg->max_timeout_s, on_reply, e, &err);
+  if (e->handle < 0) {
+    refused(e, err->msg);
+    kiln_error_release(&err);
+    return;
+  }
+  k->running = e;
+  front_watch_output(k->front, e->handle, STREAM_INTERVAL_MS, STREAM_MAX_BYTES, on_output, e);
+}
+
+void
+exec_abort_queued(struct jup_kernel *k)
+{
+  struct pending **pp = &k->queue;
+  k->queue_tail = NULL;
+  while (*pp) {
+    struct pending *p = *pp;
+    if (strcmp(p->m->msg_type, "execute_request") != 0) {
+      k->queue_tail = p;
+      pp = &p->next;
+      continue;
+    }
+    *pp = p->next;
+    k->nqueued--;
+    k->queued_bytes -= p->m->wire_len;
+    kernel_status(k, p->m, "busy");
+    jup_send(k->ch, JUP_SHELL, p->m, "execute_reply",
+             json_pack("{s:s, s:I}", "status", "aborted", "execution_count",
+                       (json_int_t)k->execution_count));
+    kernel_status(k, p->m, "idle");
+    jup_msg_free(p->m);
+    free(p->m);
+    free(p);
+  }
+}

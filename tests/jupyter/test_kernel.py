@@ -1,0 +1,406 @@
+"""kiln as a Jupyter kernel, driven by the real jupyter_client over the
+messaging protocol: each test names the behaviour it pins down."""
+
+import base64
+import os
+import queue
+import signal
+import struct
+import time
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def iopub_until_idle(kc, msg_id, timeout=30):
+    """Every iopub message whose parent is MSG_ID, with its arrival time,
+    up to and including its idle status."""
+    got = []
+    end = time.monotonic() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.01, end - time.monotonic()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        got.append((time.monotonic(), msg))
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return got
+
+
+def replies_to(kc, msg_ids, timeout, until=None):
+    """The shell replies to any of MSG_IDS that come within TIMEOUT
+    seconds, or until UNTIL of them came; replies to other requests (the
+    kernel_info_requests of wait_for_ready) are passed over."""
+    got = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and (until is None or len(got) < until):
+        try:
+            msg = kc.get_shell_msg(timeout=max(0.01, end - time.monotonic()))
+        except queue.Empty:
+            break
+        if msg["parent_header"].get("msg_id") in msg_ids:
+            got.append(msg)
+    return got
+
+
+def types(msgs):
+    return [m["msg_type"] for m in msgs]
+
+
+def png_size(data):
+    assert data[:8] == PNG_MAGIC, "not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_kernel_info_reply_names_kiln_python_and_protocol_5_4(kernel):
+    reply = kernel.client.kernel_info(reply=True, timeout=10)
+    c = reply["content"]
+    assert c["status"] == "ok"
+    assert c["protocol_version"] == "5.4"
+    assert c["implementation"] == "kiln"
+    assert c["implementation_version"]
+    li = c["language_info"]
+    assert li["name"] == "python"
+    assert li["version"].startswith("3.12.")
+    assert li["mimetype"] == "text/x-python"
+    assert li["file_extension"] == ".py"
+    assert li["pygments_lexer"] == "ipython3"
+    assert li["codemirror_mode"] == {"name": "ipython", "version": 3}
+    assert li["nbconvert_exporter"] == "python"
+    assert "kiln" in c["banner"]
+    assert isinstance(c["help_links"], list)
+    assert reply["header"]["version"] == "5.4"
+
+
+def test_kernel_info_is_answered_on_control_too(kernel):
+    kc = kernel.client
+    msg = kc.session.msg("kernel_info_request", {})
+    kc.control_channel.send(msg)
+    reply = kc.get_control_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
+    assert reply["msg_type"] == "kernel_info_reply"
+    assert reply["content"]["implementation"] == "kiln"
+
+
+def test_state_persists_across_cells_and_counts_go_up(kernel):
+    r1, _ = kernel.run("state_var = 41")
+    r2, msgs = kernel.run("state_var + 1")
+    assert r1["content"]["status"] == "ok"
+    assert r2["content"]["execution_count"] == r1["content"]["execution_count"] + 1
+    results = [m for m in msgs if m["msg_type"] == "execute_result"]
+    assert len(results) == 1
+    assert results[0]["content"]["data"]["text/plain"] == "42"
+    assert results[0]["content"]["execution_count"] == r2["content"]["execution_count"]
+
+
+def test_execute_publishes_busy_input_stream_and_idle_in_order(kernel):
+    reply, msgs = kernel.run("print('hello')")
+    assert types(msgs) == ["status", "execute_input", "stream", "status"]
+    assert msgs[0]["content"]["execution_state"] == "busy"
+    assert msgs[1]["content"]["code"] == "print('hello')"
+    assert msgs[2]["content"] == {"name": "stdout", "text": "hello\n"}
+    assert msgs[3]["content"]["execution_state"] == "idle"
+    assert reply["content"]["status"] == "ok"
+
+
+def test_stderr_is_a_stderr_stream(kernel):
+    _, msgs = kernel.run("import sys; print('oops', file=sys.stderr)")
+    streams = [m["content"] for m in msgs if m["msg_type"] == "stream"]
+    assert streams == [{"name": "stderr", "text": "oops\n"}]
+
+
+def test_output_streams_while_the_cell_is_still_running(kernel):
+    kc = kernel.client
+    code = "import time\nprint('first')\ntime.sleep(1)\nprint('second')"
+    msg_id = kc.execute(code)
+    start = time.monotonic()
+    first_stream_at = None
+    replied_before_first_stream = None
+    got = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        got.append(msg)
+        if msg["msg_type"] == "stream" and first_stream_at is None:
+            first_stream_at = time.monotonic()
+            replied_before_first_stream = replies_to(kc, [msg_id], 0.01) != []
+            idle_seen = any(
+                m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in got
+            )
+            assert not idle_seen
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    ended = time.monotonic()
+    (reply,) = replies_to(kc, [msg_id], 10, until=1)
+    assert reply["content"]["status"] == "ok"
+    assert first_stream_at is not None
+    assert not replied_before_first_stream, "execute_reply came before the first output"
+    # The first line came while the cell slept, not with its end.
+    assert first_stream_at - start < 0.8, first_stream_at - start
+    assert ended - first_stream_at > 0.5
+    text = "".join(m["content"]["text"] for m in got if m["msg_type"] == "stream")
+    assert text == "first\nsecond\n"
+
+
+def test_figure_is_display_data_with_a_png_of_the_figure_size(kernel):
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "fig = plt.figure(figsize=(4, 3), dpi=100)\n"
+        "plt.plot([1, 2, 3], [3, 1, 2])\n"
+        "None"
+    )
+    reply, msgs = kernel.run(code)
+    assert reply["content"]["status"] == "ok"
+    displays = [m["content"] for m in msgs if m["msg_type"] == "display_data"]
+    assert len(displays) == 1
+    data = displays[0]["data"]
+    png = base64.b64decode(data["image/png"])
+    assert png_size(png) == (400, 300)
+    assert "text/plain" in data
+
+
+def test_display_of_an_object_with_html_gives_a_bundle(kernel):
+    code = (
+        "class T:\n"
+        "    def _repr_html_(self): return '<b>bold</b>'\n"
+        "    def __repr__(self): return 'T()'\n"
+        "display(T())"
+    )
+    _, msgs = kernel.run(code)
+    displays = [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
+    assert displays == [{"text/html": "<b>bold</b>", "text/plain": "T()"}]
+
+
+def test_error_gives_ename_evalue_and_traceback(kernel):
+    reply, msgs = kernel.run("def f():\n    raise ValueError('bad value')\nf()")
+    c = reply["content"]
+    assert c["status"] == "error"
+    assert c["ename"] == "ValueError"
+    assert c["evalue"] == "bad value"
+    assert any("raise ValueError" in line for line in c["traceback"])
+    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    assert len(errors) == 1
+    assert errors[0]["ename"] == "ValueError"
+    assert errors[0]["traceback"] == c["traceback"]
+
+
+def test_silent_cell_publishes_no_input_or_result_and_keeps_the_count(kernel):
+    before, _ = kernel.run("1")
+    reply, msgs = kernel.run("silent_var = 7\nsilent_var", silent=True)
+    assert "execute_input" not in types(msgs)
+    assert "execute_result" not in types(msgs)
+    assert reply["content"]["execution_count"] == before["content"]["execution_count"]
+    after, _ = kernel.run("silent_var")
+    assert after["content"]["execution_count"] == before["content"]["execution_count"] + 1
+
+
+def test_store_history_false_keeps_the_count(kernel):
+    before, _ = kernel.run("2")
+    reply, _ = kernel.run("3", store_history=False)
+    assert reply["content"]["execution_count"] == before["content"]["execution_count"]
+
+
+def test_an_error_aborts_the_execute_requests_queued_behind_it(kernel):
+    kc = kernel.client
+    first = kc.execute("import time; time.sleep(0.5); raise RuntimeError('stop here')")
+    second = kc.execute("aborted_var = 1")
+    third = kc.execute("aborted_var2 = 2", stop_on_error=False)
+    got = replies_to(kc, [first, second, third], 30, until=3)
+    replies = {m["parent_header"]["msg_id"]: m["content"] for m in got}
+    assert replies[first]["status"] == "error"
+    assert replies[second]["status"] == "aborted"
+    assert replies[third]["status"] == "aborted"
+    reply, msgs = kernel.run("'aborted_var' in globals()")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "False"
+    ]
+
+
+def test_stop_on_error_false_lets_the_next_cell_run(kernel):
+    kc = kernel.client
+    first = kc.execute("raise RuntimeError('go on')", stop_on_error=False)
+    second = kc.execute("went_on = 1")
+    got = replies_to(kc, [first, second], 30, until=2)
+    replies = {m["parent_header"]["msg_id"]: m["content"] for m in got}
+    assert replies[first]["status"] == "error"
+    assert replies[second]["status"] == "ok"
+
+
+def test_interrupt_request_raises_keyboardinterrupt_and_keeps_state(kernel):
+    kc = kernel.client
+    kernel.run("kept_across_interrupt = 'yes'")
+    msg_id = kc.execute("import time\ntime.sleep(30)")
+    # Wait until the cell is running (its input is published when it starts).
+    while True:
+        m = kc.get_iopub_msg(timeout=10)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input":
+            break
+    time.sleep(0.3)
+    started = time.monotonic()
+    req = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(req)
+    ctl = kc.get_control_msg(timeout=10)
+    assert ctl["msg_type"] == "interrupt_reply"
+    assert ctl["content"]["status"] == "ok"
+    (reply,) = replies_to(kc, [msg_id], 10, until=1)
+    took = time.monotonic() - started
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert took < 5, took
+    _, msgs = kernel.run("kept_across_interrupt")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "'yes'"
+    ]
+
+
+def test_sigint_to_the_kernel_interrupts_the_cell_and_the_kernel_stays(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    k.run("before_sigint = 1")
+    msg_id = kc.execute("import time\ntime.sleep(30)")
+    while True:
+        m = kc.get_iopub_msg(timeout=10)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input":
+            break
+    time.sleep(0.3)
+    os.kill(k.proc.pid, signal.SIGINT)
+    (reply,) = replies_to(kc, [msg_id], 10, until=1)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert k.proc.poll() is None
+    _, msgs = k.run("before_sigint + 1")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["2"]
+
+
+def test_restart_gives_a_fresh_namespace_in_the_same_process(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    k.run("doomed = 1")
+    kc.shutdown(restart=True)
+    reply = kc.get_control_msg(timeout=10)
+    assert reply["msg_type"] == "shutdown_reply"
+    assert reply["content"]["restart"] is True
+    r, msgs = k.run("'doomed' in globals()")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "False"
+    ]
+    assert r["content"]["execution_count"] == 1
+    assert k.proc.poll() is None
+
+
+def test_shutdown_request_is_answered_and_the_process_exits(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    kc.shutdown()
+    reply = kc.get_control_msg(timeout=10)
+    assert reply["msg_type"] == "shutdown_reply"
+    assert reply["content"] == {"status": "ok", "restart": False}
+    assert k.proc.wait(timeout=15) == 0
+
+
+def test_worker_crash_says_the_state_was_lost_and_the_next_cell_runs(fresh_kernel):
+    k = fresh_kernel
+    k.run("lost_var = 1")
+    reply, msgs = k.run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    c = reply["content"]
+    assert c["status"] == "error"
+    assert "lost" in " ".join(c["traceback"]).lower()
+    r, msgs = k.run("'lost_var' in globals()")
+    assert r["content"]["status"] == "ok"
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "False"
+    ]
+
+
+def test_comm_open_is_closed_at_once_and_comm_info_is_empty(kernel):
+    kc = kernel.client
+    msg = kc.session.msg("comm_open", {"comm_id": "c-1", "target_name": "jupyter.widget", "data": {}})
+    kc.shell_channel.send(msg)
+    got = iopub_until_idle(kc, msg["header"]["msg_id"], timeout=10)
+    closes = [m["content"] for _, m in got if m["msg_type"] == "comm_close"]
+    assert closes == [{"comm_id": "c-1", "data": {}}]
+    reply = kc.comm_info(reply=True, timeout=10) if hasattr(kc, "comm_info") else None
+    if reply is None:
+        m = kc.session.msg("comm_info_request", {})
+        kc.shell_channel.send(m)
+        (reply,) = replies_to(kc, [m["header"]["msg_id"]], 10, until=1)
+    assert reply["content"] == {"comms": {}, "status": "ok"}
+
+
+def test_is_complete_says_unknown(kernel):
+    kc = kernel.client
+    msg_id = kc.is_complete("for i in range(3):")
+    (reply,) = replies_to(kc, [msg_id], 10, until=1)
+    assert reply["content"]["status"] == "unknown"
+
+
+def test_user_expressions_are_evaluated_after_the_cell_in_its_namespace(kernel):
+    reply, msgs = kernel.run(
+        "ue_base = 20",
+        user_expressions={"double": "ue_base * 2", "bad": "1/0", "text": "'a/b' + \"\\u00e9\""},
+    )
+    c = reply["content"]
+    assert c["status"] == "ok"
+    ue = c["user_expressions"]
+    assert ue["double"] == {"status": "ok", "data": {"text/plain": "40"}, "metadata": {}}
+    assert ue["bad"]["status"] == "error"
+    assert ue["bad"]["ename"] == "ZeroDivisionError"
+    assert ue["text"]["data"]["text/plain"] == "'a/b\u00e9'"
+    # The helper prints its answer: none of it reaches the frontend, and
+    # it leaves no name behind.
+    assert "stream" not in types(msgs)
+    _, msgs = kernel.run("[n for n in globals() if 'kiln' in n]")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        "[]"
+    ]
+
+
+def test_user_expressions_are_not_evaluated_after_an_error(kernel):
+    reply, _ = kernel.run("raise KeyError('k')", user_expressions={"one": "1"})
+    assert reply["content"]["status"] == "error"
+    assert reply["content"].get("user_expressions", {}) == {}
+
+
+def test_a_shown_pil_image_is_a_png_of_its_size(kernel):
+    _, msgs = kernel.run("from PIL import Image\ndisplay(Image.new('RGB', (30, 20), 'red'))")
+    displays = [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
+    assert len(displays) == 1
+    assert png_size(base64.b64decode(displays[0]["image/png"])) == (30, 20)
+
+
+def test_a_dataframe_value_is_an_execute_result_with_html(kernel):
+    _, msgs = kernel.run("import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': [3, 4]})")
+    results = [m["content"]["data"] for m in msgs if m["msg_type"] == "execute_result"]
+    assert len(results) == 1
+    assert "<table" in results[0]["text/html"]
+    assert "a" in results[0]["text/plain"]
+    # The value's forms are its result, not a display of their own.
+    assert "display_data" not in types(msgs)
+
+
+def test_shutdown_while_a_cell_runs_answers_it_and_exits(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    running = kc.execute("import time\ntime.sleep(30)")
+    queued = kc.execute("never_runs = 1")
+    time.sleep(0.5)
+    started = time.monotonic()
+    kc.shutdown()
+    replies = {m["parent_header"]["msg_id"]: m["content"] for m in replies_to(kc, [running, queued], 10, until=2)}
+    assert replies[running]["status"] == "error"
+    assert replies[queued]["status"] == "aborted"
+    assert k.proc.wait(timeout=15) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_restart_while_cells_are_queued_aborts_them_and_serves_on(fresh_kernel):
+    k = fresh_kernel
+    kc = k.client
+    running = kc.execute("import time\nvar_before = 1\ntime.sleep(30)")
+    queued = kc.execute("queued_var = 1")
+    time.sleep(0.5)
+    kc.shutdown(restart=True)
+    replies = {m["parent_header"]["msg_id"]: m["content"] for m in replies_to(kc, [running, queued], 10, until=2)}
+    assert replies[running]["status"] == "error"
+    assert replies[queued]["status"] == "aborted"
+    _, msgs = k.run("[n for n in ('var_before', 'queued_var') if n in globals()]")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["[]"]
