@@ -160,13 +160,7 @@ pump(struct jup_channels *ch)
         }
         if (c == JUP_HB)
           echo(ch->sock[c], msgs, n);
-        else if (c == JUP_STDIN) {
-          /* input() is not offered (allow_stdin is ignored), so nothing
-             is ever asked on stdin and nothing that comes is awaited.  */
-          for (size_t j = 0; j < n; j++)
-            zmq_msg_close(&msgs[j]);
-          log_msg(LOG_DEBUG, "jupyter: a message on stdin was ignored");
-        } else
+        else
           deliver(ch, c, msgs, n);
       }
     }

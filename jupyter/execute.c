@@ -205,6 +205,31 @@ start_user_expressions(struct exec *e, json_t *reply)
   return true;
 }
 
+/* The cell called input(): the frontend that sent the cell is asked on
+   stdin; its input_reply comes to exec_input_reply.  */
+static void
+on_input(void *ctx, const char *prompt, bool password)
+{
+  struct exec *e = ctx;
+  jup_send(e->k->ch, JUP_STDIN, e->m, "input_request",
+           json_pack("{s:s, s:b}", "prompt", prompt, "password", password));
+}
+
+void
+exec_input_reply(struct jup_kernel *k, const struct jup_msg *m)
+{
+  json_t *value = json_object_get(m->content, "value");
+  kiln_error_t err = NULL;
+  if (strcmp(m->msg_type, "input_reply") != 0 || !json_is_string(value))
+    log_msg(LOG_INFO, "jupyter: %s on stdin without a value, ignored", m->msg_type);
+  else if (k->running == NULL)
+    log_msg(LOG_INFO, "jupyter: an input_reply with no cell running, ignored");
+  else if (front_input_reply(k->front, k->running->handle, json_string_value(value),
+                             json_string_length(value), &err)
+           < 0)
+    log_error(LOG_INFO, &err, "jupyter: an input_reply, ignored");
+}
+
 static void
 on_reply(void *ctx, const struct cell_reply *r)
 {
@@ -330,6 +355,9 @@ exec_start(struct jup_kernel *k, struct jup_msg *m)
   }
   k->running = e;
   front_watch_output(k->front, e->handle, STREAM_INTERVAL_MS, STREAM_MAX_BYTES, on_output, e);
+  /* Without, input() raises EOFError saying the cell has no stdin.  */
+  if (flag(m->content, "allow_stdin", false))
+    front_watch_input(k->front, e->handle, on_input, e);
 }
 
 void

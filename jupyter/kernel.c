@@ -4,6 +4,7 @@
    path is in execute.c.  */
 #define _GNU_SOURCE
 #include "kernel.h"
+#include "introspect.h"
 #include "log.h"
 #include "paths.h"
 #include "state.h"
@@ -52,40 +53,24 @@ kernel_info(struct jup_kernel *k, enum jup_channel to, const struct jup_msg *m)
   reply(k, to, m, "kernel_info_reply", content);
 }
 
-/* Opens the kernel's session with an empty cell, so that the first cell
-   a user runs finds its worker ready.  The front has no call that makes
-   a session and runs nothing.  */
-static void
-on_open_reply(void *ctx, const struct cell_reply *r)
-{
-  struct jup_kernel *k = ctx;
-  k->opening = 0;
-  if (r->session_id && r->session_id[0]) {
-    free(k->session_id);
-    k->session_id = xstrdup(r->session_id);
-  }
-  if (r->status != REPLY_OK)
-    log_msg(LOG_WARN, "jupyter: opening the session: %s: %s", r->err_type ? r->err_type : "error",
-            r->err_message ? r->err_message : "");
-  else
-    log_msg(LOG_DEBUG, "jupyter: session %s open", k->session_id);
-  kernel_next(k);
-}
-
+/* Opens the kernel's session, so that the first cell a user runs finds
+   its worker ready.  */
 static void
 open_session(struct jup_kernel *k)
 {
   kiln_error_t err = NULL;
+  char id[40];
   k->generation++;
   k->execution_count = 0;
   free(k->session_id);
   k->session_id = NULL;
-  k->opening = front_run_cell(k->front, NULL, "", 0, 0, on_open_reply, k, &err);
-  if (k->opening < 0) {
+  if (front_open_session(k->front, id, &err) < 0) {
     /* The first execute_request makes the session instead.  */
     log_error(LOG_WARN, &err, "jupyter: opening the session");
-    k->opening = 0;
+    return;
   }
+  k->session_id = xstrdup(id);
+  log_msg(LOG_DEBUG, "jupyter: session %s open", id);
 }
 
 /* Stops the session's cell, if one runs: KeyboardInterrupt in it, the
@@ -109,10 +94,6 @@ static void
 close_session(struct jup_kernel *k)
 {
   cleanup_free char *id = steal_pointer(&k->session_id);
-  /* A session still being opened is not known by its id yet: its cell
-     is forgotten, and the front ends the session with the process.  */
-  if (k->opening > 0)
-    front_cancel(k->front, k->opening);
   /* Nothing may start on the closing session from the callbacks below.  */
   k->opening = -1;
   exec_abort_queued(k);
@@ -142,15 +123,6 @@ shutdown_kernel(struct jup_kernel *k, const struct jup_msg *m)
   loop_stop(k->loop);
 }
 
-/* Whether the source of is_complete_request is complete.  Deciding it
-   needs Python's compiler (codeop), which only a worker runs: "unknown"
-   lets the frontend decide (a console executes on Enter).  */
-static json_t *
-is_complete(void)
-{
-  return json_pack("{s:s}", "status", "unknown");
-}
-
 /* Handles shell message M (taken).  Returns true when it is done, false
    when it started a cell (K->running has it).  */
 static bool
@@ -161,11 +133,12 @@ dispatch_shell(struct jup_kernel *k, struct jup_msg *m)
     exec_start(k, m);
     return k->running == NULL;
   }
+  if (strcmp(t, "complete_request") == 0 || strcmp(t, "inspect_request") == 0
+      || strcmp(t, "is_complete_request") == 0)
+    return introspect_start(k, m);
   kernel_status(k, m, "busy");
   if (strcmp(t, "kernel_info_request") == 0)
     kernel_info(k, JUP_SHELL, m);
-  else if (strcmp(t, "is_complete_request") == 0)
-    reply(k, JUP_SHELL, m, "is_complete_reply", is_complete());
   else if (strcmp(t, "comm_info_request") == 0)
     reply(k, JUP_SHELL, m, "comm_info_reply", json_pack("{s:{}, s:s}", "comms", "status", "ok"));
   else if (strcmp(t, "comm_open") == 0) {
@@ -176,20 +149,8 @@ dispatch_shell(struct jup_kernel *k, struct jup_msg *m)
       jup_send(k->ch, JUP_IOPUB, m, "comm_close", json_pack("{s:O, s:{}}", "comm_id", id, "data"));
   } else if (strcmp(t, "comm_msg") == 0 || strcmp(t, "comm_close") == 0)
     ;
-  else if (strcmp(t, "complete_request") == 0) {
-    /* Completion is not offered yet: no matches, the cursor kept.  */
-    json_t *pos = json_object_get(m->content, "cursor_pos");
-    json_int_t at = json_is_integer(pos) ? json_integer_value(pos) : 0;
-    reply(k, JUP_SHELL, m, "complete_reply",
-          json_pack("{s:s, s:[], s:I, s:I, s:{}}", "status", "ok", "matches", "cursor_start", at,
-                    "cursor_end", at, "metadata"));
-  } else if (strcmp(t, "inspect_request") == 0)
-    reply(k, JUP_SHELL, m, "inspect_reply",
-          json_pack("{s:s, s:b, s:{}, s:{}}", "status", "ok", "found", 0, "data", "metadata"));
   else if (strcmp(t, "history_request") == 0)
-    /* The history is kept by the front (front_history), but not yet
-       served here: an empty one.  */
-    reply(k, JUP_SHELL, m, "history_reply", json_pack("{s:s, s:[]}", "status", "ok", "history"));
+    history_reply(k, m);
   else
     log_msg(LOG_INFO, "jupyter: unknown message type %s on shell, ignored", t);
   kernel_status(k, m, "idle");
@@ -227,7 +188,8 @@ dispatch_control(struct jup_kernel *k, struct jup_msg *m)
 void
 kernel_next(struct jup_kernel *k)
 {
-  while (k->ready && !k->stopping && k->opening == 0 && k->running == NULL && k->queue) {
+  while (k->ready && !k->stopping && k->opening == 0 && k->running == NULL && k->asking == NULL
+         && k->queue) {
     struct pending *p = k->queue;
     k->queue = p->next;
     if (k->queue == NULL)
@@ -247,6 +209,12 @@ on_msg(void *ctx, enum jup_channel ch, struct jup_msg *m)
   log_msg(LOG_DEBUG, "jupyter: %s on %s", m->msg_type, jup_channel_name(ch));
   if (ch == JUP_CONTROL) {
     dispatch_control(k, m);
+    return;
+  }
+  if (ch == JUP_STDIN) {
+    exec_input_reply(k, m);
+    jup_msg_free(m);
+    free(m);
     return;
   }
   if (k->nqueued >= MAX_QUEUED || k->queued_bytes + m->wire_len > MAX_QUEUED_BYTES) {
@@ -344,6 +312,7 @@ jup_kernel_free(struct jup_kernel *k)
     free(k->running);
     k->running = NULL;
   }
+  introspect_forget(k);
   for (struct pending *p = k->queue, *next; p; p = next) {
     next = p->next;
     jup_msg_free(p->m);

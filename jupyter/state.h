@@ -46,6 +46,7 @@ struct jup_kernel {
   size_t nqueued, queued_bytes;
   struct pending *info_waiting; /* control's kernel_info_requests before ready */
   struct exec *running;
+  struct ask *asking; /* a question about code, awaiting the session's answer */
   bool stopping;
   int exit_code;
 };
@@ -61,6 +62,10 @@ void kernel_status(struct jup_kernel *k, const struct jup_msg *parent, const cha
    answers.  Sets K->running unless the front refused the cell, which is
    answered at once.  */
 void exec_start(struct jup_kernel *k, struct jup_msg *m);
+
+/* Gives the running cell's input() the value of input_reply M (from the
+   stdin channel); one that nobody waits for is logged and dropped.  */
+void exec_input_reply(struct jup_kernel *k, const struct jup_msg *m);
 
 /* Answers every execute_request still queued with status "aborted"
    (after an error with stop_on_error, a restart).  */

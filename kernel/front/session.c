@@ -349,6 +349,23 @@ session_open(struct front *f, kiln_error_t *err)
   return s;
 }
 
+int
+front_open_session(struct front *f, char id[static 40], kiln_error_t *err)
+{
+  struct session *s = session_open(f, err);
+  if (s == NULL)
+    return -1;
+  snprintf(id, 40, "%s", s->id);
+  /* A spare has its worker (or is getting one); a new session asks.  */
+  if (s->state == S_LOST) {
+    s->state = S_STARTING;
+    zygote_spawnq_push(f, s);
+    zygote_send_spawns(f);
+  }
+  spares_refill_soon(f);
+  return 0;
+}
+
 int64_t
 front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
                double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err)

@@ -8,6 +8,8 @@ import signal
 import struct
 import time
 
+import pytest
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -326,11 +328,121 @@ def test_comm_open_is_closed_at_once_and_comm_info_is_empty(kernel):
     assert reply["content"] == {"comms": {}, "status": "ok"}
 
 
-def test_is_complete_says_unknown(kernel):
+def ask(kernel, send):
+    """The content of the shell reply to the request SEND(client) makes."""
     kc = kernel.client
-    msg_id = kc.is_complete("for i in range(3):")
-    (reply,) = replies_to(kc, [msg_id], 10, until=1)
-    assert reply["content"]["status"] == "unknown"
+    (reply,) = replies_to(kc, [send(kc)], 30, until=1)
+    return reply["content"]
+
+
+@pytest.mark.parametrize(
+    "code, status, indent",
+    [
+        ("for i in range(3):", "incomplete", "    "),
+        ("x = (1,\n     2", "incomplete", "     "),
+        ("x = 1", "complete", None),
+        ("import asyncio\nawait asyncio.sleep(0)", "complete", None),
+        ("x = )", "invalid", None),
+    ],
+)
+def test_is_complete_is_decided_by_the_sessions_compiler(kernel, code, status, indent):
+    c = ask(kernel, lambda kc: kc.is_complete(code))
+    assert c["status"] == status
+    assert c.get("indent") == indent
+
+
+def test_complete_request_gives_the_sessions_own_names(kernel):
+    kernel.run("class Shape:\n    def area(self): return 1\n    def angle(self): return 2\nsq = Shape()\nsquare_side = 4")
+    c = ask(kernel, lambda kc: kc.complete("y = sq.a", 8))
+    assert c["status"] == "ok"
+    assert c["matches"] == ["sq.angle", "sq.area"]
+    assert (c["cursor_start"], c["cursor_end"]) == (4, 8)
+    c = ask(kernel, lambda kc: kc.complete("squ", 3))
+    assert "square_side" in c["matches"]
+    assert all(m.startswith("squ") for m in c["matches"])
+    # Cursor positions count characters: "é" is one.
+    c = ask(kernel, lambda kc: kc.complete("é = 1; squ", 10))
+    assert (c["cursor_start"], c["cursor_end"]) == (7, 10)
+    assert "square_side" in c["matches"]
+
+
+def test_complete_and_inspect_take_no_execution_count(kernel):
+    before, _ = kernel.run("10")
+    ask(kernel, lambda kc: kc.complete("pri", 3))
+    ask(kernel, lambda kc: kc.inspect("print", 2))
+    ask(kernel, lambda kc: kc.is_complete("x = 1"))
+    after, _ = kernel.run("11")
+    assert after["content"]["execution_count"] == before["content"]["execution_count"] + 1
+
+
+def test_inspect_request_gives_the_signature_and_docstring(kernel):
+    kernel.run('def greet(name, punct="!"):\n    """Says hello to NAME."""\n    return "hello " + name + punct')
+    c = ask(kernel, lambda kc: kc.inspect("greet(", 6))
+    assert c["status"] == "ok" and c["found"] is True
+    text = c["data"]["text/plain"]
+    assert "Signature: greet(name, punct='!')" in text
+    assert "Says hello to NAME." in text
+    c = ask(kernel, lambda kc: kc.inspect("no_such_thing", 3))
+    assert c["found"] is False and c["data"] == {}
+
+
+def test_history_request_gives_the_cells_in_order(fresh_kernel):
+    for code in ("h_a = 1", "h_b = 2", "h_a + h_b"):
+        fresh_kernel.run(code)
+    c = ask(fresh_kernel, lambda kc: kc.history(hist_access_type="tail", n=2))
+    assert c["status"] == "ok"
+    assert [tuple(row) for row in c["history"]] == [(0, 2, "h_b = 2"), (0, 3, "h_a + h_b")]
+    c = ask(fresh_kernel, lambda kc: kc.history(hist_access_type="range", session=0, start=1, stop=3))
+    assert [row[2] for row in c["history"]] == ["h_a = 1", "h_b = 2"]
+    c = ask(fresh_kernel, lambda kc: kc.history(hist_access_type="search", pattern="h_a*"))
+    assert [row[2] for row in c["history"]] == ["h_a = 1", "h_a + h_b"]
+
+
+def test_the_tracebacks_cell_number_is_the_execution_count(fresh_kernel):
+    reply, _ = fresh_kernel.run("1/0")
+    n = reply["content"]["execution_count"]
+    assert n == 1
+    assert any(f"<cell {n}>" in line for line in reply["content"]["traceback"])
+
+
+def test_input_is_asked_on_stdin_when_allowed(kernel):
+    prompts = []
+
+    def answer(msg):
+        prompts.append((msg["content"]["prompt"], msg["content"]["password"]))
+        kernel.client.input("Ada" if not msg["content"]["password"] else "s3cret")
+
+    reply = kernel.client.execute_interactive(
+        "import getpass\nwho = input('Name? ')\n(who, getpass.getpass('Key: '))",
+        allow_stdin=True,
+        stdin_hook=answer,
+        timeout=30,
+    )
+    assert reply["content"]["status"] == "ok"
+    assert prompts == [("Name? ", False), ("Key: ", True)]
+    back, _ = kernel.run("who")
+    assert back["content"]["status"] == "ok"
+
+
+def test_input_without_stdin_raises_eoferror_saying_so(kernel):
+    reply, _ = kernel.run("input('nobody: ')", allow_stdin=False)
+    c = reply["content"]
+    assert c["status"] == "error" and c["ename"] == "EOFError"
+    assert "input() is not available" in c["evalue"]
+
+
+def test_an_interrupted_input_leaves_the_session_serving(kernel):
+    kc = kernel.client
+    msg_id = kc.execute("try:\n    input('wait: ')\nexcept KeyboardInterrupt:\n    caught = True\ncaught", allow_stdin=True)
+    req = kc.get_stdin_msg(timeout=30)
+    assert req["msg_type"] == "input_request" and req["content"]["prompt"] == "wait: "
+    kc.control_channel.send(kc.session.msg("interrupt_request", {}))
+    (reply,) = replies_to(kc, [msg_id], 30, until=1)
+    assert reply["content"]["status"] == "ok"
+    # A late answer to the interrupted prompt goes nowhere.
+    kc.input("too late")
+    after, _ = kernel.run("caught")
+    assert after["content"]["status"] == "ok"
 
 
 def test_user_expressions_are_evaluated_after_the_cell_in_its_namespace(kernel):

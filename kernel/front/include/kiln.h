@@ -121,6 +121,12 @@ struct front *front_new(const struct kiln_config *cfg, struct loop *loop, front_
 int64_t front_run_cell(struct front *f, const char *session_id, const char *code, size_t len,
                        double timeout_s, front_reply_cb cb, void *ctx, kiln_error_t *err);
 
+/* Opens a new session as a call without a session id would (a spare
+   if one is ready), running nothing, and starts its worker; its id goes
+   to ID (NUL-terminated).  Cells queued for it run once the worker is
+   up.  Returns 0, or -1 with ERR at the session limits.  */
+int front_open_session(struct front *f, char id[static 40], kiln_error_t *err);
+
 /* Queues the shell command COMMAND (LEN bytes, copied) to run as
    `bash -c COMMAND` (sh without bash) in SESSION_ID's jail, or in a new
    session when SESSION_ID is NULL, in WORKDIR (a relative path under
