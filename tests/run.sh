@@ -2,10 +2,11 @@
 # The whole test suite: called by `scripts/setup.sh test` once the build
 # and the sandbox environment exist.  Unit tests, the MCP integration tests
 # through the official TypeScript SDK client, the official Python SDK (at its
-# newest release and at 1.9.4) and the MCP Inspector's command line, the same
-# again under AddressSanitizer and UndefinedBehaviorSanitizer, the official MCP
-# conformance suite's server scenarios (tests/conformance), and the format
-# check.
+# newest release and at 1.9.4) and the MCP Inspector's command line, the
+# Jupyter kernel through jupyter_client and nbclient, the official MCP
+# conformance suite's server scenarios (tests/conformance), the unit and
+# MCP integration tests again under AddressSanitizer and
+# UndefinedBehaviorSanitizer, and the format check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=$1
@@ -30,6 +31,12 @@ step "integration tests (MCP TypeScript SDK, Python SDK and Inspector clients)"
 tests/clients/setup.sh "$python"
 (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/integration && KILN_BIN=$root/build/kiln node --test --test-concurrency=1 .)
+
+step "Jupyter kernel (jupyter_client and nbclient, tests/jupyter)"
+# Exits 77 where kiln cannot jail its workers: said, and not a failure.
+rc=0
+PYTHON=$python tests/jupyter/run || rc=$?
+[ $rc = 0 ] || [ $rc = 77 ] || exit $rc
 
 step "MCP conformance suite (kiln serve --http and the fixture server of mcp/)"
 tests/conformance/run
