@@ -163,6 +163,7 @@ struct history_walk {
   size_t limit;
   int64_t start, stop; /* "range": execution counts [start, stop) */
   bool range;
+  bool output; /* each row's source as [source, output] */
 };
 
 static void
@@ -177,14 +178,19 @@ on_entry(void *ctx, const struct history_entry *e)
   cleanup_free char *code = xstrndup(e->code, e->code_len);
   if (w->pattern && fnmatch(w->pattern, code, 0) != 0)
     return;
-  if (w->unique) {
-    size_t i;
-    json_t *row;
-    json_array_foreach(w->rows, i, row) if (strcmp(json_string_value(json_array_get(row, 2)), code)
-                                            == 0) return;
-  }
-  /* [session, line number, source]: 0 is the current session.  */
-  json_array_append_new(w->rows, json_pack("[i, I, s]", 0, (json_int_t)e->execution_count, code));
+  if (w->unique)
+    for (size_t i = 0; i < json_array_size(w->rows); i++) {
+      json_t *src = json_array_get(json_array_get(w->rows, i), 2);
+      if (json_is_array(src))
+        src = json_array_get(src, 0);
+      if (strcmp(json_string_value(src), code) == 0)
+        return;
+    }
+  /* [session, line number, source]: 0 is the current session.  With
+     output, [source, output]: the store keeps no cell's output, so
+     null, as IPython gives for a cell that showed none.  */
+  json_t *source = w->output ? json_pack("[s, n]", code) : json_string(code);
+  json_array_append_new(w->rows, json_pack("[i, I, o]", 0, (json_int_t)e->execution_count, source));
 }
 
 void
@@ -195,6 +201,7 @@ history_reply(struct jup_kernel *k, const struct jup_msg *m)
   struct history_walk w = {
     .rows = json_array(),
     .limit = json_is_integer(n) && json_integer_value(n) > 0 ? (size_t)json_integer_value(n) : 0,
+    .output = json_is_true(json_object_get(m->content, "output")),
   };
   if (access && strcmp(access, "search") == 0) {
     w.pattern = json_string_value(json_object_get(m->content, "pattern"));

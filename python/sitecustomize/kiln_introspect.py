@@ -180,21 +180,36 @@ def inspect_at(ns, code, cursor):
 
 
 def is_complete(code):
-    """Whether CODE is a whole cell, as an interactive console decides it
-    (codeop, top-level await allowed): "complete", "incomplete" with the
-    next line's indent, or "invalid"."""
-    compiler = codeop.CommandCompiler()
-    compiler.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compiled = compiler(code, "<cell>", "exec")
-    except (SyntaxError, OverflowError, ValueError, MemoryError, RecursionError):
-        return {"status": "invalid", "indent": ""}
-    if compiled is not None:
-        return {"status": "complete", "indent": ""}
+    """Whether CODE is a whole cell, as IPython's console decides it:
+    "invalid" when no more lines could make it compile; "incomplete", with
+    the next line's indent, when more could (codeop, top-level await
+    allowed) or when it compiles but ends inside an indented block with no
+    blank line after it; else "complete"."""
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT | ast.PyCF_ONLY_AST
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            compile(code, "<cell>", "exec", flags, dont_inherit=True)
+        except (SyntaxError, OverflowError, ValueError, MemoryError, RecursionError):
+            compiler = codeop.CommandCompiler()
+            compiler.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+            try:
+                if compiler(code, "<cell>", "exec") is not None:
+                    return {"status": "invalid", "indent": ""}
+            except (SyntaxError, OverflowError, ValueError, MemoryError, RecursionError):
+                return {"status": "invalid", "indent": ""}
+            return {"status": "incomplete", "indent": _next_indent(code)}
+    lines = code.split("\n")
+    if len(lines) > 1 and lines[-1][:1] in (" ", "\t") and lines[-1].strip():
+        return {"status": "incomplete", "indent": _next_indent(code)}
+    return {"status": "complete", "indent": ""}
+
+
+def _next_indent(code):
+    """The indent of the line after CODE's last: that line's, one level
+    deeper after a colon."""
     last = next((line for line in reversed(code.splitlines()) if line.strip()), "")
     indent = last[: len(last) - len(last.lstrip())]
     if last.rstrip().endswith(":"):
         indent += "    "
-    return {"status": "incomplete", "indent": indent}
+    return indent
