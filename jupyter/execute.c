@@ -7,6 +7,7 @@
 #include "state.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <string.h>
 
 /* Output goes to iopub at most this often per stream, this much at a
@@ -96,6 +97,44 @@ publish_displays(struct exec *e, const struct cell_output *outs, size_t n)
 
 /* The traceback of R as Jupyter wants it, one line a string, and the
    sentence saying the session's state was lost after it.  */
+/* ANSI colours as ipykernel's tracebacks have them: exception names
+   red, file names and line numbers green, function names cyan.  */
+#define RED   "\x1b[31m"
+#define GREEN "\x1b[32m"
+#define CYAN  "\x1b[36m"
+#define PLAIN "\x1b[39m"
+
+/* LINE (N bytes) of a Python traceback, coloured.  */
+static json_t *
+colour_line(const char *line, size_t n)
+{
+  cleanup_free char *l = xstrndup(line, n);
+  /*   File "NAME", line N, in FUNCTION  */
+  const char *file = strstr(l, "File \""), *at = NULL, *in = NULL;
+  if (file && strspn(l, " ") == (size_t)(file - l)
+      && (at = strstr(file + 6, "\", line ")) != NULL) {
+    const char *num = at + 8;
+    size_t digits = strspn(num, "0123456789");
+    in = strncmp(num + digits, ", in ", 5) == 0 ? num + digits + 5 : NULL;
+    if (digits) {
+      if (in)
+        return json_sprintf(
+            "%.*s" GREEN "%.*s" PLAIN ", line " GREEN "%.*s" PLAIN ", in " CYAN "%s" PLAIN,
+            (int)(file + 5 - l), l, (int)(at + 1 - (file + 5)), file + 5, (int)digits, num, in);
+      return json_sprintf("%.*s" GREEN "%.*s" PLAIN ", line " GREEN "%s" PLAIN, (int)(file + 5 - l),
+                          l, (int)(at + 1 - (file + 5)), file + 5, num);
+    }
+  }
+  /* An exception's line, at the start: its name, then ":" or nothing.  */
+  size_t name = 0;
+  if (isalpha((unsigned char)l[0]) || l[0] == '_')
+    name = strspn(l, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.");
+  if (name && (l[name] == ':' || l[name] == '\0') && strncmp(l, "Traceback", 9) != 0
+      && strncmp(l, "During", 6) != 0 && strncmp(l, "The", 3) != 0)
+    return json_sprintf(RED "%.*s" PLAIN "%s", (int)name, l, l + name);
+  return json_stringn(line, n);
+}
+
 static json_t *
 traceback_lines(const struct cell_reply *r, const char *ename, const char *evalue)
 {
@@ -103,11 +142,11 @@ traceback_lines(const struct cell_reply *r, const char *ename, const char *evalu
   const char *tb = r->err_traceback ? r->err_traceback : "";
   while (*tb) {
     size_t n = strcspn(tb, "\n");
-    json_array_append_new(lines, json_stringn(tb, n));
+    json_array_append_new(lines, colour_line(tb, n));
     tb += n + (tb[n] == '\n');
   }
   if (json_array_size(lines) == 0)
-    json_array_append_new(lines, json_sprintf("%s: %s", ename, evalue));
+    json_array_append_new(lines, json_sprintf(RED "%s" PLAIN ": %s", ename, evalue));
   if (r->state_lost && r->notice)
     json_array_append_new(lines, json_string(r->notice));
   return lines;

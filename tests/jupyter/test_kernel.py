@@ -4,6 +4,7 @@ messaging protocol: each test names the behaviour it pins down."""
 import base64
 import os
 import queue
+import re
 import signal
 import struct
 import time
@@ -184,6 +185,27 @@ def test_error_gives_ename_evalue_and_traceback(kernel):
     assert len(errors) == 1
     assert errors[0]["ename"] == "ValueError"
     assert errors[0]["traceback"] == c["traceback"]
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_traceback_is_kilns_with_ipykernels_colours(kernel):
+    reply, _ = kernel.run("def inner():\n    return {}['missing']\ninner()")
+    c = reply["content"]
+    n = c["execution_count"]
+    lines = c["traceback"]
+    # Without its colours, the traceback is Python's, as over MCP.
+    plain = [ANSI.sub("", line) for line in lines]
+    assert plain[0] == "Traceback (most recent call last):"
+    assert f'  File "<cell {n}>", line 3, in <module>' in plain
+    assert f'  File "<cell {n}>", line 2, in inner' in plain
+    assert plain[-1] == "KeyError: 'missing'"
+    # With them: names red, files and line numbers green, functions cyan.
+    assert f'  File \x1b[32m"<cell {n}>"\x1b[39m, line \x1b[32m2\x1b[39m, in \x1b[36minner\x1b[39m' in lines
+    assert lines[-1] == "\x1b[31mKeyError\x1b[39m: 'missing'"
+    # Source lines are as written.
+    assert "    return {}['missing']" in lines
 
 
 def test_silent_cell_publishes_no_input_or_result_and_keeps_the_count(kernel):
