@@ -1,5 +1,5 @@
 """Real notebooks executed end to end by nbclient, on kiln's kernel and on
-ipykernel (with the same numpy, pandas and matplotlib: ipykernel-env.sh),
+ipykernel (with the same numpy, pandas and matplotlib: peer-venv.sh),
 and the outputs of each cell compared: the same output types in the same
 order, and for every display and result, ipykernel's richest form (HTML,
 PNG) among kiln's.
@@ -30,8 +30,9 @@ def kernels(tmp_path_factory):
     prefix = tmp / "prefix"
     subprocess.run([KILN_BIN, "jupyter", "install", "--prefix", str(prefix), "--", "--spares", "1"],
                    check=True, capture_output=True, timeout=30)
-    python = subprocess.run([os.path.join(HERE, "ipykernel-env.sh"), SANDBOX_VENV], check=True,
-                            capture_output=True, text=True, timeout=900).stdout.strip()
+    python = subprocess.run([os.path.join(HERE, "peer-venv.sh"), "ipykernel",
+                             os.path.join(HERE, "ipykernel-requirements.txt"), SANDBOX_VENV],
+                            check=True, capture_output=True, text=True, timeout=900).stdout.strip()
     spec = prefix / "share" / "jupyter" / "kernels" / "peer-ipykernel"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
