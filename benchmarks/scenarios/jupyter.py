@@ -1,0 +1,170 @@
+"""kiln's Jupyter kernel beside ipykernel, both started and driven as a
+notebook frontend does: jupyter_client's KernelManager with a kernelspec
+(kiln's written by `kiln jupyter install --prefix TMP` and found by a
+KernelSpecManager searching TMP/share/jupyter/kernels), and its blocking
+client.  kiln's kernels share one KILN_HOME, as a user's do.
+
+* Kernel start, cold: a new kernel process per sample.  From
+  start_kernel() to the first kernel_info_reply (a kernel_info request sent
+  as soon as the channels are up), and to the result of `1+1` run after
+  wait_for_ready(), as nbclient runs its first cell; wait_for_ready() waits
+  0.2 s for iopub to go quiet, which both kernels pay alike.  kiln runs
+  --standalone, the only mode it has yet: before it answers, each kernel
+  starts its own zygote (which imports numpy, matplotlib.pyplot, pandas),
+  compile helper and workers.  A kiln daemon shared by the kernels would
+  take that off the start.  ipykernel imports IPython and no more.
+* Round trip of `x = x + 1` in a running kernel: execute_interactive, the
+  execute_request, then iopub up to the idle status and the execute_reply,
+  as a frontend waits for them.
+* Memory: after `import numpy, matplotlib.pyplot` and a cell using numpy,
+  USS and PSS from /proc/PID/smaps_rollup summed over the kernel's process
+  tree: for kiln the `kiln jupyter kernel` process, its zygote, compile
+  helper, the session's sandbox init and worker, and the spare ones beside
+  it (the notes name the parts, in MiB); for ipykernel the kernel process.
+  Over a tree PSS is the footprint: the pages the zygote shares with its
+  workers are in no one's USS but wholly in the tree's PSS.  Then a second
+  kernel started beside the first: the second tree's own USS, and the PSS
+  the two trees hold together less what the first held alone (not a USS
+  difference: the first's private file pages, libpython's and numpy's,
+  become shared and leave its USS).  A standalone kiln kernel has a zygote
+  of its own, so the second pays for the whole tree again, less those file
+  pages; with a shared daemon it would add a session, an init and a worker.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+
+from bench.context import Job
+from bench.drivers import IPY
+from bench.procfs import descendants, rollup, tree_memory
+
+TITLE = "Jupyter kernel: kiln beside ipykernel"
+ORDER = 90
+KILN = "kiln (Jupyter kernel)"
+MIB = 1 << 20
+START_INFO = "kernel start → first `kernel_info_reply`"
+START_CELL = "kernel start → first `1+1` result"
+TRIP = "`x = x + 1` in a running kernel (execute_interactive)"
+USS, PSS = "kernel memory after numpy + pyplot, USS", "kernel memory after numpy + pyplot, PSS"
+USS2, PSS2 = "second kernel beside the first, its own USS", "second kernel beside the first, PSS added"
+IMPORT = "import numpy, matplotlib.pyplot; int(numpy.arange(10).sum())"
+
+
+def parts(pid):
+    """The USS and the PSS of PID's process tree by command name, in MiB: what
+    the notes show."""
+    by = defaultdict(lambda: [0, 0, 0])
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                comm = f.read().strip()
+            uss, pss = rollup(p)
+        except FileNotFoundError:
+            continue
+        by[comm][0] += 1
+        by[comm][1] += uss
+        by[comm][2] += pss
+    return ["MiB: " + ", ".join(f"{comm} ×{v[0]} {v[i] / MIB:.1f}" for comm, v in sorted(by.items()))
+            for i in (1, 2)]
+
+
+def run(ctx):
+    tmp = tempfile.mkdtemp(prefix="kiln-bench-jupyter-")
+    try:
+        measure(ctx, tmp)
+    finally:
+        ctx.close_all()  # before the kernels' KILN_HOME goes
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(ctx, tmp):
+    p = subprocess.run([ctx.kiln_binary, "jupyter", "install", "--prefix", tmp], capture_output=True, text=True)
+    ctx.check(p.returncode == 0, f"kiln jupyter install: {p.stderr}")
+    kernel_dirs = [os.path.join(tmp, "share", "jupyter", "kernels")]
+    kiln_env = dict(ctx.ipykernel_env, KILN_HOME=os.path.join(tmp, "home"))
+    starts = {
+        KILN: lambda: ctx.jupyter_kernel("kiln", kernel_dirs, kiln_env, wait=False),
+        IPY: lambda: ctx.ipykernel(wait=False),
+    }
+    settle = ctx.n(2.0, 1.0)
+
+    # -- kernel start, a new kernel per sample --------------------------------
+    def cold(label):
+        def one():
+            t0 = time.perf_counter()
+            k = starts[label]()
+            k.kc.kernel_info(reply=True, timeout=120)
+            t_info = time.perf_counter() - t0
+            k.wait_ready()
+            r = k.execute("1+1")
+            t_cell = time.perf_counter() - t0
+            ctx.check(r["status"] == "ok" and r["result"] == "2", f"{label}: 1+1 gave {r}")
+            ctx.release(k)
+            return (t_info, t_cell)
+        return one
+
+    n = ctx.n(8, 2)
+    s = ctx.interleave([Job(KILN, n, cold(KILN)), Job(IPY, n, cold(IPY))], what="start: ")
+    kiln_note = "standalone: a zygote (numpy, pyplot, pandas), compile helper and workers per kernel"
+    for metric, i in ((START_INFO, 0), (START_CELL, 1)):
+        ctx.record(metric, KILN, [v[i] for v in s[KILN]], note=kiln_note)
+        ctx.record(metric, IPY, [v[i] for v in s[IPY]], note="imports IPython only")
+
+    # -- round trip in a running kernel ---------------------------------------
+    calls, block = ctx.n(500, 50), ctx.n(50, 25)
+    done, jobs, kernels = {}, [], {}
+    for label in (KILN, IPY):
+        k = kernels[label] = starts[label]().wait_ready()
+        ctx.check(k.execute("x = 0")["status"] == "ok", f"{label}: x = 0 failed")
+        done[label] = 0
+
+        def trip(label=label, k=k):
+            times = []
+            for _ in range(block):
+                dt, r = k.timed("x = x + 1")
+                ctx.check(r["status"] == "ok", f"{label}: x = x + 1 gave {r}")
+                times.append(dt)
+            done[label] += block
+            return times
+        jobs.append(Job(label, calls // block, trip))
+    s = ctx.interleave(jobs, what="round trip: ")
+    for label, k in kernels.items():
+        r = k.execute("x")
+        ctx.check(r["result"] == str(done[label]), f"{label}: x = {r['result']}, expected {done[label]}")
+        ctx.record(TRIP, label, s[label], note="request → reply and iopub idle")
+        ctx.release(k)
+
+    # -- memory: one kernel, then a second beside it ----------------------------
+    notes = {}
+
+    def loaded(label):
+        k = starts[label]().wait_ready()
+        r = k.execute(IMPORT)
+        ctx.check(r["status"] == "ok" and r["result"] == "45", f"{label}: {IMPORT} gave {r}")
+        return k
+
+    def memory(label):
+        def one():
+            first = loaded(label)
+            time.sleep(settle)
+            uss1, pss1 = tree_memory(first.pid)
+            notes[label] = parts(first.pid)
+            second = loaded(label)
+            time.sleep(settle)
+            (_, pss), (uss2, pss2) = tree_memory(first.pid), tree_memory(second.pid)
+            ctx.release(second)
+            ctx.release(first)
+            return (uss1, pss1, uss2, pss + pss2 - pss1)
+        return one
+
+    rounds = ctx.n(3, 1)
+    s = ctx.interleave([Job(KILN, rounds, memory(KILN), warmup=0), Job(IPY, rounds, memory(IPY), warmup=0)],
+                       what="memory: ")
+    second = {KILN: "a zygote of its own (standalone): the whole tree again", IPY: "a kernel process"}
+    for label in (KILN, IPY):
+        for metric, i in ((USS, 0), (PSS, 1), (USS2, 2), (PSS2, 3)):
+            note = notes[label][i] if i < 2 else second[label] if i == 3 else ""
+            ctx.record(metric, label, [v[i] for v in s[label]], unit="B", note=note)
