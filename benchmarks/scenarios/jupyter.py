@@ -17,18 +17,23 @@ client.  kiln's kernels share one KILN_HOME, as a user's do.
   execute_request, then iopub up to the idle status and the execute_reply,
   as a frontend waits for them.
 * Memory: after `import numpy, matplotlib.pyplot` and a cell using numpy,
-  USS and PSS from /proc/PID/smaps_rollup summed over the kernel's process
-  tree: for kiln the `kiln jupyter kernel` process, its zygote, compile
-  helper, the session's sandbox init and worker, and the spare ones beside
-  it (the notes name the parts, in MiB); for ipykernel the kernel process.
-  Over a tree PSS is the footprint: the pages the zygote shares with its
-  workers are in no one's USS but wholly in the tree's PSS.  Then a second
-  kernel started beside the first: the second tree's own USS, and the PSS
-  the two trees hold together less what the first held alone (not a USS
-  difference: the first's private file pages, libpython's and numpy's,
-  become shared and leave its USS).  A standalone kiln kernel has a zygote
-  of its own, so the second pays for the whole tree again, less those file
-  pages; with a shared daemon it would add a session, an init and a worker.
+  USS, PSS and the PSS of anonymous pages from /proc/PID/smaps_rollup,
+  summed over the kernel's process tree: for kiln the `kiln jupyter kernel`
+  process, its zygote, compile helper, the session's sandbox init and
+  worker, and the spare ones (the notes name the parts, in MiB); for
+  ipykernel the kernel process.  kiln's zygote has pandas and PIL.Image
+  imported too, which the ipykernel cell does not import.  Over a tree PSS
+  is the footprint: the pages the zygote shares with its workers are in no
+  one's USS but wholly in the tree's PSS.  USS and PSS count file pages
+  (libpython, numpy's libraries) as private or not depending on whether any
+  other process maps them, another kiln or Python on the machine included;
+  the anonymous PSS does not move with them.  Then a second kernel started
+  beside the first: the PSS the two trees hold together less what the first
+  held alone, and the same of the anonymous pages (a USS difference would
+  mislead: the first's private file pages become shared and leave its
+  USS).  A standalone kiln kernel has a zygote of its own, so the second
+  pays for the whole tree again, less the file pages; with a shared daemon
+  it would add a session, an init and a worker.
 """
 import os
 import shutil
@@ -39,7 +44,7 @@ from collections import defaultdict
 
 from bench.context import Job
 from bench.drivers import IPY
-from bench.procfs import descendants, rollup, tree_memory
+from bench.procfs import descendants, smaps_rollup
 
 TITLE = "Jupyter kernel: kiln beside ipykernel"
 ORDER = 90
@@ -48,27 +53,29 @@ MIB = 1 << 20
 START_INFO = "kernel start → first `kernel_info_reply`"
 START_CELL = "kernel start → first `1+1` result"
 TRIP = "`x = x + 1` in a running kernel (execute_interactive)"
-USS, PSS = "kernel memory after numpy + pyplot, USS", "kernel memory after numpy + pyplot, PSS"
-USS2, PSS2 = "second kernel beside the first, its own USS", "second kernel beside the first, PSS added"
+MEMORY = ["kernel memory after numpy + pyplot, " + m for m in ("USS", "PSS", "PSS of anonymous pages")]
+SECOND = ["second kernel beside the first, " + m for m in ("PSS added", "anonymous PSS added")]
 IMPORT = "import numpy, matplotlib.pyplot; int(numpy.arange(10).sum())"
 
 
-def parts(pid):
-    """The USS and the PSS of PID's process tree by command name, in MiB: what
-    the notes show."""
-    by = defaultdict(lambda: [0, 0, 0])
+def tree(pid):
+    """USS, PSS and anonymous PSS in bytes summed over PID's process tree,
+    and the same in MiB by command name, as the notes show them."""
+    total, by = [0, 0, 0], defaultdict(lambda: [0, 0, 0, 0])
     for p in descendants(pid):
         try:
             with open(f"/proc/{p}/comm") as f:
                 comm = f.read().strip()
-            uss, pss = rollup(p)
+            m = smaps_rollup(p)
         except FileNotFoundError:
             continue
         by[comm][0] += 1
-        by[comm][1] += uss
-        by[comm][2] += pss
-    return ["MiB: " + ", ".join(f"{comm} ×{v[0]} {v[i] / MIB:.1f}" for comm, v in sorted(by.items()))
-            for i in (1, 2)]
+        for i, v in enumerate((m["Private_Clean"] + m["Private_Dirty"], m["Pss"], m["Pss_Anon"])):
+            total[i] += v
+            by[comm][i + 1] += v
+    notes = ["MiB: " + ", ".join(f"{comm} ×{v[0]} {v[i] / MIB:.1f}" for comm, v in sorted(by.items()))
+             for i in (1, 2, 3)]
+    return total, notes
 
 
 def run(ctx):
@@ -150,14 +157,13 @@ def measure(ctx, tmp):
         def one():
             first = loaded(label)
             time.sleep(settle)
-            uss1, pss1 = tree_memory(first.pid)
-            notes[label] = parts(first.pid)
+            alone, notes[label] = tree(first.pid)
             second = loaded(label)
             time.sleep(settle)
-            (_, pss), (uss2, pss2) = tree_memory(first.pid), tree_memory(second.pid)
+            both = [a + b for a, b in zip(tree(first.pid)[0], tree(second.pid)[0])]
             ctx.release(second)
             ctx.release(first)
-            return (uss1, pss1, uss2, pss + pss2 - pss1)
+            return (*alone, both[1] - alone[1], both[2] - alone[2])
         return one
 
     rounds = ctx.n(3, 1)
@@ -165,6 +171,6 @@ def measure(ctx, tmp):
                        what="memory: ")
     second = {KILN: "a zygote of its own (standalone): the whole tree again", IPY: "a kernel process"}
     for label in (KILN, IPY):
-        for metric, i in ((USS, 0), (PSS, 1), (USS2, 2), (PSS2, 3)):
-            note = notes[label][i] if i < 2 else second[label] if i == 3 else ""
+        for i, metric in enumerate(MEMORY + SECOND):
+            note = notes[label][i] if i < 3 else second[label] if i == 3 else ""
             ctx.record(metric, label, [v[i] for v in s[label]], unit="B", note=note)
