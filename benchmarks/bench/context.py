@@ -179,6 +179,12 @@ class Context:
         k = self._keep(drivers.IPyKernel(self.ipykernel_env, self._log("ipykernel")))
         return k.wait_ready() if wait else k
 
+    def jupyter_kernel(self, name, kernel_dirs, env, wait=True):
+        """The kernel NAME of a kernelspec in KERNEL_DIRS, started with ENV
+        and driven as ctx.ipykernel() is."""
+        k = self._keep(drivers.IPyKernel(env, self._log(name), kernel_name=name, kernel_dirs=kernel_dirs))
+        return k.wait_ready() if wait else k
+
     def python_per_call(self):
         return drivers.PerCall(drivers.PY, [self.python, "-c"], self.peer_env)
 

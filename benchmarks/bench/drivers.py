@@ -456,15 +456,19 @@ class KilnHTTP(HttpEndpoint):
 
 class IPyKernel:
     """An ipykernel started by jupyter_client's KernelManager and driven by
-    its blocking client, the way a notebook frontend runs cells."""
+    its blocking client, the way a notebook frontend runs cells.  Another
+    kernel the same way: KERNEL_NAME, looked up in KERNEL_DIRS when given
+    (a KernelSpecManager's search path) rather than Jupyter's own."""
 
     label = IPY
 
-    def __init__(self, env, log_path=os.devnull):
+    def __init__(self, env, log_path=os.devnull, kernel_name="python3", kernel_dirs=None):
+        from jupyter_client.kernelspec import KernelSpecManager
         from jupyter_client.manager import KernelManager
 
         self.log = open(log_path, "ab")
-        self.km = KernelManager(kernel_name="python3")
+        specs = {"kernel_spec_manager": KernelSpecManager(kernel_dirs=kernel_dirs)} if kernel_dirs else {}
+        self.km = KernelManager(kernel_name=kernel_name, **specs)
         self.km.start_kernel(env=env, stdout=self.log, stderr=self.log)
         self.kc = self.km.client()
         self.kc.start_channels()

@@ -2,9 +2,8 @@
 import os
 
 
-def rollup(pid):
-    """(USS, PSS) of one process in bytes, from /proc/PID/smaps_rollup.
-    USS is what the process alone holds: its private pages, clean or dirty."""
+def smaps_rollup(pid):
+    """Every field of /proc/PID/smaps_rollup given in kB, in bytes: {name: bytes}."""
     fields = {}
     try:
         f = open(f"/proc/{pid}/smaps_rollup")
@@ -16,6 +15,13 @@ def rollup(pid):
             parts = line.split()
             if len(parts) >= 3 and parts[-1] == "kB":
                 fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return fields
+
+
+def rollup(pid):
+    """(USS, PSS) of one process in bytes, from /proc/PID/smaps_rollup.
+    USS is what the process alone holds: its private pages, clean or dirty."""
+    fields = smaps_rollup(pid)
     return fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0), fields.get("Pss", 0)
 
 
