@@ -12,7 +12,8 @@
 void
 jupyter_usage(FILE *out)
 {
-  fputs("Usage: kiln jupyter install [--user | --prefix DIR] [--name NAME] [-- KILN OPTIONS...]\n"
+  fputs("Usage: kiln jupyter install [--user | --prefix DIR] [--name NAME] [--standalone]\n"
+        "                            [-- KILN OPTIONS...]\n"
         "       kiln jupyter kernel -f CONNECTION_FILE [--standalone] [KILN OPTIONS]\n"
         "\n"
         "kiln jupyter install writes a kernelspec, \"Python 3 (kiln)\", that starts kiln as a\n"
@@ -38,6 +39,7 @@ jupyter_install_main(int argc, char **argv, int (*check)(int n, char **argv))
 {
   enum jup_spec_where where = JUP_SPEC_SYSTEM;
   const char *prefix = NULL, *name = "kiln";
+  bool standalone = false; /* written into the kernel's command */
   int i = 0, nwhere = 0;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -60,6 +62,8 @@ jupyter_install_main(int argc, char **argv, int (*check)(int n, char **argv))
       }
       where = JUP_SPEC_PREFIX;
       nwhere++;
+    } else if (strcmp(a, "--standalone") == 0) {
+      standalone = true;
     } else if (strcmp(a, "--name") == 0 || strncmp(a, "--name=", 7) == 0) {
       name = a[6] == '=' ? a + 7 : i + 1 < argc ? argv[++i] : NULL;
       if (name == NULL) {
@@ -85,9 +89,17 @@ jupyter_install_main(int argc, char **argv, int (*check)(int n, char **argv))
     perror("kiln jupyter install: /proc/self/exe");
     return 1;
   }
+  /* The kernel's options: --standalone first when asked, then kiln's.  */
+  size_t nopts = (size_t)(argc - i) + standalone;
+  cleanup_free char **opts = xmalloc((nopts + 1) * sizeof *opts);
+  size_t o = 0;
+  if (standalone)
+    opts[o++] = "--standalone";
+  for (int j = i; j < argc; j++)
+    opts[o++] = argv[j];
+  opts[o] = NULL;
   kiln_error_t err = NULL;
-  cleanup_free char *dir
-      = jup_kernelspec_install(where, prefix, name, kiln, argv + i, (size_t)(argc - i), &err);
+  cleanup_free char *dir = jup_kernelspec_install(where, prefix, name, kiln, opts, nopts, &err);
   if (dir == NULL) {
     fprintf(stderr, "kiln jupyter install: %s\n", err->msg);
     kiln_error_release(&err);

@@ -43,6 +43,14 @@ def test_install_writes_kernel_json_with_kiln_argv_and_message_interrupts(instal
     assert "kiln" in KernelSpecManager().find_kernel_specs()
 
 
+def test_install_standalone_writes_the_mode_into_the_kernels_command(tmp_path):
+    p = subprocess.run([KILN_BIN, "jupyter", "install", "--prefix", str(tmp_path), "--standalone",
+                        "--", "--memory", "1G"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    spec = json.loads((tmp_path / "share/jupyter/kernels/kiln/kernel.json").read_text())
+    assert spec["argv"][5:] == ["--standalone", "--memory", "1G"]
+
+
 def test_install_refuses_an_unknown_kiln_option_and_a_bad_name(tmp_path):
     p = subprocess.run([KILN_BIN, "jupyter", "install", "--prefix", str(tmp_path), "--",
                         "--no-such-option"], capture_output=True, text=True, timeout=30)
