@@ -29,8 +29,9 @@ jupyter_usage(FILE *out)
         "and made afresh on a restart (a kiln daemon that several kernels share is to\n"
         "come).  A cell runs up to --max-timeout; the interrupt button (or SIGINT)\n"
         "raises KeyboardInterrupt in it and keeps the session.  An idle session is not\n"
-        "hibernated unless --idle-hibernate is given.  input() asks on the stdin\n"
-        "channel when the frontend allows it.  Run kiln --help for the KILN OPTIONS.\n",
+        "hibernated unless --idle-hibernate is given, and one spare is kept unless\n"
+        "--spares says otherwise.  input() asks on the stdin channel when the frontend\n"
+        "allows it.  Run kiln --help for the KILN OPTIONS.\n",
         out);
 }
 
