@@ -363,6 +363,8 @@ struct request *request_new_file(enum front_file_op op, const char *path, size_t
                                  uint64_t offset, const uint8_t *data, size_t len,
                                  uint64_t max_bytes, front_file_cb cb, void *ctx);
 void request_answer(struct request *r, const struct cell_reply *cr, const struct file_reply *fr);
+/* The queued or running request of handle HANDLE, or NULL.  */
+struct request *request_find(struct front *f, int64_t handle);
 void request_fail(struct session *s, struct request *r, const char *type, const char *message);
 void request_free(struct request *r);
 

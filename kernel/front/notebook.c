@@ -37,20 +37,12 @@ front_introspect(struct front *f, const char *session_id, enum front_introspect_
 int
 front_watch_input(struct front *f, int64_t handle, front_input_cb cb, void *ctx)
 {
-  for (struct session *s = f->sessions; s; s = s->next) {
-    struct request *found = s->running && s->running->handle == handle ? s->running : NULL;
-    for (struct request *r = s->queue; r && !found; r = r->next)
-      if (r->handle == handle)
-        found = r;
-    if (found == NULL)
-      continue;
-    if (found->kind != REQ_CELL)
-      return -1;
-    found->u.cell.input_cb = cb;
-    found->u.cell.input_ctx = ctx;
-    return 0;
-  }
-  return -1;
+  struct request *found = request_find(f, handle);
+  if (found == NULL || found->kind != REQ_CELL)
+    return -1;
+  found->u.cell.input_cb = cb;
+  found->u.cell.input_ctx = ctx;
+  return 0;
 }
 
 int

@@ -93,6 +93,19 @@ request_answer(struct request *r, const struct cell_reply *cr, const struct file
   request_free(r);
 }
 
+struct request *
+request_find(struct front *f, int64_t handle)
+{
+  for (struct session *s = f->sessions; s; s = s->next) {
+    if (s->running && s->running->handle == handle)
+      return s->running;
+    for (struct request *r = s->queue; r; r = r->next)
+      if (r->handle == handle)
+        return r;
+  }
+  return NULL;
+}
+
 /* Answers R, which never reached a worker, with an error of TYPE.  */
 void
 request_fail(struct session *s, struct request *r, const char *type, const char *message)

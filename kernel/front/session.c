@@ -451,24 +451,16 @@ int
 front_watch_output(struct front *f, int64_t handle, int interval_ms, size_t max_bytes,
                    front_output_cb cb, void *ctx)
 {
-  for (struct session *s = f->sessions; s; s = s->next) {
-    struct request *found = s->running && s->running->handle == handle ? s->running : NULL;
-    for (struct request *r = s->queue; r && !found; r = r->next)
-      if (r->handle == handle)
-        found = r;
-    if (found == NULL)
-      continue;
-    if (found->kind == REQ_FILE || found->u.cell.watch)
-      return -1;
-    struct watch *w = xzalloc(sizeof *w);
-    w->cb = cb;
-    w->ctx = ctx;
-    w->interval_ns = (int64_t)(interval_ms > 0 ? interval_ms : 0) * 1000000;
-    w->max_bytes = max_bytes > 0 ? max_bytes : 1;
-    found->u.cell.watch = w;
-    return 0;
-  }
-  return -1;
+  struct request *found = request_find(f, handle);
+  if (found == NULL || found->kind == REQ_FILE || found->u.cell.watch)
+    return -1;
+  struct watch *w = xzalloc(sizeof *w);
+  w->cb = cb;
+  w->ctx = ctx;
+  w->interval_ns = (int64_t)(interval_ms > 0 ? interval_ms : 0) * 1000000;
+  w->max_bytes = max_bytes > 0 ? max_bytes : 1;
+  found->u.cell.watch = w;
+  return 0;
 }
 
 void

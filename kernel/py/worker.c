@@ -245,6 +245,19 @@ take_snapshot(PyObject *rt, int fd, uint64_t max_bytes, const struct kiln_limits
   Py_DECREF(ret);
 }
 
+/* Sends FB, an answer between cells, after what the worker printed;
+   frees it.  */
+static int
+send_answer(struct fbuf *fb)
+{
+  fflush(stdout);
+  fflush(stderr);
+  fbuf_finish(fb);
+  int sent = frame_send(CTL_FD, fb, NULL, 0, NULL);
+  fbuf_free(fb);
+  return sent;
+}
+
 /* Answers FRAME_INTROSPECT F (a frontend's question about code at a
    cursor) into FB as a FILE_RESULT whose DATA is JSON.  */
 static void
@@ -385,6 +398,10 @@ wrk_main(const struct wrk_params *p)
       else
         close(f.fds[i]);
     }
+    /* Between cells: a snapshot, the session's files (served by C
+       alone), a frontend's question, a shell command; each answered in
+       one frame.  */
+    bool answered = true;
     if (f.type == FRAME_SNAPSHOT || f.type == FRAME_RESTORE) {
       uint64_t max_bytes = 0;
       if (f.type == FRAME_RESTORE)
@@ -396,53 +413,28 @@ wrk_main(const struct wrk_params *p)
         take_snapshot(rt, fd, max_bytes, p->limits, &fb);
       if (fd >= 0)
         close(fd);
-      free(payload);
-      fflush(stdout);
-      fflush(stderr);
-      fbuf_finish(&fb);
-      if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
-        break;
-      fbuf_free(&fb);
-      continue;
-    }
-    if (f.type == FRAME_FILE_LIST || f.type == FRAME_FILE_READ || f.type == FRAME_FILE_WRITE
-        || f.type == FRAME_FILE_MKDIR) {
-      /* The session's files, served between cells by C alone.  */
+    } else if (f.type == FRAME_FILE_LIST || f.type == FRAME_FILE_READ || f.type == FRAME_FILE_WRITE
+               || f.type == FRAME_FILE_MKDIR)
       files_serve(&f, p->limits, &fb);
-      free(payload);
-      fbuf_finish(&fb);
-      if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
-        break;
-      fbuf_free(&fb);
-      continue;
-    }
-    if (f.type == FRAME_INTROSPECT) {
+    else if (f.type == FRAME_INTROSPECT)
       introspect(rt, &f, &fb);
-      free(payload);
-      fflush(stdout);
-      fflush(stderr);
-      fbuf_finish(&fb);
-      if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
-        break;
-      fbuf_free(&fb);
-      continue;
-    }
-    if (f.type == FRAME_SHELL) {
+    else if (f.type == FRAME_SHELL) {
       uint64_t cell_no = 0;
       (void)frame_get_u64(&f, TAG_CELL_NO, true, &cell_no, NULL);
       intr_arm(cell_no);
       shell_serve(&f, p->sbx->jail, &fb);
-      free(payload);
       /* The files the command wrote, reported as a cell's are.  */
       PyObject *files = PyObject_CallNoArgs(changed_files);
       if (files == NULL)
         PyErr_Clear();
       put_outputs(&fb, files, p->limits);
       Py_XDECREF(files);
-      fbuf_finish(&fb);
-      if (frame_send(CTL_FD, &fb, NULL, 0, NULL) < 0)
+    } else
+      answered = false;
+    if (answered) {
+      free(payload);
+      if (send_answer(&fb) < 0)
         break;
-      fbuf_free(&fb);
       continue;
     }
     if (f.type != FRAME_EXEC)

@@ -16,21 +16,14 @@
    The loop cannot be run twice, so the test is a chain: each reply
    checks what its cell did to the counters and starts the next cell.  */
 #include "check.h"
-#include "config.h"
-#include "handoff.h"
+#include "front_harness.h"
 #include "kiln.h"
-#include "loop.h"
-#include "sandbox.h"
 #include "util.h"
 
-#include <ftw.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <unistd.h>
-
-#define KILN_BIN_ENV "KILN_TEST_FRONT_METRICS_BIN"
 
 enum step {
   FIRST,        /* 1 + 1 in a new session A */
@@ -290,65 +283,23 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
   run(NULL, "1 + 1", 0, FIRST);
 }
 
-static int
-remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-  (void)remove(path);
-  return 0;
-}
-
 int
 main(int argc, char **argv)
 {
-  /* The zygote and the compile helper are this program exec'd: each
-     becomes the kiln binary.  */
-  if (argc == 2
-      && (strcmp(argv[1], ZYGOTE_COMMAND) == 0 || strcmp(argv[1], COMPILER_COMMAND) == 0)) {
-    const char *bin = getenv(KILN_BIN_ENV);
-    if (bin)
-      execv(bin, argv);
-    _exit(127);
-  }
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s KILN_BIN\n", argv[0]);
-    return 2;
-  }
-  /* A hung worker or zygote fails the test rather than the suite's
-     timeout.  */
-  alarm(120);
-  char home[] = "/tmp/kiln-test-metrics-XXXXXX";
-  if (mkdtemp(home) == NULL) {
-    perror("mkdtemp");
-    return 1;
-  }
-  setenv(KILN_BIN_ENV, argv[1], 1);
-  setenv("KILN_HOME", home, 1);
+  harness_exec_kiln(argc, argv);
   setenv("KILN_SPARES", "1", 1);
   setenv("KILN_GRACE", "0.5", 1);
   setenv("KILN_MEMORY", "512M", 1);
-  struct kiln_config cfg;
+  /* Unjailed, the worker's init does not relay the deadline's SIGINT:
+     no cell could end interrupted.  */
+  struct harness h;
+  int rc = harness_begin(&h, argc, argv, "metrics", HARNESS_JAIL_OR_SKIP);
+  if (rc >= 0)
+    return rc;
   kiln_error_t err = NULL;
-  if (config_init(&cfg, &err) < 0) {
-    fprintf(stderr, "config: %s\n", err->msg);
-    return 1;
-  }
-  struct sbx_config sbx = { .jail = true };
-  cfg.sbx = &sbx;
-  if (sbx_probe(&sbx, &cfg, &err) < 0) {
-    printf("skip: this host cannot jail workers (%s), and unjailed the deadline's interrupt is "
-           "not relayed\n",
-           err->msg);
-    kiln_error_release(&err);
-    sbx_config_free(&sbx);
-    config_free(&cfg);
-    nftw(home, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-    return 77;
-  }
-  T.cgroups = sbx.cg.version != 0;
-  T.loop = loop_new(&err);
-  CHECK(T.loop != NULL);
-  if (T.loop)
-    T.f = front_new(&cfg, T.loop, on_ready, NULL, &err);
+  T.cgroups = h.sbx.cg.version != 0;
+  T.loop = h.loop;
+  T.f = front_new(&h.cfg, T.loop, on_ready, NULL, &err);
   CHECK(T.f != NULL);
   if (T.f) {
     CHECK(loop_run(T.loop, &err) == 0);
@@ -364,11 +315,7 @@ main(int argc, char **argv)
   } else if (err)
     fprintf(stderr, "front_new: %s\n", err->msg);
   kiln_error_release(&err);
-  if (T.loop)
-    loop_free(T.loop);
-  sbx_config_free(&sbx);
-  config_free(&cfg);
-  nftw(home, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+  harness_end(&h);
   printf("%s front_metrics_counts_every_way_a_cell_ends\n", check_failures ? "FAIL" : "ok  ");
   return check_failures ? 1 : 0;
 }

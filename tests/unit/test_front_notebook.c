@@ -14,21 +14,14 @@
 
      test_front_notebook KILN_BIN  */
 #include "check.h"
-#include "config.h"
-#include "handoff.h"
+#include "front_harness.h"
 #include "kiln.h"
-#include "loop.h"
-#include "sandbox.h"
 #include "util.h"
 
-#include <ftw.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <unistd.h>
-
-#define KILN_BIN_ENV "KILN_TEST_FRONT_NOTEBOOK_BIN"
 
 static const char SETUP[] = "import math\n"
                             "class Point:\n"
@@ -318,63 +311,20 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
   kiln_error_release(&e);
 }
 
-static int
-remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-  (void)st;
-  (void)type;
-  (void)ftw;
-  (void)remove(path);
-  return 0;
-}
-
 int
 main(int argc, char **argv)
 {
-  /* The zygote and the compile helper are this program exec'd: each
-     becomes the kiln binary.  */
-  if (argc == 2
-      && (strcmp(argv[1], ZYGOTE_COMMAND) == 0 || strcmp(argv[1], COMPILER_COMMAND) == 0)) {
-    const char *bin = getenv(KILN_BIN_ENV);
-    if (bin)
-      execv(bin, argv);
-    _exit(127);
-  }
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s KILN_BIN\n", argv[0]);
-    return 2;
-  }
-  alarm(120);
-  char home[] = "/tmp/kiln-test-introspect-XXXXXX";
-  if (mkdtemp(home) == NULL) {
-    perror("mkdtemp");
-    return 1;
-  }
-  setenv(KILN_BIN_ENV, argv[1], 1);
-  setenv("KILN_HOME", home, 1);
+  harness_exec_kiln(argc, argv);
   setenv("KILN_SPARES", "0", 1);
-  struct kiln_config cfg;
+  /* Jailed where the host can, as kiln serve runs; nothing asked here
+     needs the jail.  */
+  struct harness h;
+  int rc = harness_begin(&h, argc, argv, "notebook", HARNESS_JAIL_IF_POSSIBLE);
+  if (rc >= 0)
+    return rc;
   kiln_error_t err = NULL;
-  if (config_init(&cfg, &err) < 0) {
-    fprintf(stderr, "config: %s\n", err->msg);
-    return 1;
-  }
-  /* Jailed where the host can, as kiln serve runs; the questions need
-     nothing the jail gives, so they are asked unjailed elsewhere.  */
-  struct sbx_config sbx = { .jail = true };
-  cfg.sbx = &sbx;
-  if (sbx_probe(&sbx, &cfg, &err) < 0) {
-    printf("note: this host cannot jail workers (%s): asked unjailed\n", err->msg);
-    kiln_error_release(&err);
-    sbx_config_free(&sbx);
-    sbx = (struct sbx_config){ .jail = false };
-    CHECK(sbx_probe(&sbx, &cfg, &err) == 0);
-    kiln_error_release(&err);
-  }
-  T.loop = loop_new(&err);
-  CHECK(T.loop != NULL);
-  if (T.loop)
-    T.f = front_new(&cfg, T.loop, on_ready, NULL, &err);
+  T.loop = h.loop;
+  T.f = front_new(&h.cfg, T.loop, on_ready, NULL, &err);
   CHECK(T.f != NULL);
   if (T.f) {
     CHECK(loop_run(T.loop, &err) == 0);
@@ -384,11 +334,7 @@ main(int argc, char **argv)
   } else if (err)
     fprintf(stderr, "front_new: %s\n", err->msg);
   kiln_error_release(&err);
-  if (T.loop)
-    loop_free(T.loop);
-  sbx_config_free(&sbx);
-  config_free(&cfg);
-  nftw(home, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+  harness_end(&h);
   printf("%s front_introspect_and_input_answer_a_notebook\n", check_failures ? "FAIL" : "ok  ");
   return check_failures ? 1 : 0;
 }
