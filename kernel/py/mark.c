@@ -133,9 +133,11 @@ py_input_request(PyObject *self, PyObject *args)
   input_waiting = true;
   for (;;) {
     struct pollfd p = { .fd = ctl_fd, .events = POLLIN };
-    int r;
-    Py_BEGIN_ALLOW_THREADS r = poll(&p, 1, 100);
-    Py_END_ALLOW_THREADS if (r > 0) break;
+    PyThreadState *ts = PyEval_SaveThread();
+    int r = poll(&p, 1, 100);
+    PyEval_RestoreThread(ts);
+    if (r > 0)
+      break;
     if (r < 0 && errno != EINTR)
       front_broke("an input request");
     if (PyErr_CheckSignals() < 0) {

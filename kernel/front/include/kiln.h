@@ -232,14 +232,16 @@ int64_t front_file_op_at(struct front *f, const char *session_id, enum front_fil
 /* What front_introspect asks of a session's interpreter.  Each answer
    is a JSON object (cursor positions count characters, not bytes):
    FRONT_COMPLETE   {"matches": [...], "cursor_start": N, "cursor_end": N}:
-                    names that complete the word before CURSOR (jedi when
-                    the venv has it, else rlcompleter on the session's names);
+                    names that complete the dotted word before CURSOR,
+                    from the session's live names (rlcompleter);
    FRONT_INSPECT    {"found": true|false, "name": "...", "text": "..."}:
                     the object named at CURSOR, its type, signature and
                     docstring;
    FRONT_IS_COMPLETE {"status": "complete"|"incomplete"|"invalid",
-                    "indent": "..."}: whether CODE is a whole cell
-                    (codeop), and the next line's indent when it is not.  */
+                    "indent": "..."}: whether CODE is a whole cell, as
+                    IPython's console decides (codeop, and an open
+                    indented block is incomplete), and the next line's
+                    indent when it is not.  */
 enum front_introspect_op {
   FRONT_COMPLETE = 1,
   FRONT_INSPECT = 2,
