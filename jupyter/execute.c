@@ -95,8 +95,6 @@ publish_displays(struct exec *e, const struct cell_output *outs, size_t n)
   }
 }
 
-/* The traceback of R as Jupyter wants it, one line a string, and the
-   sentence saying the session's state was lost after it.  */
 /* ANSI colours as ipykernel's tracebacks have them: exception names
    red, file names and line numbers green, function names cyan.  */
 #define RED   "\x1b[31m"
@@ -135,6 +133,8 @@ colour_line(const char *line, size_t n)
   return json_stringn(line, n);
 }
 
+/* The traceback of R as Jupyter wants it, one line a string, and the
+   sentence saying the session's state was lost after it.  */
 static json_t *
 traceback_lines(const struct cell_reply *r, const char *ename, const char *evalue)
 {
