@@ -49,7 +49,8 @@ def answer(ns, kind, code, cursor, max_bytes):
 
 
 def _dump(reply):
-    return json.dumps(reply, ensure_ascii=False).encode()
+    # A docstring may hold a lone surrogate, which UTF-8 cannot carry.
+    return json.dumps(reply, ensure_ascii=False).encode("utf-8", "replace")
 
 
 def complete(ns, code, cursor):
