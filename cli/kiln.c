@@ -3,6 +3,7 @@
    --version.  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "daemon.h"
 #include "embed.h"
 #include "compiler.h"
 #include "handoff.h"
@@ -42,12 +43,14 @@ static const char usage_head[]
       "       kiln run [OPTIONS] FILE.py [ARGS...]  run a script in a fresh session and print its "
       "output\n"
       "       kiln run [OPTIONS] - [ARGS...]        the same, the script read from standard input\n"
+      "       kiln serve --daemon [...]             the same, its workers from the kiln daemon\n"
       "       kiln jupyter kernel -f FILE [--standalone] [OPTIONS]\n"
-      "                                            a Jupyter kernel; --standalone (its own "
-      "zygote)\n"
-      "                                            is the only mode for now\n"
+      "                                            a Jupyter kernel, its workers from the kiln\n"
+      "                                            daemon, or with --standalone its own zygote\n"
       "       kiln jupyter install [--user | --prefix DIR] [--name NAME] [-- OPTIONS...]\n"
       "                                            write the kernelspec \"Python 3 (kiln)\"\n"
+      "       kiln daemon [--socket PATH] [--idle-exit SECONDS]\n"
+      "                                            zygotes shared by kernels (started by them)\n"
       "       kiln doctor [OPTIONS]                 show which protections this host supports\n"
       "       kiln history [OPTIONS] [SESSION]      every cell and command run (in SESSION), "
       "newest "
@@ -59,6 +62,13 @@ static const char usage_head[]
       "from a zygote that has numpy, matplotlib, PIL and pandas already imported.  Its\n"
       "MCP tools: run_python, run_shell (a shell command in the session's sandbox),\n"
       "list_sessions, close_session, upload_file, list_files, read_file.\n"
+      "\n"
+      "kiln daemon keeps zygotes for this user's kernels: a Jupyter kernel (and kiln serve\n"
+      "--daemon) takes its workers from it instead of starting an interpreter of its own,\n"
+      "and starts it when none is running.  It listens on $XDG_RUNTIME_DIR/kiln (else\n"
+      "/tmp/kiln-UID), mode 0600, for this user only; kernels with the same options share\n"
+      "a zygote; a kernel's workers end with the kernel; it exits after --idle-exit\n"
+      "seconds (default 600, or KILN_DAEMON_IDLE) with no kernel.\n"
       "\n"
       "kiln run gives the script its ARGS as sys.argv[1:], and FILE.py as given (or -) as\n"
       "sys.argv[0]: everything after FILE.py is the script's, not kiln's.  The script's\n"
@@ -83,6 +93,58 @@ static const char usage_tail[]
       "killed, 70 when its worker crashed, 2 when the script or --workdir cannot be read\n"
       "or copied into /work, and 74 when the script succeeded but --keep could not copy\n"
       "all of /work back.\n";
+
+/* `kiln daemon [--socket PATH] [--idle-exit SECONDS] [--background]`.  */
+static int
+daemon_cmd(int argc, char **argv)
+{
+  const char *path = NULL;
+  double idle_s = 600;
+  bool background = false;
+  const char *env = getenv("KILN_DAEMON_IDLE");
+  if (env && config_parse_seconds(env, &idle_s) < 0) {
+    fprintf(stderr, "kiln daemon: KILN_DAEMON_IDLE: expected seconds, not '%s'\n", env);
+    return 2;
+  }
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+      path = argv[++i];
+    else if (strcmp(argv[i], "--idle-exit") == 0 && i + 1 < argc) {
+      if (config_parse_seconds(argv[++i], &idle_s) < 0) {
+        fprintf(stderr, "kiln daemon: --idle-exit: expected seconds, not '%s'\n", argv[i]);
+        return 2;
+      }
+    } else if (strcmp(argv[i], "--background") == 0)
+      background = true;
+    else {
+      fprintf(stderr, "Usage: kiln daemon [--socket PATH] [--idle-exit SECONDS]\n"
+                      "(kiln --help says what it is for)\n");
+      return strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ? 0 : 2;
+    }
+  }
+  log_setup(LOG_INFO, 0);
+  cleanup_free char *own = NULL;
+  if (path == NULL) {
+    kiln_error_t err = NULL;
+    if ((own = daemon_socket_path(&err)) == NULL) {
+      fprintf(stderr, "kiln daemon: %s\n", err->msg);
+      kiln_error_release(&err);
+      return 1;
+    }
+    path = own;
+  }
+  /* Started by a kernel: the daemon leaves its process and its session
+     (Jupyter signals a kernel's whole process group).  */
+  if (background) {
+    pid_t pid = fork();
+    if (pid < 0)
+      return 1;
+    if (pid > 0)
+      _exit(0);
+    setsid();
+  }
+  return daemon_main(path, idle_s);
+}
 
 static void
 usage(FILE *out)
@@ -402,6 +464,8 @@ main(int argc, char **argv)
     return 0;
   }
   const char *cmd = argv[1];
+  if (strcmp(cmd, "daemon") == 0)
+    return daemon_cmd(argc - 2, argv + 2);
   if (strcmp(cmd, "jupyter") == 0) {
     if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
       jupyter_usage(argc < 3 ? stderr : stdout);
@@ -416,6 +480,7 @@ main(int argc, char **argv)
     }
   }
   bool jupyter = strcmp(cmd, "jupyter") == 0;
+  bool standalone = false;
   const char *connection_file = NULL;
   if (jupyter) {
     for (int j = 3; j < argc; j++)
@@ -425,10 +490,10 @@ main(int argc, char **argv)
       }
     if ((connection_file = jupyter_take_connection_file(&argc, argv, 3)) == NULL)
       return 2;
-    /* The only mode there is yet: said, so that a kernelspec that says
-       it keeps its meaning when a shared daemon is the default.  */
-    jupyter_take_flag(&argc, argv, 3, "--standalone");
+    standalone = jupyter_take_flag(&argc, argv, 3, "--standalone");
   }
+  bool use_daemon = (jupyter && !standalone)
+                    || (strcmp(cmd, "serve") == 0 && jupyter_take_flag(&argc, argv, 2, "--daemon"));
   bool store_cmd = strcmp(cmd, "history") == 0 || strcmp(cmd, "cache") == 0;
   if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "run") != 0 && strcmp(cmd, "doctor") != 0
       && !store_cmd && !jupyter) {
@@ -477,6 +542,12 @@ main(int argc, char **argv)
     return parsed > 0 ? 0 : 2;
   }
   log_setup(a.cfg.log_level, a.cfg.log_format);
+  if (use_daemon && (a.cfg.daemon_socket = daemon_socket_path(&err)) == NULL) {
+    fprintf(stderr, "kiln: the kiln daemon: %s\n", err->msg);
+    kiln_error_release(&err);
+    config_free(&a.cfg);
+    return 1;
+  }
   if (strcmp(cmd, "run") == 0) {
     if (i == argc) {
       fprintf(stderr, "kiln run: expected a script: FILE.py, or - to read it from standard "

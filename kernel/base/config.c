@@ -357,6 +357,7 @@ config_free(struct kiln_config *cfg)
   free(cfg->home);
   free(cfg->venv);
   free(cfg->runtime_dir);
+  free(cfg->daemon_socket);
   free(cfg->packages.index);
   free(cfg->packages.allow);
   cfg->packages.index = cfg->packages.allow = NULL;

@@ -42,6 +42,10 @@ struct kiln_config {
   char *home;                /* KILN_HOME: state directory */
   char *venv;                /* the sandbox's virtual environment */
   char *runtime_dir;         /* python/sitecustomize */
+  /* Take workers from the daemon listening here (kernel/daemon) instead
+     of a zygote of the front's own; NULL for its own.  Only the front
+     reads it.  */
+  char *daemon_socket;
   /* The Streamable HTTP transport (mcp/transport/http.h); only the
      front reads it, and the zygote receives it zeroed.  */
   struct kiln_http_config {

@@ -303,8 +303,10 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   }
   /* Workers are double-forked from the zygote so that they end up as the
      front's children: the front alone waits for, signals and reaps them,
-     and anything a cell leaves behind is reparented here too.  */
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+     and anything a cell leaves behind is reparented here too.  Workers
+     from a daemon are the daemon's children instead, and the daemon this
+     front may start must not become its child.  */
+  if (!cfg->daemon_socket && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
     kiln_error_make(err, errno, "prctl PR_SET_CHILD_SUBREAPER");
     return NULL;
   }
@@ -352,8 +354,11 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   f->compiler.fd = -1;
   zygote_start(f);
   spares_refill(f);
-  if (f->zygote < 0) {
-    kiln_error_make(err, 0, "could not start the zygote");
+  if (f->zygote < 0 && f->zygote_restart_at == 0) {
+    kiln_error_make(err, 0,
+                    cfg->daemon_socket ? "could not reach the kiln daemon at %s"
+                                       : "could not start the zygote",
+                    cfg->daemon_socket);
     front_free(f);
     return NULL;
   }
@@ -369,7 +374,11 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   /* After the hibernated sessions are known: their directories (their
      images) are theirs, whoever made them.  */
   reap_stale_sessions(f);
-  compiler_start(f);
+  /* A front on the daemon is meant to cost little: it compiles nothing
+     for the cache, and each cell compiles in its worker.  */
+  if (!cfg->daemon_socket)
+    compiler_start(f);
+  f->started = true;
   return f;
 }
 

@@ -8,6 +8,7 @@
 #include "frame.h"
 #include "artifact_writer.h"
 #include "kiln.h"
+#include "link.h"
 #include "wire_limits.h"
 #include "output.h"
 #include "sandbox.h"
@@ -140,7 +141,12 @@ struct worker {
   struct session *session; /* NULL once detached */
   pid_t pid;               /* the init of the worker's pid namespace */
   int ctl, out, err;
-  int status;  /* the init writes the worker's wait status here */
+  int status; /* the init writes the worker's wait status here */
+  /* A worker from the daemon: its init is the daemon's child, not the
+     front's, so its end is read from STATUS and signals go through this
+     pidfd (a bare pid could name another process by then).  -1 for the
+     front's own workers, and for one already gone when it arrived.  */
+  int pidfd;
   char cg[64]; /* its cgroups' name: the session id and a spawn serial */
   bool cg_made;
   int uid_slot; /* released when it is freed */
@@ -277,6 +283,9 @@ struct front {
   int zygote_failures;
   int64_t zygote_started_ns;
   int64_t zygote_restart_at; /* when to start a new zygote; 0: not waiting */
+  int64_t daemon_since;      /* daemon_link.c: asking since then; 0 when answered */
+  int64_t daemon_started_ns; /* when a daemon was last started */
+  bool started;              /* front_new has returned */
   struct buf zin, zoutq;
   /* fds received from the zygote ahead of the frame they belong to.  */
   int pending[FRAME_MAX_FDS];
@@ -326,22 +335,19 @@ struct front {
   char python_version[32]; /* the zygote's, once ready */
 };
 
-/* link.c */
-int link_flush(int fd, struct buf *q);
-int link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload,
-                    kiln_error_t *err);
-/* posix_spawn of kiln itself (/proc/self/exe) with ARGV and the file
-   actions FA, without the front's signal mask (SIGCHLD and the stop
-   signals blocked for its signalfd) or its ignored SIGPIPE.  Returns
-   posix_spawn's result.  */
-int link_exec_self(pid_t *pid, const posix_spawn_file_actions_t *fa, char *const argv[]);
-/* Starts kiln itself (/proc/self/exe) as "kiln-NAME COMMAND", one end of
-   a new socket pair on its fd CHILD_FD; the other end, non-blocking, in
-   *SOCK and its pid in *PID.  Returns 0, or -1 with ERR.  */
-int link_spawn_self(const char *name, const char *command, int child_fd, pid_t *pid, int *sock,
-                    kiln_error_t *err);
+/* daemon_link.c */
+/* Connects F's zygote link to the daemon at cfg->daemon_socket, starting
+   a daemon when none answers.  Returns 1 when connected (f->zygote is
+   the link), 0 when it will try again at f->zygote_restart_at, -1 when
+   it gives up (logged).  */
+int daemon_link_start(struct front *f);
 
 /* worker_link.c */
+/* Sends SIG to W's init (relayed to the worker), with VALUE as its
+   sigqueue value when QUEUED.  */
+void worker_signal(struct worker *w, int sig, bool queued, int value);
+/* Watches the status pipe of W, a worker from the daemon, for its end.  */
+int worker_watch_status(struct worker *w, kiln_error_t *err);
 void worker_send(struct worker *w, const struct fbuf *fb);
 /* Sends FB with FD (not taken; -1 for none) passed along.  Returns -1
    when it cannot be sent now (bytes still queued before it) or the

@@ -161,7 +161,7 @@ session_interrupt(struct session *s, int64_t now, bool cancel)
   /* Tagged with the cell, so that an interrupt that arrives after its
      cell ended is not taken for one meant for the next
      (kernel/py/interrupt.c).  */
-  sigqueue(s->w->pid, SIGINT, (union sigval){ .sival_int = (int)s->execution_count });
+  worker_signal(s->w, SIGINT, true, (int)s->execution_count);
   s->kill_ns = now + (int64_t)(s->front->cfg->grace_s * 1e9);
   if (s->running && s->running->kind == REQ_SHELL)
     s->kill_ns += SHELL_BACKSTOP_NS;

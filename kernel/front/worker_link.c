@@ -12,7 +12,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static void
 worker_watch_out(struct worker *w)
@@ -121,11 +123,55 @@ on_worker_pipe(struct loop *loop, int fd, uint32_t events, void *data)
 void
 worker_kill(struct worker *w)
 {
-  if (w->pid > 0) {
+  if (w->pid > 0 && w->pidfd < 0 && !w->front->cfg->daemon_socket)
     kill(-w->pid, SIGKILL);
-    kill(w->pid, SIGKILL);
-  }
+  worker_signal(w, SIGKILL, false, 0);
   w->killed = true;
+}
+
+/* A worker from the daemon has ended when its status pipe says so: the
+   init writes the worker's wait status there and exits, or, killed
+   itself, closes it with nothing written (the status of a SIGKILL).  */
+static void
+on_worker_status(struct loop *loop, int fd, uint32_t events, void *data)
+{
+  (void)events;
+  struct worker *w = data;
+  int32_t real;
+  ssize_t r = read(fd, &real, sizeof real);
+  if (r < 0 && (errno == EAGAIN || errno == EINTR))
+    return;
+  loop_del(loop, fd);
+  close(fd);
+  w->status = -1;
+  worker_reaped(w, r == (ssize_t)sizeof real ? real : SIGKILL);
+}
+
+int
+worker_watch_status(struct worker *w, kiln_error_t *err)
+{
+  return loop_add(w->front->loop, w->status, EPOLLIN, on_worker_status, w, err);
+}
+
+void
+worker_signal(struct worker *w, int sig, bool queued, int value)
+{
+  if (w->front->cfg->daemon_socket) {
+    if (w->pidfd < 0)
+      return;
+    siginfo_t si = { .si_signo = sig, .si_code = SI_QUEUE };
+    si.si_pid = getpid();
+    si.si_uid = getuid();
+    si.si_value.sival_int = value;
+    syscall(SYS_pidfd_send_signal, w->pidfd, sig, queued ? &si : NULL, 0);
+    return;
+  }
+  if (w->pid <= 0)
+    return;
+  if (queued)
+    sigqueue(w->pid, sig, (union sigval){ .sival_int = value });
+  else
+    kill(w->pid, sig);
 }
 
 void
@@ -154,6 +200,9 @@ worker_close_fds(struct worker *w)
       close(*fds[i]);
       *fds[i] = -1;
     }
+  if (w->pidfd >= 0)
+    close(w->pidfd);
+  w->pidfd = -1;
 }
 
 void

@@ -85,13 +85,16 @@ zygote_send_spawns(struct front *f)
     if (r->cg[0] == '\0')
       snprintf(r->cg, sizeof r->cg, "%s.%llu", r->s ? r->s->id : "closed",
                (unsigned long long)++f->spawn_serial);
-    if (r->s && !r->cg_made && sbx->jail && sbx->cg.version) {
+    /* The daemon makes the cgroups and picks the uid: they must be
+       unique across every front it serves.  */
+    bool own = f->cfg->daemon_socket == NULL;
+    if (own && r->s && !r->cg_made && sbx->jail && sbx->cg.version) {
       if (cg_session_create(&sbx->cg, r->cg, &sbx->cg_limits, &err) < 0)
         log_error(LOG_WARN, &err, "cgroups for a session");
       else
         r->cg_made = true;
     }
-    if (r->uid_slot < 0)
+    if (own && r->uid_slot < 0)
       r->uid_slot = uid_slot_take(f);
     if (r->asked_ns == 0)
       r->asked_ns = now_ns();
@@ -130,7 +133,9 @@ spawn_arrived(struct front *f, struct frame *fr)
   uint64_t pid = 0;
   kiln_error_t err = NULL;
   cleanup_free char *msg = NULL;
-  bool ok = fr->type == FRAME_SPAWNED && fr->nfds == 4
+  /* The daemon adds a pidfd of the init, unless it was gone already.  */
+  bool daemon = f->cfg->daemon_socket != NULL;
+  bool ok = fr->type == FRAME_SPAWNED && (fr->nfds == 4 || (daemon && fr->nfds == 5))
             && frame_get_u64(fr, TAG_PID, false, &pid, &err) == 0 && pid > 1;
   if (!ok || !expected) {
     for (size_t i = 0; i < fr->nfds; i++)
@@ -157,6 +162,7 @@ spawn_arrived(struct front *f, struct frame *fr)
   w->out = fr->fds[1];
   w->err = fr->fds[2];
   w->status = fr->fds[3];
+  w->pidfd = fr->nfds == 5 ? fr->fds[4] : -1;
   /* The worker now holds the request's cgroups and uid.  */
   snprintf(w->cg, sizeof w->cg, "%s", req.cg);
   w->cg_made = req.cg_made;
@@ -170,7 +176,8 @@ spawn_arrived(struct front *f, struct frame *fr)
       || set_nonblock(w->out, true) < 0 || set_nonblock(w->err, true) < 0
       || loop_add(f->loop, w->ctl, EPOLLIN, worker_on_ctl, w, &err) < 0
       || loop_add(f->loop, w->out, EPOLLIN, on_worker_pipe, w, &err) < 0
-      || loop_add(f->loop, w->err, EPOLLIN, on_worker_pipe, w, &err) < 0) {
+      || loop_add(f->loop, w->err, EPOLLIN, on_worker_pipe, w, &err) < 0
+      || (daemon && worker_watch_status(w, &err) < 0)) {
     /* It cannot be watched, so it cannot serve: kill it; its session
        gets a fresh worker on its next request, when it is reaped.  */
     if (err)
@@ -256,7 +263,11 @@ zygote_lost(struct front *f, const char *why)
   f->spawn_sent = 0;
   f->zygote_failures++;
   log_msg(LOG_ERROR, "the zygote %s", why);
-  if (!f->zygote_ever_ready) {
+  /* A daemon that closed the link before its zygote was ready may have
+     been exiting for idleness just then: a new one is asked, a few
+     times, before the front gives up.  */
+  bool retry = f->cfg->daemon_socket && f->daemon_since == 0 && f->zygote_failures <= 3;
+  if (!f->zygote_ever_ready && !retry) {
     /* It never started: a broken installation, not bad luck.  */
     kiln_error_t err = NULL;
     kiln_error_make(&err, 0, "the zygote %s", why);
@@ -386,14 +397,26 @@ void
 zygote_start(struct front *f)
 {
   kiln_error_t err = NULL;
-  pid_t pid;
-  int sock;
-  if (link_spawn_self("zygote", ZYGOTE_COMMAND, ZYGOTE_FD, &pid, &sock, &err) < 0) {
-    log_error(LOG_ERROR, &err, "the zygote");
-    return;
+  if (f->cfg->daemon_socket) {
+    int rc = daemon_link_start(f);
+    if (rc == 0)
+      return;
+    if (rc < 0) {
+      /* From front_new, the caller says so; later, as a zygote's loss.  */
+      if (f->started)
+        zygote_lost(f, "could not be reached through the kiln daemon");
+      return;
+    }
+  } else {
+    pid_t pid;
+    int sock;
+    if (link_spawn_self("zygote", ZYGOTE_COMMAND, ZYGOTE_FD, &pid, &sock, &err) < 0) {
+      log_error(LOG_ERROR, &err, "the zygote");
+      return;
+    }
+    f->zygote_pid = pid;
+    f->zygote = sock;
   }
-  f->zygote_pid = pid;
-  f->zygote = sock;
   f->zygote_started_ns = now_ns();
   struct fbuf fb;
   hof_encode(f->cfg, &fb);
@@ -402,7 +425,8 @@ zygote_start(struct front *f)
   if (loop_add(f->loop, f->zygote, EPOLLIN | EPOLLOUT, on_zygote, f, &err) < 0) {
     log_msg(LOG_ERROR, "watch the zygote: %s", err->msg);
     kiln_error_release(&err);
-    kill(pid, SIGKILL);
+    if (f->zygote_pid > 0)
+      kill(f->zygote_pid, SIGKILL);
     close(f->zygote);
     f->zygote = -1;
   }

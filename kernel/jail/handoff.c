@@ -59,6 +59,7 @@ hof_decode(const struct frame *f, struct kiln_config *cfg, struct sbx_config *sb
   /* Only the front serves HTTP; its pointers mean nothing here.  */
   memset(&cfg->http, 0, sizeof cfg->http);
   memset(&cfg->packages, 0, sizeof cfg->packages);
+  cfg->daemon_socket = NULL;
   /* The front's allocations mean nothing here; the strings that matter
      are rebuilt below.  */
   sbx->owned[0] = sbx->owned[1] = NULL;

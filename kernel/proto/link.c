@@ -1,7 +1,5 @@
 #define _GNU_SOURCE
-#include "internal.h"
-#include "records.h"
-#include "util.h"
+#include "link.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +7,6 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>

@@ -1,0 +1,28 @@
+#ifndef KILN_LINK_H
+#define KILN_LINK_H
+
+/* The trusted processes' links to each other: kiln starting itself as a
+   helper (the zygote, the compile helper, the installer, the daemon) and
+   the buffered frame reading and writing every such link shares.  */
+
+#include "frame.h"
+#include "util.h"
+
+#include <spawn.h>
+#include <sys/types.h>
+
+int link_flush(int fd, struct buf *q);
+int link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload,
+                    kiln_error_t *err);
+/* posix_spawn of kiln itself (/proc/self/exe) with ARGV and the file
+   actions FA, without the front's signal mask (SIGCHLD and the stop
+   signals blocked for its signalfd) or its ignored SIGPIPE.  Returns
+   posix_spawn's result.  */
+int link_exec_self(pid_t *pid, const posix_spawn_file_actions_t *fa, char *const argv[]);
+/* Starts kiln itself (/proc/self/exe) as "kiln-NAME COMMAND", one end of
+   a new socket pair on its fd CHILD_FD; the other end, non-blocking, in
+   *SOCK and its pid in *PID.  Returns 0, or -1 with ERR.  */
+int link_spawn_self(const char *name, const char *command, int child_fd, pid_t *pid, int *sock,
+                    kiln_error_t *err);
+
+#endif
