@@ -338,7 +338,7 @@ on_reply(void *ctx, const struct cell_reply *r)
   if (r->status == REPLY_OK) {
     if (r->notice)
       jup_send(k->ch, JUP_IOPUB, e->m, "stream",
-               json_pack("{s:s, s:s++}", "name", "stderr", "text", r->notice, "\n"));
+               json_pack("{s:s, s:s+}", "name", "stderr", "text", r->notice, "\n"));
     if (r->result && !e->silent) {
       json_t *data = json_pack("{s:s}", "text/plain", r->result);
       size_t rest = 0;
@@ -377,7 +377,7 @@ static void
 refused(struct exec *e, const char *why)
 {
   struct jup_kernel *k = e->k;
-  json_t *tb = json_pack("[s++]", "KilnError: ", why);
+  json_t *tb = json_pack("[s+]", "KilnError: ", why);
   jup_send(k->ch, JUP_IOPUB, e->m, "error",
            json_pack("{s:s, s:s, s:O}", "ename", "KilnError", "evalue", why, "traceback", tb));
   jup_send(k->ch, JUP_SHELL, e->m, "execute_reply",

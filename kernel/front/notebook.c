@@ -127,6 +127,10 @@ input_cell_ended(struct session *s, struct request *c)
   }
 }
 
+/* Room in a worker's queue of answers for those it has not read yet
+   while it waits for one: a few frames' headers.  */
+#define ANSWERS_SLACK (64u << 10)
+
 int
 front_watch_display(struct front *f, int64_t handle, front_display_cb cb, void *ctx)
 {
@@ -240,6 +244,14 @@ reply_display(struct worker *w, struct frame *fr)
       c->u.cell.marks[c->u.cell.nmarks++]
           = (struct cell_mark){ .at = w->cap_out.total, .live = live };
     }
+  }
+  /* A worker waits for each answer before it sends another display;
+     one that does not read them would have the front queue answers
+     without end.  What may wait besides is at most an input() line.  */
+  if (w->outq.len > w->front->limits.text_bytes + ANSWERS_SLACK) {
+    worker_fault(w, "the worker sends displays without reading the answers (%zu bytes queued)",
+                 w->outq.len);
+    return;
   }
   struct fbuf fb;
   fbuf_init(&fb, FRAME_MARKED);

@@ -234,6 +234,14 @@ def test_a_display_named_by_the_cell_keeps_its_name(kernel):
     ]
 
 
+def test_displays_past_the_cells_output_cap_are_not_published_and_the_reply_says_so(kernel):
+    _, msgs = kernel.run("for i in range(300):\n    display(i)")
+    displays = [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "display_data"]
+    assert displays == [str(i) for i in range(256)]
+    notes = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+    assert "44 more image(s) or displayed object(s) were dropped" in notes
+
+
 @pytest.mark.parametrize("wait", [False, True])
 def test_clear_output_is_a_clear_output_message_in_its_place(kernel, wait):
     _, msgs = kernel.run(
