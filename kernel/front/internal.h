@@ -106,7 +106,7 @@ struct request {
       front_input_cb input_cb; /* front_watch_input; NULL: input() has no stdin */
       void *input_ctx;
       bool input_pending; /* its input() waits for front_input_reply */
-      /* Per FRAME_MARK of the cell, the stdout bytes received by then.  */
+      /* The cell's places, in the order it marked them.  */
       struct cell_mark *marks;
       size_t nmarks;
       front_display_cb display_cb; /* front_watch_display; NULL: displays go in the reply only */
