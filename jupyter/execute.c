@@ -1,7 +1,8 @@
 /* An execute_request's path: busy and execute_input on iopub, the cell
-   to the front, what it prints as stream messages while it runs, then
-   from the front's reply its displays, result or error, the
-   execute_reply, and idle.  */
+   to the front, what it prints as stream messages and what it shows,
+   updates and clears as display messages while it runs, in the order it
+   did them, then from the front's reply its result or error (and the
+   displays that had no place), the execute_reply, and idle.  */
 #define _GNU_SOURCE
 #include "log.h"
 #include "state.h"
@@ -67,32 +68,68 @@ bundle_add(json_t *data, const struct cell_output *o)
   return true;
 }
 
+/* The bundle of the forms of one object: the run of OUTS (at most N)
+   at one place in the output with no mime twice; its length goes to
+   *USED.  An image with no text form gets one, for frontends that show
+   only text.  Returns a new object, NULL when it holds nothing.  */
+static json_t *
+bundle_of(const struct cell_output *outs, size_t n, size_t *used)
+{
+  json_t *data = json_object();
+  size_t i = 0;
+  char fallback[64] = "";
+  for (; i < n && outs[i].out_pos == outs[0].out_pos && !json_object_get(data, outs[i].mime); i++) {
+    if (bundle_add(data, &outs[i]) && is_binary(outs[i].mime) && !fallback[0])
+      snprintf(fallback, sizeof fallback, "<%s %ux%u>", outs[i].mime, outs[i].width,
+               outs[i].height);
+  }
+  *used = i;
+  if (fallback[0] && !json_object_get(data, "text/plain"))
+    json_object_set_new(data, "text/plain", json_string(fallback));
+  if (json_object_size(data) == 0) {
+    json_decref(data);
+    return NULL;
+  }
+  return data;
+}
+
 /* Publishes OUTS (N) as display_data messages: the forms of one object
    come one after another at one place in the output, so a run of them
-   with the same place and no mime twice is one bundle.  Images with no
-   text form get one, for frontends that show only text.  */
+   with the same place and no mime twice is one bundle.  */
 static void
 publish_displays(struct exec *e, const struct cell_output *outs, size_t n)
 {
   size_t i = 0;
   while (i < n) {
-    json_t *data = json_object();
-    size_t pos = outs[i].out_pos;
-    char fallback[64] = "";
-    for (; i < n && outs[i].out_pos == pos && !json_object_get(data, outs[i].mime); i++) {
-      if (bundle_add(data, &outs[i]) && is_binary(outs[i].mime) && !fallback[0])
-        snprintf(fallback, sizeof fallback, "<%s %ux%u>", outs[i].mime, outs[i].width,
-                 outs[i].height);
-    }
-    if (fallback[0] && !json_object_get(data, "text/plain"))
-      json_object_set_new(data, "text/plain", json_string(fallback));
-    if (json_object_size(data) == 0) {
-      json_decref(data);
-      continue;
-    }
-    jup_send(e->k->ch, JUP_IOPUB, e->m, "display_data",
-             json_pack("{s:o, s:{}, s:{}}", "data", data, "metadata", "transient"));
+    size_t used;
+    json_t *data = bundle_of(outs + i, n - i, &used);
+    i += used;
+    if (data)
+      jup_send(e->k->ch, JUP_IOPUB, e->m, "display_data",
+               json_pack("{s:o, s:{}, s:{}}", "data", data, "metadata", "transient"));
   }
+}
+
+/* The cell showed, updated or cleared something: published now, after
+   the stream messages of what it printed before (the front passed those
+   on first).  */
+static void
+on_display(void *ctx, const struct front_display *d)
+{
+  struct exec *e = ctx;
+  if (d->kind == FRONT_DISPLAY_CLEAR) {
+    jup_send(e->k->ch, JUP_IOPUB, e->m, "clear_output", json_pack("{s:b}", "wait", d->wait));
+    return;
+  }
+  size_t used;
+  json_t *data = bundle_of(d->outputs, d->noutputs, &used);
+  if (data == NULL)
+    data = json_pack("{s:s}", "text/plain", "");
+  json_t *transient
+      = d->display_id ? json_pack("{s:s}", "display_id", d->display_id) : json_object();
+  jup_send(e->k->ch, JUP_IOPUB, e->m,
+           d->kind == FRONT_DISPLAY_UPDATE ? "update_display_data" : "display_data",
+           json_pack("{s:o, s:{}, s:o}", "data", data, "metadata", "transient", transient));
 }
 
 /* ANSI colours as ipykernel's tracebacks have them: exception names
@@ -279,13 +316,14 @@ on_reply(void *ctx, const struct cell_reply *r)
   if (k->session_id == NULL && e->generation == k->generation && r->session_id && r->session_id[0]
       && k->opening == 0)
     k->session_id = xstrdup(r->session_id);
-  /* Those shown while the cell ran first, then the value, then those
-     with no place (figures still open at the end; the value's rich
-     forms join the value).  */
+  /* Those shown while the cell ran and not published then (past the
+     caps on what is) first, then the value, then those with no place
+     (figures still open at the end; the value's rich forms join the
+     value).  */
   size_t n = 0, nplaced = 0;
   struct cell_output *outs = xmalloc((r->noutputs + 1) * sizeof *outs);
   for (size_t i = 0; i < r->noutputs; i++)
-    if (strcmp(r->outputs[i].mime, FILE_MIME) != 0)
+    if (strcmp(r->outputs[i].mime, FILE_MIME) != 0 && !r->outputs[i].shown_live)
       outs[n++] = r->outputs[i];
   for (size_t i = 0; i < n; i++)
     if (outs[i].out_pos != SIZE_MAX)
@@ -300,7 +338,7 @@ on_reply(void *ctx, const struct cell_reply *r)
   if (r->status == REPLY_OK) {
     if (r->notice)
       jup_send(k->ch, JUP_IOPUB, e->m, "stream",
-               json_pack("{s:s, s:s++}", "name", "stderr", "text", r->notice, "\n"));
+               json_pack("{s:s, s:s+}", "name", "stderr", "text", r->notice, "\n"));
     if (r->result && !e->silent) {
       json_t *data = json_pack("{s:s}", "text/plain", r->result);
       size_t rest = 0;
@@ -339,7 +377,7 @@ static void
 refused(struct exec *e, const char *why)
 {
   struct jup_kernel *k = e->k;
-  json_t *tb = json_pack("[s++]", "KilnError: ", why);
+  json_t *tb = json_pack("[s+]", "KilnError: ", why);
   jup_send(k->ch, JUP_IOPUB, e->m, "error",
            json_pack("{s:s, s:s, s:O}", "ename", "KilnError", "evalue", why, "traceback", tb));
   jup_send(k->ch, JUP_SHELL, e->m, "execute_reply",
@@ -394,6 +432,7 @@ exec_start(struct jup_kernel *k, struct jup_msg *m)
   }
   k->running = e;
   front_watch_output(k->front, e->handle, STREAM_INTERVAL_MS, STREAM_MAX_BYTES, on_output, e);
+  front_watch_display(k->front, e->handle, on_display, e);
   /* Without, input() raises EOFError saying the cell has no stdin.  */
   if (flag(m->content, "allow_stdin", false))
     front_watch_input(k->front, e->handle, on_input, e);

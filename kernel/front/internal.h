@@ -83,6 +83,13 @@ struct watch {
 /* FRAME_MARKs a cell may send (the worker sends at most as many).  */
 #define MAX_MARKS 4096
 
+/* A place in a running cell's stdout (FRAME_MARK, or a FRAME_DISPLAY
+   that shows something).  */
+struct cell_mark {
+  uint64_t at; /* the stdout bytes received by then */
+  bool live;   /* what was shown there was passed to the display watcher */
+};
+
 struct request {
   struct request *next;
   enum request_kind kind;
@@ -100,9 +107,14 @@ struct request {
       front_input_cb input_cb; /* front_watch_input; NULL: input() has no stdin */
       void *input_ctx;
       bool input_pending; /* its input() waits for front_input_reply */
-      /* Per FRAME_MARK of the cell, the stdout bytes received by then.  */
-      uint64_t *marks;
+      /* The cell's places, in the order it marked them.  */
+      struct cell_mark *marks;
       size_t nmarks;
+      front_display_cb display_cb; /* front_watch_display; NULL: displays go in the reply only */
+      void *display_ctx;
+      /* Displays passed on, and their bytes (updates' included), held to
+         the cell's output caps.  */
+      size_t live_shows, live_bytes;
       /* The cache missed it: compile it for the cache after the reply.  */
       bool cache_miss;
       uint8_t key[STORE_KEY_BYTES];
@@ -411,7 +423,13 @@ void reply_done(struct worker *w, struct frame *fr);
    cell that may have left its worker waiting for an answer.  */
 void reply_input(struct worker *w, struct frame *fr);
 void input_cell_ended(struct session *s, struct request *c);
+/* notebook.c: what a running cell shows, updates or clears
+   (FRAME_DISPLAY).  */
+void reply_display(struct worker *w, struct frame *fr);
 void reply_file_result(struct worker *w, struct frame *fr);
+/* The static copy of mime M (N bytes) among those a reply carries, or
+   NULL for any other.  */
+const char *reply_static_mime(const char *m, size_t n);
 size_t reply_parse_outputs(struct session *s, const struct field *fl, const struct field *marks_f,
                            const struct output_cut *cut, struct cell_output **out, char ***strings,
                            size_t *nstrings, struct artifact_notes *notes);

@@ -210,8 +210,8 @@ session_lose(struct session *s, enum reply_status status, const char *type, cons
 
 static const char known_file_mime[] = FILE_MIME;
 
-static const char *
-static_mime(const char *m, size_t n)
+const char *
+reply_static_mime(const char *m, size_t n)
 {
   static const char *const known[]
       = { "image/png",     "image/jpeg", "image/svg+xml",    "text/plain", "text/html",
@@ -243,12 +243,14 @@ note(struct buf *b, char *text)
 /* Where in the reply's stdout the K-th output (inline copies not
    counted) was shown: the place its mark (MARKS_F, from the worker)
    noted in the running cell's stdout, as CUT keeps it; SIZE_MAX when it
-   has none, which puts it at the end.  */
+   has none, which puts it at the end.  *LIVE: it was passed to the
+   display watcher there.  */
 static size_t
 shown_at(const struct session *s, const struct field *marks_f, size_t k,
-         const struct output_cut *cut)
+         const struct output_cut *cut, bool *live)
 {
   const struct request *c = s->running;
+  *live = false;
   if (marks_f == NULL || (k + 1) * 4 > marks_f->len)
     return SIZE_MAX;
   const uint8_t *p = marks_f->data + k * 4;
@@ -256,7 +258,8 @@ shown_at(const struct session *s, const struct field *marks_f, size_t k,
       = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
   if (mark >= c->u.cell.nmarks)
     return SIZE_MAX;
-  return output_map(cut, c->u.cell.marks[mark]);
+  *live = c->u.cell.marks[mark].live;
+  return output_map(cut, c->u.cell.marks[mark].at);
 }
 
 size_t
@@ -278,7 +281,7 @@ reply_parse_outputs(struct session *s, const struct field *fl, const struct fiel
     const uint8_t *data = ro.data;
     uint32_t w = ro.width, h = ro.height;
     bool is_inline = ml > 7 && memcmp(mime + ml - 7, ";inline", 7) == 0;
-    const char *m = static_mime(mime, is_inline ? ml - 7u : ml);
+    const char *m = reply_static_mime(mime, is_inline ? ml - 7u : ml);
     if (m == NULL) {
       k += !is_inline;
       continue;
@@ -293,12 +296,15 @@ reply_parse_outputs(struct session *s, const struct field *fl, const struct fiel
       }
       continue;
     }
+    bool live;
+    size_t pos = shown_at(s, marks_f, k++, cut, &live);
     struct cell_output o = { .mime = m,
                              .data = data,
                              .len = dl,
                              .width = w,
                              .height = h,
-                             .out_pos = shown_at(s, marks_f, k++, cut) };
+                             .out_pos = pos,
+                             .shown_live = live };
     *strings = xrealloc(*strings, (*nstrings + 2) * sizeof **strings);
     if (m == known_file_mime) {
       /* A file the cell created or changed under /work: NAME is its

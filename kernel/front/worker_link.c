@@ -283,7 +283,7 @@ handle_worker_frame(struct worker *w, struct frame *fr)
       }
       worker_read_pipe(w, &w->out, &w->cap_out, true);
       c->u.cell.marks = xrealloc(c->u.cell.marks, (c->u.cell.nmarks + 1) * sizeof *c->u.cell.marks);
-      c->u.cell.marks[c->u.cell.nmarks++] = w->cap_out.total;
+      c->u.cell.marks[c->u.cell.nmarks++] = (struct cell_mark){ .at = w->cap_out.total };
     }
     struct fbuf fb;
     fbuf_init(&fb, FRAME_MARKED);
@@ -294,6 +294,9 @@ handle_worker_frame(struct worker *w, struct frame *fr)
   }
   case FRAME_INPUT:
     reply_input(w, fr);
+    return;
+  case FRAME_DISPLAY:
+    reply_display(w, fr);
     return;
   case FRAME_DONE:
     reply_done(w, fr);

@@ -76,6 +76,12 @@ enum frame_type {
   /* fields: STATUS (0: it ran, or the errno it could not start with),
      MESSAGE, EXIT_CODE or SIGNAL, KILLED, OUTPUTS (the files it wrote) */
   FRAME_SHELL_DONE = 38,
+  /* fields: KIND (enum display_kind), DISPLAY_ID, WAIT, OUTPUTS (the forms
+     of one object, as records.h packs them): something the running cell
+     showed, updated or cleared, at this place of its output (a SHOW is a
+     mark too: mark.h).  The worker waits for MARKED; see
+     rec_display_parse.  */
+  FRAME_DISPLAY = 39,
 };
 
 enum frame_tag {
@@ -119,11 +125,13 @@ enum frame_tag {
   TAG_LOST = 38,         /* "name (why); ...": what a snapshot does not hold */
   TAG_DROPPED = 39,      /* "name, ...": left out of a snapshot to fit --max-snapshot */
   /* A shell command's (FRAME_SHELL, FRAME_SHELL_DONE).  */
-  TAG_GRACE_MS = 40,  /* u64 */
-  TAG_EXIT_CODE = 41, /* u64: 0-255, when the command exited */
-  TAG_SIGNAL = 42,    /* u64: the signal that ended it, when one did */
-  TAG_KILLED = 43,    /* present: its process group was killed after the grace */
-  TAG_KIND = 44,      /* u64: what FRAME_INTROSPECT asks */
+  TAG_GRACE_MS = 40,   /* u64 */
+  TAG_EXIT_CODE = 41,  /* u64: 0-255, when the command exited */
+  TAG_SIGNAL = 42,     /* u64: the signal that ended it, when one did */
+  TAG_KILLED = 43,     /* present: its process group was killed after the grace */
+  TAG_KIND = 44,       /* u64: what FRAME_INTROSPECT asks, or FRAME_DISPLAY does */
+  TAG_DISPLAY_ID = 45, /* a display's id, as display(display_id=...) names it */
+  TAG_WAIT = 46,       /* present: clear_output(wait=True) */
 };
 
 /* How a cell ended, as the worker reports it.  */

@@ -1,4 +1,5 @@
 #include "records.h"
+#include "frame.h"
 
 #include <string.h>
 
@@ -130,4 +131,45 @@ rec_entry_next(const uint8_t *p, size_t n, size_t *off, struct rec_entry *e)
   e->path_len = pl;
   *off += REC_ENTRY_HDR + pl;
   return 1;
+}
+
+int
+rec_display_parse(const struct frame *f, struct rec_display *d, kiln_error_t *err)
+{
+  uint64_t kind = 0;
+  *d = (struct rec_display){ 0 };
+  if (frame_get_u64(f, TAG_KIND, false, &kind, err) < 0)
+    return -1;
+  if (kind > DISPLAY_KIND_MAX)
+    return kiln_error_make(err, 0, "no such display kind: %llu", (unsigned long long)kind);
+  d->kind = (enum display_kind)kind;
+  const struct field *id = frame_get(f, TAG_DISPLAY_ID);
+  if (id) {
+    if (id->len == 0 || id->len > REC_DISPLAY_ID_MAX || memchr(id->data, '\0', id->len))
+      return kiln_error_make(err, 0, "a display id of %u bytes, empty, too long or with a NUL",
+                             id->len);
+    d->display_id = (const char *)id->data;
+    d->display_id_len = id->len;
+  }
+  if (d->kind == DISPLAY_UPDATE && id == NULL)
+    return kiln_error_make(err, 0, "an update without a display id");
+  const struct field *wait = frame_get(f, TAG_WAIT);
+  if (wait && (d->kind != DISPLAY_CLEAR || wait->len != 0))
+    return kiln_error_make(err, 0, "a wait on a display that is no clear");
+  d->wait = wait != NULL;
+  const struct field *outs = frame_get(f, TAG_OUTPUTS);
+  if (outs && d->kind == DISPLAY_CLEAR)
+    return kiln_error_make(err, 0, "a clear with outputs");
+  if (outs) {
+    size_t off = 0;
+    struct rec_output o;
+    int got;
+    while ((got = rec_output_next(outs->data, outs->len, &off, &o)) == 1)
+      ;
+    if (got < 0)
+      return kiln_error_make(err, 0, "a malformed output record at byte %zu", off);
+    d->outputs = outs->data;
+    d->outputs_len = outs->len;
+  }
+  return 0;
 }

@@ -10,6 +10,7 @@
 #ifndef KILN_RECORDS_H
 #define KILN_RECORDS_H
 
+#include "error.h"
 #include "util.h"
 
 #include <stdbool.h>
@@ -52,6 +53,38 @@ int rec_output_put(struct buf *b, const struct rec_output *o, size_t max);
    advances *OFF.  Returns 1 for a record, 0 at the end, -1 for a
    malformed one.  */
 int rec_output_next(const uint8_t *p, size_t n, size_t *off, struct rec_output *o);
+
+/* ---------------------------------------------------------------- display
+
+   FRAME_DISPLAY: one thing a running cell showed (display(), a figure's
+   show()), a new content for a display it named (update_display), or
+   clear_output.  */
+enum display_kind {
+  DISPLAY_SHOW = 0,
+  DISPLAY_UPDATE = 1, /* needs a DISPLAY_ID */
+  DISPLAY_CLEAR = 2,  /* no OUTPUTS */
+  DISPLAY_KIND_MAX = 2,
+};
+/* A display id's bytes at most: IPython's are 32 hex digits; a name a
+   cell chose is rarely long.  */
+#define REC_DISPLAY_ID_MAX 256
+
+struct frame;
+struct rec_display {
+  enum display_kind kind;
+  const char *display_id; /* borrowed, not NUL-terminated; NULL when none */
+  size_t display_id_len;
+  bool wait;
+  const uint8_t *outputs; /* packed output records, checked whole; NULL when none */
+  size_t outputs_len;
+};
+
+/* Reads FRAME_DISPLAY F into D (pointing into F's payload).  Returns 0,
+   or -1 with ERR when it is malformed: an unknown kind, an id that is
+   too long, holds a NUL or is missing from an update, outputs on a
+   clear or WAIT on anything else, or an output record that does not
+   parse.  */
+int rec_display_parse(const struct frame *f, struct rec_display *d, kiln_error_t *err);
 
 /* ---------------------------------------------------------------- listing
 

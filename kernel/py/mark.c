@@ -3,6 +3,7 @@
 
 #include "mark.h"
 #include "frame.h"
+#include "records.h"
 
 #include "util.h"
 
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* A cell marks at most this many places; later outputs go at the end.  */
@@ -26,6 +28,7 @@ static uint32_t next_mark;
 static unsigned stale_inputs;     /* INPUT_REPLYs owed for input() calls interrupted */
 static bool input_waiting;        /* the main thread waits in input(): nothing else reads */
 static unsigned long main_thread; /* the thread that runs cells */
+static size_t display_max;        /* bytes of outputs in one FRAME_DISPLAY */
 
 bool
 mark_stale_input(const struct frame *f)
@@ -63,9 +66,10 @@ recv_answer(struct frame *f, uint8_t **payload, const char *what)
 }
 
 void
-mark_cell_begin(int fd)
+mark_cell_begin(int fd, size_t max)
 {
   ctl_fd = fd;
+  display_max = max;
   in_cell = true;
   main_thread = PyThread_get_thread_ident();
   next_mark = 0;
@@ -75,6 +79,28 @@ void
 mark_cell_end(void)
 {
   in_cell = false;
+}
+
+/* Sends FB and waits for the front's MARKED.  Returns false when FB
+   could not be sent.  */
+static bool
+send_and_wait(struct fbuf *fb, const char *what)
+{
+  fbuf_finish(fb);
+  /* With the GIL held no other thread of the cell sends a frame or waits
+     for an answer.  The front answers once it has read the pipe up to
+     here; until then nothing more is written.  */
+  int sent = frame_send(ctl_fd, fb, NULL, 0, NULL);
+  fbuf_free(fb);
+  if (sent < 0)
+    return false;
+  struct frame f;
+  uint8_t *payload = NULL;
+  recv_answer(&f, &payload, what);
+  free(payload);
+  if (f.type != FRAME_MARKED)
+    front_broke(what);
+  return true;
 }
 
 static PyObject *
@@ -88,20 +114,46 @@ py_mark(PyObject *self, PyObject *noargs)
     Py_RETURN_NONE;
   struct fbuf fb;
   fbuf_init(&fb, FRAME_MARK);
-  fbuf_finish(&fb);
-  /* With the GIL held no other thread of the cell sends a frame or waits
-     for an answer.  The front answers once it has read the pipe up to
-     here; until then nothing more is written.  */
-  int sent = frame_send(ctl_fd, &fb, NULL, 0, NULL);
-  fbuf_free(&fb);
-  if (sent < 0)
+  if (!send_and_wait(&fb, "a mark"))
     Py_RETURN_NONE;
-  struct frame f;
-  uint8_t *payload = NULL;
-  recv_answer(&f, &payload, "a mark");
-  free(payload);
-  if (f.type != FRAME_MARKED)
-    front_broke("a mark");
+  return PyLong_FromUnsignedLong(next_mark++);
+}
+
+static PyObject *
+py_display(PyObject *self, PyObject *args)
+{
+  (void)self;
+  unsigned int kind;
+  const char *id = NULL, *outputs = NULL;
+  Py_ssize_t id_len = 0, outputs_len = 0;
+  int wait = 0;
+  if (!PyArg_ParseTuple(args, "Iz#y#p", &kind, &id, &id_len, &outputs, &outputs_len, &wait))
+    return NULL;
+  if (kind > DISPLAY_KIND_MAX || (kind == DISPLAY_UPDATE && id == NULL)) {
+    PyErr_SetString(PyExc_ValueError, "no such display");
+    return NULL;
+  }
+  /* As for mark(): nothing is passed on from outside a cell, from a
+     thread while input() waits, past the marks a cell may make, or
+     larger than a cell's outputs may be; the outputs then go at the
+     end, in the reply only.  An id the front would refuse is not sent
+     either.  */
+  bool placed = kind == DISPLAY_SHOW;
+  if (!in_cell || input_waiting || (placed && next_mark >= MAX_MARKS)
+      || (size_t)outputs_len > display_max || (size_t)id_len > REC_DISPLAY_ID_MAX
+      || (id && (id_len == 0 || memchr(id, '\0', (size_t)id_len))))
+    Py_RETURN_NONE;
+  struct fbuf fb;
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, kind);
+  if (id)
+    fbuf_put(&fb, TAG_DISPLAY_ID, id, (size_t)id_len);
+  if (kind == DISPLAY_CLEAR && wait)
+    fbuf_put(&fb, TAG_WAIT, "", 0);
+  if (kind != DISPLAY_CLEAR && outputs_len > 0)
+    fbuf_put(&fb, TAG_OUTPUTS, outputs, (size_t)outputs_len);
+  if (!send_and_wait(&fb, "a display") || !placed)
+    Py_RETURN_NONE;
   return PyLong_FromUnsignedLong(next_mark++);
 }
 
@@ -169,6 +221,10 @@ static PyMethodDef methods[] = {
   { "mark", py_mark, METH_NOARGS,
     "Marks this point of the cell's stdout (flush it first); returns the mark's number, or "
     "None." },
+  { "display", py_display, METH_VARARGS,
+    "display(kind, display_id, outputs, wait): passes what the cell shows (0, outputs packed as "
+    "records), a new content for DISPLAY_ID (1) or a clear_output (2) on to the front, here in "
+    "the output (flush it first); returns the mark's number for 0, else None." },
   { "input_request", py_input_request, METH_VARARGS,
     "input_request(prompt, password=False): asks the front for a line of input and waits for "
     "it; EOFError says why there is none." },

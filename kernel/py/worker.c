@@ -187,7 +187,7 @@ run_cell(PyObject *run, const char *code, size_t len, const struct field *compil
   PyObject *co = compiled ? PyBytes_FromStringAndSize((const char *)compiled->data,
                                                       (Py_ssize_t)compiled->len)
                           : Py_NewRef(Py_None);
-  mark_cell_begin(CTL_FD);
+  mark_cell_begin(CTL_FD, lim->outputs_bytes);
   if (src != NULL && co != NULL)
     ret = PyObject_CallFunction(run, "OKnO", src, (unsigned long long)cell_no,
                                 (Py_ssize_t)lim->max_result, co);

@@ -3,7 +3,11 @@
 Every matplotlib figure a cell created or changed is captured at the end of
 the cell (and closed), whether or not it called ``plt.show()``; ``plt.show()``
 captures at once, in order.  ``PIL.Image.Image.show()`` and ``display(obj)``
-capture too, through one formatter shared with the cell's result.
+capture too, through one formatter shared with the cell's result.  What is
+shown while the cell runs goes to the front at once (a notebook shows it
+between the lines printed before and after), and so do IPython's
+``update_display`` and ``clear_output`` (kiln_ipython serves
+``IPython.display`` where IPython is not installed).
 
 Images are encoded to PNG by ``_kiln_png`` (libpng, in kiln's C), straight
 from the pixel buffer.  An object's text form for the model is Markdown when
@@ -16,10 +20,12 @@ shape below it.  Each output is a tuple
 collected in ``outputs`` until the runtime takes them at the end of the cell.
 """
 
+import base64
 import builtins
-import functools
 import json
+import os
 import re
+import struct
 import sys
 
 import _kiln_mark
@@ -34,40 +40,95 @@ _counter = 0
 
 def take():
     """Returns the outputs of the cell so far and starts a new list."""
-    global outputs
+    global outputs, _clear_waiting
     done, outputs = outputs, []
+    _places.clear()
+    _clear_waiting = False
     return done
 
 
-# The place in the cell's stdout of what is being shown now (see
-# kernel/py/mark.h), or None: then it goes at the end of the output.
-_place = None
+# The outputs of the object being shown now, or None: an output made
+# outside a show (a figure left open at the end, the cell's value) goes
+# at the end of the cell's output.
+_collecting = None
+# display_id -> the places (marks) of the displays of that id in this cell.
+_places = {}
+# clear_output(wait=True) was called: the next display clears first.
+_clear_waiting = False
 
 
 def _add(output):
-    outputs.append(output if _place is None else output + (_place,))
+    (outputs if _collecting is None else _collecting).append(output)
 
 
-def _shown_here(fn):
-    """Runs FN's outputs at this point of the cell's stdout: flushes what
-    was printed so far, then marks the place."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        global _place
-        if _place is not None:
-            return fn(*args, **kwargs)
+def _flush_streams():
+    for stream in (sys.stdout, sys.stderr):
         try:
-            sys.stdout.flush()
+            stream.flush()
         except Exception:
             pass
-        _place = _kiln_mark.mark()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _place = None
 
-    return wrapper
+
+def _pack(outs):
+    """OUTS packed as the front reads them (kernel/proto/records.h); the
+    copies to send inline are left out, the full image is there."""
+    parts = []
+    for mime, _name_, data, width, height in outs:
+        if mime.endswith(";inline"):
+            continue
+        m = mime.encode()
+        parts.append(struct.pack("<HHIII", len(m), 0, len(data), min(width, 0xFFFFFFFF),
+                                 min(height, 0xFFFFFFFF)) + m + data)
+    return b"".join(parts)
+
+
+def _forget_shown():
+    """What the cell showed so far leaves its reply, as clear_output
+    leaves a notebook's cell without it."""
+    del outputs[:]
+    _places.clear()
+
+
+def _show(make, display_id=None):
+    """Runs MAKE, which makes the forms of one object, and shows them at
+    this point of the cell's output: what was printed so far goes first,
+    then the front passes them on (to a notebook, at once) and notes the
+    place, so that the reply has them there too."""
+    global _collecting, _clear_waiting
+    if _collecting is not None:
+        return make()
+    mine = _collecting = []
+    try:
+        return make()
+    finally:
+        _collecting = None
+        if mine:
+            if _clear_waiting:
+                _clear_waiting = False
+                _forget_shown()
+            _flush_streams()
+            place = _kiln_mark.display(0, display_id, _pack(mine), False)
+            outputs.extend(o + (place,) for o in mine)
+            if display_id is not None and place is not None:
+                _places.setdefault(display_id, []).append(place)
+
+
+def _update(make, display_id):
+    """Runs MAKE, whose forms are the new content of the display named
+    DISPLAY_ID: passed on at once; in the reply, they take the place of
+    that display's, when this cell showed it."""
+    global _collecting
+    mine = _collecting = []
+    try:
+        make()
+    finally:
+        _collecting = None
+    _flush_streams()
+    _kiln_mark.display(1, display_id, _pack(mine), False)
+    for place in _places.get(display_id, ()):
+        at = [i for i, o in enumerate(outputs) if len(o) > 5 and o[5] == place]
+        if at:
+            outputs[at[0] : at[-1] + 1] = [o + (place,) for o in mine]
 
 
 def _name(kind, ext):
@@ -107,24 +168,32 @@ def emit_pil(img):
     _emit_rgba(rgba.tobytes(), rgba.width, rgba.height, "image")
 
 
-def close_figures():
-    """Captures every open pyplot figure, in creation order, and closes it."""
+def close_figures(here=False):
+    """Captures every open pyplot figure, in creation order, and closes
+    it; HERE: each shown at this point of the output."""
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is None:
         return
     from matplotlib._pylab_helpers import Gcf
 
     for manager in sorted(Gcf.get_all_fig_managers(), key=lambda m: m.num):
-        try:
-            emit_figure(manager.canvas.figure)
-        finally:
-            plt.close(manager.canvas.figure)
+        fig = manager.canvas.figure
+
+        def emit(fig=fig):
+            try:
+                emit_figure(fig)
+            finally:
+                plt.close(fig)
+
+        if here:
+            _show(emit)
+        else:
+            emit()
 
 
-@_shown_here
 def show_figures():
     """pyplot's show(): the open figures, here."""
-    close_figures()
+    close_figures(here=True)
 
 
 def end_of_cell():
@@ -132,9 +201,8 @@ def end_of_cell():
     close_figures()
 
 
-@_shown_here
 def _pil_show(self, title=None, **kwargs):
-    emit_pil(self)
+    _show(lambda: emit_pil(self))
 
 
 def install():
@@ -142,6 +210,9 @@ def install():
     needs no hook: its backend is kiln_mpl_backend, whose show() captures."""
     builtins.display = display
     hook_pil()
+    import kiln_ipython
+
+    kiln_ipython.install()
 
 
 def hook_pil():
@@ -238,6 +309,12 @@ def format_object(obj, limit):
     if not isinstance(obj, type):
         for method, image in (("_repr_png_", "image/png"), ("_repr_jpeg_", "image/jpeg")):
             data = _form(obj, method)
+            # IPython's own display classes give their images as base64.
+            if isinstance(data, str):
+                try:
+                    data = base64.b64decode(data, validate=True)
+                except ValueError:
+                    data = None
             if isinstance(data, (bytes, bytearray)):
                 _add((image, _name("display", image.split("/")[1]), bytes(data), 0, 0))
         svg = _form(obj, "_repr_svg_")
@@ -417,12 +494,104 @@ def _markdown_table(pd, df):
     return "\n".join(lines)
 
 
-@_shown_here
-def display(*objs, **kwargs):
-    """Shows each object below the cell's output, as a notebook does: its
-    images and rich forms, and its text form unless an image shows it (a
-    Markdown form is always kept: it says what a picture may not)."""
+def _emit(obj, limit):
+    """Makes OBJ's forms: its images and rich forms, and its text form
+    unless an image shows it (a Markdown form is always kept: it says
+    what a picture may not)."""
+    text, mime, shown = format_object(obj, limit)
+    if not shown or mime == "text/markdown":
+        _add((mime, _name("display", "txt"), text.encode("utf-8", "backslashreplace"), 0, 0))
+
+
+def _emit_raw(bundle, limit):
+    """Makes the forms of BUNDLE, a dict of mime to data as IPython's
+    display(raw=True) takes it; images may be bytes or base64 text."""
+    if not isinstance(bundle, dict):
+        _emit(bundle, limit)
+        return
+    for mime, data in bundle.items():
+        try:
+            if mime in ("image/png", "image/jpeg"):
+                if isinstance(data, str):
+                    data = base64.b64decode(data)
+                _add((mime, _name("display", mime.split("/")[1]), bytes(data), 0, 0))
+            elif mime == "image/svg+xml":
+                data = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else bytes(data)
+                _add((mime, _name("display", "svg"), data, *_svg_size(data)))
+            elif isinstance(mime, str) and mime.startswith(("text/", "application/json")):
+                if mime == "application/json" and not isinstance(data, str):
+                    data = json.dumps(data)
+                data = _cut(str(data), limit).encode("utf-8", "backslashreplace")
+                _add((mime, _name("display", "txt"), data, 0, 0))
+        except Exception as exc:
+            _note(bundle, f"[{mime!r}]", exc)
+
+
+def _display_id(display_id, transient):
+    if isinstance(transient, dict) and transient.get("display_id") is not None:
+        display_id = transient["display_id"]
+    if display_id is True:
+        return os.urandom(16).hex()
+    return None if display_id is None or display_id is False else str(display_id)
+
+
+def display(*objs, include=None, exclude=None, metadata=None, transient=None, display_id=None,
+            raw=False, clear=False, update=False, **kwargs):
+    """Shows each object at this point of the cell's output, as a
+    notebook does (IPython's display: display_id names the display, and
+    then a DisplayHandle is returned; update=True gives the display of
+    that id new content; clear=True clears the output first; raw=True
+    takes dicts of mime to data)."""
+    if clear:
+        clear_output(wait=True)
+    display_id = _display_id(display_id, transient)
+    emit = _emit_raw if raw else _emit
     for obj in objs:
-        text, mime, shown = format_object(obj, max_result)
-        if not shown or mime == "text/markdown":
-            _add((mime, _name("display", "txt"), text.encode("utf-8", "backslashreplace"), 0, 0))
+        if update and display_id is not None:
+            _update(lambda obj=obj: emit(obj, max_result), display_id)
+        else:
+            _show(lambda obj=obj: emit(obj, max_result), display_id)
+    if display_id is not None:
+        return DisplayHandle(display_id)
+    return None
+
+
+def update_display(obj, *, display_id, **kwargs):
+    """Gives the display named DISPLAY_ID the content of OBJ."""
+    kwargs.pop("update", None)
+    display(obj, display_id=display_id, update=True, **kwargs)
+
+
+def clear_output(wait=False):
+    """Clears what the cell has shown, as in a notebook: at once, or with
+    WAIT when the next output comes (no flicker in a loop that redraws).
+    The reply then holds only what was shown after it; the text the cell
+    printed stays in the reply whole, since it is the cell's log, kept
+    and numbered by byte (an agent reading it after a clear still needs
+    an error printed before), where a notebook would clear it too."""
+    global _clear_waiting
+    _flush_streams()
+    _kiln_mark.display(2, None, b"", bool(wait))
+    if wait:
+        _clear_waiting = True
+    else:
+        _clear_waiting = False
+        _forget_shown()
+
+
+class DisplayHandle:
+    """A display a cell can show again or give new content, by its id."""
+
+    def __init__(self, display_id=None):
+        self.display_id = os.urandom(16).hex() if display_id is None else str(display_id)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} display_id={self.display_id}>"
+
+    def display(self, obj, **kwargs):
+        kwargs.pop("display_id", None)
+        display(obj, display_id=self.display_id, **kwargs)
+
+    def update(self, obj, **kwargs):
+        kwargs.pop("display_id", None)
+        update_display(obj, display_id=self.display_id, **kwargs)

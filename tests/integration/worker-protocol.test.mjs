@@ -21,6 +21,14 @@ const attacks = {
     'import os, struct, time\nos.write(3, struct.pack("<IHH", 6, 32, 0) + struct.pack("<HI", 10, 1000))\ntime.sleep(30)',
   'closing the control socket': 'import os, time\nos.close(3)\ntime.sleep(30)',
   'a flood of data': 'import os\nwhile True: os.write(3, b"\\x00" * 65536)',
+  'a display of an unknown kind':
+    'import os, struct, time\nf = struct.pack("<HIQ", 44, 8, 9)\nos.write(3, struct.pack("<IHH", len(f), 39, 0) + f)\ntime.sleep(30)',
+  'a display whose output record runs past its field':
+    'import os, struct, time\nf = struct.pack("<HIQ", 44, 8, 0) + struct.pack("<HI", 19, 5) + b"\\x05\\x00xxx"\n'
+    + 'os.write(3, struct.pack("<IHH", len(f), 39, 0) + f)\ntime.sleep(30)',
+  'a flood of clears whose answers are never read':
+    'import os, struct\nf = struct.pack("<HIQ", 44, 8, 2)\nf = struct.pack("<IHH", len(f), 39, 0) + f\n'
+    + 'while True: os.write(3, f * 4096)',
 };
 
 describe('a worker that breaks the protocol', () => {

@@ -3,9 +3,9 @@ against kiln's kernelspec: its tests of the messaging protocol, each
 message validated against its schema, with the samples a Python kernel
 should pass.
 
-Not exercised, because kiln does not do them yet: clear_output (no
-``code_clear_output``) and the pager (``code_page_something``: kiln has
-no payloads); the harness skips those two, saying so."""
+Not exercised, because kiln does not do it yet: the pager
+(``code_page_something``: kiln has no payloads); the harness skips it,
+saying so."""
 
 import os
 import shutil
@@ -39,6 +39,7 @@ class KilnKernelTests(jupyter_kernel_test.KernelTests):
             "mime": "image/png",
         },
     ]
+    code_clear_output = "from IPython.display import clear_output\nclear_output()"
     completion_samples = [
         {"text": "zi", "matches": {"zip"}},
         # Completion looks at the session's live names (rlcompleter), not

@@ -174,6 +174,84 @@ def test_display_of_an_object_with_html_gives_a_bundle(kernel):
     assert displays == [{"text/html": "<b>bold</b>", "text/plain": "T()"}]
 
 
+def test_a_display_between_two_prints_arrives_between_them(kernel):
+    _, msgs = kernel.run("print('a')\ndisplay('x')\nprint('b')")
+    outs = [m for m in msgs if m["msg_type"] in ("stream", "display_data")]
+    assert [(m["msg_type"], m["content"].get("text") or m["content"].get("data")) for m in outs] == [
+        ("stream", "a\n"),
+        ("display_data", {"text/plain": "'x'"}),
+        ("stream", "b\n"),
+    ]
+
+
+def test_a_display_is_published_while_the_cell_still_runs(kernel):
+    kc = kernel.client
+    msg_id = kc.execute("import time\ndisplay('early')\ntime.sleep(1)")
+    got = iopub_until_idle(kc, msg_id)
+    (shown_at,) = [t for t, m in got if m["msg_type"] == "display_data"]
+    assert got[-1][0] - shown_at > 0.5
+
+
+def test_the_ipython_display_module_imports_without_ipython(kernel):
+    reply, msgs = kernel.run(
+        "from IPython.display import display, clear_output, update_display, HTML, Markdown, Image\n"
+        "display(HTML('<b>h</b>'), Markdown('*m*'))"
+    )
+    assert reply["content"]["status"] == "ok"
+    displays = [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
+    assert [d.get("text/html") or d.get("text/markdown") for d in displays] == ["<b>h</b>", "*m*"]
+
+
+def test_a_display_handle_update_is_update_display_data_with_the_same_id(kernel):
+    _, msgs = kernel.run(
+        "from IPython.display import display, update_display, HTML\n"
+        "h = display(HTML('<i>1</i>'), display_id=True)\n"
+        "print('between')\n"
+        "h.update(HTML('<i>2</i>'))\n"
+        "update_display(HTML('<i>3</i>'), display_id=h.display_id)"
+    )
+    outs = [m for m in msgs if m["msg_type"] in ("stream", "display_data", "update_display_data")]
+    assert types(outs) == ["display_data", "stream", "update_display_data", "update_display_data"]
+    ids = {m["content"]["transient"]["display_id"] for m in outs if m["msg_type"] != "stream"}
+    assert len(ids) == 1 and ids.pop()
+    assert [m["content"]["data"]["text/html"] for m in outs if m["msg_type"] != "stream"] == [
+        "<i>1</i>",
+        "<i>2</i>",
+        "<i>3</i>",
+    ]
+
+
+def test_a_display_named_by_the_cell_keeps_its_name(kernel):
+    _, msgs = kernel.run(
+        "from IPython.display import update_display\n"
+        "display('a', display_id='progress')\n"
+        "update_display('b', display_id='progress')"
+    )
+    outs = [m["content"] for m in msgs if m["msg_type"] in ("display_data", "update_display_data")]
+    assert [(o["transient"]["display_id"], o["data"]["text/plain"]) for o in outs] == [
+        ("progress", "'a'"),
+        ("progress", "'b'"),
+    ]
+
+
+def test_displays_past_the_cells_output_cap_are_not_published_and_the_reply_says_so(kernel):
+    _, msgs = kernel.run("for i in range(300):\n    display(i)")
+    displays = [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "display_data"]
+    assert displays == [str(i) for i in range(256)]
+    notes = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+    assert "44 more image(s) or displayed object(s) were dropped" in notes
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_clear_output_is_a_clear_output_message_in_its_place(kernel, wait):
+    _, msgs = kernel.run(
+        f"from IPython.display import clear_output\nprint('old')\nclear_output(wait={wait})\nprint('new')"
+    )
+    outs = [m for m in msgs if m["msg_type"] in ("stream", "clear_output")]
+    assert types(outs) == ["stream", "clear_output", "stream"]
+    assert outs[1]["content"] == {"wait": wait}
+
+
 def test_error_gives_ename_evalue_and_traceback(kernel):
     reply, msgs = kernel.run("def f():\n    raise ValueError('bad value')\nf()")
     c = reply["content"]

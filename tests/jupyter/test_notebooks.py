@@ -6,7 +6,8 @@ PNG) among kiln's.
 
 The notebooks: a pandas + matplotlib analysis; one with an exception in
 the middle (allow_errors); one with top-level await; one with a runaway
-cell that nbclient's timeout interrupts."""
+cell that nbclient's timeout interrupts; one that updates a display by
+its handle and redraws with clear_output."""
 
 import json
 import os
@@ -119,3 +120,28 @@ def test_a_runaway_cell_is_interrupted_by_the_timeout_and_the_notebook_goes_on(k
     assert shape(kiln) == shape(peer), f"kiln: {shape(kiln)}\nipykernel: {shape(peer)}"
     assert kiln.cells[1].outputs[-1]["ename"] == "KeyboardInterrupt"
     assert kiln.cells[2].outputs[0]["data"]["text/plain"] == "'yes'"
+
+
+PROGRESS = [
+    "from IPython.display import display, update_display, clear_output, HTML",
+    "h = display(HTML('<b>0</b>'), display_id=True)\n"
+    "for i in range(1, 4):\n"
+    "    h.update(HTML(f'<b>{i}</b>'))\n"
+    "print('done')",
+    "display(HTML('<i>gone</i>'))\n"
+    "for i in range(3):\n"
+    "    clear_output(wait=True)\n"
+    "    print(f'step {i}')\n"
+    "display(HTML('<i>end</i>'))",
+]
+
+
+def test_a_display_updated_by_its_handle_and_a_redraw_with_clear_output_end_as_in_ipykernel(kernels):
+    nb = compare(PROGRESS)
+    # nbclient applied the updates where the display is, and the clears.
+    assert nb.cells[1].outputs[0]["data"]["text/html"] == "<b>3</b>"
+    assert nb.cells[1].outputs[1]["text"] == "done\n"
+    assert [o.get("text") or o["data"]["text/html"] for o in nb.cells[2].outputs] == [
+        "step 2\n",
+        "<i>end</i>",
+    ]

@@ -1,8 +1,9 @@
 #define _GNU_SOURCE
-/* The records inside frame fields (cell outputs, listing entries) and the
-   path rule under /work: what a worker may send, and what the front
+/* The records inside frame fields (cell outputs, listing entries), the
+   display frame, and the path rule under /work: what a worker may send, and what the front
    refuses when a worker lies.  */
 #include "check.h"
+#include "frame.h"
 #include "records.h"
 #include "util.h"
 
@@ -202,6 +203,127 @@ malformed_listing_entries_are_refused(void)
   buf_free(&b);
 }
 
+/* Parses the payload of FB (a finished FRAME_DISPLAY) into D; the frame's
+   fields point into FB, which must outlive D.  */
+static int
+parse_display(struct fbuf *fb, struct rec_display *d)
+{
+  fbuf_finish(fb);
+  struct frame f = { .type = FRAME_DISPLAY };
+  CHECK(frame_parse_fields(&f, fb->data + FRAME_HDR_SIZE, fb->len - FRAME_HDR_SIZE, NULL) == 0);
+  kiln_error_t err = NULL;
+  int r = rec_display_parse(&f, d, &err);
+  CHECK((r < 0) == (err != NULL));
+  kiln_error_release(&err);
+  return r;
+}
+
+static void
+a_display_frame_gives_its_kind_id_and_outputs(void)
+{
+  struct buf b = { 0 };
+  struct rec_output o = {
+    .mime = "text/html", .mime_len = 9, .name = "", .data = (const uint8_t *)"<b>", .data_len = 3
+  };
+  CHECK(rec_output_put(&b, &o, 1024) == 0);
+  struct fbuf fb;
+  struct rec_display d;
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_UPDATE);
+  fbuf_put_str(&fb, TAG_DISPLAY_ID, "progress");
+  fbuf_put(&fb, TAG_OUTPUTS, b.data, b.len);
+  CHECK(parse_display(&fb, &d) == 0);
+  CHECK(d.kind == DISPLAY_UPDATE && !d.wait);
+  CHECK(d.display_id_len == 8 && memcmp(d.display_id, "progress", 8) == 0);
+  CHECK(d.outputs_len == b.len);
+  fbuf_free(&fb);
+
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_CLEAR);
+  fbuf_put(&fb, TAG_WAIT, "", 0);
+  CHECK(parse_display(&fb, &d) == 0);
+  CHECK(d.kind == DISPLAY_CLEAR && d.wait && d.display_id == NULL && d.outputs == NULL);
+  fbuf_free(&fb);
+
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_SHOW);
+  fbuf_put(&fb, TAG_OUTPUTS, b.data, b.len);
+  CHECK(parse_display(&fb, &d) == 0);
+  CHECK(d.kind == DISPLAY_SHOW && d.display_id == NULL && d.outputs != NULL);
+  fbuf_free(&fb);
+  buf_free(&b);
+}
+
+static void
+malformed_display_frames_are_refused(void)
+{
+  struct buf b = { 0 };
+  struct rec_output o = {
+    .mime = "text/plain", .mime_len = 10, .name = "", .data = (const uint8_t *)"x", .data_len = 1
+  };
+  CHECK(rec_output_put(&b, &o, 1024) == 0);
+  char long_id[REC_DISPLAY_ID_MAX + 1];
+  memset(long_id, 'i', sizeof long_id);
+  struct fbuf fb;
+  struct rec_display d;
+
+  /* No kind, and a kind past the last.  */
+  fbuf_init(&fb, FRAME_DISPLAY);
+  CHECK(parse_display(&fb, &d) == -1);
+  fbuf_free(&fb);
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_KIND_MAX + 1);
+  CHECK(parse_display(&fb, &d) == -1);
+  fbuf_free(&fb);
+  /* An update of no display.  */
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_UPDATE);
+  fbuf_put(&fb, TAG_OUTPUTS, b.data, b.len);
+  CHECK(parse_display(&fb, &d) == -1);
+  fbuf_free(&fb);
+  /* Ids empty, too long, or with a NUL.  */
+  const struct {
+    const char *id;
+    size_t len;
+  } ids[] = { { "", 0 }, { long_id, sizeof long_id }, { "a\0b", 3 } };
+  for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+    fbuf_init(&fb, FRAME_DISPLAY);
+    fbuf_put_u64(&fb, TAG_KIND, DISPLAY_SHOW);
+    fbuf_put(&fb, TAG_DISPLAY_ID, ids[i].id, ids[i].len);
+    CHECK(parse_display(&fb, &d) == -1);
+    fbuf_free(&fb);
+  }
+  /* The longest id is fine.  */
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_SHOW);
+  fbuf_put(&fb, TAG_DISPLAY_ID, long_id, REC_DISPLAY_ID_MAX);
+  CHECK(parse_display(&fb, &d) == 0);
+  fbuf_free(&fb);
+  /* A clear with outputs; a wait on a show, or one carrying bytes.  */
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_CLEAR);
+  fbuf_put(&fb, TAG_OUTPUTS, b.data, b.len);
+  CHECK(parse_display(&fb, &d) == -1);
+  fbuf_free(&fb);
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_SHOW);
+  fbuf_put(&fb, TAG_WAIT, "", 0);
+  CHECK(parse_display(&fb, &d) == -1);
+  fbuf_free(&fb);
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_CLEAR);
+  fbuf_put(&fb, TAG_WAIT, "y", 1);
+  CHECK(parse_display(&fb, &d) == -1);
+  fbuf_free(&fb);
+  /* An output record cut short.  */
+  fbuf_init(&fb, FRAME_DISPLAY);
+  fbuf_put_u64(&fb, TAG_KIND, DISPLAY_SHOW);
+  fbuf_put(&fb, TAG_OUTPUTS, b.data, b.len - 1);
+  CHECK(parse_display(&fb, &d) == -1);
+  fbuf_free(&fb);
+  buf_free(&b);
+}
+
 static const struct test_case cases[] = {
   { "the path rule allows relative paths without dot components",
     the_path_rule_allows_relative_paths_without_dot_components },
@@ -212,6 +334,9 @@ static const struct test_case cases[] = {
   { "malformed outputs are refused", malformed_outputs_are_refused },
   { "listing entries round-trip", listing_entries_round_trip },
   { "malformed listing entries are refused", malformed_listing_entries_are_refused },
+  { "a display frame gives its kind, id and outputs",
+    a_display_frame_gives_its_kind_id_and_outputs },
+  { "malformed display frames are refused", malformed_display_frames_are_refused },
 };
 
 int

@@ -28,6 +28,9 @@ struct cell_output {
   /* Where the cell showed it: a byte offset into the reply's OUT (on a
      character boundary), or SIZE_MAX for after all of it.  */
   size_t out_pos;
+  /* In a reply: a front_watch_display callback was given it (or the
+     display it is the latest content of) while the cell ran.  */
+  bool shown_live;
 };
 
 /* A cell's stdout or stderr longer than this many bytes is kept, and
@@ -173,6 +176,40 @@ int front_watch_input(struct front *f, int64_t handle, front_input_cb cb, void *
    over --max-result bytes.  */
 int front_input_reply(struct front *f, int64_t handle, const char *text, size_t len,
                       kiln_error_t *err);
+
+/* What a running cell did to its displays, as a notebook shows it at
+   once: showed an object (display(), a figure's show()), gave a display
+   it named (display_id) new content, or cleared its output
+   (clear_output).  */
+enum front_display_kind {
+  FRONT_DISPLAY_SHOW,
+  FRONT_DISPLAY_UPDATE,
+  FRONT_DISPLAY_CLEAR,
+};
+
+/* One such thing.  Borrowed, valid only during the callback.  OUTPUTS
+   are the forms of one object, at most one per mime: their NAME is ""
+   and URI NULL (images become artifacts when the reply carries them),
+   OUT_POS SIZE_MAX; text forms are valid UTF-8.  */
+struct front_display {
+  enum front_display_kind kind;
+  const char *display_id; /* NULL when none (always set for an update); valid UTF-8 */
+  bool wait;              /* a clear: clear_output(wait=True), done when the next output comes */
+  const struct cell_output *outputs; /* none for a clear */
+  size_t noutputs;
+};
+typedef void (*front_display_cb)(void *ctx, const struct front_display *d);
+
+/* Passes what cell HANDLE shows, updates and clears to CB (with CTX) as
+   it happens: the output printed before it (front_watch_output) is
+   passed on first, what is printed after it later.  The cell's caps on
+   outputs (count and bytes) hold for these too, updates' bytes
+   counted: past them nothing more is passed on, and what the cell shows
+   goes in the reply only.  The reply's outputs say which were passed on
+   (SHOWN_LIVE); they hold each display's latest content, in its place,
+   and nothing the cell showed before its last clear_output.  Returns -1
+   when HANDLE is not a queued or running cell.  */
+int front_watch_display(struct front *f, int64_t handle, front_display_cb cb, void *ctx);
 
 /* What a file operation does: list a directory, read a file, write one
    (creating its parents), read part of a file whatever its size, make a
