@@ -21,6 +21,7 @@
    Where the host cannot jail workers it runs them unjailed, saying so
    (the API is under test here, not the jail; tests/security tests the
    jail), and it exits 77 (skip) only when no front can start at all.  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, under -std=c17 */
 #include <kiln/kiln.h>
 
 #include <errno.h>
@@ -29,11 +30,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The longest any step may take: a hung front fails the test, not the
    suite's timeout.  */
 #define DEADLINE_S 120
+
+/* An interrupted cell's reply comes within this of the interrupt: far
+   less than the cells' own deadline (the timeout option), so that a
+   KeyboardInterrupt from the deadline cannot pass for the interrupt's.  */
+#define INTERRUPT_REPLY_S 10
 
 static const uint8_t PNG_SIGNATURE[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 
@@ -46,6 +53,7 @@ static struct {
   struct front *front;
   char session[40];
   int64_t handle; /* the running cell's */
+  struct timespec interrupted_at;
   bool ready, replied;
   /* The streaming output of the running cell, as it came.  */
   char streamed[4096];
@@ -141,8 +149,11 @@ on_output(void *ctx, int stream, const char *data, size_t len, uint64_t skipped)
   }
   printf("  output %d (%zu bytes, %llu skipped): %.*s", t.chunks, len, (unsigned long long)skipped,
          (int)len, data);
-  if (t.interrupt_on_output && t.chunks == 1 && front_interrupt(t.front, t.handle) < 0)
-    fail("front_interrupt refused the running cell");
+  if (t.interrupt_on_output && t.chunks == 1) {
+    clock_gettime(CLOCK_MONOTONIC, &t.interrupted_at);
+    if (front_interrupt(t.front, t.handle) < 0)
+      fail("front_interrupt refused the running cell");
+  }
 }
 
 static void
@@ -235,7 +246,7 @@ start_front(void)
   static const char *const options[][2] = {
     { "memory", "768M" },
     { "cpus", "1" },
-    { "timeout", "60" },
+    { "timeout", "30" },
     /* The zygote imports what the cells use, and nothing they don't.  */
     { "preload", "matplotlib,matplotlib.pyplot" },
     /* One session, opened on purpose: no spare started ahead of it.  */
@@ -351,6 +362,14 @@ interrupt_spinning_cell(void)
   wait_for_callback(what);
   if (t.chunks == 0)
     fail("%s: the reply came without the cell's output, so it was never interrupted", what);
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  double waited = (double)(now.tv_sec - t.interrupted_at.tv_sec)
+                  + (double)(now.tv_nsec - t.interrupted_at.tv_nsec) / 1e9;
+  if (waited > INTERRUPT_REPLY_S)
+    fail("%s: the reply came %.1f s after the interrupt: the deadline ended the cell, not "
+         "front_interrupt",
+         what, waited);
   if (t.status != REPLY_INTERRUPTED || t.err_type == NULL
       || strcmp(t.err_type, "KeyboardInterrupt") != 0)
     fail("%s: status %d, error %s, not REPLY_INTERRUPTED with KeyboardInterrupt", what,
@@ -391,8 +410,15 @@ read_written_file(void)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+  /* Never a helper of its own front: were libkiln ever to start this
+     program rather than kiln (as "kiln-zygote __zygote"), it would say
+     so and stop here, not start another front.  */
+  if (argc != 1) {
+    fprintf(stderr, "%s: takes no arguments (started as a kiln helper? see KILN_BIN)\n", argv[0]);
+    return 2;
+  }
   signal(SIGALRM, on_alarm);
   alarm(DEADLINE_S);
   setvbuf(stdout, NULL, _IOLBF, 0);
