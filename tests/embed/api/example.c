@@ -24,7 +24,6 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, under -std=c17 */
 #include <kiln/kiln.h>
 
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,6 +54,7 @@ static struct {
   int64_t handle; /* the running cell's */
   struct timespec interrupted_at;
   bool ready, replied;
+  bool called; /* the callback the loop is waiting for came */
   /* The streaming output of the running cell, as it came.  */
   char streamed[4096];
   size_t streamed_len;
@@ -74,7 +74,11 @@ static struct {
   size_t file_len;
 } t;
 
-static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt, ...)
+static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void fail_err(const char *what, kiln_error_t *err) __attribute__((noreturn));
+
+static void
+fail(const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
@@ -86,7 +90,8 @@ static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt
 }
 
 /* Fails with ERR's message (and releases it).  */
-static void __attribute__((noreturn)) fail_err(const char *what, kiln_error_t *err)
+static void
+fail_err(const char *what, kiln_error_t *err)
 {
   fprintf(stderr, "FAIL: %s: %s\n", what, *err ? (*err)->msg : "unknown error");
   kiln_error_release(err);
@@ -113,14 +118,27 @@ copy(const char *s, size_t len)
   return c;
 }
 
-/* Runs the loop until a callback stops it.  */
+/* Runs the loop until the callback WHAT waits for stops it.  The front
+   stops it too on SIGINT, SIGTERM or SIGHUP: then the callback has not
+   come, and the test says so rather than check what it never got.  */
 static void
 wait_for_callback(const char *what)
 {
   kiln_error_t err = NULL;
+  t.called = false;
   loop_resume(t.loop);
   if (loop_run(t.loop, &err) < 0)
     fail_err(what, &err);
+  if (!t.called)
+    fail("%s: the loop stopped (a signal?) before the answer came", what);
+}
+
+/* Stops the loop for wait_for_callback: the answer is in.  */
+static void
+answered(void)
+{
+  t.called = true;
+  loop_stop(t.loop);
 }
 
 static void
@@ -131,7 +149,7 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
     fail("the zygote did not start: %s", err->msg);
   printf("ready: Python %s, preloaded %s\n", info->python_version, info->preloaded);
   t.ready = true;
-  loop_stop(t.loop);
+  answered();
 }
 
 static void
@@ -178,7 +196,7 @@ on_reply(void *ctx, const struct cell_reply *r)
       t.png_height = o->height;
     }
   }
-  loop_stop(t.loop);
+  answered();
 }
 
 static void
@@ -232,7 +250,7 @@ on_file(void *ctx, const struct file_reply *r)
     fprintf(stderr, "  file: %s\n", r->message ? r->message : strerror(r->status));
   t.file_data = copy(r->data ? (const char *)r->data : "", r->data ? r->len : 0);
   t.file_len = r->data ? r->len : 0;
-  loop_stop(t.loop);
+  answered();
 }
 
 /* 1.  Options are set before the jail is probed: it borrows the
