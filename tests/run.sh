@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: called by `scripts/setup.sh test` once the build
-# and the sandbox environment exist.  Unit tests, the MCP integration tests
+# and the sandbox environment exist.  Unit tests, a program embedding the
+# installed libkiln (tests/embed/api), the MCP integration tests
 # through the official TypeScript SDK client, the official Python SDK (at its
 # newest release and at 1.9.4) and the MCP Inspector's command line, the
 # Jupyter kernel through jupyter_client and nbclient, the official MCP
@@ -21,6 +22,12 @@ clang-format --dry-run -Werror $(git ls-files '*.c' '*.h')
 
 step "unit tests"
 meson test -C build --print-errorlogs
+
+step "embedding API: libkiln installed, an example built against it with pkg-config (tests/embed/api)"
+# Exits 77 only where no front can run at all: said, and not a failure.
+rc=0
+tests/embed/api/run build || rc=$?
+[ $rc = 0 ] || [ $rc = 77 ] || exit $rc
 
 step "deployment files (Kubernetes schemas, the router's nginx configuration)"
 tests/deploy/run "$python"

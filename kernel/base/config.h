@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct kiln_config {
   double timeout_s;     /* default per-cell deadline */
   double max_timeout_s; /* the largest timeout_s a call may ask for */
@@ -103,5 +107,9 @@ bool config_is_flag(const char *key);
 int config_parse_size(const char *s, size_t *out);
 /* Parses a positive number of seconds ("30", "0.5").  */
 int config_parse_seconds(const char *s, double *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,6 +7,10 @@
 
 #include <stdarg.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct kiln_error {
   int status; /* errno, or 0 when the error is not a system error.  */
   char *msg;  /* Owned by the error.  */
@@ -24,5 +28,9 @@ int kiln_error_wrap(kiln_error_t *err, const char *fmt, ...) __attribute__((form
 
 /* Frees *ERR and sets it to NULL; safe on NULL.  */
 void kiln_error_release(kiln_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct loop;
 typedef void (*loop_fd_cb)(struct loop *loop, int fd, uint32_t events, void *data);
 /* Returns the monotonic time (now_ns) of the next deadline, or -1 for none;
@@ -40,5 +44,9 @@ void loop_stop(struct loop *loop);
 /* Lets loop_run run again after loop_stop.  */
 void loop_resume(struct loop *loop);
 bool loop_stopping(const struct loop *loop);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

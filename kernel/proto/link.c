@@ -61,7 +61,7 @@ link_exec_self(pid_t *pid, const posix_spawn_file_actions_t *fa, char *const arg
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &dflt);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  int rc = posix_spawn(pid, "/proc/self/exe", fa, &attr, argv, environ);
+  int rc = posix_spawn(pid, link_kiln_exe(), fa, &attr, argv, environ);
   posix_spawnattr_destroy(&attr);
   return rc;
 }
@@ -92,7 +92,7 @@ link_spawn_self(const char *name, const char *command, int child_fd, pid_t *pid,
   close(sv[1]);
   if (rc != 0) {
     close(sv[0]);
-    return kiln_error_make(err, rc, "start the %s", name);
+    return kiln_error_make(err, rc, "start the %s from %s", name, link_kiln_exe());
   }
   *sock = sv[0];
   set_nonblock(*sock, true);

@@ -14,12 +14,18 @@
 int link_flush(int fd, struct buf *q);
 int link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload,
                     kiln_error_t *err);
-/* posix_spawn of kiln itself (/proc/self/exe) with ARGV and the file
+/* The kiln executable the zygote, the compile helper, the installer and
+   the daemon are started from: this process's own (/proc/self/exe) in
+   the kiln command (exe_self.c), the installed kiln in libkiln, whose
+   process is the embedder's (exe_installed.c).  Whichever file is linked
+   defines it.  The string is static, or the environment's.  */
+const char *link_kiln_exe(void);
+/* posix_spawn of kiln itself (link_kiln_exe) with ARGV and the file
    actions FA, without the front's signal mask (SIGCHLD and the stop
    signals blocked for its signalfd) or its ignored SIGPIPE.  Returns
    posix_spawn's result.  */
 int link_exec_self(pid_t *pid, const posix_spawn_file_actions_t *fa, char *const argv[]);
-/* Starts kiln itself (/proc/self/exe) as "kiln-NAME COMMAND", one end of
+/* Starts kiln itself (link_kiln_exe) as "kiln-NAME COMMAND", one end of
    a new socket pair on its fd CHILD_FD; the other end, non-blocking, in
    *SOCK and its pid in *PID.  Returns 0, or -1 with ERR.  */
 int link_spawn_self(const char *name, const char *command, int child_fd, pid_t *pid, int *sock,

@@ -1,6 +1,21 @@
 /* The front's core: the session table, the zygote and workers it talks
    to, and the limits that must hold even when a worker misbehaves.  It
-   runs on the caller's event loop and never blocks on a worker.  */
+   runs on the caller's event loop and never blocks on a worker.
+
+   This is also kiln's embedding API, installed with the shared library
+   libkiln as <kiln/kiln.h> beside the three headers it includes
+   (pkg-config kiln; tests/embed/api/example.c is a whole program).  An
+   embedder makes a configuration (config_init, then config_set for each
+   option), probes the jail (front_sandbox_probe), makes a loop
+   (loop_new), starts the front (front_new) and runs the loop; it frees
+   them in the reverse order.
+
+   The zygote and the compile helper are not threads of the embedder but
+   processes started by exec of the kiln command, which must be of the
+   same build as the library: $KILN_BIN when it is set, else the kiln
+   installed with the library (BINDIR/kiln, found from where libkiln.so
+   was loaded, then at the prefix it was configured with).  The kiln
+   command itself always starts its own executable.  */
 #ifndef KILN_FRONT_H
 #define KILN_FRONT_H
 
@@ -12,6 +27,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* C's "at least N elements" of an array parameter, which C++ lacks.  */
+#ifdef __cplusplus
+#define KILN_AT_LEAST(n) n
+#else
+#define KILN_AT_LEAST(n) static n
+#endif
 
 /* Something a cell showed: a figure or image (PNG), or a rich form of an
    object passed to display().  Borrowed, like the rest of a reply.  */
@@ -109,9 +135,27 @@ struct session_info {
 
 struct front;
 
-/* Forks the zygote (the caller must not have started threads) and watches
-   everything on LOOP.  The front keeps pointers to CFG and LOOP, which
-   must outlive it.  Returns NULL with ERR.  */
+/* Decides how this host jails workers, as the kiln command does before
+   it starts anything, and hangs the result on CFG->sbx (allocated; freed
+   by front_sandbox_free), which front_new needs.  The jail borrows
+   CFG's paths: options are set before the probe.  With
+   CFG->insecure_no_sandbox (the insecure-no-sandbox option) workers run
+   unjailed and every reply says so.  Returns -1 with ERR when the jail
+   cannot be built here and CFG does not allow running without it.  */
+int front_sandbox_probe(struct kiln_config *cfg, kiln_error_t *err);
+
+/* Frees what front_sandbox_probe hung on CFG (after front_free) and sets
+   CFG->sbx to NULL; safe when there is none.  */
+void front_sandbox_free(struct kiln_config *cfg);
+
+/* Starts the zygote and watches everything on LOOP (the caller must not
+   have started threads: see below).  The front keeps pointers to CFG and
+   LOOP, which must outlive it.  It makes the process a child subreaper,
+   ignores SIGPIPE, and blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP to
+   take them by signalfd on LOOP, which sees a signal only when every
+   thread blocks it (threads started later inherit the mask): SIGCHLD
+   reaps its processes, the others stop the loop unless front_on_hangup
+   or front_on_interrupt say otherwise.  Returns NULL with ERR.  */
 struct front *front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready,
                         void *ctx, kiln_error_t *err);
 
@@ -128,7 +172,7 @@ int64_t front_run_cell(struct front *f, const char *session_id, const char *code
    if one is ready), running nothing, and starts its worker; its id goes
    to ID (NUL-terminated).  Cells queued for it run once the worker is
    up.  Returns 0, or -1 with ERR at the session limits.  */
-int front_open_session(struct front *f, char id[static 40], kiln_error_t *err);
+int front_open_session(struct front *f, char id[KILN_AT_LEAST(40)], kiln_error_t *err);
 
 /* Queues the shell command COMMAND (LEN bytes, copied) to run as
    `bash -c COMMAND` (sh without bash) in SESSION_ID's jail, or in a new
@@ -480,5 +524,9 @@ size_t front_hibernate_all(struct front *f, double timeout_s);
 /* Kills every worker and the zygote and waits (bounded) until no child
    process is left, then frees F.  */
 void front_free(struct front *f);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
