@@ -76,6 +76,7 @@ struct zygote {
   size_t nq, qcap, nsent;
   int failures;
   int64_t restart_at;
+  int64_t unused_since; /* when its last front went; 0 while one uses it */
   struct zygote *next;
 };
 
@@ -611,6 +612,7 @@ zygote_for(struct daemon *d, const struct frame *fr, kiln_error_t *err)
   for (struct zygote *z = d->zygotes; z; z = z->next)
     if (memcmp(z->key, key, sizeof key) == 0) {
       decoded_free(&cfg, &sbx);
+      z->unused_since = 0;
       if (z->sock < 0 && z->restart_at == 0) {
         z->failures = 0;
         zygote_start(z);
@@ -628,6 +630,34 @@ zygote_for(struct daemon *d, const struct frame *fr, kiln_error_t *err)
   d->zygotes = z;
   zygote_start(z);
   return z;
+}
+
+/* Stops Z and forgets it.  Its workers stay: they are their fronts'.  */
+static void
+zygote_free(struct zygote *z)
+{
+  struct daemon *d = z->d;
+  for (struct zygote **pp = &d->zygotes; *pp; pp = &(*pp)->next)
+    if (*pp == z) {
+      *pp = z->next;
+      break;
+    }
+  if (z->sock >= 0) {
+    loop_del(d->loop, z->sock);
+    close(z->sock);
+  }
+  if (z->pid > 0)
+    kill(z->pid, SIGKILL);
+  for (size_t i = 0; i < z->nq; i++)
+    pending_release(d, &z->q[i]);
+  free(z->q);
+  for (size_t i = 0; i < z->nfds; i++)
+    close(z->fds[i]);
+  buf_free(&z->in);
+  buf_free(&z->outq);
+  buf_free(&z->ready_frame);
+  decoded_free(&z->cfg, &z->sbx);
+  free(z);
 }
 
 /* ---- fronts ------------------------------------------------------- */
@@ -780,8 +810,16 @@ conn_drop(struct conn *c)
     for (size_t i = 0; i < z->nq; i++)
       if (z->q[i].conn == c)
         z->q[i].conn = NULL;
+  struct zygote *z = c->z;
   buf_free(&c->in);
   free(c);
+  if (z) {
+    bool used = false;
+    for (struct conn *k = d->conns; k; k = k->next)
+      used |= k->z == z;
+    if (!used)
+      z->unused_since = now_ns();
+  }
   if (d->conns == NULL)
     d->idle_since = now_ns();
 }
@@ -890,9 +928,13 @@ next_deadline(void *data)
   int64_t t = -1;
   if (d->conns == NULL && d->idle_since)
     t = d->idle_since + (int64_t)(d->idle_s * 1e9);
-  for (struct zygote *z = d->zygotes; z; z = z->next)
+  for (struct zygote *z = d->zygotes; z; z = z->next) {
     if (z->sock < 0 && z->restart_at && (t < 0 || z->restart_at < t))
       t = z->restart_at;
+    int64_t expiry = z->unused_since + (int64_t)(d->idle_s * 1e9);
+    if (z->unused_since && (t < 0 || expiry < t))
+      t = expiry;
+  }
   if (d->ncg_dead) {
     int64_t soon = now_ns() + 20 * 1000000;
     if (t < 0 || soon < t)
@@ -908,11 +950,20 @@ tick(int64_t now, void *data)
   release_unreaped(d);
   if (d->ncg_dead)
     cg_retry(d);
-  for (struct zygote *z = d->zygotes; z; z = z->next)
+  for (struct zygote *z = d->zygotes, *next; z; z = next) {
+    next = z->next;
+    /* Kept warm for the next front with its options, for as long as the
+       daemon itself waits for one.  */
+    if (z->unused_since && z->nq == 0 && now - z->unused_since >= (int64_t)(d->idle_s * 1e9)) {
+      log_msg(LOG_INFO, "a zygote unused for %.0f s is stopped", d->idle_s);
+      zygote_free(z);
+      continue;
+    }
     if (z->sock < 0 && z->restart_at && now >= z->restart_at) {
       z->restart_at = 0;
       zygote_start(z);
     }
+  }
   if (d->conns == NULL && d->idle_since && now - d->idle_since >= (int64_t)(d->idle_s * 1e9)) {
     log_msg(LOG_INFO, "no front for %.0f s: the daemon exits", d->idle_s);
     loop_stop(d->loop);
@@ -962,7 +1013,7 @@ listen_at(const char *path, kiln_error_t *err)
   unlink(path);
   /* Made 0600 from the start: a chmod after bind would leave a moment
      in which it is not.  */
-  mode_t old = umask(077);
+  mode_t old = umask(0177);
   int rc = bind(s, (struct sockaddr *)&sa, sizeof sa);
   umask(old);
   if (rc < 0 || listen(s, 128) < 0) {
@@ -981,23 +1032,8 @@ daemon_free(struct daemon *d)
       kill(ch->pid, SIGKILL);
   while (d->conns)
     conn_drop(d->conns);
-  for (struct zygote *z = d->zygotes, *next; z; z = next) {
-    next = z->next;
-    if (z->sock >= 0)
-      close(z->sock);
-    if (z->pid > 0)
-      kill(z->pid, SIGKILL);
-    for (size_t i = 0; i < z->nq; i++)
-      pending_release(d, &z->q[i]);
-    free(z->q);
-    for (size_t i = 0; i < z->nfds; i++)
-      close(z->fds[i]);
-    buf_free(&z->in);
-    buf_free(&z->outq);
-    buf_free(&z->ready_frame);
-    decoded_free(&z->cfg, &z->sbx);
-    free(z);
-  }
+  while (d->zygotes)
+    zygote_free(d->zygotes);
   /* Everything it started is gone once its inits are: wait for them,
      so that their cgroups can go too.  */
   for (int i = 0; i < 100 && (d->children || d->ncg_dead); i++) {

@@ -22,7 +22,7 @@ KILN_BIN = os.environ.get("KILN_BIN") or os.path.join(
 class Kernel:
     """A kiln kernel process and a client of it."""
 
-    def __init__(self, tmp, *extra, transport="tcp"):
+    def __init__(self, tmp, *extra, transport="tcp", home=None, env=None):
         self.connection_file, self.info = write_connection_file(
             fname=str(tmp / "kernel.json"),
             transport=transport,
@@ -32,7 +32,7 @@ class Kernel:
             # messages); Jupyter's kernel managers always make one.
             key=uuid.uuid4().hex.encode(),
         )
-        self.env = dict(os.environ, KILN_HOME=str(tmp / "home"))
+        self.env = dict(os.environ, KILN_HOME=str(home or tmp / "home"), **(env or {}))
         self.log = open(tmp / "kernel.log", "w+")
         self.proc = subprocess.Popen(
             [KILN_BIN, "jupyter", "kernel", "-f", self.connection_file, *extra],

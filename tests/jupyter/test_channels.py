@@ -97,17 +97,6 @@ def test_ipc_transport_serves_like_tcp(tmp_path):
         k.stop()
 
 
-def test_standalone_is_accepted_and_is_the_mode(tmp_path):
-    k = Kernel(tmp_path, "--standalone", "--spares", "1")
-    try:
-        reply, msgs = k.run("6 * 7")
-        assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
-            "42"
-        ]
-    finally:
-        k.stop()
-
-
 def test_garbage_and_oversized_messages_are_dropped_and_the_kernel_serves_on(kernel):
     ctx = zmq.Context.instance()
     port = kernel.info["control_port"]

@@ -1,0 +1,324 @@
+"""The kiln daemon (kernel/daemon): kernels take their workers from zygotes
+it keeps, shared by kernels started with the same options.
+
+Each test that watches the daemon itself gives its kernels a runtime
+directory of its own (XDG_RUNTIME_DIR), so that it starts, sees and stops
+a daemon no other test uses.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from conftest import KILN_BIN, Kernel
+
+
+def procs():
+    """{pid: (comm, ppid, cmdline)} of every process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1 : st.rindex(")")]
+        ppid = int(st[st.rindex(")") + 2 :].split()[1])
+        out[int(d)] = (comm, ppid, cmd)
+    return out
+
+
+def children(pid, comm):
+    return sorted(p for p, (c, pp, _) in procs().items() if pp == pid and c == comm)
+
+
+def daemon_of(xdg):
+    """The pid of the daemon serving under XDG, or None."""
+    found = [p for p, (c, _, cmd) in procs().items() if c == "kiln-daemon" and f"--socket {xdg}/" in cmd]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def wait_for(cond, timeout=15, what="the condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def xdg(tmp_path):
+    d = tmp_path / "xdg"
+    d.mkdir(mode=0o700)
+    yield str(d)
+    pid = daemon_of(str(d))
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+
+
+def kernel(tmp_path, name, xdg, *extra, home=None, idle="30"):
+    return Kernel(tmp_path / name, *extra, home=home or tmp_path / "home",
+                  env={"XDG_RUNTIME_DIR": xdg, "KILN_DAEMON_IDLE": idle})
+
+
+@pytest.fixture
+def kdir(tmp_path):
+    for n in ("a", "b", "c"):
+        (tmp_path / n).mkdir()
+    return tmp_path
+
+
+def test_kernels_with_the_same_options_share_one_zygote_of_the_daemon(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    b = kernel(kdir, "b", xdg)
+    try:
+        daemon = daemon_of(xdg)
+        assert daemon, "no daemon was started"
+        # One zygote, the daemon's; none in either kernel.
+        assert len(children(daemon, "kiln-zygote")) == 1
+        assert children(a.proc.pid, "kiln-zygote") == children(b.proc.pid, "kiln-zygote") == []
+        ra, _ = a.run("x = 'a'; x")
+        rb, _ = b.run("x = 'b'; x")
+        assert ra["content"]["status"] == rb["content"]["status"] == "ok"
+        # Sessions of their own: each kernel sees its own x.
+        _, msgs = a.run("x")
+        assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["'a'"]
+        # Workers are the daemon's children (their inits), none the kernels'.
+        assert children(a.proc.pid, "kiln-init") == []
+        assert len(children(daemon, "kiln-init")) >= 2
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_the_second_kernel_starts_without_starting_an_interpreter(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        zygotes = children(daemon_of(xdg), "kiln-zygote")
+        b = kernel(kdir, "b", xdg)
+        try:
+            assert children(daemon_of(xdg), "kiln-zygote") == zygotes
+            reply, _ = b.run("1 + 1")
+            assert reply["content"]["status"] == "ok"
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+def test_different_options_get_a_zygote_of_their_own(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    b = kernel(kdir, "b", xdg, "--memory", "512M")
+    try:
+        assert len(children(daemon_of(xdg), "kiln-zygote")) == 2
+        reply, _ = b.run("1 + 1")
+        assert reply["content"]["status"] == "ok"
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_a_killed_kernels_workers_end_with_it_and_others_run_on(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    b = kernel(kdir, "b", xdg)
+    try:
+        daemon = daemon_of(xdg)
+        before_a = set(children(daemon, "kiln-init"))
+        c = kernel(kdir, "c", xdg)
+        c.run("import time")
+        mine = wait_for(lambda: set(children(daemon, "kiln-init")) - before_a, what="c's workers")
+        c.client.execute("while True: pass")
+        time.sleep(0.5)
+        c.proc.kill()
+        c.proc.wait()
+        wait_for(lambda: not (set(children(daemon, "kiln-init")) & mine), what="c's workers to end")
+        c.stop()
+        reply, _ = b.run("2 + 2")
+        assert reply["content"]["status"] == "ok"
+        assert set(children(daemon, "kiln-init")) >= before_a
+    finally:
+        b.stop()
+        a.stop()
+
+
+def test_the_daemon_exits_after_its_idle_time_and_removes_its_socket(kdir, xdg):
+    a = kernel(kdir, "a", xdg, idle="1")
+    daemon = daemon_of(xdg)
+    zygote = children(daemon, "kiln-zygote")[0]
+    sock = glob.glob(f"{xdg}/kiln/daemon-*.sock")
+    assert len(sock) == 1
+    a.stop()
+    wait_for(lambda: daemon_of(xdg) is None, what="the daemon to exit")
+    assert not os.path.exists(sock[0])
+    wait_for(lambda: not os.path.exists(f"/proc/{zygote}"), timeout=5, what="its zygote to end")
+
+
+def test_the_socket_is_the_users_alone(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        (sock,) = glob.glob(f"{xdg}/kiln/daemon-*.sock")
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(f"{xdg}/kiln").st_mode) == 0o700
+    finally:
+        a.stop()
+
+
+def config_frame():
+    """A frame that is not a configuration of this build (type 3, one field
+    of the wrong size)."""
+    field = struct.pack("<HI", 26, 3) + b"abc"
+    return struct.pack("<IHH", len(field), 3, 0) + field
+
+
+TALK = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+got = b""
+try:
+    # A refused peer's connection may be closed before it sends.
+    s.sendall(bytes.fromhex(sys.argv[2]))
+    while chunk := s.recv(65536):
+        got += chunk
+except (BrokenPipeError, ConnectionResetError):
+    pass
+sys.stdout.buffer.write(b"eof:" + got)
+"""
+
+
+def talk(path, data, uid=None):
+    """Connects to PATH (as UID, in a process of its own), sends DATA and
+    returns what comes back before the daemon closes the connection."""
+    ids = {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
+    # The system's Python: another uid may not be able to reach this one.
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    p = subprocess.run([python, "-c", TALK, path, data.hex()], capture_output=True, timeout=30, **ids)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
+def test_another_uid_is_refused_even_where_the_socket_lets_it_in(tmp_path):
+    # A daemon at a path anyone can reach, the socket opened to all: the
+    # modes are the first guard, the peer's uid is the second.
+    d = tempfile.mkdtemp(prefix="kiln-daemon-test-")
+    os.chmod(d, 0o755)
+    sock = os.path.join(d, "daemon.sock")
+    p = subprocess.Popen([KILN_BIN, "daemon", "--socket", sock, "--idle-exit", "30"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: os.path.exists(sock), what="the socket")
+        os.chmod(sock, 0o666)
+        # A configuration of another build gets its refusal from the
+        # daemon when the peer is the user...
+        answer = talk(sock, config_frame())
+        assert answer.startswith(b"eof:") and b"not of this build" in answer
+        # ...and nothing at all when it is another uid.
+        assert talk(sock, config_frame(), uid=65534) == b"eof:"
+        assert p.poll() is None
+    finally:
+        p.kill()
+        p.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_garbage_from_a_peer_closes_its_connection_and_the_daemon_serves_on(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        (sock,) = glob.glob(f"{xdg}/kiln/daemon-*.sock")
+        # A header announcing a frame far past the limit, then junk.
+        assert talk(sock, struct.pack("<IHH", 1 << 30, 1, 0) + b"x" * 64) == b"eof:"
+        # A spawn request before any configuration.
+        assert talk(sock, struct.pack("<IHH", 0, 1, 0)) == b"eof:"
+        b = kernel(kdir, "b", xdg)
+        try:
+            reply, _ = b.run("1 + 1")
+            assert reply["content"]["status"] == "ok"
+        finally:
+            b.stop()
+        reply, _ = a.run("3 + 3")
+        assert reply["content"]["status"] == "ok"
+    finally:
+        a.stop()
+
+
+def test_a_cell_cannot_reach_the_daemon(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        (sock,) = glob.glob(f"{xdg}/kiln/daemon-*.sock")
+        code = (
+            "import socket, errno\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            "try:\n"
+            f"    s.connect({sock!r}); r = 'connected'\n"
+            "except OSError as e:\n"
+            "    r = errno.errorcode[e.errno]\n"
+            "r"
+        )
+        _, msgs = a.run(code)
+        assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+            "'ENOENT'"
+        ]
+    finally:
+        a.stop()
+
+
+def running(pid):
+    """Whether PID is a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_kernel_whose_daemon_died_gets_a_new_one_and_says_its_state_was_lost(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        a.run("x = 1")
+        old = daemon_of(xdg)
+        inits = children(old, "kiln-init")
+        os.kill(old, signal.SIGKILL)
+        # The workers end with their daemon (their inits' parent-death
+        # signal), and the kernel sees it through their status pipes.
+        wait_for(lambda: not any(running(p) for p in inits), what="the workers to end")
+        time.sleep(0.5)
+        reply, _ = a.run("x", timeout=60)
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "NameError"
+        assert "fresh interpreter" in reply["content"]["traceback"][-1]
+        reply, _ = a.run("y = 2; y", timeout=60)
+        assert reply["content"]["status"] == "ok"
+        new = daemon_of(xdg)
+        assert new and new != old
+    finally:
+        a.stop()
+
+
+def test_standalone_starts_a_zygote_of_the_kernels_own(kdir, xdg):
+    a = kernel(kdir, "a", xdg, "--standalone")
+    try:
+        assert len(children(a.proc.pid, "kiln-zygote")) == 1
+        assert daemon_of(xdg) is None
+        _, msgs = a.run("6 * 7")
+        assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["42"]
+    finally:
+        a.stop()
