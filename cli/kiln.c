@@ -519,10 +519,12 @@ main(int argc, char **argv)
      the operator asks, by the flag or the environment.  */
   if (jupyter && getenv("KILN_IDLE_HIBERNATE") == NULL)
     a.cfg.idle_hibernate_s = JUPYTER_IDLE_HIBERNATE_S;
-  /* A kernel holds one session: one spare makes a restart instant, and
-     more would only hold memory.  */
+  /* A kernel holds one session.  On its own zygote one spare makes a
+     restart instant, and more would only hold memory; on the daemon's, a
+     restart's worker is a fork away, and a spare would double what each
+     kernel holds.  */
   if (jupyter && getenv("KILN_SPARES") == NULL)
-    a.cfg.spares = 1;
+    a.cfg.spares = standalone ? 1 : 0;
   int i = cache_what || jupyter ? 3 : 2;
   int parsed = parse_options(&a, cmd, argc, argv, &i);
   /* `kiln history SESSION --home DIR` as well as `kiln history --home DIR

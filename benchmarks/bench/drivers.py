@@ -463,6 +463,7 @@ class IPyKernel:
     label = IPY
 
     def __init__(self, env, log_path=os.devnull, kernel_name="python3", kernel_dirs=None):
+        import zmq
         from jupyter_client.kernelspec import KernelSpecManager
         from jupyter_client.manager import KernelManager
 
@@ -471,6 +472,11 @@ class IPyKernel:
         self.km = KernelManager(kernel_name=kernel_name, **specs)
         self.km.start_kernel(env=env, stdout=self.log, stderr=self.log)
         self.kc = self.km.client()
+        # The client retries its connections every millisecond, not
+        # ZeroMQ's default 100 ms: a kernel binds its ports only some time
+        # after it starts, and a client that came too early would otherwise
+        # wait a whole interval, whatever the kernel.
+        self.kc.context.setsockopt(zmq.RECONNECT_IVL, 1)
         self.kc.start_channels()
 
     def wait_ready(self, timeout=120):

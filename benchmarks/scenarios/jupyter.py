@@ -2,38 +2,41 @@
 notebook frontend does: jupyter_client's KernelManager with a kernelspec
 (kiln's written by `kiln jupyter install --prefix TMP` and found by a
 KernelSpecManager searching TMP/share/jupyter/kernels), and its blocking
-client.  kiln's kernels share one KILN_HOME, as a user's do.
+client.  kiln's kernels share one KILN_HOME and one kiln daemon (its own
+runtime directory, XDG_RUNTIME_DIR), as a user's do.
 
-* Kernel start, cold: a new kernel process per sample.  From
-  start_kernel() to the first kernel_info_reply (a kernel_info request sent
-  as soon as the channels are up), and to the result of `1+1` run after
-  wait_for_ready(), as nbclient runs its first cell; wait_for_ready() waits
-  0.2 s for iopub to go quiet, which both kernels pay alike.  kiln runs
-  --standalone, the only mode it has yet: before it answers, each kernel
-  starts its own zygote (which imports numpy, matplotlib.pyplot, pandas),
-  compile helper and workers.  A kiln daemon shared by the kernels would
-  take that off the start.  ipykernel imports IPython and no more.
+* Kernel start: a new kernel process per sample.  From start_kernel() to
+  the first kernel_info_reply (a kernel_info request sent as soon as the
+  channels are up), and to the result of `1+1` run after wait_for_ready(),
+  as nbclient runs its first cell; wait_for_ready() waits 0.2 s for iopub
+  to go quiet, which every kernel pays alike.  The clients retry their
+  connections every millisecond rather than ZeroMQ's default 100 ms, for
+  every kernel alike: otherwise a kernel that binds its ports a few
+  milliseconds after it is started waits a whole retry interval for a
+  client that came too early.  kiln three ways: on a warm daemon (its
+  zygote, with numpy, matplotlib.pyplot and pandas imported, already
+  running: the kernel connects, takes the zygote's ready frame and asks
+  for a worker); on a cold daemon (killed before each sample: the kernel
+  starts it, and it starts the zygote); and --standalone (the kernel
+  starts its own zygote and compile helper).  ipykernel imports IPython
+  and no more.
 * Round trip of `x = x + 1` in a running kernel: execute_interactive, the
   execute_request, then iopub up to the idle status and the execute_reply,
   as a frontend waits for them.
-* Memory: after `import numpy, matplotlib.pyplot` and a cell using numpy,
-  USS, PSS and the PSS of anonymous pages from /proc/PID/smaps_rollup,
-  summed over the kernel's process tree: for kiln the `kiln jupyter kernel`
-  process, its zygote, compile helper, the session's sandbox init and
-  worker, and the spare ones (the notes name the parts, in MiB); for
-  ipykernel the kernel process.  kiln's zygote has pandas and PIL.Image
-  imported too, which the ipykernel cell does not import.  Over a tree PSS
-  is the footprint: the pages the zygote shares with its workers are in no
-  one's USS but wholly in the tree's PSS.  USS and PSS count file pages
-  (libpython, numpy's libraries) as private or not depending on whether any
-  other process maps them, another kiln or Python on the machine included;
-  the anonymous PSS does not move with them.  Then a second kernel started
-  beside the first: the PSS the two trees hold together less what the first
-  held alone, and the same of the anonymous pages (a USS difference would
-  mislead: the first's private file pages become shared and leave its
-  USS).  A standalone kiln kernel has a zygote of its own, so the second
-  pays for the whole tree again, less the file pages; with a shared daemon
-  it would add a session, an init and a worker.
+* Memory of 20 idle kernels (5 with --quick), each after `import numpy,
+  matplotlib.pyplot` and a cell using numpy: USS, PSS and the PSS of
+  anonymous pages from /proc/PID/smaps_rollup, summed over every process
+  that holds them: for kiln the kernel processes and the daemon's whole
+  tree (the daemon, its zygote, each session's sandbox init and worker);
+  for ipykernel the kernel processes.  Reported per kernel (the total over
+  the count); the notes give the parts in MiB.  kiln's zygote has pandas
+  and PIL.Image imported too, which the ipykernel cell does not import.
+  Over several processes PSS is the footprint: the pages the zygote shares
+  with its workers are in no one's USS but wholly in the PSS.
+* A 20-cell notebook (numpy, pandas, a matplotlib figure, prints, a
+  DataFrame, an exception caught) run by nbclient end to end, kernel start
+  and shutdown included, as `jupyter nbconvert --execute` and papermill
+  run one.
 """
 import os
 import shutil
@@ -48,21 +51,47 @@ from bench.procfs import descendants, smaps_rollup
 
 TITLE = "Jupyter kernel: kiln beside ipykernel"
 ORDER = 90
-KILN = "kiln (Jupyter kernel)"
+KILN = "kiln (Jupyter kernel, daemon warm)"
+KILN_COLD = "kiln (Jupyter kernel, daemon cold)"
+KILN_ALONE = "kiln (Jupyter kernel, --standalone)"
 MIB = 1 << 20
 START_INFO = "kernel start → first `kernel_info_reply`"
 START_CELL = "kernel start → first `1+1` result"
 TRIP = "`x = x + 1` in a running kernel (execute_interactive)"
-MEMORY = ["kernel memory after numpy + pyplot, " + m for m in ("USS", "PSS", "PSS of anonymous pages")]
-SECOND = ["second kernel beside the first, " + m for m in ("PSS added", "anonymous PSS added")]
+MEMORY = ["idle kernel's memory after numpy + pyplot, " + m for m in ("USS", "PSS", "PSS of anonymous pages")]
+NOTEBOOK = "a 20-cell notebook through nbclient (start to shutdown)"
 IMPORT = "import numpy, matplotlib.pyplot; int(numpy.arange(10).sum())"
 
+CELLS = [
+    "import numpy as np, pandas as pd",
+    "import matplotlib.pyplot as plt",
+    "rng = np.random.default_rng(0)",
+    "df = pd.DataFrame({'x': np.arange(200), 'y': rng.normal(size=200).cumsum()})",
+    "df.head()",
+    "df.describe()",
+    "df['z'] = df.y.rolling(10).mean()",
+    "print(len(df), df.z.isna().sum())",
+    "fig, ax = plt.subplots(figsize=(4, 3)); ax.plot(df.x, df.y); ax.plot(df.x, df.z); plt.show()",
+    "total = float(df.y.sum()); total",
+    "squares = [i * i for i in range(1000)]; sum(squares)",
+    "def f(n):\n    return n if n < 2 else f(n - 1) + f(n - 2)\nf(18)",
+    "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    print('caught', e)",
+    "m = np.linalg.inv(np.eye(50) * 2.0); float(m.trace())",
+    "s = pd.Series(rng.integers(0, 10, 500)).value_counts().sort_index(); s.to_dict()",
+    "import json; json.dumps({'a': [1, 2, 3]})",
+    "for i in range(3):\n    print('line', i)",
+    "text = ' '.join(str(i) for i in range(100)); len(text)",
+    "df.groupby(df.x // 50).y.mean()",
+    "'done'",
+]
 
-def tree(pid):
-    """USS, PSS and anonymous PSS in bytes summed over PID's process tree,
-    and the same in MiB by command name, as the notes show them."""
+
+def tree(pids):
+    """USS, PSS and anonymous PSS in bytes summed over PIDS and every
+    process below them, and the same in MiB by command name, as the notes
+    show them."""
     total, by = [0, 0, 0], defaultdict(lambda: [0, 0, 0, 0])
-    for p in descendants(pid):
+    for p in {d for pid in pids for d in descendants(pid)}:
         try:
             with open(f"/proc/{p}/comm") as f:
                 comm = f.read().strip()
@@ -78,29 +107,71 @@ def tree(pid):
     return total, notes
 
 
+def daemons(xdg):
+    """The pids of kiln daemons serving under XDG."""
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"daemon" in cmd and f"{xdg}/".encode() in b" ".join(cmd):
+            out.append(int(d))
+    return out
+
+
+def stop_daemons(xdg):
+    for pid in daemons(xdg):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    end = time.monotonic() + 10
+    while daemons(xdg) and time.monotonic() < end:
+        time.sleep(0.01)
+
+
 def run(ctx):
     tmp = tempfile.mkdtemp(prefix="kiln-bench-jupyter-")
+    xdgs = [os.path.join(tmp, "xdg-" + n) for n in ("warm", "cold")]
     try:
-        measure(ctx, tmp)
+        for d in xdgs:
+            os.mkdir(d, 0o700)
+        measure(ctx, tmp, *xdgs)
     finally:
         ctx.close_all()  # before the kernels' KILN_HOME goes
+        for d in xdgs:
+            stop_daemons(d)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure(ctx, tmp):
-    p = subprocess.run([ctx.kiln_binary, "jupyter", "install", "--prefix", tmp], capture_output=True, text=True)
-    ctx.check(p.returncode == 0, f"kiln jupyter install: {p.stderr}")
+def measure(ctx, tmp, xdg_warm, xdg_cold):
+    for name, extra in (("kiln", []), ("kiln-standalone", ["--standalone"])):
+        p = subprocess.run([ctx.kiln_binary, "jupyter", "install", "--prefix", tmp, "--name", name, *extra],
+                           capture_output=True, text=True)
+        ctx.check(p.returncode == 0, f"kiln jupyter install: {p.stderr}")
     kernel_dirs = [os.path.join(tmp, "share", "jupyter", "kernels")]
-    kiln_env = dict(ctx.ipykernel_env, KILN_HOME=os.path.join(tmp, "home"))
+    env = dict(ctx.ipykernel_env, KILN_HOME=os.path.join(tmp, "home"), KILN_DAEMON_IDLE="600")
     starts = {
-        KILN: lambda: ctx.jupyter_kernel("kiln", kernel_dirs, kiln_env, wait=False),
+        KILN: lambda: ctx.jupyter_kernel("kiln", kernel_dirs, dict(env, XDG_RUNTIME_DIR=xdg_warm), wait=False),
+        KILN_COLD: lambda: ctx.jupyter_kernel("kiln", kernel_dirs, dict(env, XDG_RUNTIME_DIR=xdg_cold),
+                                              wait=False),
+        KILN_ALONE: lambda: ctx.jupyter_kernel("kiln-standalone", kernel_dirs, env, wait=False),
         IPY: lambda: ctx.ipykernel(wait=False),
     }
-    settle = ctx.n(2.0, 1.0)
+    notes = {
+        KILN: "the daemon's zygote already running: the kernel connects and asks for a worker",
+        KILN_COLD: "the daemon killed before each sample: the kernel starts it, it starts a zygote",
+        KILN_ALONE: "its own zygote (numpy, pyplot, pandas) and compile helper",
+        IPY: "imports IPython only",
+    }
 
     # -- kernel start, a new kernel per sample --------------------------------
     def cold(label):
         def one():
+            if label == KILN_COLD:
+                stop_daemons(xdg_cold)
             t0 = time.perf_counter()
             k = starts[label]()
             k.kc.kernel_info(reply=True, timeout=120)
@@ -114,11 +185,10 @@ def measure(ctx, tmp):
         return one
 
     n = ctx.n(8, 2)
-    s = ctx.interleave([Job(KILN, n, cold(KILN)), Job(IPY, n, cold(IPY))], what="start: ")
-    kiln_note = "standalone: a zygote (numpy, pyplot, pandas), compile helper and workers per kernel"
+    s = ctx.interleave([Job(label, n, cold(label)) for label in starts], what="start: ")
     for metric, i in ((START_INFO, 0), (START_CELL, 1)):
-        ctx.record(metric, KILN, [v[i] for v in s[KILN]], note=kiln_note)
-        ctx.record(metric, IPY, [v[i] for v in s[IPY]], note="imports IPython only")
+        for label in starts:
+            ctx.record(metric, label, [v[i] for v in s[label]], note=notes[label])
 
     # -- round trip in a running kernel ---------------------------------------
     calls, block = ctx.n(500, 50), ctx.n(50, 25)
@@ -144,35 +214,52 @@ def measure(ctx, tmp):
         ctx.record(TRIP, label, s[label], note="request → reply and iopub idle")
         ctx.release(k)
 
-    # -- memory: one kernel, then a second beside it ----------------------------
-    notes = defaultdict(list)  # label: [(USS, the notes of that round)]
+    # -- memory: N idle kernels ------------------------------------------------
+    count = ctx.n(20, 5)
+    settle = ctx.n(2.0, 1.0)
+    for label in (KILN, IPY):
+        ks = []
+        for _ in range(count):
+            k = starts[label]().wait_ready()
+            r = k.execute(IMPORT)
+            ctx.check(r["status"] == "ok" and r["result"] == "45", f"{label}: {IMPORT} gave {r}")
+            ks.append(k)
+        time.sleep(settle)
+        pids = [k.pid for k in ks] + (daemons(xdg_warm) if label == KILN else [])
+        total, parts = tree(pids)
+        for i, metric in enumerate(MEMORY):
+            ctx.record(metric, label, [total[i] / count], unit="B",
+                       note=f"{count} kernels, per kernel; all of them: {parts[i]}")
+        for k in ks:
+            ctx.release(k)
 
-    def loaded(label):
-        k = starts[label]().wait_ready()
-        r = k.execute(IMPORT)
-        ctx.check(r["status"] == "ok" and r["result"] == "45", f"{label}: {IMPORT} gave {r}")
-        return k
+    # -- a notebook through nbclient ------------------------------------------
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
 
-    def memory(label):
+    def notebook(label):
+        name, dirs, kenv = {
+            KILN: ("kiln", kernel_dirs, dict(env, XDG_RUNTIME_DIR=xdg_warm)),
+            IPY: ("python3", None, ctx.ipykernel_env),
+        }[label]
+
         def one():
-            first = loaded(label)
-            time.sleep(settle)
-            alone, parts = tree(first.pid)
-            notes[label].append((alone[0], parts))
-            second = loaded(label)
-            time.sleep(settle)
-            both = [a + b for a, b in zip(tree(first.pid)[0], tree(second.pid)[0])]
-            ctx.release(second)
-            ctx.release(first)
-            return (*alone, both[1] - alone[1], both[2] - alone[2])
+            nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
+            specs = {"kernel_spec_manager": KernelSpecManager(kernel_dirs=dirs)} if dirs else {}
+            km = KernelManager(kernel_name=name, **specs)
+            t0 = time.perf_counter()
+            NotebookClient(nb, km=km, timeout=120, env=kenv).execute(env=kenv)
+            dt = time.perf_counter() - t0
+            outs = nb.cells[-1].outputs
+            ctx.check(outs and outs[0]["data"]["text/plain"] == "'done'", f"{label}: the notebook ended {outs}")
+            figures = [o for c in nb.cells for o in c.outputs if "image/png" in o.get("data", {})]
+            ctx.check(len(figures) == 1, f"{label}: {len(figures)} figures in the notebook")
+            return dt
         return one
 
-    rounds = ctx.n(3, 1)
-    s = ctx.interleave([Job(KILN, rounds, memory(KILN), warmup=0), Job(IPY, rounds, memory(IPY), warmup=0)],
-                       what="memory: ")
-    second = {KILN: "a zygote of its own (standalone): the whole tree again", IPY: "a kernel process"}
+    s = ctx.interleave([Job(label, ctx.n(5, 1), notebook(label)) for label in (KILN, IPY)],
+                       what="notebook: ")
     for label in (KILN, IPY):
-        parts = sorted(notes[label])[len(notes[label]) // 2][1]  # the median round's
-        for i, metric in enumerate(MEMORY + SECOND):
-            note = parts[i] if i < 3 else second[label] if i == 3 else ""
-            ctx.record(metric, label, [v[i] for v in s[label]], unit="B", note=note)
+        ctx.record(NOTEBOOK, label, s[label], note=f"{len(CELLS)} cells, kernel start to shutdown")
