@@ -24,14 +24,16 @@ jupyter_usage(FILE *out)
         "prefix, for instance).  NAME is kiln unless given.\n"
         "\n"
         "kiln jupyter kernel is the kernel Jupyter starts, with the connection file it\n"
-        "wrote.  --standalone is the only mode for now, and the default: the kernel runs\n"
-        "its own zygote and spare workers, and one sandboxed session, opened at start\n"
-        "and made afresh on a restart (a kiln daemon that several kernels share is to\n"
-        "come).  A cell runs up to --max-timeout; the interrupt button (or SIGINT)\n"
-        "raises KeyboardInterrupt in it and keeps the session.  An idle session is not\n"
-        "hibernated unless --idle-hibernate is given, and one spare is kept unless\n"
-        "--spares says otherwise.  input() asks on the stdin channel when the frontend\n"
-        "allows it.  Run kiln --help for the KILN OPTIONS.\n",
+        "wrote.  It takes its workers from the user's kiln daemon (kiln daemon --help),\n"
+        "starting the daemon if none is running: kernels with the same options share its\n"
+        "zygote, so a new kernel starts no interpreter.  With --standalone the kernel\n"
+        "runs its own zygote, compile helper and one spare worker instead.  Either way\n"
+        "it holds one sandboxed session, opened at start and made afresh on a restart.\n"
+        "A cell runs up to --max-timeout; the interrupt button (or SIGINT) raises\n"
+        "KeyboardInterrupt in it and keeps the session.  An idle session is not\n"
+        "hibernated unless --idle-hibernate is given; --spares overrides the spares.\n"
+        "input() asks on the stdin channel when the frontend allows it.  Run kiln --help\n"
+        "for the KILN OPTIONS.\n",
         out);
 }
 

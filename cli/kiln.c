@@ -27,7 +27,11 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* A Jupyter kernel's idle session is hibernated after this long: a
    year, so not while anyone is at the notebook.  */
@@ -354,8 +358,37 @@ hibernate_all(struct app *a)
     kiln_error_release(&err);
 }
 
-/* kiln jupyter kernel: until a shutdown_request, SIGTERM or the front
-   failing to start.  */
+static void
+on_jupyter_parent_exit(struct loop *loop, int fd, uint32_t events, void *data)
+{
+  (void)fd;
+  (void)events;
+  (void)data;
+  log_msg(LOG_WARN, "jupyter: the process that started the kernel has exited; the kernel stops");
+  loop_stop(loop);
+}
+
+/* Jupyter names the process that started the kernel (JPY_PARENT_PID).
+   When it is gone, so is whoever could talk to the kernel: the kernel
+   stops then, as ipykernel does, rather than hold its session forever.
+   Returns a pidfd of it on the loop, or -1 when there is none to watch.  */
+static int
+watch_jupyter_parent(struct app *a)
+{
+  const char *pp = getenv("JPY_PARENT_PID");
+  long parent = pp ? strtol(pp, NULL, 10) : 0;
+  if (parent <= 1 || parent != (long)getppid())
+    return -1;
+  int fd = (int)syscall(SYS_pidfd_open, (pid_t)parent, 0);
+  if (fd >= 0 && loop_add(a->loop, fd, EPOLLIN, on_jupyter_parent_exit, a, NULL) < 0) {
+    close(fd);
+    fd = -1;
+  }
+  return fd;
+}
+
+/* kiln jupyter kernel: until a shutdown_request, SIGTERM, the exit of
+   the process that started it, or the front failing to start.  */
 static int
 serve_jupyter(struct app *a)
 {
@@ -371,10 +404,15 @@ serve_jupyter(struct app *a)
     a->front = NULL;
     return 1;
   }
+  int parent = watch_jupyter_parent(a);
   if (loop_run(a->loop, &err) < 0) {
     fprintf(stderr, "kiln: %s\n", err->msg);
     kiln_error_release(&err);
     a->exit_code = 1;
+  }
+  if (parent >= 0) {
+    loop_del(a->loop, parent);
+    close(parent);
   }
   int code = a->exit_code ? a->exit_code : jup_kernel_exit_code(a->jupyter);
   /* The kernel closes its session and lets its last replies leave, then

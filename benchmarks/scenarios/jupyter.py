@@ -250,8 +250,15 @@ def measure(ctx, tmp, xdg_warm, xdg_cold):
             specs = {"kernel_spec_manager": KernelSpecManager(kernel_dirs=dirs)} if dirs else {}
             km = KernelManager(kernel_name=name, **specs)
             t0 = time.perf_counter()
-            NotebookClient(nb, km=km, timeout=120, env=kenv).execute(env=kenv)
-            dt = time.perf_counter() - t0
+            try:
+                # Given its kernel manager, nbclient leaves the kernel
+                # running: it is shut down here, as nbclient would its own.
+                NotebookClient(nb, km=km, timeout=120, env=kenv).execute(env=kenv)
+                km.shutdown_kernel()
+                dt = time.perf_counter() - t0
+            finally:
+                if km.has_kernel:
+                    km.shutdown_kernel(now=True)
             outs = nb.cells[-1].outputs
             ctx.check(outs and outs[0]["data"]["text/plain"] == "'done'", f"{label}: the notebook ended {outs}")
             figures = [o for c in nb.cells for o in c.outputs if "image/png" in o.get("data", {})]

@@ -3,11 +3,18 @@ messages dropped, the heartbeat, the connection file's transports and
 its refusals."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 
 import zmq
+from jupyter_client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
 from jupyter_client.session import Session
 
-from conftest import Kernel
+from conftest import KILN_BIN, Kernel
 from test_kernel import replies_to
 
 
@@ -118,3 +125,47 @@ def test_garbage_and_oversized_messages_are_dropped_and_the_kernel_serves_on(ker
     assert reply["parent_header"]["msg_id"] == msg["header"]["msg_id"]
     assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
     assert "no <IDS|MSG> delimiter" in kernel.logs()
+
+
+LAUNCHER = """
+import os, subprocess, sys, time
+env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()))
+p = subprocess.Popen(sys.argv[1:], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid, flush=True)
+time.sleep(float(os.environ["LAUNCHER_LIFE"]))
+"""
+
+
+def test_a_kernel_stops_when_the_process_that_started_it_is_gone(tmp_path):
+    # As Jupyter starts it: the launcher's pid in JPY_PARENT_PID.  The
+    # launcher exits without a shutdown_request, as a crashed server does.
+    cf, info = write_connection_file(fname=str(tmp_path / "kernel.json"), ip="127.0.0.1",
+                                     key=uuid.uuid4().hex.encode())
+    env = dict(os.environ, KILN_HOME=str(tmp_path / "home"), LAUNCHER_LIFE="3")
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, KILN_BIN, "jupyter", "kernel", "-f", cf],
+                                env=env, stdout=subprocess.PIPE, text=True)
+    kernel = int(launcher.stdout.readline())
+    kc = BlockingKernelClient(connection_file=cf)
+    kc.load_connection_file()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        assert os.path.exists(f"/proc/{kernel}")
+        launcher.wait(timeout=30)
+        end = time.monotonic() + 20
+        while running(kernel) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not running(kernel), "the kernel outlived the process that started it"
+    finally:
+        kc.stop_channels()
+        if running(kernel):
+            os.kill(kernel, signal.SIGKILL)
+
+
+def running(pid):
+    """Whether PID is a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
