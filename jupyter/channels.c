@@ -46,6 +46,7 @@ struct jup_channels {
   char session[37];
   jup_msg_cb cb;
   void *cb_ctx;
+  struct jup_replay *replay; /* with a key: the signatures seen */
   bool pumping, again;
   bool need_pump; /* a send outside pump(): pump before the loop waits */
 };
@@ -110,6 +111,12 @@ deliver(struct jup_channels *ch, enum jup_channel c, zmq_msg_t *msgs, size_t n)
   struct jup_msg *m = xzalloc(sizeof *m);
   kiln_error_t err = NULL;
   int rc = jup_msg_parse(&ch->k, frames, n, m, &err);
+  /* The signature is the frame after the delimiter, which follows the
+     routing ids.  */
+  if (rc == 0 && ch->replay && !jup_replay_first(ch->replay, frames[m->nids + 1].data)) {
+    jup_msg_free(m);
+    rc = kiln_error_make(&err, 0, "a replay (its signature came before)");
+  }
   for (size_t i = 0; i < n; i++)
     zmq_msg_close(&msgs[i]);
   if (rc < 0) {
@@ -202,6 +209,9 @@ jup_channels_new(struct loop *loop, const struct jup_connection *conn, size_t ma
   ch->key = xmalloc(conn->key_len + 1);
   memcpy(ch->key, conn->key, conn->key_len);
   ch->k = (struct jup_key){ ch->key, conn->key_len };
+  /* Unsigned messages (an empty key) cannot be told from their replays.  */
+  if (conn->key_len > 0)
+    ch->replay = jup_replay_new();
   jup_uuid(ch->session);
   loop_set_timers(loop, pump_deadline, pump_tick, ch);
   for (int c = 0; c < JUP_NCHANNELS; c++)
@@ -264,6 +274,7 @@ jup_channels_free(struct jup_channels *ch, int linger_ms)
   if (ch->key)
     memset(ch->key, 0, ch->k.len);
   free(ch->key);
+  jup_replay_free(ch->replay);
   free(ch);
 }
 

@@ -23,6 +23,71 @@ jup_sign(const struct jup_key *key, const struct jup_frame *parts, size_t n, cha
   sodium_memzero(&st, sizeof st);
 }
 
+/* Two generations of open-addressed sets of the first 16 bytes of each
+   signature: when the newer holds a window's worth, it becomes the older
+   and the older is emptied.  An HMAC is uniformly random, so its first
+   bytes are its hash.  */
+#define REPLAY_SLOTS (2 * JUP_REPLAY_WINDOW)
+
+struct jup_replay {
+  uint8_t (*gen[2])[16];
+  size_t count; /* in gen[0] */
+};
+
+struct jup_replay *
+jup_replay_new(void)
+{
+  struct jup_replay *r = xzalloc(sizeof *r);
+  r->gen[0] = xzalloc(REPLAY_SLOTS * sizeof *r->gen[0]);
+  r->gen[1] = xzalloc(REPLAY_SLOTS * sizeof *r->gen[1]);
+  return r;
+}
+
+void
+jup_replay_free(struct jup_replay *r)
+{
+  if (r == NULL)
+    return;
+  free(r->gen[0]);
+  free(r->gen[1]);
+  free(r);
+}
+
+/* The slot of MAC in SET: where it is, or the empty one where it would be.  */
+static size_t
+replay_slot(uint8_t (*set)[16], const uint8_t mac[16])
+{
+  static const uint8_t empty[16];
+  uint32_t h;
+  memcpy(&h, mac, sizeof h);
+  size_t i = h & (REPLAY_SLOTS - 1);
+  while (memcmp(set[i], mac, 16) != 0 && memcmp(set[i], empty, 16) != 0)
+    i = (i + 1) & (REPLAY_SLOTS - 1);
+  return i;
+}
+
+bool
+jup_replay_first(struct jup_replay *r, const char *sig)
+{
+  uint8_t mac[16];
+  size_t got = 0;
+  if (sodium_hex2bin(mac, sizeof mac, sig, 32, NULL, &got, NULL) != 0 || got != sizeof mac)
+    return true; /* not a signature of ours: its check refuses it */
+  for (int g = 0; g < 2; g++)
+    if (memcmp(r->gen[g][replay_slot(r->gen[g], mac)], mac, 16) == 0)
+      return false;
+  if (r->count == JUP_REPLAY_WINDOW) {
+    uint8_t(*older)[16] = r->gen[1];
+    r->gen[1] = r->gen[0];
+    memset(older, 0, REPLAY_SLOTS * sizeof *older);
+    r->gen[0] = older;
+    r->count = 0;
+  }
+  memcpy(r->gen[0][replay_slot(r->gen[0], mac)], mac, 16);
+  r->count++;
+  return true;
+}
+
 void
 jup_uuid(char out[37])
 {

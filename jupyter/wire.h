@@ -9,6 +9,7 @@
 #include "error.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,18 @@ json_t *jup_header_new(const char *msg_type, const char *session);
 /* The lowercase hex HMAC-SHA256 of the N parts PARTS under KEY, into
    HEX (64 characters and a NUL).  */
 void jup_sign(const struct jup_key *key, const struct jup_frame *parts, size_t n, char hex[65]);
+
+/* The signatures of the messages received lately, so that one sent again
+   (captured and replayed by whoever can reach the ports) is refused, as
+   jupyter_client's Session refuses a signature it has seen.  It holds at
+   least the last JUP_REPLAY_WINDOW and at most twice as many.  */
+#define JUP_REPLAY_WINDOW 8192
+struct jup_replay;
+struct jup_replay *jup_replay_new(void);
+void jup_replay_free(struct jup_replay *r);
+/* Records the signature SIG (64 hex digits); returns false when it was
+   recorded before, and the message is a replay.  */
+bool jup_replay_first(struct jup_replay *r, const char *sig);
 
 /* A random (version 4) UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".  */
 void jup_uuid(char out[37]);

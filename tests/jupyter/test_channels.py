@@ -42,6 +42,23 @@ def test_a_message_signed_with_another_key_gets_no_reply(kernel):
     assert "bad signature" in kernel.logs()
 
 
+def test_a_signed_message_sent_again_is_dropped_as_a_replay(kernel):
+    kc = kernel.client
+    # The exact frames of a correctly signed execute_request, sent twice:
+    # what someone who captured them on the wire would do.
+    msg = kc.session.msg("execute_request", {"code": "replayed = globals().get('replayed', 0) + 1",
+                                             "silent": False})
+    frames = kc.session.serialize(msg)
+    sock = kc.shell_channel.socket
+    sock.send_multipart(frames)
+    assert len(replies_to(kc, [msg["header"]["msg_id"]], 10, until=1)) == 1
+    sock.send_multipart(frames)
+    assert replies_to(kc, [msg["header"]["msg_id"]], 1.5) == []
+    reply, msgs = kernel.run("replayed")
+    assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["1"]
+    assert "a replay" in kernel.logs()
+
+
 def test_an_unsigned_message_gets_no_reply(kernel):
     kc = kernel.client
     sock = kc.shell_channel.socket

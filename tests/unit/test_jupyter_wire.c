@@ -163,6 +163,42 @@ connection_endpoints_follow_jupyter_client(void)
   free(e);
 }
 
+/* A signature in hex from a counter: distinct for each N, as HMACs are.  */
+static void
+fake_sig(unsigned n, char out[65])
+{
+  uint8_t mac[32];
+  crypto_generichash(mac, sizeof mac, (const uint8_t *)&n, sizeof n, NULL, 0);
+  sodium_bin2hex(out, 65, mac, sizeof mac);
+}
+
+static void
+a_signature_seen_before_is_a_replay_within_the_window(void)
+{
+  struct jup_replay *r = jup_replay_new();
+  char sig[65];
+  fake_sig(0, sig);
+  CHECK(jup_replay_first(r, sig));
+  CHECK(!jup_replay_first(r, sig));
+  /* Every one of the window's messages after it is remembered with it.  */
+  for (unsigned i = 1; i < JUP_REPLAY_WINDOW; i++) {
+    fake_sig(i, sig);
+    CHECK(jup_replay_first(r, sig));
+  }
+  fake_sig(0, sig);
+  CHECK(!jup_replay_first(r, sig));
+  fake_sig(JUP_REPLAY_WINDOW - 1, sig);
+  CHECK(!jup_replay_first(r, sig));
+  /* Two windows later the first is forgotten: the memory is bounded.  */
+  for (unsigned i = JUP_REPLAY_WINDOW; i < 3 * JUP_REPLAY_WINDOW; i++) {
+    fake_sig(i, sig);
+    CHECK(jup_replay_first(r, sig));
+  }
+  fake_sig(0, sig);
+  CHECK(jup_replay_first(r, sig));
+  jup_replay_free(r);
+}
+
 int
 main(void)
 {
@@ -180,6 +216,8 @@ main(void)
     { "headers have a uuid and an ISO date in UTC with microseconds",
       headers_have_a_uuid_and_an_iso_date_in_utc_with_microseconds },
     { "connection endpoints follow jupyter_client", connection_endpoints_follow_jupyter_client },
+    { "a signature seen before is a replay within the window",
+      a_signature_seen_before_is_a_replay_within_the_window },
   };
   return RUN(cases);
 }
