@@ -54,8 +54,13 @@ def _dump(reply):
 
 
 def complete(ns, code, cursor):
-    """Names that complete the dotted word ending at CURSOR, in order, and
-    the span they replace."""
+    """Names that complete the word ending at CURSOR, in order, and the
+    span they replace: jedi's when the session's environment has jedi
+    (it infers what an expression is without running it: a literal, a
+    call's result), else rlcompleter's on the live names."""
+    reply = _jedi_complete(ns, code, cursor)
+    if reply is not None:
+        return reply
     before = code[:cursor]
     m = _WORD_BEFORE.search(before)
     word = m.group(0) if m else ""
@@ -86,6 +91,29 @@ def complete(ns, code, cursor):
     # Names of one's own before dunder names, each group in order.
     matches.sort(key=lambda n: (n.rpartition(".")[2].startswith("_"), n))
     return {"matches": matches, "cursor_start": start, "cursor_end": cursor}
+
+
+def _jedi_complete(ns, code, cursor):
+    """jedi's completions at CURSOR, or None when jedi is not installed or
+    fails on this code."""
+    try:
+        import jedi
+    except ImportError:
+        return None
+    before = code[:cursor]
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = jedi.Interpreter(code, [ns]).complete(line, column)
+    except Exception:
+        return None
+    # Each completion is the name and, in .complete, what it adds to what
+    # was typed: the typed part, the same for all, is what they replace.
+    typed = len(found[0].name) - len(found[0].complete) if found else 0
+    matches = [c.name for c in found[:_MAX_MATCHES]]
+    return {"matches": matches, "cursor_start": cursor - typed, "cursor_end": cursor}
 
 
 def _in_string_or_comment(text):
