@@ -121,9 +121,13 @@ daemon_cmd(int argc, char **argv)
     } else if (strcmp(argv[i], "--background") == 0)
       background = true;
     else {
-      fprintf(stderr, "Usage: kiln daemon [--socket PATH] [--idle-exit SECONDS]\n"
-                      "(kiln --help says what it is for)\n");
-      return strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ? 0 : 2;
+      bool help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+      if (!help)
+        fprintf(stderr, "kiln daemon: unexpected argument '%s'\n", argv[i]);
+      fputs("Usage: kiln daemon [--socket PATH] [--idle-exit SECONDS]\n"
+            "(kiln --help says what it is for; kernels start it themselves)\n",
+            help ? stdout : stderr);
+      return help ? 0 : 2;
     }
   }
   log_setup(LOG_INFO, 0);

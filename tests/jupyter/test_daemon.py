@@ -322,3 +322,12 @@ def test_standalone_starts_a_zygote_of_the_kernels_own(kdir, xdg):
         assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["42"]
     finally:
         a.stop()
+
+
+def test_kiln_daemon_says_its_usage_and_refuses_what_it_does_not_know():
+    p = subprocess.run([KILN_BIN, "daemon", "--help"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout.startswith("Usage: kiln daemon")
+    p = subprocess.run([KILN_BIN, "daemon", "--bogus"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "unexpected argument '--bogus'" in p.stderr
+    p = subprocess.run([KILN_BIN, "daemon", "--idle-exit", "soon"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "expected seconds" in p.stderr
