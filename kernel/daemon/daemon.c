@@ -97,15 +97,13 @@ struct daemon {
   struct loop *loop;
   int listen_fd;
   struct cg_host cg;
-  uint8_t uid_used[SBX_UID_SLOTS / 8 + 1];
-  size_t uid_next;
+  struct id_slots uids; /* unique across every front */
   struct zygote *zygotes;
   struct conn *conns;
   struct child *children;
   pid_t early[16]; /* inits reaped before their zygote reported them */
   size_t nearly;
-  char **cg_dead;
-  size_t ncg_dead;
+  struct cg_graveyard cg_dead; /* sessions' groups that still had tasks */
   double idle_s;
   int64_t idle_since; /* 0 while a front is connected */
 };
@@ -156,55 +154,13 @@ daemon_socket_path(kiln_error_t *err)
 
 /* ---- uid slots and cgroups ---------------------------------------- */
 
-static int
-uid_slot_take(struct daemon *d)
-{
-  for (size_t i = 0; i < SBX_UID_SLOTS; i++) {
-    size_t k = (d->uid_next + i) % SBX_UID_SLOTS;
-    if (!(d->uid_used[k / 8] & (1u << (k % 8)))) {
-      d->uid_used[k / 8] |= (uint8_t)(1u << (k % 8));
-      d->uid_next = (k + 1) % SBX_UID_SLOTS;
-      return (int)k;
-    }
-  }
-  return -1;
-}
-
-static void
-uid_slot_release(struct daemon *d, int slot)
-{
-  if (slot >= 0)
-    d->uid_used[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
-}
-
-static void
-cg_forget(struct daemon *d, const char *name)
-{
-  if (cg_session_remove(&d->cg, name) == 0)
-    return;
-  d->cg_dead = xrealloc(d->cg_dead, (d->ncg_dead + 1) * sizeof *d->cg_dead);
-  d->cg_dead[d->ncg_dead++] = xstrdup(name);
-}
-
-static void
-cg_retry(struct daemon *d)
-{
-  for (size_t i = 0; i < d->ncg_dead;) {
-    if (cg_session_remove(&d->cg, d->cg_dead[i]) == 0) {
-      free(d->cg_dead[i]);
-      d->cg_dead[i] = d->cg_dead[--d->ncg_dead];
-    } else
-      i++;
-  }
-}
-
 static void
 pending_release(struct daemon *d, struct pending *p)
 {
-  uid_slot_release(d, p->uid_slot);
+  id_slot_release(&d->uids, p->uid_slot);
   p->uid_slot = -1;
   if (p->cg_made)
-    cg_forget(d, p->cg);
+    cg_forget(&d->cg, &d->cg_dead, p->cg);
   p->cg_made = false;
   free(p->packages);
   p->packages = NULL;
@@ -706,7 +662,7 @@ conn_spawn(struct conn *c, const struct frame *fr)
       p->cg_made = true;
   }
   /* Unique across every front: two sessions never share a uid.  */
-  p->uid_slot = uid_slot_take(d);
+  p->uid_slot = id_slot_take(&d->uids);
   zygote_send_spawns(z);
 }
 
@@ -887,9 +843,9 @@ reap(struct daemon *d)
       }
       known = true;
       *pp = ch->next;
-      uid_slot_release(d, ch->uid_slot);
+      id_slot_release(&d->uids, ch->uid_slot);
       if (ch->cg_made)
-        cg_forget(d, ch->cg);
+        cg_forget(&d->cg, &d->cg_dead, ch->cg);
       free(ch);
     }
     /* An init its zygote has not reported yet, or a process a cell
@@ -914,9 +870,9 @@ release_unreaped(struct daemon *d)
       continue;
     }
     *pp = ch->next;
-    uid_slot_release(d, ch->uid_slot);
+    id_slot_release(&d->uids, ch->uid_slot);
     if (ch->cg_made)
-      cg_forget(d, ch->cg);
+      cg_forget(&d->cg, &d->cg_dead, ch->cg);
     free(ch);
   }
 }
@@ -935,7 +891,7 @@ next_deadline(void *data)
     if (z->unused_since && (t < 0 || expiry < t))
       t = expiry;
   }
-  if (d->ncg_dead) {
+  if (d->cg_dead.n) {
     int64_t soon = now_ns() + 20 * 1000000;
     if (t < 0 || soon < t)
       t = soon;
@@ -948,8 +904,8 @@ tick(int64_t now, void *data)
 {
   struct daemon *d = data;
   release_unreaped(d);
-  if (d->ncg_dead)
-    cg_retry(d);
+  if (d->cg_dead.n)
+    cg_graveyard_retry(&d->cg, &d->cg_dead);
   for (struct zygote *z = d->zygotes, *next; z; z = next) {
     next = z->next;
     /* Kept warm for the next front with its options, for as long as the
@@ -1036,20 +992,18 @@ daemon_free(struct daemon *d)
     zygote_free(d->zygotes);
   /* Everything it started is gone once its inits are: wait for them,
      so that their cgroups can go too.  */
-  for (int i = 0; i < 100 && (d->children || d->ncg_dead); i++) {
+  for (int i = 0; i < 100 && (d->children || d->cg_dead.n); i++) {
     reap(d);
     release_unreaped(d);
-    cg_retry(d);
-    if (d->children || d->ncg_dead)
+    cg_graveyard_retry(&d->cg, &d->cg_dead);
+    if (d->children || d->cg_dead.n)
       usleep(20000);
   }
   for (struct child *ch = d->children, *next; ch; ch = next) {
     next = ch->next;
     free(ch);
   }
-  for (size_t i = 0; i < d->ncg_dead; i++)
-    free(d->cg_dead[i]);
-  free(d->cg_dead);
+  cg_graveyard_free(&d->cg_dead);
   cg_host_free(&d->cg);
 }
 

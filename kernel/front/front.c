@@ -23,24 +23,7 @@
 void
 front_cg_forget(struct front *f, const char *name)
 {
-  const struct cg_host *cg = &f->cfg->sbx->cg;
-  if (cg_session_remove(cg, name) == 0)
-    return;
-  f->cg_dead = xrealloc(f->cg_dead, (f->ncg_dead + 1) * sizeof *f->cg_dead);
-  f->cg_dead[f->ncg_dead++] = xstrdup(name);
-}
-
-static void
-cg_retry(struct front *f)
-{
-  const struct cg_host *cg = &f->cfg->sbx->cg;
-  for (size_t i = 0; i < f->ncg_dead;) {
-    if (cg_session_remove(cg, f->cg_dead[i]) == 0) {
-      free(f->cg_dead[i]);
-      f->cg_dead[i] = f->cg_dead[--f->ncg_dead];
-    } else
-      i++;
-  }
+  cg_forget(&f->cfg->sbx->cg, &f->cg_dead, name);
 }
 
 static void
@@ -102,7 +85,7 @@ static int64_t
 next_deadline(void *data)
 {
   struct front *f = data;
-  int64_t d = f->ncg_dead ? now_ns() + 20 * 1000000 : -1;
+  int64_t d = f->cg_dead.n ? now_ns() + 20 * 1000000 : -1;
   if (f->refill_asked || f->refill_due)
     d = now_ns();
   if (f->zygote_restart_at && (d < 0 || f->zygote_restart_at < d))
@@ -150,8 +133,8 @@ tick(int64_t now, void *data)
     f->refill_asked = false;
     f->refill_due = true;
   }
-  if (f->ncg_dead)
-    cg_retry(f);
+  if (f->cg_dead.n)
+    cg_graveyard_retry(&f->cfg->sbx->cg, &f->cg_dead);
   zygote_tick(f, now);
   compiler_tick(f, now);
   hibernate_tick(f, now);
@@ -458,15 +441,13 @@ front_free(struct front *f)
   while (f->workers) {
     worker_free(f->workers);
   }
-  for (int i = 0; i < 100 && f->ncg_dead; i++) {
-    cg_retry(f);
+  for (int i = 0; i < 100 && f->cg_dead.n; i++) {
+    cg_graveyard_retry(&f->cfg->sbx->cg, &f->cg_dead);
     struct timespec ts = { 0, 5000000 };
-    if (f->ncg_dead)
+    if (f->cg_dead.n)
       nanosleep(&ts, NULL);
   }
-  for (size_t i = 0; i < f->ncg_dead; i++)
-    free(f->cg_dead[i]);
-  free(f->cg_dead);
+  cg_graveyard_free(&f->cg_dead);
   /* Every session's artifacts were dropped with it: no job is left that
      anyone holds.  */
   art_writer_free(f->writer);

@@ -44,7 +44,6 @@
    between restarts.  */
 #define ZYGOTE_MAX_RESTARTS   5
 #define ZYGOTE_MAX_BACKOFF_NS (10 * 1000000000LL)
-#define UID_SLOTS             SBX_UID_SLOTS
 
 enum session_state {
   S_STARTING,
@@ -328,11 +327,9 @@ struct front {
   size_t nearly;
   int64_t next_handle;
   uint64_t spawn_serial;
-  uint8_t uid_used[UID_SLOTS / 8]; /* uid slots held by spawns and workers */
-  size_t uid_next;
+  struct id_slots uids; /* held by spawns and workers */
   /* Sessions whose cgroups still had tasks when last tried.  */
-  char **cg_dead;
-  size_t ncg_dead;
+  struct cg_graveyard cg_dead;
   /* The totals and histograms, each counted where its event happens;
      the gauges are left 0 here and read off the tables by
      front_metrics.  */

@@ -25,27 +25,10 @@ zygote_spawnq_push(struct front *f, struct session *s)
   f->spawnq[f->nspawn++] = (struct spawn_req){ .s = s, .uid_slot = -1 };
 }
 
-/* A slot in the range of session uids that no live worker holds: two
-   sessions never share a uid, and with it their per-uid limits.  */
-static int
-uid_slot_take(struct front *f)
-{
-  for (size_t i = 0; i < UID_SLOTS; i++) {
-    size_t k = (f->uid_next + i) % UID_SLOTS;
-    if (!(f->uid_used[k / 8] & (1u << (k % 8)))) {
-      f->uid_used[k / 8] |= (uint8_t)(1u << (k % 8));
-      f->uid_next = (k + 1) % UID_SLOTS;
-      return (int)k;
-    }
-  }
-  return -1;
-}
-
 void
 zygote_uid_release(struct front *f, int slot)
 {
-  if (slot >= 0)
-    f->uid_used[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
+  id_slot_release(&f->uids, slot);
 }
 
 /* Gives back what a spawn request holds when no worker will take it
@@ -95,7 +78,7 @@ zygote_send_spawns(struct front *f)
         r->cg_made = true;
     }
     if (own && r->uid_slot < 0)
-      r->uid_slot = uid_slot_take(f);
+      r->uid_slot = id_slot_take(&f->uids);
     if (r->asked_ns == 0)
       r->asked_ns = now_ns();
     struct fbuf fb;

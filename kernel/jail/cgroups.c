@@ -354,3 +354,34 @@ cg_session_remove(const struct cg_host *h, const char *id)
   }
   return busy;
 }
+
+void
+cg_forget(const struct cg_host *h, struct cg_graveyard *g, const char *id)
+{
+  if (cg_session_remove(h, id) == 0)
+    return;
+  g->ids = xrealloc(g->ids, (g->n + 1) * sizeof *g->ids);
+  g->ids[g->n++] = xstrdup(id);
+}
+
+void
+cg_graveyard_retry(const struct cg_host *h, struct cg_graveyard *g)
+{
+  for (size_t i = 0; i < g->n;) {
+    if (cg_session_remove(h, g->ids[i]) == 0) {
+      free(g->ids[i]);
+      g->ids[i] = g->ids[--g->n];
+    } else
+      i++;
+  }
+}
+
+void
+cg_graveyard_free(struct cg_graveyard *g)
+{
+  for (size_t i = 0; i < g->n; i++)
+    free(g->ids[i]);
+  free(g->ids);
+  g->ids = NULL;
+  g->n = 0;
+}

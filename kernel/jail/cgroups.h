@@ -50,4 +50,17 @@ void cg_session_events(const struct cg_host *h, const char *id, uint64_t *oom_ki
    while tasks remain (they have been sent SIGKILL: call again later).  */
 int cg_session_remove(const struct cg_host *h, const char *id);
 
+/* Session groups whose killed tasks had not all left yet: removed again
+   on each cg_graveyard_retry.  Zero-initialised is empty.  */
+struct cg_graveyard {
+  char **ids;
+  size_t n;
+};
+/* Removes the session ID's groups now, or keeps ID in G for later.  */
+void cg_forget(const struct cg_host *h, struct cg_graveyard *g, const char *id);
+/* Tries the groups in G again; those now gone leave it.  */
+void cg_graveyard_retry(const struct cg_host *h, struct cg_graveyard *g);
+/* Forgets G's groups (they stay where they are).  */
+void cg_graveyard_free(struct cg_graveyard *g);
+
 #endif

@@ -25,6 +25,27 @@ set_limit(int resource, rlim_t v, const char *name, kiln_error_t *err)
 }
 
 int
+id_slot_take(struct id_slots *s)
+{
+  for (size_t i = 0; i < ID_SLOTS; i++) {
+    size_t k = (s->next + i) % ID_SLOTS;
+    if (!(s->used[k / 8] & (1u << (k % 8)))) {
+      s->used[k / 8] |= (uint8_t)(1u << (k % 8));
+      s->next = (k + 1) % ID_SLOTS;
+      return (int)k;
+    }
+  }
+  return -1;
+}
+
+void
+id_slot_release(struct id_slots *s, int slot)
+{
+  if (slot >= 0 && slot < ID_SLOTS)
+    s->used[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
+}
+
+int
 id_set_rlimits(const struct id_limits *l, kiln_error_t *err)
 {
   /* RLIMIT_AS only when asked (no cgroups): OpenBLAS retries a failed

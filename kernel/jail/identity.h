@@ -8,7 +8,26 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+/* How many session uids there are when kiln runs as root.  */
+#define ID_SLOTS 60000
+
+/* Which session uids (slots: uid_base + slot) are held.  Two live
+   sessions never share a uid, and with it their per-uid limits
+   (RLIMIT_NPROC, inotify): the front holds them for its own workers, the
+   daemon for every front's.  Zero-initialised is all free.  */
+struct id_slots {
+  uint8_t used[(ID_SLOTS + 7) / 8];
+  size_t next;
+};
+
+/* A free slot, now held, or -1 when every one is.  Slots are handed out
+   round the range, so a slot just released is the last to come back.  */
+int id_slot_take(struct id_slots *s);
+/* Frees SLOT (nothing for -1).  */
+void id_slot_release(struct id_slots *s, int slot);
 
 struct id_limits {
   unsigned nproc;       /* RLIMIT_NPROC: per uid, a backstop to pids.max */

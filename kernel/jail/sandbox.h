@@ -15,9 +15,6 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* How many session uids there are when kiln runs as root.  */
-#define SBX_UID_SLOTS 60000
-
 /* How workers are jailed on this host, decided once by the front
    (sbx_probe) and handed to the zygote in its first frame (handoff.h).  */
 struct sbx_config {
@@ -25,7 +22,7 @@ struct sbx_config {
   bool userns; /* kiln is unprivileged: a user namespace gets the rest */
   uid_t host_uid;
   gid_t host_gid;
-  uid_t uid_base; /* root: session uids are uid_base + slot, slot < SBX_UID_SLOTS */
+  uid_t uid_base; /* root: session uids are uid_base + slot, slot < ID_SLOTS */
   char *root_dir; /* $KILN_HOME/jail: where each worker builds its root */
   const char *expose[8];
   char *owned[2]; /* real paths among EXPOSE, freed with the config */

@@ -145,7 +145,7 @@ spawn(const struct frame *req, const struct kiln_config *cfg, kiln_error_t *err)
   /* As root every session has a uid of its own from the front's set; the
      front sends one below the range when the set is exhausted.  */
   if (cfg->sbx->jail && !cfg->sbx->userns
-      && (uid < cfg->sbx->uid_base || uid >= (uint64_t)cfg->sbx->uid_base + SBX_UID_SLOTS))
+      && (uid < cfg->sbx->uid_base || uid >= (uint64_t)cfg->sbx->uid_base + ID_SLOTS))
     return kiln_error_make(err, 0, "no session uid is free (every one is held by a live worker)");
 
   int ctl[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 }, status[2] = { -1, -1 };

@@ -19,6 +19,15 @@ KILN_BIN = os.environ.get("KILN_BIN") or os.path.join(
 )
 
 
+def running(pid):
+    """Whether PID is a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 class Kernel:
     """A kiln kernel process and a client of it."""
 

@@ -14,7 +14,7 @@ from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 from jupyter_client.session import Session
 
-from conftest import KILN_BIN, Kernel
+from conftest import KILN_BIN, Kernel, running
 from test_kernel import replies_to
 
 
@@ -178,11 +178,3 @@ def test_a_kernel_stops_when_the_process_that_started_it_is_gone(tmp_path):
         if running(kernel):
             os.kill(kernel, signal.SIGKILL)
 
-
-def running(pid):
-    """Whether PID is a process that has not exited (a zombie has)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

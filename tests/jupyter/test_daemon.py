@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import KILN_BIN, Kernel
+from conftest import KILN_BIN, Kernel, running
 
 
 def procs():
@@ -280,14 +280,6 @@ def test_a_cell_cannot_reach_the_daemon(kdir, xdg):
     finally:
         a.stop()
 
-
-def running(pid):
-    """Whether PID is a process that has not exited (a zombie has)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_kernel_whose_daemon_died_gets_a_new_one_and_says_its_state_was_lost(kdir, xdg):
