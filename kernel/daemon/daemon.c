@@ -68,9 +68,8 @@ struct zygote {
   pid_t pid;
   int sock;
   bool ready, ever_ready;
-  struct buf in, outq;
-  int fds[FRAME_MAX_FDS];
-  size_t nfds;
+  struct link_in in;
+  struct buf outq;
   struct buf ready_frame; /* its ZYGOTE_READY, sent to each front */
   struct pending *q;
   size_t nq, qcap, nsent;
@@ -367,62 +366,35 @@ on_zygote(struct loop *loop, int fd, uint32_t events, void *data)
   }
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
     return;
-  uint8_t chunk[READ_CHUNK];
-  int fds[FRAME_MAX_FDS];
-  size_t nfds = 0;
-  ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds, NULL);
+  ssize_t r = link_in_read(fd, &z->in);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
     return;
   if (r <= 0) {
-    for (size_t i = 0; i < nfds; i++)
-      close(fds[i]);
     zygote_lost(z, "exited");
     return;
   }
-  /* As in the front (zygote_link.c): the fds belong to the SPAWNED
-     frame whose first byte came with them.  */
-  for (size_t i = 0; i < nfds; i++) {
-    if (z->nfds < FRAME_MAX_FDS)
-      z->fds[z->nfds++] = fds[i];
-    else
-      close(fds[i]);
-  }
-  buf_append(&z->in, chunk, (size_t)r);
+  /* Each frame is passed on to fronts as it came: RAW keeps its bytes.  */
+  struct buf raw = { 0 };
   for (;;) {
-    if (z->in.len < FRAME_HDR_SIZE)
-      break;
-    uint16_t type;
-    int64_t len = frame_header_decode(z->in.data, &type, CONN_MAX_FRAME);
-    if (len >= 0 && z->in.len < FRAME_HDR_SIZE + (size_t)len)
-      break;
-    size_t rawlen = len >= 0 ? FRAME_HDR_SIZE + (size_t)len : 0;
-    cleanup_free uint8_t *raw = rawlen ? xmalloc(rawlen) : NULL;
-    if (rawlen)
-      memcpy(raw, z->in.data, rawlen);
     struct frame fr;
     uint8_t *payload = NULL;
     kiln_error_t err = NULL;
-    int n = link_next_frame(&z->in, CONN_MAX_FRAME, &fr, &payload, &err);
+    int n = link_in_next(&z->in, CONN_MAX_FRAME, &fr, &payload, &raw, &err);
     if (n < 0) {
       log_error(LOG_ERROR, &err, "zygote protocol error");
       free(payload);
       zygote_lost(z, "broke the protocol");
-      return;
+      break;
     }
     if (n == 0)
       break;
-    fr.nfds = 0;
-    if (fr.type == FRAME_SPAWNED) {
-      memcpy(fr.fds, z->fds, z->nfds * sizeof *z->fds);
-      fr.nfds = z->nfds;
-      z->nfds = 0;
-    }
     bool lost = fr.type == FRAME_ZYGOTE_FAILED;
-    zygote_frame(z, &fr, raw, rawlen);
+    zygote_frame(z, &fr, raw.data, raw.len);
     free(payload);
     if (lost)
-      return;
+      break;
   }
+  buf_free(&raw);
 }
 
 static void
@@ -461,10 +433,7 @@ zygote_lost(struct zygote *z, const char *why)
     kill(z->pid, SIGKILL);
   z->pid = 0;
   z->ready = false;
-  for (size_t i = 0; i < z->nfds; i++)
-    close(z->fds[i]);
-  z->nfds = 0;
-  buf_free(&z->in);
+  link_in_reset(&z->in);
   buf_free(&z->outq);
   z->nsent = 0;
   z->failures++;
@@ -607,9 +576,7 @@ zygote_free(struct zygote *z)
   for (size_t i = 0; i < z->nq; i++)
     pending_release(d, &z->q[i]);
   free(z->q);
-  for (size_t i = 0; i < z->nfds; i++)
-    close(z->fds[i]);
-  buf_free(&z->in);
+  link_in_reset(&z->in);
   buf_free(&z->outq);
   buf_free(&z->ready_frame);
   decoded_free(&z->cfg, &z->sbx);

@@ -455,7 +455,7 @@ front_free(struct front *f)
   store_close(f->store);
   loop_del(f->loop, f->sigfd);
   close(f->sigfd);
-  buf_free(&f->zin);
+  link_in_reset(&f->zin);
   buf_free(&f->zoutq);
   free(f->spawnq);
   free(f->packages);

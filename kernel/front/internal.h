@@ -297,10 +297,8 @@ struct front {
   int64_t daemon_since;      /* daemon_link.c: asking since then; 0 when answered */
   int64_t daemon_started_ns; /* when a daemon was last started */
   bool started;              /* front_new has returned */
-  struct buf zin, zoutq;
-  /* fds received from the zygote ahead of the frame they belong to.  */
-  int pending[FRAME_MAX_FDS];
-  size_t npending;
+  struct link_in zin;
+  struct buf zoutq;
   /* Sessions waiting for a worker, in the order SPAWN was sent (or will
      be, once the zygote is ready).  A NULL entry is a session closed
      while waiting: its worker is killed on arrival.  */

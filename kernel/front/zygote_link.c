@@ -237,10 +237,7 @@ zygote_lost(struct front *f, const char *why)
   if (f->zygote_pid > 0)
     kill(f->zygote_pid, SIGKILL);
   f->zygote_ready = false;
-  for (size_t i = 0; i < f->npending; i++)
-    close(f->pending[i]);
-  f->npending = 0;
-  buf_free(&f->zin);
+  link_in_reset(&f->zin);
   buf_free(&f->zoutq);
   /* Requests the dead zygote had not answered are sent again.  */
   f->spawn_sent = 0;
@@ -309,33 +306,18 @@ on_zygote(struct loop *loop, int fd, uint32_t events, void *data)
   }
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
     return;
-  uint8_t chunk[READ_CHUNK];
-  int fds[FRAME_MAX_FDS];
-  size_t nfds = 0;
-  ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds, NULL);
+  ssize_t r = link_in_read(fd, &f->zin);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
     return;
   if (r <= 0) {
-    for (size_t i = 0; i < nfds; i++)
-      close(fds[i]);
     zygote_lost(f, "exited");
     return;
   }
-  /* SCM_RIGHTS fds arrive with the first byte of a SPAWNED frame; the
-     zygote sends one frame at a time, so they belong to the frame whose
-     header starts this chunk.  Keep them with the buffered bytes.  */
-  for (size_t i = 0; i < nfds; i++) {
-    if (f->npending < FRAME_MAX_FDS)
-      f->pending[f->npending++] = fds[i];
-    else
-      close(fds[i]);
-  }
-  buf_append(&f->zin, chunk, (size_t)r);
   for (;;) {
     struct frame fr;
     uint8_t *payload = NULL;
     kiln_error_t err = NULL;
-    int n = link_next_frame(&f->zin, ZYGOTE_MAX_FRAME, &fr, &payload, &err);
+    int n = link_in_next(&f->zin, ZYGOTE_MAX_FRAME, &fr, &payload, NULL, &err);
     if (n < 0) {
       log_error(LOG_ERROR, &err, "zygote protocol error");
       free(payload);
@@ -344,12 +326,6 @@ on_zygote(struct loop *loop, int fd, uint32_t events, void *data)
     }
     if (n == 0)
       break;
-    fr.nfds = 0;
-    if (fr.type == FRAME_SPAWNED) {
-      memcpy(fr.fds, f->pending, f->npending * sizeof *f->pending);
-      fr.nfds = f->npending;
-      f->npending = 0;
-    }
     switch (fr.type) {
     case FRAME_ZYGOTE_READY:
       zygote_ready(f, &fr);

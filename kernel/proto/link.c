@@ -12,6 +12,59 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+ssize_t
+link_in_read(int fd, struct link_in *l)
+{
+  uint8_t chunk[64 << 10];
+  int fds[FRAME_MAX_FDS];
+  size_t nfds = 0;
+  ssize_t r = frame_recv_some(fd, chunk, sizeof chunk, fds, &nfds, NULL);
+  int e = errno;
+  for (size_t i = 0; i < nfds; i++) {
+    if (r > 0 && l->nfds < FRAME_MAX_FDS)
+      l->fds[l->nfds++] = fds[i];
+    else
+      close(fds[i]);
+  }
+  if (r > 0)
+    buf_append(&l->buf, chunk, (size_t)r);
+  errno = e;
+  return r;
+}
+
+int
+link_in_next(struct link_in *l, uint32_t max, struct frame *f, uint8_t **payload, struct buf *raw,
+             kiln_error_t *err)
+{
+  if (raw && l->buf.len >= FRAME_HDR_SIZE) {
+    uint16_t type;
+    int64_t len = frame_header_decode(l->buf.data, &type, max);
+    if (len >= 0 && l->buf.len >= FRAME_HDR_SIZE + (size_t)len) {
+      raw->len = 0;
+      buf_append(raw, l->buf.data, FRAME_HDR_SIZE + (size_t)len);
+    }
+  }
+  int n = link_next_frame(&l->buf, max, f, payload, err);
+  if (n <= 0)
+    return n;
+  f->nfds = 0;
+  if (f->type == FRAME_SPAWNED) {
+    memcpy(f->fds, l->fds, l->nfds * sizeof *l->fds);
+    f->nfds = l->nfds;
+    l->nfds = 0;
+  }
+  return 1;
+}
+
+void
+link_in_reset(struct link_in *l)
+{
+  for (size_t i = 0; i < l->nfds; i++)
+    close(l->fds[i]);
+  l->nfds = 0;
+  buf_free(&l->buf);
+}
+
 /* Writes as much of Q to FD as it takes without blocking.  Returns 0, or
    -1 when the peer is gone.  */
 int

@@ -11,6 +11,27 @@
 #include <spawn.h>
 #include <sys/types.h>
 
+/* The receiving side of a link to a zygote, or to the daemon, which
+   speaks the zygote's protocol: the bytes not yet a whole frame, and the
+   descriptors that came with them.  A SPAWNED frame's descriptors arrive
+   with its first byte and its peer sends one frame at a time, so those
+   held belong to the next SPAWNED frame.  Zero-initialised is empty.  */
+struct link_in {
+  struct buf buf;
+  int fds[FRAME_MAX_FDS];
+  size_t nfds;
+};
+/* Reads what FD holds into L.  Returns the bytes read, 0 at EOF, or -1
+   with errno (EAGAIN: nothing yet).  */
+ssize_t link_in_read(int fd, struct link_in *l);
+/* The next whole frame in L, as link_next_frame, with the descriptors L
+   holds given to it (the caller's now) when it is a FRAME_SPAWNED.  RAW,
+   when not NULL, gets the frame's bytes as they came.  */
+int link_in_next(struct link_in *l, uint32_t max, struct frame *f, uint8_t **payload,
+                 struct buf *raw, kiln_error_t *err);
+/* Closes the descriptors L holds and drops its bytes.  */
+void link_in_reset(struct link_in *l);
+
 int link_flush(int fd, struct buf *q);
 int link_next_frame(struct buf *in, uint32_t max, struct frame *f, uint8_t **payload,
                     kiln_error_t *err);
