@@ -173,36 +173,8 @@ pending_release(struct daemon *d, struct pending *p)
 static int
 send_raw(int fd, const void *data, size_t len, const int *fds, size_t nfds)
 {
-  struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * FRAME_MAX_FDS)];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-  if (nfds) {
-    memset(&u, 0, sizeof u);
-    mh.msg_control = u.buf;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-  }
-  size_t off = 0;
-  while (off < len) {
-    ssize_t r = sendmsg(fd, &mh, MSG_NOSIGNAL);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      return -1;
-    off += (size_t)r;
-    iov.iov_base = (char *)data + off;
-    iov.iov_len = len - off;
-    mh.msg_control = NULL;
-    mh.msg_controllen = 0;
-  }
-  return 0;
+  const struct fbuf frame = { .data = (uint8_t *)data, .len = len };
+  return frame_send(fd, &frame, fds, nfds, NULL);
 }
 
 static void
