@@ -1,0 +1,124 @@
+/* The daemon's own business (daemon.h is its face): the zygotes it keeps
+   (zygotes.c), the fronts it serves (fronts.c), and the process that
+   holds them (daemon.c).  */
+#ifndef KILN_DAEMON_INTERNAL_H
+#define KILN_DAEMON_INTERNAL_H
+
+#include "cgroups.h"
+#include "config.h"
+#include "frame.h"
+#include "identity.h"
+#include "link.h"
+#include "loop.h"
+#include "sandbox.h"
+
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* A front's frames are its configuration and spawn requests.  */
+#define CONN_MAX_FRAME (1u << 20)
+#define READ_CHUNK     (64u << 10)
+/* A front that does not take a worker's fds within this long is dropped
+   rather than let it stall every other front.  */
+#define SEND_TIMEOUT_S 2
+#define MAX_BACKOFF_NS (10 * 1000000000LL)
+#define CG_NAME_MAX    80
+
+struct conn;
+
+/* A worker's init: the daemon's child (the daemon is their subreaper),
+   holding a uid slot and the session's cgroups until it is reaped.  */
+struct child {
+  pid_t pid;
+  struct conn *conn; /* NULL once its front has gone */
+  int uid_slot;
+  char cg[CG_NAME_MAX];
+  bool cg_made;
+  struct child *next;
+};
+
+/* A spawn request the zygote has not answered yet.  */
+struct pending {
+  struct conn *conn; /* NULL once its front has gone */
+  char cg[CG_NAME_MAX];
+  char *packages; /* the session's installed packages, or NULL */
+  int uid_slot;
+  bool cg_made;
+};
+
+/* One zygote per distinct configuration: fronts started with the same
+   options share it.  */
+struct zygote {
+  struct daemon *d;
+  uint8_t key[crypto_generichash_BYTES];
+  struct kiln_config cfg;
+  struct sbx_config sbx;
+  pid_t pid;
+  int sock;
+  bool ready, ever_ready;
+  struct link_in in;
+  struct buf outq;
+  struct buf ready_frame; /* its ZYGOTE_READY, sent to each front */
+  struct pending *q;
+  size_t nq, qcap, nsent;
+  int failures;
+  int64_t restart_at;
+  int64_t unused_since; /* when its last front went; 0 while one uses it */
+  struct zygote *next;
+};
+
+struct conn {
+  struct daemon *d;
+  int fd;
+  struct zygote *z; /* once its configuration has come */
+  struct buf in;
+  bool told_ready;
+  struct conn *next;
+};
+
+struct daemon {
+  struct loop *loop;
+  int listen_fd;
+  struct cg_host cg;
+  struct id_slots uids; /* unique across every front */
+  struct zygote *zygotes;
+  struct conn *conns;
+  struct child *children;
+  pid_t early[16]; /* inits reaped before their zygote reported them */
+  size_t nearly;
+  struct cg_graveyard cg_dead; /* sessions' groups that still had tasks */
+  double idle_s;
+  int64_t idle_since; /* 0 while a front is connected */
+};
+
+/* zygotes.c */
+/* Gives back what a spawn request holds: its uid slot and cgroups.  */
+void dmn_pending_release(struct daemon *d, struct pending *p);
+/* Sends Z the spawn requests it has not had yet, once it is ready.  */
+void dmn_zygote_send_spawns(struct zygote *z);
+/* Starts Z's zygote process and sends it its configuration.  */
+void dmn_zygote_start(struct zygote *z);
+/* Z's link is gone (WHY, for the log): restarted after a back-off if it
+   was ever ready, else its fronts are told it failed.  */
+void dmn_zygote_lost(struct zygote *z, const char *why);
+/* The zygote for the configuration in FR, started if there is none:
+   NULL with ERR when FR is not a configuration of this build.  */
+struct zygote *dmn_zygote_for(struct daemon *d, const struct frame *fr, kiln_error_t *err);
+/* Stops Z and forgets it.  */
+void dmn_zygote_free(struct zygote *z);
+
+/* fronts.c */
+/* Sends the LEN bytes of one frame at DATA to FD with NFDS descriptors;
+   0, or -1 when the front is gone or stuck.  */
+int dmn_send_raw(int fd, const void *data, size_t len, const int *fds, size_t nfds);
+/* Sends C a frame of TYPE holding MSG, ignoring failure (C is dropped
+   anyway, or learns it from its next read).  */
+void dmn_send_message(struct conn *c, enum frame_type type, const char *msg);
+/* Forgets C: its workers are killed, its waiting spawns orphaned.  */
+void dmn_conn_drop(struct conn *c);
+/* Accepts the fronts waiting on the listening socket FD.  */
+void dmn_on_listen(struct loop *loop, int fd, uint32_t events, void *data);
+
+#endif
