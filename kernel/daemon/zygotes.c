@@ -96,34 +96,33 @@ spawned(struct zygote *z, const struct frame *fr, const uint8_t *raw, size_t raw
   snprintf(ch->cg, sizeof ch->cg, "%s", p.cg);
   ch->next = d->children;
   d->children = ch;
-  /* Reaped already (a worker that fails at once): its places are free,
-     and its front learns why from the status pipe.  */
-  for (size_t i = 0; i < d->nearly; i++)
+  /* Reaped already (a worker that fails at once): its front learns why
+     from the status pipe, and its places are freed at the next tick
+     (release_unreaped: a pid of 0).  */
+  bool gone = false;
+  for (size_t i = 0; i < d->nearly && !gone; i++)
     if (d->early[i] == ch->pid) {
       d->early[i] = d->early[--d->nearly];
-      ch->pid = -1;
-      break;
+      gone = true;
     }
   int fds[FRAME_MAX_FDS];
   size_t nfds = 4;
   memcpy(fds, fr->fds, 4 * sizeof *fds);
   /* The front signals its worker through a pidfd: it is not the init's
      parent, so a bare pid could name another process by then.  */
-  int pidfd = ch->pid > 0 ? (int)syscall(SYS_pidfd_open, ch->pid, 0) : -1;
+  int pidfd = gone ? -1 : (int)syscall(SYS_pidfd_open, ch->pid, 0);
   if (pidfd >= 0)
     fds[nfds++] = pidfd;
   if (ch->conn == NULL || dmn_send_raw(ch->conn->fd, raw, rawlen, fds, nfds) < 0) {
-    if (ch->pid > 0)
+    if (!gone)
       kill(ch->pid, SIGKILL);
     if (ch->conn)
       dmn_conn_drop(ch->conn);
   }
   for (size_t i = 0; i < nfds; i++)
     close(fds[i]);
-  if (ch->pid < 0) {
-    /* Released as if reaped now.  */
+  if (gone)
     ch->pid = 0;
-  }
 }
 
 static void
