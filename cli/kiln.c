@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "config.h"
 #include "daemon.h"
+#include "daemon_cmd.h"
 #include "embed.h"
 #include "compiler.h"
 #include "handoff.h"
@@ -97,62 +98,6 @@ static const char usage_tail[]
       "killed, 70 when its worker crashed, 2 when the script or --workdir cannot be read\n"
       "or copied into /work, and 74 when the script succeeded but --keep could not copy\n"
       "all of /work back.\n";
-
-/* `kiln daemon [--socket PATH] [--idle-exit SECONDS] [--background]`.  */
-static int
-daemon_cmd(int argc, char **argv)
-{
-  const char *path = NULL;
-  double idle_s = 600;
-  bool background = false;
-  const char *env = getenv("KILN_DAEMON_IDLE");
-  if (env && config_parse_seconds(env, &idle_s) < 0) {
-    fprintf(stderr, "kiln daemon: KILN_DAEMON_IDLE: expected seconds, not '%s'\n", env);
-    return 2;
-  }
-  for (int i = 0; i < argc; i++) {
-    if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
-      path = argv[++i];
-    else if (strcmp(argv[i], "--idle-exit") == 0 && i + 1 < argc) {
-      if (config_parse_seconds(argv[++i], &idle_s) < 0) {
-        fprintf(stderr, "kiln daemon: --idle-exit: expected seconds, not '%s'\n", argv[i]);
-        return 2;
-      }
-    } else if (strcmp(argv[i], "--background") == 0)
-      background = true;
-    else {
-      bool help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
-      if (!help)
-        fprintf(stderr, "kiln daemon: unexpected argument '%s'\n", argv[i]);
-      fputs("Usage: kiln daemon [--socket PATH] [--idle-exit SECONDS]\n"
-            "(kiln --help says what it is for; kernels start it themselves)\n",
-            help ? stdout : stderr);
-      return help ? 0 : 2;
-    }
-  }
-  log_setup(LOG_INFO, 0);
-  cleanup_free char *own = NULL;
-  if (path == NULL) {
-    kiln_error_t err = NULL;
-    if ((own = daemon_socket_path(&err)) == NULL) {
-      fprintf(stderr, "kiln daemon: %s\n", err->msg);
-      kiln_error_release(&err);
-      return 1;
-    }
-    path = own;
-  }
-  /* Started by a kernel: the daemon leaves its process and its session
-     (Jupyter signals a kernel's whole process group).  */
-  if (background) {
-    pid_t pid = fork();
-    if (pid < 0)
-      return 1;
-    if (pid > 0)
-      _exit(0);
-    setsid();
-  }
-  return daemon_main(path, idle_s);
-}
 
 static void
 usage(FILE *out)
