@@ -119,7 +119,32 @@ struct app {
   struct run *run;                     /* kiln run */
   struct jup_connection *jupyter_conn; /* kiln jupyter kernel */
   struct jup_kernel *jupyter;
+  struct sbx_pending probe; /* the namespaces' verdict, when still to come */
 };
+
+/* Says that cells cannot be jailed here, and why.  */
+static void
+refuse_unsandboxed(const char *why)
+{
+  fprintf(stderr,
+          "kiln: cannot sandbox workers on this host: %s\n"
+          "kiln: run `kiln doctor` for details; to run cells WITHOUT isolation anyway, pass "
+          "--insecure-no-sandbox\n",
+          why);
+}
+
+/* The verdict of a namespace probe left running while the front started
+   (probe_begin in main): 0, or -1 after refusing.  */
+static int
+probe_verdict(struct app *a)
+{
+  kiln_error_t err = NULL;
+  if (sbx_probe_end(&a->probe, &err) == 0)
+    return 0;
+  refuse_unsandboxed(err->msg);
+  kiln_error_release(&err);
+  return -1;
+}
 
 static void
 on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
@@ -137,7 +162,10 @@ on_ready(void *ctx, const struct front_info *info, kiln_error_t err)
     return;
   if (a->http)
     mcp_http_set_ready(a->http, true);
-  cleanup_free char *protections = sbx_describe(a->cfg.sbx);
+  /* The zygote's words: for a front on the daemon, its cgroups are the
+     daemon's.  */
+  cleanup_free char *protections
+      = info->protections ? xstrdup(info->protections) : sbx_describe(a->cfg.sbx);
   const char *packages = front_packages(a->front);
   size_t npackages = 0;
   for (const char *p = packages; *p; p += strcspn(p, ","), p += *p == ',')
@@ -346,9 +374,12 @@ serve_jupyter(struct app *a)
      front takes by signalfd already blocked, and the zygote already
      spawned.  Nothing in this process forks.  */
   a->jupyter = jup_kernel_new(&a->cfg, a->loop, a->front, a->jupyter_conn, &err);
-  if (a->jupyter == NULL) {
-    fprintf(stderr, "kiln jupyter kernel: %s\n", err->msg);
+  if (a->jupyter == NULL || probe_verdict(a) < 0) {
+    if (err)
+      fprintf(stderr, "kiln jupyter kernel: %s\n", err->msg);
     kiln_error_release(&err);
+    jup_kernel_free(a->jupyter);
+    a->jupyter = NULL;
     front_free(a->front);
     a->front = NULL;
     return 1;
@@ -592,7 +623,13 @@ main(int argc, char **argv)
      operator said otherwise in so many words.  */
   struct sbx_config sbx = { .jail = !a.cfg.insecure_no_sandbox };
   a.cfg.sbx = &sbx;
-  int probed = sbx_probe(&sbx, &a.cfg, &err);
+  /* A front on the daemon tries the namespaces while it connects, opens
+     the store and binds its ports (a kernel's start is mostly waiting on
+     them); it serves nothing before the verdict, and its workers are
+     the daemon's to fork.  */
+  bool verdict_later = a.cfg.daemon_socket != NULL && strcmp(cmd, "doctor") != 0;
+  int probed = verdict_later ? sbx_probe_begin(&sbx, &a.cfg, &a.probe, &err)
+                             : sbx_probe(&sbx, &a.cfg, &err);
   if (strcmp(cmd, "doctor") == 0) {
     sbx.jail = true;
     int bad = sbx_doctor(&sbx, stdout);
@@ -601,11 +638,7 @@ main(int argc, char **argv)
     return bad ? 1 : 0;
   }
   if (probed < 0) {
-    fprintf(stderr,
-            "kiln: cannot sandbox workers on this host: %s\n"
-            "kiln: run `kiln doctor` for details; to run cells WITHOUT isolation anyway, pass "
-            "--insecure-no-sandbox\n",
-            err->msg);
+    refuse_unsandboxed(err->msg);
     kiln_error_release(&err);
     run_free(a.run);
     jup_connection_free(&conn);
@@ -616,8 +649,16 @@ main(int argc, char **argv)
   a.loop = loop_new(&err);
   if (a.loop)
     a.front = front_new(&a.cfg, a.loop, on_ready, &a, &err);
+  if (a.front != NULL && !jupyter && probe_verdict(&a) < 0) {
+    front_free(a.front);
+    a.front = NULL;
+    a.exit_code = 1;
+  }
   if (a.front == NULL) {
-    fprintf(stderr, "kiln: %s\n", err ? err->msg : "start-up failed");
+    if (a.exit_code == 0)
+      fprintf(stderr, "kiln: %s\n", err ? err->msg : "start-up failed");
+    kiln_error_release(&err);
+    (void)sbx_probe_end(&a.probe, &err);
     kiln_error_release(&err);
     if (a.loop)
       loop_free(a.loop);

@@ -471,6 +471,9 @@ class IPyKernel:
         specs = {"kernel_spec_manager": KernelSpecManager(kernel_dirs=kernel_dirs)} if kernel_dirs else {}
         self.km = KernelManager(kernel_name=kernel_name, **specs)
         self.km.start_kernel(env=env, stdout=self.log, stderr=self.log)
+        # From here on the time is the kernel's: start_kernel() has written
+        # the connection file and started the process.
+        self.started_at = time.perf_counter()
         self.kc = self.km.client()
         # The client retries its connections every millisecond, not
         # ZeroMQ's default 100 ms: a kernel binds its ports only some time

@@ -7,7 +7,10 @@ runtime directory, XDG_RUNTIME_DIR), as a user's do.
 
 * Kernel start: a new kernel process per sample.  From start_kernel() to
   the first kernel_info_reply (a kernel_info request sent as soon as the
-  channels are up), and to the result of `1+1` run after wait_for_ready(),
+  channels are up); the same from start_kernel()'s return, which leaves
+  out jupyter_client's own work (the ports chosen, the connection file
+  written, the process started: measured alone with a kernelspec whose
+  program does nothing, /bin/sleep); and to the result of `1+1` run after wait_for_ready(),
   as nbclient runs its first cell; wait_for_ready() waits 0.2 s for iopub
   to go quiet, which every kernel pays alike.  The clients retry their
   connections every millisecond rather than ZeroMQ's default 100 ms, for
@@ -38,6 +41,7 @@ runtime directory, XDG_RUNTIME_DIR), as a user's do.
   and shutdown included, as `jupyter nbconvert --execute` and papermill
   run one.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -56,7 +60,9 @@ KILN_COLD = "kiln (Jupyter kernel, daemon cold)"
 KILN_ALONE = "kiln (Jupyter kernel, --standalone)"
 MIB = 1 << 20
 START_INFO = "kernel start → first `kernel_info_reply`"
+START_KERNEL = "start_kernel() returned → first `kernel_info_reply` (the kernel's part)"
 START_CELL = "kernel start → first `1+1` result"
+FLOOR = "jupyter_client's start_kernel() alone (a kernel program that does nothing)"
 TRIP = "`x = x + 1` in a running kernel (execute_interactive)"
 MEMORY = ["idle kernel's memory after numpy + pyplot, " + m for m in ("USS", "PSS", "PSS of anonymous pages")]
 NOTEBOOK = "a 20-cell notebook through nbclient (start to shutdown)"
@@ -146,6 +152,27 @@ def run(ctx):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def floor(tmp):
+    """start_kernel() of a kernelspec whose program does nothing, then its
+    shutdown: what jupyter_client spends whatever the kernel."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    d = os.path.join(tmp, "floor", "nothing")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "kernel.json"), "w") as f:
+        json.dump({"argv": ["/bin/sleep", "600"], "display_name": "nothing", "language": "python"}, f)
+    ksm = KernelSpecManager(kernel_dirs=[os.path.dirname(d)])
+
+    def one():
+        km = KernelManager(kernel_name="nothing", kernel_spec_manager=ksm)
+        t0 = time.perf_counter()
+        km.start_kernel()
+        dt = time.perf_counter() - t0
+        km.shutdown_kernel(now=True)
+        return dt
+    return one
+
+
 def measure(ctx, tmp, xdg_warm, xdg_cold):
     for name, extra in (("kiln", []), ("kiln-standalone", ["--standalone"])):
         p = subprocess.run([ctx.kiln_binary, "jupyter", "install", "--prefix", tmp, "--name", name, *extra],
@@ -175,20 +202,29 @@ def measure(ctx, tmp, xdg_warm, xdg_cold):
             t0 = time.perf_counter()
             k = starts[label]()
             k.kc.kernel_info(reply=True, timeout=120)
-            t_info = time.perf_counter() - t0
+            t1 = time.perf_counter()
             k.wait_ready()
             r = k.execute("1+1")
             t_cell = time.perf_counter() - t0
             ctx.check(r["status"] == "ok" and r["result"] == "2", f"{label}: 1+1 gave {r}")
             ctx.release(k)
-            return (t_info, t_cell)
+            return (t1 - t0, t_cell, t1 - k.started_at)
         return one
 
     n = ctx.n(8, 2)
-    s = ctx.interleave([Job(label, n, cold(label)) for label in starts], what="start: ")
-    for metric, i in ((START_INFO, 0), (START_CELL, 1)):
+    s = ctx.interleave([Job(label, n, cold(label)) for label in starts] + [Job(FLOOR, n, floor(tmp))],
+                       what="start: ")
+    med = {}
+    for metric, i in ((START_INFO, 0), (START_KERNEL, 2), (START_CELL, 1)):
         for label in starts:
-            ctx.record(metric, label, [v[i] for v in s[label]], note=notes[label])
+            med[metric, label] = ctx.record(metric, label, [v[i] for v in s[label]], note=notes[label])["median"]
+    med[FLOOR] = ctx.record(START_INFO, FLOOR, s[FLOOR], note="no kernel can answer sooner than this")["median"]
+    warm, ipy = med[START_KERNEL, KILN], med[START_KERNEL, IPY]
+    whole = med[START_INFO, IPY]
+    ctx.target("Jupyter kernel ready (daemon warm) vs ipykernel, the kernel's part", "≥ 50×",
+               f"{ipy / warm:.0f}× ({warm * 1e3:.1f} ms vs {ipy * 1e3:.0f} ms)", ipy / warm >= 50,
+               note=f"from start_kernel() itself: {whole / med[START_INFO, KILN]:.0f}×, where a kernel "
+                    f"answering at once would get {whole / med[FLOOR]:.0f}×")
 
     # -- round trip in a running kernel ---------------------------------------
     calls, block = ctx.n(500, 50), ctx.n(50, 25)
@@ -208,11 +244,14 @@ def measure(ctx, tmp, xdg_warm, xdg_cold):
             return times
         jobs.append(Job(label, calls // block, trip))
     s = ctx.interleave(jobs, what="round trip: ")
+    summ = {}
     for label, k in kernels.items():
         r = k.execute("x")
         ctx.check(r["result"] == str(done[label]), f"{label}: x = {r['result']}, expected {done[label]}")
-        ctx.record(TRIP, label, s[label], note="request → reply and iopub idle")
+        summ[label] = ctx.record(TRIP, label, s[label], note="request → reply and iopub idle")
         ctx.release(k)
+    p50 = summ[KILN]["median"]
+    ctx.target("Jupyter execute round trip p50", "≤ 1 ms", f"{p50 * 1e6:.0f} µs", p50 <= 1e-3)
 
     # -- memory: N idle kernels ------------------------------------------------
     count = ctx.n(20, 5)

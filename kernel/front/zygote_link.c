@@ -199,11 +199,12 @@ spawn_arrived(struct front *f, struct frame *fr)
 static void
 zygote_ready(struct front *f, struct frame *fr)
 {
-  cleanup_free char *version = NULL, *preloaded = NULL, *failed = NULL;
+  cleanup_free char *version = NULL, *preloaded = NULL, *failed = NULL, *protections = NULL;
   kiln_error_t err = NULL;
   if (frame_get_str(fr, TAG_PYTHON_VERSION, true, &version, NULL, &err) < 0
       || frame_get_str(fr, TAG_PRELOADED, true, &preloaded, NULL, &err) < 0
-      || frame_get_str(fr, TAG_PRELOAD_FAILED, true, &failed, NULL, &err) < 0) {
+      || frame_get_str(fr, TAG_PRELOAD_FAILED, true, &failed, NULL, &err) < 0
+      || frame_get_str(fr, TAG_PROTECTIONS, true, &protections, NULL, &err) < 0) {
     cleanup_free char *why = xasprintf("broke the protocol: %s", err->msg);
     kiln_error_release(&err);
     zygote_lost(f, why);
@@ -219,6 +220,7 @@ zygote_ready(struct front *f, struct frame *fr)
       .python_version = version ? version : "?",
       .preloaded = preloaded ? preloaded : "",
       .preload_failed = failed ? failed : "",
+      .protections = protections,
     };
     if (f->ready_cb)
       f->ready_cb(f->ready_ctx, &info, NULL);

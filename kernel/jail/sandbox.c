@@ -128,9 +128,10 @@ sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error_t *
   return 0;
 }
 
-int
-sbx_in_child(int (*fn)(const struct sbx_config *, kiln_error_t *), const struct sbx_config *c,
-             kiln_error_t *err)
+/* A probe started in a child and not yet collected.  */
+static int
+child_start(int (*fn)(const struct sbx_config *, kiln_error_t *), const struct sbx_config *c,
+            struct sbx_pending *p, kiln_error_t *err)
 {
   int pfd[2];
   if (pipe2(pfd, O_CLOEXEC) < 0)
@@ -141,26 +142,54 @@ sbx_in_child(int (*fn)(const struct sbx_config *, kiln_error_t *), const struct 
     close(pfd[1]);
     return kiln_error_make(err, errno, "fork");
   }
+  /* The verdict is the first byte: '0', or '1' and why.  It does not
+     hang on the exit status, which a caller's reaping could take.  */
   if (pid == 0) {
     close(pfd[0]);
     kiln_error_t e = NULL;
     if (fn(c, &e) < 0) {
-      (void)!write(pfd[1], e->msg, strlen(e->msg));
+      cleanup_free char *msg = xasprintf("1%s", e->msg);
+      (void)!write(pfd[1], msg, strlen(msg));
       _exit(1);
     }
+    (void)!write(pfd[1], "0", 1);
     _exit(0);
   }
   close(pfd[1]);
+  p->pid = pid;
+  p->fd = pfd[0];
+  return 0;
+}
+
+/* The verdict of the probe P: 0, or -1 with the child's message.  */
+static int
+child_collect(struct sbx_pending *p, kiln_error_t *err)
+{
+  if (p->pid <= 0)
+    return 0;
   char msg[1024];
-  ssize_t n = read(pfd[0], msg, sizeof msg - 1);
-  close(pfd[0]);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+  ssize_t n;
+  while ((n = read(p->fd, msg, sizeof msg - 1)) < 0 && errno == EINTR)
     ;
-  if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+  close(p->fd);
+  while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+  p->pid = 0;
+  p->fd = -1;
+  if (n > 0 && msg[0] == '0')
     return 0;
   msg[n > 0 ? n : 0] = '\0';
-  return kiln_error_make(err, 0, "%s", n > 0 ? msg : "the probe died");
+  return kiln_error_make(err, 0, "%s", n > 1 ? msg + 1 : "the probe died");
+}
+
+int
+sbx_in_child(int (*fn)(const struct sbx_config *, kiln_error_t *), const struct sbx_config *c,
+             kiln_error_t *err)
+{
+  struct sbx_pending p = { 0 };
+  if (child_start(fn, c, &p, err) < 0)
+    return -1;
+  return child_collect(&p, err);
 }
 
 static int
@@ -170,8 +199,11 @@ probe_namespaces(const struct sbx_config *c, kiln_error_t *err)
 }
 
 int
-sbx_probe(struct sbx_config *c, const struct kiln_config *cfg, kiln_error_t *err)
+sbx_probe_begin(struct sbx_config *c, const struct kiln_config *cfg, struct sbx_pending *p,
+                kiln_error_t *err)
 {
+  p->pid = 0;
+  p->fd = -1;
   c->host_uid = getuid();
   c->host_gid = getgid();
   c->userns = geteuid() != 0;
@@ -208,14 +240,32 @@ sbx_probe(struct sbx_config *c, const struct kiln_config *cfg, kiln_error_t *err
                                      .cpus = cfg->cpus };
   if (!c->jail)
     return 0;
-  if (sbx_in_child(probe_namespaces, c, err) < 0)
+  if (child_start(probe_namespaces, c, p, err) < 0)
     return kiln_error_wrap(err, "namespaces");
-  if (!c->userns) {
+  /* A front on the daemon makes no cgroups: the daemon has its own.  */
+  if (!c->userns && cfg->daemon_socket == NULL) {
     char tag[32];
     snprintf(tag, sizeof tag, "kiln-%d", (int)getpid());
     cg_host_probe(&c->cg, tag);
   }
   return 0;
+}
+
+int
+sbx_probe_end(struct sbx_pending *p, kiln_error_t *err)
+{
+  if (child_collect(p, err) < 0)
+    return kiln_error_wrap(err, "namespaces");
+  return 0;
+}
+
+int
+sbx_probe(struct sbx_config *c, const struct kiln_config *cfg, kiln_error_t *err)
+{
+  struct sbx_pending p;
+  if (sbx_probe_begin(c, cfg, &p, err) < 0)
+    return -1;
+  return sbx_probe_end(&p, err);
 }
 
 void

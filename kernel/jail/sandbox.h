@@ -57,6 +57,18 @@ int sbx_enter(const struct sbx_config *c, const struct sbx_params *p, kiln_error
    built here; the caller decides whether that is fatal.  */
 struct kiln_config;
 int sbx_probe(struct sbx_config *c, const struct kiln_config *cfg, kiln_error_t *err);
+
+/* sbx_probe in two halves, for a caller with other work to do while a
+   child tries the namespaces (a millisecond or more): the begin fills C
+   and starts the child; the end waits for its verdict, which decides
+   whether C may be used.  Nothing may fork in between.  */
+struct sbx_pending {
+  pid_t pid;
+  int fd;
+};
+int sbx_probe_begin(struct sbx_config *c, const struct kiln_config *cfg, struct sbx_pending *p,
+                    kiln_error_t *err);
+int sbx_probe_end(struct sbx_pending *p, kiln_error_t *err);
 void sbx_config_free(struct sbx_config *c);
 
 /* Runs FN(C) in a forked child and returns its verdict: 0, or -1 with

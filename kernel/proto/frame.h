@@ -125,13 +125,14 @@ enum frame_tag {
   TAG_LOST = 38,         /* "name (why); ...": what a snapshot does not hold */
   TAG_DROPPED = 39,      /* "name, ...": left out of a snapshot to fit --max-snapshot */
   /* A shell command's (FRAME_SHELL, FRAME_SHELL_DONE).  */
-  TAG_GRACE_MS = 40,   /* u64 */
-  TAG_EXIT_CODE = 41,  /* u64: 0-255, when the command exited */
-  TAG_SIGNAL = 42,     /* u64: the signal that ended it, when one did */
-  TAG_KILLED = 43,     /* present: its process group was killed after the grace */
-  TAG_KIND = 44,       /* u64: what FRAME_INTROSPECT asks, or FRAME_DISPLAY does */
-  TAG_DISPLAY_ID = 45, /* a display's id, as display(display_id=...) names it */
-  TAG_WAIT = 46,       /* present: clear_output(wait=True) */
+  TAG_GRACE_MS = 40,    /* u64 */
+  TAG_EXIT_CODE = 41,   /* u64: 0-255, when the command exited */
+  TAG_SIGNAL = 42,      /* u64: the signal that ended it, when one did */
+  TAG_KILLED = 43,      /* present: its process group was killed after the grace */
+  TAG_KIND = 44,        /* u64: what FRAME_INTROSPECT asks, or FRAME_DISPLAY does */
+  TAG_DISPLAY_ID = 45,  /* a display's id, as display(display_id=...) names it */
+  TAG_WAIT = 46,        /* present: clear_output(wait=True) */
+  TAG_PROTECTIONS = 47, /* what the zygote's workers are jailed by (sbx_describe) */
 };
 
 /* How a cell ended, as the worker reports it.  */

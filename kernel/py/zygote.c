@@ -81,6 +81,8 @@ start_python(const struct kiln_config *cfg, struct fbuf *ready, kiln_error_t *er
   fbuf_put_str(ready, TAG_PYTHON_VERSION, Py_GetVersion());
   fbuf_put_str(ready, TAG_PRELOADED, preloaded);
   fbuf_put_str(ready, TAG_PRELOAD_FAILED, failed);
+  cleanup_free char *protections = sbx_describe(cfg->sbx);
+  fbuf_put_str(ready, TAG_PROTECTIONS, protections);
   Py_DECREF(ret);
   return 0;
 }

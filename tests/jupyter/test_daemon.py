@@ -316,6 +316,49 @@ def test_standalone_starts_a_zygote_of_the_kernels_own(kdir, xdg):
         a.stop()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only kiln running as root makes cgroups")
+def test_a_kernel_on_the_daemon_makes_no_cgroups_and_names_the_daemons(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        daemon = daemon_of(xdg)
+        theirs = glob.glob(f"/sys/fs/cgroup/*/kiln-{daemon}") + glob.glob(f"/sys/fs/cgroup/kiln-{daemon}")
+        if not theirs:
+            pytest.skip("the daemon found no cgroups to use on this host")
+        assert glob.glob(f"/sys/fs/cgroup/*/kiln-{a.proc.pid}") + glob.glob(f"/sys/fs/cgroup/kiln-{a.proc.pid}") == []
+        banner = wait_for(lambda: [l for l in a.logs().splitlines() if "protections:" in l], what="the banner")
+        # The daemon's limits, as its zygote words them, not "unavailable".
+        assert "cgroups: cgroup v" in banner[0] and "memory" in banner[0], banner[0]
+    finally:
+        a.stop()
+
+
+def userns_works():
+    try:
+        return subprocess.run(["unshare", "-Ur", "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not userns_works(), reason="needs `unshare -Ur` (user namespaces) to make a host without pid namespaces")
+@pytest.mark.parametrize("mode", [[], ["--standalone"]], ids=["daemon", "standalone"])
+def test_a_host_that_cannot_build_the_jail_gets_a_refusal_not_a_kernel(tmp_path, xdg, mode):
+    # In a user namespace of its own that allows no pid namespace, the jail
+    # cannot be built.  A kernel on the daemon tries the namespaces while it
+    # starts; it must still refuse before it serves, as a standalone one does.
+    from jupyter_client.connect import write_connection_file
+    cf, _ = write_connection_file(str(tmp_path / "conn.json"), key=b"k")
+    limit = 'echo 0 > /proc/sys/user/max_pid_namespaces && exec "$@"'
+    env = dict(os.environ, XDG_RUNTIME_DIR=xdg, KILN_HOME=str(tmp_path / "home"), KILN_DAEMON_IDLE="5")
+    try:
+        p = subprocess.run(["unshare", "-Ur", "sh", "-c", limit, "sh", KILN_BIN, "jupyter", "kernel", "-f", cf,
+                            *mode], env=env, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the kernel served on a host where its jail cannot be built")
+    assert p.returncode == 1, p.stderr
+    assert "cannot sandbox workers on this host: namespaces:" in p.stderr
+    assert "--insecure-no-sandbox" in p.stderr
+
+
 def test_kiln_daemon_says_its_usage_and_refuses_what_it_does_not_know():
     p = subprocess.run([KILN_BIN, "daemon", "--help"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0 and p.stdout.startswith("Usage: kiln daemon")

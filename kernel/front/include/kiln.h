@@ -119,6 +119,9 @@ struct front_info {
   const char *python_version;
   const char *preloaded;      /* comma-separated module names */
   const char *preload_failed; /* "name: reason; ..." */
+  /* What the workers are jailed by, as `kiln doctor` words it (the
+     daemon's cgroups, for a front on the daemon); NULL if not said.  */
+  const char *protections;
 };
 /* Called once the zygote is ready (INFO) or could not start (ERR).  */
 typedef void (*front_ready_cb)(void *ctx, const struct front_info *info, kiln_error_t err);
