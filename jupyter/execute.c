@@ -206,41 +206,23 @@ finish(struct exec *e, json_t *reply, bool failed)
   kernel_next(k);
 }
 
-/* The user_expressions are evaluated in a cell of their own, run in the
-   session's globals after the request's cell, as ipykernel evaluates
-   them after the code: each one's repr, or the exception it raised, as
-   JSON on the helper cell's stdout (not streamed to the frontend).  The
-   helper cell leaves no name behind, but the front counts it as a cell
-   of the session (its history shows it).  */
-static const char user_expressions_head[]
-    = "def _kiln_user_expressions(exprs, g):\n"
-      "    import json\n"
-      "    out = {}\n"
-      "    for name, src in exprs.items():\n"
-      "        try:\n"
-      "            out[name] = {'status': 'ok', 'data': {'text/plain': repr(eval(src, g))},\n"
-      "                         'metadata': {}}\n"
-      "        except Exception as exc:\n"
-      "            out[name] = {'status': 'error', 'ename': type(exc).__name__,\n"
-      "                         'evalue': str(exc), 'traceback': []}\n"
-      "    print(json.dumps(out))\n"
-      "try:\n"
-      "    _kiln_user_expressions(__import__('json').loads(";
-static const char user_expressions_tail[] = "), globals())\n"
-                                            "finally:\n"
-                                            "    del _kiln_user_expressions\n";
-
+/* The user_expressions are evaluated after the request's cell, in its
+   session's globals, as ipykernel evaluates them after the code: by the
+   session's interpreter between cells (front_introspect's
+   FRONT_EVALUATE), so they take no execution number and no history
+   row, under the cell deadline.  */
 static void
-on_user_expressions(void *ctx, const struct cell_reply *r)
+on_user_expressions(void *ctx, const struct file_reply *r)
 {
   struct exec *e = ctx;
   json_t *reply = steal_pointer(&e->reply);
-  json_t *values = NULL;
-  if (r->status == REPLY_OK)
-    values = json_loadb(r->out, r->out_len, 0, NULL);
+  json_t *values = r->status == 0 ? json_loadb((const char *)r->data, r->len, 0, NULL) : NULL;
   if (!json_is_object(values)) {
-    log_msg(LOG_WARN, "jupyter: the user_expressions of cell %llu could not be evaluated%s%s",
-            (unsigned long long)e->count, r->err_type ? ": " : "", r->err_type ? r->err_type : "");
+    log_msg(LOG_WARN, "jupyter: the user_expressions of cell %llu could not be evaluated: %s",
+            (unsigned long long)e->count,
+            r->status == 0 ? "the answer is not a JSON object"
+            : r->message   ? r->message
+                           : "?");
     json_decref(values);
     values = json_object();
   }
@@ -248,9 +230,9 @@ on_user_expressions(void *ctx, const struct cell_reply *r)
   finish(e, reply, false);
 }
 
-/* Starts the cell that evaluates E's user_expressions, keeping REPLY
-   (stolen on success) to send when it is done.  Returns false when
-   there are none to evaluate, or the front refused the cell.  */
+/* Asks for E's user_expressions, keeping REPLY (stolen on success) to
+   send with them.  Returns false when there are none to evaluate, or
+   the front refused the question.  */
 static bool
 start_user_expressions(struct exec *e, json_t *reply)
 {
@@ -261,17 +243,10 @@ start_user_expressions(struct exec *e, json_t *reply)
   const char *name;
   json_t *v;
   json_object_foreach(exprs, name, v) if (!json_is_string(v)) return false;
-  /* A JSON string is a Python string literal too (jansson escapes no
-     '/'), so the expressions reach Python as the client wrote them.  */
   cleanup_free char *text = json_dumps(exprs, JSON_COMPACT);
-  json_t *s = json_string(text);
-  cleanup_free char *literal = json_dumps(s, JSON_ENCODE_ANY);
-  json_decref(s);
-  cleanup_free char *code
-      = xasprintf("%s%s%s", user_expressions_head, literal, user_expressions_tail);
   kiln_error_t err = NULL;
-  int64_t h = front_run_cell(k->front, k->session_id, code, strlen(code), k->cfg->max_timeout_s,
-                             on_user_expressions, e, &err);
+  int64_t h = front_introspect(k->front, k->session_id, FRONT_EVALUATE, text, strlen(text), 0,
+                               on_user_expressions, e, &err);
   if (h < 0) {
     log_error(LOG_WARN, &err, "jupyter: user_expressions");
     return false;

@@ -31,6 +31,7 @@ fallback(const struct ask *a)
   case FRONT_INSPECT:
     return json_pack("{s:s, s:b, s:{}, s:{}}", "status", "ok", "found", 0, "data", "metadata");
   case FRONT_IS_COMPLETE:
+  case FRONT_EVALUATE: /* execute.c's, never asked here */
     break;
   }
   return json_pack("{s:s}", "status", "unknown");

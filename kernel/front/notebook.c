@@ -19,7 +19,8 @@ front_introspect(struct front *f, const char *session_id, enum front_introspect_
   struct session *s = session_id ? session_find(f, session_id) : NULL;
   if (s == NULL)
     return kiln_error_make(err, 0, "unknown session '%s'", session_id ? session_id : "");
-  if (op != FRONT_COMPLETE && op != FRONT_INSPECT && op != FRONT_IS_COMPLETE)
+  if (op != FRONT_COMPLETE && op != FRONT_INSPECT && op != FRONT_IS_COMPLETE
+      && op != FRONT_EVALUATE)
     return kiln_error_make(err, 0, "no such introspection: %d", (int)op);
   if (len > f->cfg->max_code)
     return kiln_error_make(err, 0, "%zu bytes of code is over the %zu-byte limit (--max-code)", len,
@@ -33,6 +34,10 @@ front_introspect(struct front *f, const char *session_id, enum front_introspect_
   struct request *r = request_new_file(FRONT_FILE_READ, code, len, cursor, NULL, 0,
                                        f->limits.text_bytes, cb, ctx);
   r->u.file.introspect = op;
+  /* Expressions are code as a cell is, with a cell's deadline; the other
+     questions keep a file operation's.  */
+  if (op == FRONT_EVALUATE)
+    r->timeout_s = f->cfg->timeout_s;
   session_enqueue(s, r);
   return f->next_handle;
 }

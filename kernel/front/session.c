@@ -113,6 +113,8 @@ session_dispatch(struct session *s)
     fbuf_put(&fb, TAG_CODE, c->u.file.path, strlen(c->u.file.path));
     fbuf_put_u64(&fb, TAG_OFFSET, c->u.file.offset);
     fbuf_put_u64(&fb, TAG_MAX_BYTES, c->u.file.max_bytes);
+    /* Interrupts at its deadline name the session's last cell.  */
+    fbuf_put_u64(&fb, TAG_CELL_NO, s->execution_count);
   } else if (c->kind == REQ_FILE) {
     static const enum frame_type types[] = {
       [FRONT_FILE_LIST] = FRAME_FILE_LIST,   [FRONT_FILE_READ] = FRAME_FILE_READ,

@@ -264,15 +264,19 @@ static void
 introspect(PyObject *rt, const struct frame *f, struct fbuf *fb)
 {
   fbuf_init(fb, FRAME_FILE_RESULT);
-  uint64_t kind = 0, cursor = 0, max_bytes = 0;
+  uint64_t kind = 0, cursor = 0, max_bytes = 0, cell_no = 0;
   const struct field *code = frame_get(f, TAG_CODE);
   if (code == NULL || frame_get_u64(f, TAG_KIND, false, &kind, NULL) < 0
       || frame_get_u64(f, TAG_OFFSET, false, &cursor, NULL) < 0
-      || frame_get_u64(f, TAG_MAX_BYTES, false, &max_bytes, NULL) < 0) {
+      || frame_get_u64(f, TAG_MAX_BYTES, false, &max_bytes, NULL) < 0
+      || frame_get_u64(f, TAG_CELL_NO, false, &cell_no, NULL) < 0) {
     fbuf_put_u64(fb, TAG_STATUS, EINVAL);
     fbuf_put_str(fb, TAG_MESSAGE, "malformed INTROSPECT from the front");
     return;
   }
+  /* The session's code runs here too (a property, an expression): the
+     interrupt at the question's deadline reaches it as a cell's does.  */
+  intr_arm(cell_no);
   PyObject *ret = PyObject_CallMethod(rt, "introspect", "Ks#KK", (unsigned long long)kind,
                                       (const char *)code->data, (Py_ssize_t)code->len,
                                       (unsigned long long)cursor, (unsigned long long)max_bytes);

@@ -1,6 +1,7 @@
 """What a notebook frontend asks of a session between its cells: the names
-that complete the word at the cursor, the object under the cursor, and
-whether a cell is whole.
+that complete the word at the cursor, the object under the cursor,
+whether a cell is whole, and the values of expressions (a Jupyter
+execute_request's user_expressions).
 
 Called in the session's worker (FRAME_INTROSPECT, kernel/py/worker.c) with
 the session's namespace; each answer is a JSON object (kiln.h,
@@ -20,7 +21,7 @@ import re
 import rlcompleter
 import warnings
 
-COMPLETE, INSPECT, IS_COMPLETE = 1, 2, 3
+COMPLETE, INSPECT, IS_COMPLETE, EVALUATE = 1, 2, 3, 4
 
 # The dotted name that ends where the cursor is.
 _WORD_BEFORE = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*\.?$|[^\W\d]?$")
@@ -43,9 +44,44 @@ def answer(ns, kind, code, cursor, max_bytes):
             reply["text"] = reply["text"][: len(reply["text"]) // 2]
     elif kind == IS_COMPLETE:
         reply = is_complete(code)
+    elif kind == EVALUATE:
+        reply = evaluate(ns, code)
+        texts = [v["data"] for v in reply.values() if v["status"] == "ok"]
+        while len(_dump(reply)) > max_bytes and any(t["text/plain"] for t in texts):
+            longest = max(texts, key=lambda t: len(t["text/plain"]))
+            longest["text/plain"] = longest["text/plain"][: len(longest["text/plain"]) // 2]
     else:
         raise ValueError(f"no such introspection: {kind}")
     return _dump(reply)
+
+
+def evaluate(ns, exprs):
+    """EXPRS, a JSON object of expressions by name, each evaluated in NS
+    as ipykernel evaluates user_expressions: its repr, or the exception
+    it raised.  An interrupt (the deadline) ends them all: the rest are
+    not evaluated."""
+    try:
+        exprs = json.loads(exprs)
+    except ValueError as exc:
+        raise ValueError(f"the expressions are not JSON: {exc}") from None
+    if not isinstance(exprs, dict) or not all(isinstance(v, str) for v in exprs.values()):
+        raise ValueError("the expressions are not an object of strings")
+    out = {}
+    stopped = None
+    for name, src in exprs.items():
+        if stopped is None:
+            try:
+                out[name] = {"status": "ok", "data": {"text/plain": repr(eval(src, ns))}, "metadata": {}}
+                continue
+            except KeyboardInterrupt:
+                stopped = "interrupted at the deadline"
+                exc = KeyboardInterrupt(stopped)
+            except BaseException as e:
+                exc = e
+        else:
+            exc = KeyboardInterrupt(f"not evaluated: an earlier expression was {stopped}")
+        out[name] = {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
+    return out
 
 
 def _dump(reply):

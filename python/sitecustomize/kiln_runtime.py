@@ -694,7 +694,16 @@ def restore(source, expected):
 
 def introspect(kind, code, cursor, max_bytes):
     """A frontend's question about CODE at CURSOR, answered as JSON bytes
-    (kiln_introspect.answer)."""
+    (kiln_introspect.answer).  The session's own code runs in it (an
+    expression, a property): the interrupt at its deadline reaches that
+    code as a cell's does."""
+    global _in_cell
     import kiln_introspect
 
-    return kiln_introspect.answer(_main.__dict__, kind, code, cursor, max_bytes)
+    try:
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _SIGINT)
+        _in_cell = True
+        return kiln_introspect.answer(_main.__dict__, kind, code, cursor, max_bytes)
+    finally:
+        _in_cell = False
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, _SIGINT)

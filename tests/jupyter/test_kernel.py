@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from conftest import Kernel
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -564,6 +566,34 @@ def test_user_expressions_are_evaluated_after_the_cell_in_its_namespace(kernel):
     assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
         "[]"
     ]
+
+
+def test_user_expressions_take_no_execution_number_and_no_history_row(fresh_kernel):
+    first, _ = fresh_kernel.run("ue_n = 1", user_expressions={"n": "ue_n"})
+    assert first["content"]["user_expressions"]["n"]["data"]["text/plain"] == "1"
+    second, _ = fresh_kernel.run("ue_n + 1")
+    assert second["content"]["execution_count"] == first["content"]["execution_count"] + 1
+    c = ask(fresh_kernel, lambda kc: kc.history(hist_access_type="tail", n=10))
+    assert [row[2] for row in c["history"]] == ["ue_n = 1", "ue_n + 1"]
+
+
+def test_a_hanging_user_expression_is_interrupted_at_the_deadline_and_the_session_kept(tmp_path):
+    k = Kernel(tmp_path, "--timeout", "2")
+    try:
+        t0 = time.monotonic()
+        reply, _ = k.run(
+            "ue_kept = 5",
+            user_expressions={"slow": "__import__('time').sleep(600)", "after": "ue_kept"},
+            timeout=60,
+        )
+        assert time.monotonic() - t0 < 30
+        ue = reply["content"]["user_expressions"]
+        assert ue["slow"]["status"] == "error" and ue["slow"]["ename"] == "KeyboardInterrupt"
+        assert ue["after"]["status"] == "error" and "not evaluated" in ue["after"]["evalue"]
+        _, msgs = k.run("ue_kept")
+        assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["5"]
+    finally:
+        k.stop()
 
 
 def test_user_expressions_are_not_evaluated_after_an_error(kernel):

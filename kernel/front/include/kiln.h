@@ -325,11 +325,24 @@ int64_t front_file_op_at(struct front *f, const char *session_id, enum front_fil
                     "indent": "..."}: whether CODE is a whole cell, as
                     IPython's console decides (codeop, and an open
                     indented block is incomplete), and the next line's
-                    indent when it is not.  */
+                    indent when it is not;
+   FRONT_EVALUATE   CODE is a JSON object of expressions by name (a
+                    Jupyter execute_request's user_expressions); the
+                    answer has, by the same names, {"status": "ok",
+                    "data": {"text/plain": repr}, "metadata": {}} or
+                    {"status": "error", "ename", "evalue", "traceback":
+                    []}.  Evaluated in the session's globals: no cell
+                    number, no history.  Under the cell deadline
+                    (--timeout) and interrupted as a cell is; CURSOR is
+                    unused.
+   Each runs the session's own code (a property, an expression), so
+   each has a deadline: an interrupt at it, and the worker killed (the
+   session lost) if that does not stop it within --grace.  */
 enum front_introspect_op {
   FRONT_COMPLETE = 1,
   FRONT_INSPECT = 2,
   FRONT_IS_COMPLETE = 3,
+  FRONT_EVALUATE = 4,
 };
 
 /* Asks SESSION_ID's interpreter (which must exist) about CODE (LEN
