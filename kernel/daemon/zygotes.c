@@ -113,6 +113,10 @@ spawned(struct zygote *z, const struct frame *fr, const uint8_t *raw, size_t raw
   int pidfd = gone ? -1 : (int)syscall(SYS_pidfd_open, ch->pid, 0);
   if (pidfd >= 0)
     fds[nfds++] = pidfd;
+  /* And its cgroups' counters, which only the daemon can name: the front
+     tells a session killed for memory from any other SIGKILL.  */
+  if (pidfd >= 0 && ch->cg_made && cg_session_event_fds(&d->cg, ch->cg, fds + nfds) == 0)
+    nfds += 2;
   if (ch->conn == NULL || dmn_send_raw(ch->conn->fd, raw, rawlen, fds, nfds) < 0) {
     if (!gone)
       kill(ch->pid, SIGKILL);

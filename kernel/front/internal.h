@@ -160,6 +160,9 @@ struct worker {
   int pidfd;
   char cg[64]; /* its cgroups' name: the session id and a spawn serial */
   bool cg_made;
+  /* A worker from the daemon: its cgroups' counter files, or -1 (see
+     worker_cg_events).  */
+  int cg_events[2];
   int uid_slot; /* released when it is freed */
   bool oom_told, pids_told;
   uint64_t oom_counted; /* the cgroup's OOM kills already in the front's metrics */
@@ -365,6 +368,10 @@ void on_worker_pipe(struct loop *loop, int fd, uint32_t events, void *data);
 void worker_kill(struct worker *w);
 void worker_fault(struct worker *w, const char *fmt, ...);
 void worker_free(struct worker *w);
+/* W's cgroup counters (cg_session_events), from its cgroups when the
+   front made them, else from the daemon's counter files; counted in the
+   metrics.  False, and zeros, when W has no cgroups.  */
+bool worker_cg_events(struct worker *w, uint64_t *oom_kills, bool *pids);
 void worker_on_ctl(struct loop *loop, int fd, uint32_t events, void *data);
 void worker_reaped(struct worker *w, int status);
 void worker_check_stall(struct worker *w, int64_t now);
@@ -425,6 +432,13 @@ void reply_file_result(struct worker *w, struct frame *fr);
 /* The static copy of mime M (N bytes) among those a reply carries, or
    NULL for any other.  */
 const char *reply_static_mime(const char *m, size_t n);
+/* Appends the sentence TEXT (allocated; freed here) to B, a
+   NUL-terminated text of sentences.  */
+void reply_note(struct buf *b, char *text);
+/* What the reader should know about W's limits, once each: a process
+   of its session killed for memory, the process limit reached (a fork
+   bomb), as a sentence appended to SAID.  */
+void reply_note_limits(struct worker *w, struct buf *said);
 size_t reply_parse_outputs(struct session *s, const struct field *fl, const struct field *marks_f,
                            const struct output_cut *cut, struct cell_output **out, char ***strings,
                            size_t *nstrings, struct artifact_notes *notes);

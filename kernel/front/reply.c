@@ -222,14 +222,8 @@ reply_static_mime(const char *m, size_t n)
   return NULL;
 }
 
-/* Parses the worker's packed outputs (worker.c put_outputs) into *OUT,
-   storing images as artifacts.  Returns how many; *STRINGS holds the
-   strings the outputs point to (the caller frees each and the array).
-   Anything malformed ends the parse: a lying worker loses its outputs,
-   nothing more.  */
-/* Appends the sentence TEXT (allocated; freed here) to B.  */
-static void
-note(struct buf *b, char *text)
+void
+reply_note(struct buf *b, char *text)
 {
   if (b->len) {
     b->len--; /* the NUL */
@@ -238,6 +232,27 @@ note(struct buf *b, char *text)
   buf_append(b, text, strlen(text));
   buf_append(b, "", 1);
   free(text);
+}
+
+void
+reply_note_limits(struct worker *w, struct buf *said)
+{
+  const struct sbx_config *sbx = w->front->cfg->sbx;
+  uint64_t oom_kills;
+  bool pids;
+  if (!worker_cg_events(w, &oom_kills, &pids))
+    return;
+  bool oom = oom_kills > 0;
+  if (oom && !w->oom_told)
+    reply_note(said, xasprintf("A process of this session was killed for running out of memory "
+                               "(the session's limit is %zu MiB).",
+                               sbx->cg_limits.memory >> 20));
+  else if (pids && !w->pids_told)
+    reply_note(said, xasprintf("This session reached its process limit (%u processes and "
+                               "threads): creating more failed.",
+                               sbx->cg_limits.pids));
+  w->oom_told |= oom;
+  w->pids_told |= pids;
 }
 
 /* Where in the reply's stdout the K-th output (inline copies not
@@ -262,6 +277,11 @@ shown_at(const struct session *s, const struct field *marks_f, size_t k,
   return output_map(cut, c->u.cell.marks[mark].at);
 }
 
+/* Parses the worker's packed outputs (worker.c put_outputs) into *OUT,
+   storing images as artifacts.  Returns how many; *STRINGS holds the
+   strings the outputs point to (the caller frees each and the array).
+   Anything malformed ends the parse: a lying worker loses its outputs,
+   nothing more.  */
 size_t
 reply_parse_outputs(struct session *s, const struct field *fl, const struct field *marks_f,
                     const struct output_cut *cut, struct cell_output **out, char ***strings,
@@ -422,46 +442,31 @@ reply_done(struct worker *w, struct frame *fr)
   /* Everything the reader should know besides the output, one sentence
      each.  */
   struct buf said = { 0 };
-  const struct sbx_config *sbx = s->front->cfg->sbx;
   if (s->lost_reason) {
     r.state_lost = true;
-    note(&said, xasprintf("This cell ran in a fresh interpreter: the session's previous worker %s, "
-                          "and its variables and imports are gone.",
-                          s->lost_reason));
+    reply_note(&said,
+               xasprintf("This cell ran in a fresh interpreter: the session's previous worker %s, "
+                         "and its variables and imports are gone.",
+                         s->lost_reason));
     free(s->lost_reason);
     s->lost_reason = NULL;
   }
   if (s->restored_note) {
     r.state_lost = r.state_lost || s->restored_lost;
-    note(&said, steal_pointer(&s->restored_note));
+    reply_note(&said, steal_pointer(&s->restored_note));
   }
   if (notice)
-    note(&said, xstrdup(notice));
-  if (w->cg_made) {
-    uint64_t oom_kills;
-    bool pids;
-    cg_session_events(&sbx->cg, w->cg, &oom_kills, &pids);
-    metrics_count_ooms(w, oom_kills);
-    bool oom = oom_kills > 0;
-    if (oom && !w->oom_told)
-      note(&said, xasprintf("A process of this session was killed for running out of memory (the "
-                            "session's limit is %zu MiB).",
-                            sbx->cg_limits.memory >> 20));
-    else if (pids && !w->pids_told)
-      note(&said, xasprintf("This session reached its process limit (%u processes and threads): "
-                            "creating more failed.",
-                            sbx->cg_limits.pids));
-    w->oom_told |= oom;
-    w->pids_told |= pids;
-  }
+    reply_note(&said, xstrdup(notice));
+  reply_note_limits(w, &said);
   if (outs_dropped)
-    note(&said, xasprintf("%llu more image(s) or displayed object(s) were dropped: a cell's reply "
-                          "carries at most %zu of them, %zu MiB in all.",
-                          (unsigned long long)outs_dropped, s->front->limits.outputs_count,
-                          s->front->limits.outputs_bytes >> 20));
+    reply_note(&said,
+               xasprintf("%llu more image(s) or displayed object(s) were dropped: a cell's reply "
+                         "carries at most %zu of them, %zu MiB in all.",
+                         (unsigned long long)outs_dropped, s->front->limits.outputs_count,
+                         s->front->limits.outputs_bytes >> 20));
   char *stored = artifact_notice(&anotes);
   if (stored)
-    note(&said, stored);
+    reply_note(&said, stored);
   cleanup_free char *notices = said.len ? (char *)said.data : NULL;
   r.notice = notices;
   s->state = S_IDLE;

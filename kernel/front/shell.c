@@ -78,46 +78,6 @@ shell_frame(struct session *s, const struct request *c, struct fbuf *fb)
   fbuf_put_u64(fb, TAG_GRACE_MS, (uint64_t)(s->front->cfg->grace_s * 1000));
 }
 
-/* Appends the sentence TEXT (allocated; freed here) to B, a
-   NUL-terminated text of sentences.  */
-static void
-note(struct buf *b, char *text)
-{
-  if (b->len) {
-    b->len--; /* the NUL */
-    buf_append(b, " ", 1);
-  }
-  buf_append(b, text, strlen(text));
-  buf_append(b, "", 1);
-  free(text);
-}
-
-/* What the reader should know about the session's limits, as a cell's
-   reply says it (reply_done): a process of the session killed for
-   memory, or the process limit reached (a fork bomb).  */
-static void
-note_limits(struct worker *w, struct buf *said)
-{
-  const struct sbx_config *sbx = w->front->cfg->sbx;
-  if (!w->cg_made)
-    return;
-  uint64_t oom_kills;
-  bool pids;
-  cg_session_events(&sbx->cg, w->cg, &oom_kills, &pids);
-  metrics_count_ooms(w, oom_kills);
-  bool oom = oom_kills > 0;
-  if (oom && !w->oom_told)
-    note(said, xasprintf("A process of this session was killed for running out of memory (the "
-                         "session's limit is %zu MiB).",
-                         sbx->cg_limits.memory >> 20));
-  else if (pids && !w->pids_told)
-    note(said, xasprintf("This session reached its process limit (%u processes and threads): "
-                         "creating more failed.",
-                         sbx->cg_limits.pids));
-  w->oom_told |= oom;
-  w->pids_told |= pids;
-}
-
 void
 reply_shell_done(struct worker *w, struct frame *fr)
 {
@@ -164,9 +124,10 @@ reply_shell_done(struct worker *w, struct frame *fr)
   struct buf said = { 0 };
   bool lost = s->lost_reason != NULL;
   if (lost) {
-    note(&said, xasprintf("This command ran in a fresh worker: the session's previous worker %s, "
-                          "and its Python variables and imports are gone.",
-                          s->lost_reason));
+    reply_note(&said,
+               xasprintf("This command ran in a fresh worker: the session's previous worker %s, "
+                         "and its Python variables and imports are gone.",
+                         s->lost_reason));
     free(s->lost_reason);
     s->lost_reason = NULL;
   }
@@ -174,20 +135,21 @@ reply_shell_done(struct worker *w, struct frame *fr)
      is (reply_done).  */
   if (s->restored_note) {
     lost = lost || s->restored_lost;
-    note(&said, steal_pointer(&s->restored_note));
+    reply_note(&said, steal_pointer(&s->restored_note));
   }
   const char *why = s->cancel_interrupt ? "because it was asked for" : NULL;
   cleanup_free char *deadline = xasprintf("at its %g s deadline", c->timeout_s);
   if (rs == REPLY_KILLED)
-    note(&said, xasprintf("The command did not stop within %g s of the interrupt (SIGINT) sent %s: "
-                          "its process group was killed (SIGKILL). The session's Python state is "
-                          "kept.",
-                          s->front->cfg->grace_s, why ? why : deadline));
+    reply_note(&said,
+               xasprintf("The command did not stop within %g s of the interrupt (SIGINT) sent %s: "
+                         "its process group was killed (SIGKILL). The session's Python state is "
+                         "kept.",
+                         s->front->cfg->grace_s, why ? why : deadline));
   else if (interrupted)
-    note(&said, xasprintf("The command was interrupted (SIGINT to its process group) %s. The "
-                          "session's Python state is kept.",
-                          why ? why : deadline));
-  note_limits(w, &said);
+    reply_note(&said, xasprintf("The command was interrupted (SIGINT to its process group) %s. The "
+                                "session's Python state is kept.",
+                                why ? why : deadline));
+  reply_note_limits(w, &said);
   struct output_cut cut;
   output_geometry(&w->cap_out, &cut);
   struct cell_output *outs;

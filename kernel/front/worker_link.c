@@ -205,6 +205,21 @@ worker_close_fds(struct worker *w)
   w->pidfd = -1;
 }
 
+bool
+worker_cg_events(struct worker *w, uint64_t *oom_kills, bool *pids)
+{
+  *oom_kills = 0;
+  *pids = false;
+  if (w->cg_made)
+    cg_session_events(&w->front->cfg->sbx->cg, w->cg, oom_kills, pids);
+  else if (w->cg_events[0] >= 0)
+    cg_events_at(w->cg_events, oom_kills, pids);
+  else
+    return false;
+  metrics_count_ooms(w, *oom_kills);
+  return true;
+}
+
 void
 worker_free(struct worker *w)
 {
@@ -215,6 +230,9 @@ worker_free(struct worker *w)
       break;
     }
   worker_close_fds(w);
+  for (size_t i = 0; i < 2; i++)
+    if (w->cg_events[i] >= 0)
+      close(w->cg_events[i]);
   f->held_bytes -= w->in.len;
   /* Its processes are gone with its init: what it held is free again.  */
   if (w->cg_made)
@@ -458,10 +476,7 @@ worker_reaped(struct worker *w, int status)
   const struct sbx_config *sbx = f->cfg->sbx;
   uint64_t oom_kills = 0;
   bool pids = false;
-  if (w->cg_made) {
-    cg_session_events(&sbx->cg, w->cg, &oom_kills, &pids);
-    metrics_count_ooms(w, oom_kills);
-  }
+  worker_cg_events(w, &oom_kills, &pids);
   if (s) {
     cleanup_free char *why
         = w->fault ? xasprintf("was stopped: %s", w->fault)

@@ -116,9 +116,12 @@ spawn_arrived(struct front *f, struct frame *fr)
   uint64_t pid = 0;
   kiln_error_t err = NULL;
   cleanup_free char *msg = NULL;
-  /* The daemon adds a pidfd of the init, unless it was gone already.  */
+  /* The daemon adds a pidfd of the init, unless it was gone already, and
+     then its cgroups' counter files when it made them
+     (cg_session_event_fds).  */
   bool daemon = f->cfg->daemon_socket != NULL;
-  bool ok = fr->type == FRAME_SPAWNED && (fr->nfds == 4 || (daemon && fr->nfds == 5))
+  bool ok = fr->type == FRAME_SPAWNED
+            && (fr->nfds == 4 || (daemon && (fr->nfds == 5 || fr->nfds == 7)))
             && frame_get_u64(fr, TAG_PID, false, &pid, &err) == 0 && pid > 1;
   if (!ok || !expected) {
     for (size_t i = 0; i < fr->nfds; i++)
@@ -145,7 +148,9 @@ spawn_arrived(struct front *f, struct frame *fr)
   w->out = fr->fds[1];
   w->err = fr->fds[2];
   w->status = fr->fds[3];
-  w->pidfd = fr->nfds == 5 ? fr->fds[4] : -1;
+  w->pidfd = fr->nfds >= 5 ? fr->fds[4] : -1;
+  w->cg_events[0] = fr->nfds == 7 ? fr->fds[5] : -1;
+  w->cg_events[1] = fr->nfds == 7 ? fr->fds[6] : -1;
   /* The worker now holds the request's cgroups and uid.  */
   snprintf(w->cg, sizeof w->cg, "%s", req.cg);
   w->cg_made = req.cg_made;

@@ -301,18 +301,67 @@ cg_session_join(const struct cg_host *h, const char *id, pid_t pid, kiln_error_t
 }
 
 /* The number after KEY in a "key value" file, or 0.  */
+/* KEY's value in TEXT, lines of "key value" (0 when absent).  */
 static long
-counter(const char *dir, const char *file, const char *key)
+keyed(const char *text, const char *key)
 {
-  cleanup_free char *path = xasprintf("%s/%s", dir, file);
-  cleanup_free char *text = read_small(path);
-  if (text == NULL)
-    return 0;
   size_t k = strlen(key);
-  for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+  for (const char *line = text; line && *line;
+       line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
     if (strncmp(line, key, k) == 0 && line[k] == ' ')
       return strtol(line + k + 1, NULL, 10);
   return 0;
+}
+
+/* KEY's value in the counter file open at FD, read afresh.  */
+static long
+counter_at(int fd, const char *key)
+{
+  char buf[4096];
+  ssize_t n = fd >= 0 ? pread(fd, buf, sizeof buf - 1, 0) : -1;
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  return keyed(buf, key);
+}
+
+/* The files cg_session_events reads: its memory events, its pids
+   events.  */
+static void
+event_files(const struct cg_host *h, const char *id, char **mem, char **pids)
+{
+  cleanup_free char *md = session_dir(h, 0, id);
+  cleanup_free char *pd = session_dir(h, h->version == 2 ? 0 : 1, id);
+  /* v1 has oom_kill in memory.oom_control since Linux 4.13.  */
+  *mem = xasprintf("%s/%s", md, h->version == 2 ? "memory.events" : "memory.oom_control");
+  *pids = xasprintf("%s/pids.events", pd);
+}
+
+int
+cg_session_event_fds(const struct cg_host *h, const char *id, int fds[2])
+{
+  fds[0] = fds[1] = -1;
+  if (h->version == 0)
+    return -1;
+  cleanup_free char *mem = NULL, *pids = NULL;
+  event_files(h, id, &mem, &pids);
+  fds[0] = open(mem, O_RDONLY | O_CLOEXEC);
+  fds[1] = open(pids, O_RDONLY | O_CLOEXEC);
+  if (fds[0] >= 0 && fds[1] >= 0)
+    return 0;
+  for (int i = 0; i < 2; i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
+  fds[0] = fds[1] = -1;
+  return -1;
+}
+
+void
+cg_events_at(const int fds[2], uint64_t *oom_kills, bool *pids)
+{
+  long kills = counter_at(fds[0], "oom_kill");
+  *oom_kills = kills > 0 ? (uint64_t)kills : 0;
+  *pids = counter_at(fds[1], "max") > 0;
 }
 
 void
@@ -322,12 +371,12 @@ cg_session_events(const struct cg_host *h, const char *id, uint64_t *oom_kills, 
   *pids = false;
   if (h->version == 0)
     return;
-  cleanup_free char *mem = session_dir(h, 0, id);
-  cleanup_free char *pd = session_dir(h, h->version == 2 ? 0 : 1, id);
-  /* v1 has oom_kill in memory.oom_control since Linux 4.13.  */
-  long kills = counter(mem, h->version == 2 ? "memory.events" : "memory.oom_control", "oom_kill");
+  cleanup_free char *mem = NULL, *pd = NULL;
+  event_files(h, id, &mem, &pd);
+  cleanup_free char *mtext = read_small(mem), *ptext = read_small(pd);
+  long kills = mtext ? keyed(mtext, "oom_kill") : 0;
   *oom_kills = kills > 0 ? (uint64_t)kills : 0;
-  *pids = counter(pd, "pids.events", "max") > 0;
+  *pids = ptext && keyed(ptext, "max") > 0;
 }
 
 int

@@ -46,6 +46,12 @@ int cg_session_join(const struct cg_host *h, const char *id, pid_t pid, kiln_err
    so a caller can tell new kills from ones it has seen), *PIDS when the
    process limit was hit.  Both are 0 on a host without cgroups.  */
 void cg_session_events(const struct cg_host *h, const char *id, uint64_t *oom_kills, bool *pids);
+/* The files cg_session_events reads, opened for a process that cannot
+   name them (a front whose workers' cgroups are the daemon's): FDS[0]
+   and FDS[1], or -1 both and a return of -1.  cg_events_at reads them
+   as cg_session_events reads the files.  */
+int cg_session_event_fds(const struct cg_host *h, const char *id, int fds[2]);
+void cg_events_at(const int fds[2], uint64_t *oom_kills, bool *pids);
 /* Removes the session's groups.  Returns 0 once they are gone, or -1
    while tasks remain (they have been sent SIGKILL: call again later).  */
 int cg_session_remove(const struct cg_host *h, const char *id);

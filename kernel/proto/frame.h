@@ -21,7 +21,7 @@
 /* Upper bound on any payload, whatever the configuration; the limits
    actually used come from wire_limits.h.  */
 #define FRAME_MAX_PAYLOAD (1u << 30)
-#define FRAME_MAX_FDS     5
+#define FRAME_MAX_FDS     7
 
 enum frame_type {
   /* front -> zygote */

@@ -332,6 +332,23 @@ def test_a_kernel_on_the_daemon_makes_no_cgroups_and_names_the_daemons(kdir, xdg
         a.stop()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only kiln running as root limits memory with cgroups")
+def test_a_kernel_on_the_daemon_says_its_session_ran_out_of_memory(kdir, xdg):
+    # The cgroups are the daemon's: their counters reach the kernel with
+    # the worker, so the kernel can tell a kill for memory from any other.
+    a = kernel(kdir, "a", xdg, "--memory", "256M")
+    try:
+        reply, msgs = a.run("b = bytearray(2 << 30)", timeout=120)
+        assert reply["content"]["status"] == "error"
+        errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+        assert errors and "ran out of memory" in errors[0]["evalue"], errors
+        assert "256 MiB" in errors[0]["evalue"]
+        reply, _ = a.run("1 + 1")
+        assert reply["content"]["status"] == "ok"
+    finally:
+        a.stop()
+
+
 def userns_works():
     try:
         return subprocess.run(["unshare", "-Ur", "true"], capture_output=True, timeout=30).returncode == 0
