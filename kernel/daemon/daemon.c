@@ -91,7 +91,8 @@ reap(struct daemon *d)
         z->pid = 0;
         if (z->sock >= 0)
           dmn_zygote_lost(z, "died");
-      }
+      } else
+        known = dmn_compiler_reaped(z, pid);
     for (struct child **pp = &d->children; *pp && !known;) {
       struct child *ch = *pp;
       if (ch->pid != pid) {
@@ -147,6 +148,9 @@ next_deadline(void *data)
     int64_t expiry = z->unused_since + (int64_t)(d->idle_s * 1e9);
     if (z->unused_since && (t < 0 || expiry < t))
       t = expiry;
+    int64_t compiled = dmn_compiler_deadline(z);
+    if (compiled >= 0 && (t < 0 || compiled < t))
+      t = compiled;
   }
   if (d->cg_dead.n) {
     int64_t soon = now_ns() + 20 * 1000000;
@@ -176,6 +180,7 @@ tick(int64_t now, void *data)
       z->restart_at = 0;
       dmn_zygote_start(z);
     }
+    dmn_compiler_tick(z, now);
   }
   if (d->conns == NULL && d->idle_since && now - d->idle_since >= (int64_t)(d->idle_s * 1e9)) {
     log_msg(LOG_INFO, "no front for %.0f s: the daemon exits", d->idle_s);

@@ -92,7 +92,7 @@ conn_spawn(struct conn *c, const struct frame *fr)
 static void
 conn_frame(struct conn *c, const struct frame *fr)
 {
-  if (fr->type == FRAME_CONFIG) {
+  if (fr->type == FRAME_CONFIG || fr->type == FRAME_COMPILER_CONFIG) {
     if (c->z) {
       dmn_conn_drop(c);
       return;
@@ -100,22 +100,31 @@ conn_frame(struct conn *c, const struct frame *fr)
     kiln_error_t err = NULL;
     c->z = dmn_zygote_for(c->d, fr, &err);
     if (c->z == NULL) {
-      dmn_send_message(c, FRAME_ZYGOTE_FAILED, err->msg);
+      dmn_send_message(c, fr->type == FRAME_CONFIG ? FRAME_ZYGOTE_FAILED : FRAME_COMPILER_FAILED,
+                       err->msg);
       kiln_error_release(&err);
       dmn_conn_drop(c);
       return;
     }
-    if (c->z->ready) {
+    if (fr->type == FRAME_COMPILER_CONFIG)
+      dmn_compiler_attach(c->z, c);
+    else if (c->z->ready) {
       c->told_ready = true;
       if (dmn_send_raw(c->fd, c->z->ready_frame.data, c->z->ready_frame.len, NULL, 0) < 0)
         dmn_conn_drop(c);
     }
   } else if (fr->type == FRAME_SPAWN) {
-    if (c->z == NULL) {
+    if (c->z == NULL || c->compiling) {
       dmn_conn_drop(c);
       return;
     }
     conn_spawn(c, fr);
+  } else if (fr->type == FRAME_COMPILE) {
+    if (c->z == NULL || !c->compiling) {
+      dmn_conn_drop(c);
+      return;
+    }
+    dmn_compiler_request(c->z, c, fr);
   }
   /* Anything else is not the zygote protocol's: ignored, as the zygote
      ignores it.  */
@@ -144,7 +153,8 @@ on_conn(struct loop *loop, int fd, uint32_t events, void *data)
     struct frame fr;
     uint8_t *payload = NULL;
     kiln_error_t err = NULL;
-    int n = link_next_frame(&c->in, CONN_MAX_FRAME, &fr, &payload, &err);
+    int n = link_next_frame(&c->in, c->compiling ? COMPILE_MAX_FRAME : CONN_MAX_FRAME, &fr,
+                            &payload, &err);
     if (n < 0) {
       log_error(LOG_WARN, &err, "a front broke the protocol");
       free(payload);
@@ -185,10 +195,12 @@ dmn_conn_drop(struct conn *c)
       if (ch->pid > 0)
         kill(ch->pid, SIGKILL);
     }
-  for (struct zygote *z = d->zygotes; z; z = z->next)
+  for (struct zygote *z = d->zygotes; z; z = z->next) {
     for (size_t i = 0; i < z->nq; i++)
       if (z->q[i].conn == c)
         z->q[i].conn = NULL;
+    dmn_compiler_forget(z, c);
+  }
   struct zygote *z = c->z;
   buf_free(&c->in);
   free(c);

@@ -17,9 +17,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* A front's frames are its configuration and spawn requests.  */
-#define CONN_MAX_FRAME (1u << 20)
-#define READ_CHUNK     (64u << 10)
+/* A front's frames are its configuration and spawn requests; on a
+   compile link, sources as big as --max-code allows, and the helper's
+   marshalled answers.  */
+#define CONN_MAX_FRAME    (1u << 20)
+#define COMPILE_MAX_FRAME (256u << 20)
+#define READ_CHUNK        (64u << 10)
 /* A front that does not take a worker's fds within this long is dropped
    rather than let it stall every other front.  */
 #define SEND_TIMEOUT_S 2
@@ -48,8 +51,26 @@ struct pending {
   bool cg_made;
 };
 
+/* A compile helper shared by the fronts of one configuration
+   (compilers.c).  */
+struct dmn_compiler {
+  pid_t pid;
+  int fd; /* -1 while there is none */
+  bool ready;
+  struct link_in in;
+  struct buf outq;
+  struct buf ready_frame; /* its COMPILER_READY, sent to each front */
+  /* Who sent the sources the helper has not answered yet, in order;
+     NULL for a front gone since.  */
+  struct conn **waiting;
+  size_t nwaiting, capwaiting;
+  int64_t sent_ns; /* when the oldest unanswered source was sent; 0: none */
+  int failures;
+  int64_t restart_at; /* not started again before this */
+};
+
 /* One zygote per distinct configuration: fronts started with the same
-   options share it.  */
+   options share it, and its compile helper.  */
 struct zygote {
   struct daemon *d;
   uint8_t key[crypto_generichash_BYTES];
@@ -66,6 +87,7 @@ struct zygote {
   int failures;
   int64_t restart_at;
   int64_t unused_since; /* when its last front went; 0 while one uses it */
+  struct dmn_compiler comp;
   struct zygote *next;
 };
 
@@ -75,6 +97,7 @@ struct conn {
   struct zygote *z; /* once its configuration has come */
   struct buf in;
   bool told_ready;
+  bool compiling; /* a front's compile link, not its zygote link */
   struct conn *next;
 };
 
@@ -108,6 +131,21 @@ void dmn_zygote_lost(struct zygote *z, const char *why);
 struct zygote *dmn_zygote_for(struct daemon *d, const struct frame *fr, kiln_error_t *err);
 /* Stops Z and forgets it.  */
 void dmn_zygote_free(struct zygote *z);
+
+/* compilers.c */
+/* C, a front's compile link to Z's configuration: told when the helper
+   is ready (started now if there is none).  */
+void dmn_compiler_attach(struct zygote *z, struct conn *c);
+/* C's FRAME_COMPILE FR, passed to Z's helper; its answer goes to C.  */
+void dmn_compiler_request(struct zygote *z, struct conn *c, const struct frame *fr);
+/* C is gone: an answer meant for it goes nowhere.  */
+void dmn_compiler_forget(struct zygote *z, struct conn *c);
+/* Whether PID was Z's helper (then restarted when next asked for).  */
+bool dmn_compiler_reaped(struct zygote *z, pid_t pid);
+/* When Z's helper must have answered its oldest source, or -1.  */
+int64_t dmn_compiler_deadline(const struct zygote *z);
+void dmn_compiler_tick(struct zygote *z, int64_t now);
+void dmn_compiler_free(struct zygote *z);
 
 /* fronts.c */
 /* Sends the LEN bytes of one frame at DATA to FD with NFDS descriptors;

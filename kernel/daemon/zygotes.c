@@ -365,6 +365,7 @@ dmn_zygote_for(struct daemon *d, const struct frame *fr, kiln_error_t *err)
   z->sbx = sbx;
   z->cfg.sbx = &z->sbx;
   z->sock = -1;
+  z->comp.fd = -1;
   z->next = d->zygotes;
   d->zygotes = z;
   dmn_zygote_start(z);
@@ -387,6 +388,7 @@ dmn_zygote_free(struct zygote *z)
   }
   if (z->pid > 0)
     kill(z->pid, SIGKILL);
+  dmn_compiler_free(z);
   for (size_t i = 0; i < z->nq; i++)
     dmn_pending_release(d, &z->q[i]);
   free(z->q);

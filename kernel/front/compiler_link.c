@@ -66,6 +66,18 @@ send_next(struct front *f)
   loop_mod(f->loop, c->fd, EPOLLIN | (c->outq.len ? EPOLLOUT : 0), NULL);
 }
 
+/* The helper is started again after a wait that grows with each
+   failure in a row.  */
+static void
+schedule_restart(struct compiler_link *c)
+{
+  c->failures++;
+  int64_t wait = RESTART_MIN_NS;
+  for (int i = 1; i < c->failures && wait < RESTART_MAX_NS; i++)
+    wait *= 2;
+  c->restart_at = now_ns() + (wait < RESTART_MAX_NS ? wait : RESTART_MAX_NS);
+}
+
 void
 compiler_lost(struct front *f, const char *why)
 {
@@ -91,11 +103,7 @@ compiler_lost(struct front *f, const char *why)
   c->ready = false;
   buf_free(&c->in);
   buf_free(&c->outq);
-  c->failures++;
-  int64_t wait = RESTART_MIN_NS;
-  for (int i = 1; i < c->failures && wait < RESTART_MAX_NS; i++)
-    wait *= 2;
-  c->restart_at = now_ns() + (wait < RESTART_MAX_NS ? wait : RESTART_MAX_NS);
+  schedule_restart(c);
   log_msg(LOG_WARN, "the compile helper %s; cells compile in their workers until it is back", why);
 }
 
@@ -105,7 +113,21 @@ compiler_start(struct front *f)
   struct compiler_link *c = &f->compiler;
   c->restart_at = 0;
   kiln_error_t err = NULL;
-  if (link_spawn_self("compiler", COMPILER_COMMAND, COMPILER_FD, &c->pid, &c->fd, &err) < 0) {
+  const char *daemon = f->cfg->daemon_socket;
+  if (daemon) {
+    /* The daemon's helper for this configuration, shared with the other
+       fronts on it: the link is the same, only its first frame says
+       which helper.  */
+    c->pid = 0;
+    c->fd = daemon_link_connect(daemon);
+    if (c->fd < 0) {
+      log_msg(LOG_DEBUG, "the daemon's compile helper: %s", strerror(errno));
+      schedule_restart(c);
+      return;
+    }
+    set_nonblock(c->fd, true);
+  } else if (link_spawn_self("compiler", COMPILER_COMMAND, COMPILER_FD, &c->pid, &c->fd, &err)
+             < 0) {
     log_error(LOG_ERROR, &err, "the compile helper");
     c->pid = 0;
     c->fd = -1;
@@ -114,7 +136,7 @@ compiler_start(struct front *f)
     return;
   }
   struct fbuf fb;
-  hof_encode(f->cfg, &fb);
+  hof_encode_as(f->cfg, daemon ? FRAME_COMPILER_CONFIG : FRAME_CONFIG, &fb);
   buf_append(&c->outq, fb.data, fb.len);
   fbuf_free(&fb);
   if (loop_add(f->loop, c->fd, EPOLLIN | EPOLLOUT, on_compiler, f, &err) < 0) {

@@ -26,8 +26,8 @@
    long (the one before may have lost a race with one exiting).  */
 #define DAEMON_RESPAWN_NS (1000 * 1000000LL)
 
-static int
-connect_to(const char *path)
+int
+daemon_link_connect(const char *path)
 {
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
   if (strlen(path) >= sizeof sa.sun_path) {
@@ -77,7 +77,7 @@ daemon_link_start(struct front *f)
   int64_t now = now_ns();
   if (f->daemon_since == 0)
     f->daemon_since = now;
-  int s = connect_to(path);
+  int s = daemon_link_connect(path);
   if (s < 0) {
     if (errno != ENOENT && errno != ECONNREFUSED && errno != EAGAIN) {
       log_msg(LOG_ERROR, "the kiln daemon at %s: %s", path, strerror(errno));

@@ -357,10 +357,8 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
   /* After the hibernated sessions are known: their directories (their
      images) are theirs, whoever made them.  */
   reap_stale_sessions(f);
-  /* A front on the daemon is meant to cost little: it compiles nothing
-     for the cache, and each cell compiles in its worker.  */
-  if (!cfg->daemon_socket)
-    compiler_start(f);
+  /* A front on the daemon links to the daemon's helper.  */
+  compiler_start(f);
   f->started = true;
   return f;
 }

@@ -350,6 +350,8 @@ struct front {
    a daemon when none answers.  Returns 1 when connected (f->zygote is
    the link), 0 when it will try again at f->zygote_restart_at, -1 when
    it gives up (logged).  */
+/* A new connection to the daemon at PATH (blocking), or -1 with errno.  */
+int daemon_link_connect(const char *path);
 int daemon_link_start(struct front *f);
 
 /* worker_link.c */

@@ -25,6 +25,12 @@ strings_of(struct kiln_config *cfg, struct sbx_config *sbx, char ***v)
 void
 hof_encode(const struct kiln_config *cfg, struct fbuf *fb)
 {
+  hof_encode_as(cfg, FRAME_CONFIG, fb);
+}
+
+void
+hof_encode_as(const struct kiln_config *cfg, enum frame_type type, struct fbuf *fb)
+{
   struct kiln_config c = *cfg;
   struct sbx_config x = *cfg->sbx;
   char **v[NSTR_CFG + NSTR_SBX];
@@ -37,7 +43,7 @@ hof_encode(const struct kiln_config *cfg, struct fbuf *fb)
     if (s)
       buf_append(&strs, s, len);
   }
-  fbuf_init(fb, FRAME_CONFIG);
+  fbuf_init(fb, type);
   fbuf_put(fb, TAG_CONFIG, &c, sizeof c);
   fbuf_put(fb, TAG_SANDBOX, &x, sizeof x);
   fbuf_put(fb, TAG_STRINGS, strs.data, strs.len);
@@ -51,7 +57,8 @@ hof_decode(const struct frame *f, struct kiln_config *cfg, struct sbx_config *sb
 {
   const struct field *c = frame_get(f, TAG_CONFIG), *x = frame_get(f, TAG_SANDBOX),
                      *s = frame_get(f, TAG_STRINGS);
-  if (f->type != FRAME_CONFIG || !c || !x || !s || c->len != sizeof *cfg || x->len != sizeof *sbx)
+  if ((f->type != FRAME_CONFIG && f->type != FRAME_COMPILER_CONFIG) || !c || !x || !s
+      || c->len != sizeof *cfg || x->len != sizeof *sbx)
     return kiln_error_make(err, 0, "the front's configuration frame is not of this build");
   memcpy(cfg, c->data, sizeof *cfg);
   memcpy(sbx, x->data, sizeof *sbx);

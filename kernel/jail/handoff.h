@@ -21,6 +21,8 @@
 
 /* Builds the FRAME_CONFIG for CFG (and CFG->sbx) into FB.  */
 void hof_encode(const struct kiln_config *cfg, struct fbuf *fb);
+/* The same as a frame of TYPE (FRAME_COMPILER_CONFIG: for the daemon).  */
+void hof_encode_as(const struct kiln_config *cfg, enum frame_type type, struct fbuf *fb);
 
 /* Fills CFG and SBX from F, with CFG->sbx = SBX.  The strings are newly
    allocated and live as long as the process.  Returns -1 with ERR when F

@@ -28,6 +28,9 @@ enum frame_type {
   FRAME_SPAWN = 1,   /* fields: SESSION_ID, UID, PATH (its packages directory; optional) */
   FRAME_COMPILE = 2, /* front -> compile helper; fields: CODE.  Compile, never run */
   FRAME_CONFIG = 3,  /* fields: CONFIG, SANDBOX, STRINGS (handoff.h); the first frame */
+  /* front -> daemon: as CONFIG, the first frame of a compile link: the
+     daemon's helper for that configuration answers it */
+  FRAME_COMPILER_CONFIG = 4,
   /* zygote -> front */
   FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED, PACKAGES */
   FRAME_SPAWNED = 11,       /* fields: PID; fds: control socket, stdout, stderr */

@@ -248,6 +248,14 @@ def test_garbage_from_a_peer_closes_its_connection_and_the_daemon_serves_on(kdir
         assert talk(sock, struct.pack("<IHH", 1 << 30, 1, 0) + b"x" * 64) == b"eof:"
         # A spawn request before any configuration.
         assert talk(sock, struct.pack("<IHH", 0, 1, 0)) == b"eof:"
+        # A source to compile before any configuration.
+        assert talk(sock, struct.pack("<IHH", 0, 2, 0)) == b"eof:"
+        # A compile link's configuration of another build is refused in
+        # the helper's words (FRAME_COMPILER_FAILED).
+        bad = config_frame()
+        answer = talk(sock, bad[:4] + struct.pack("<H", 4) + bad[6:])
+        assert answer.startswith(b"eof:") and b"not of this build" in answer
+        assert struct.unpack("<H", answer[8:10]) == (17,)
         b = kernel(kdir, "b", xdg)
         try:
             reply, _ = b.run("1 + 1")
@@ -345,6 +353,41 @@ def test_a_kernel_on_the_daemon_says_its_session_ran_out_of_memory(kdir, xdg):
         assert "256 MiB" in errors[0]["evalue"]
         reply, _ = a.run("1 + 1")
         assert reply["content"]["status"] == "ok"
+    finally:
+        a.stop()
+
+
+def cache_stats(home):
+    p = subprocess.run([KILN_BIN, "cache", "stats", "--home", str(home)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    return {k: int(v) for k, v in (line.split()[:2] for line in p.stdout.splitlines()
+                                   if line.split()[:1] and line.split()[0] in ("entries", "hits", "misses"))}
+
+
+def test_kernels_on_the_daemon_share_its_compile_helper_and_hit_the_code_cache(kdir, xdg):
+    # The first run of a cell misses the cache and the daemon's helper
+    # compiles it; the same cell in another kernel is then a hit.
+    cell = "def cached_f(n):\n    return sum(i * i for i in range(n))\ncached_f(10)"
+    a = kernel(kdir, "a", xdg)
+    try:
+        reply, _ = a.run(cell)
+        assert reply["content"]["status"] == "ok"
+        wait_for(lambda: cache_stats(kdir / "home")["entries"] >= 1, what="the helper's code in the cache")
+        helpers = children(daemon_of(xdg), "kiln-compiler")
+        assert len(helpers) == 1, "the daemon holds one compile helper"
+        assert children(a.proc.pid, "kiln-compiler") == []
+        b = kernel(kdir, "b", xdg)
+        try:
+            before = cache_stats(kdir / "home")
+            _, msgs = b.run(cell)
+            assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["285"]
+            after = wait_for(lambda: (s := cache_stats(kdir / "home"))["hits"] > before["hits"] and s,
+                             what="a cache hit")
+            assert after["hits"] == before["hits"] + 1 and after["misses"] == before["misses"]
+            assert children(daemon_of(xdg), "kiln-compiler") == helpers
+        finally:
+            b.stop()
     finally:
         a.stop()
 
