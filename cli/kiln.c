@@ -72,8 +72,9 @@ static const char usage_head[]
       "--daemon) takes its workers from it instead of starting an interpreter of its own,\n"
       "and starts it when none is running.  It listens on $XDG_RUNTIME_DIR/kiln (else\n"
       "/tmp/kiln-UID), mode 0600, for this user only; kernels with the same options share\n"
-      "a zygote; a kernel's workers end with the kernel; it exits after --idle-exit\n"
-      "seconds (default 600, or KILN_DAEMON_IDLE) with no kernel.\n"
+      "a zygote, a spare worker and a compile helper; a kernel's workers end with the\n"
+      "kernel; it exits after --idle-exit seconds (default 600, or KILN_DAEMON_IDLE) with\n"
+      "no kernel.\n"
       "\n"
       "kiln run gives the script its ARGS as sys.argv[1:], and FILE.py as given (or -) as\n"
       "sys.argv[0]: everything after FILE.py is the script's, not kiln's.  The script's\n"
@@ -538,9 +539,9 @@ main(int argc, char **argv)
   if (jupyter && getenv("KILN_IDLE_HIBERNATE") == NULL)
     a.cfg.idle_hibernate_s = JUPYTER_IDLE_HIBERNATE_S;
   /* A kernel holds one session.  On its own zygote one spare makes a
-     restart instant, and more would only hold memory; on the daemon's, a
-     restart's worker is a fork away, and a spare would double what each
-     kernel holds.  */
+     restart instant, and more would only hold memory; on the daemon's,
+     the daemon's spare serves whichever kernel asks first, and one of
+     each kernel's own would double what each holds.  */
   if (jupyter && getenv("KILN_SPARES") == NULL)
     a.cfg.spares = standalone ? 1 : 0;
   int i = cache_what || jupyter ? 3 : 2;

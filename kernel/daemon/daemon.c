@@ -101,6 +101,8 @@ reap(struct daemon *d)
       }
       known = true;
       *pp = ch->next;
+      if (ch->spare)
+        dmn_spare_reaped(d, ch);
       id_slot_release(&d->uids, ch->uid_slot);
       if (ch->cg_made)
         cg_forget(&d->cg, &d->cg_dead, ch->cg);

@@ -56,7 +56,6 @@ cg_name_ok(const char *s, size_t n)
 static void
 conn_spawn(struct conn *c, const struct frame *fr)
 {
-  struct daemon *d = c->d;
   struct zygote *z = c->z;
   cleanup_free char *name = NULL, *packages = NULL;
   size_t n = 0;
@@ -66,26 +65,10 @@ conn_spawn(struct conn *c, const struct frame *fr)
     dmn_send_message(c, FRAME_SPAWN_FAILED, "a malformed spawn request");
     return;
   }
-  if (z->nq == z->qcap) {
-    z->qcap = z->qcap ? z->qcap * 2 : 8;
-    z->q = xrealloc(z->q, z->qcap * sizeof *z->q);
-  }
-  struct pending *p = &z->q[z->nq++];
-  memset(p, 0, sizeof *p);
-  p->conn = c;
-  snprintf(p->cg, sizeof p->cg, "%s", name);
-  p->packages = steal_pointer(&packages);
-  p->uid_slot = -1;
-  const struct sbx_config *sbx = &z->sbx;
-  if (sbx->jail && sbx->cg.version) {
-    kiln_error_t err = NULL;
-    if (cg_session_create(&sbx->cg, p->cg, &sbx->cg_limits, &err) < 0)
-      log_error(LOG_WARN, &err, "cgroups for a session");
-    else
-      p->cg_made = true;
-  }
-  /* Unique across every front: two sessions never share a uid.  */
-  p->uid_slot = id_slot_take(&d->uids);
+  /* A fresh session takes a spare worker when one is ready.  */
+  if (packages && dmn_spare_take(z, c, packages))
+    return;
+  dmn_pending_push(z, c, name, steal_pointer(&packages));
   dmn_zygote_send_spawns(z);
 }
 

@@ -28,6 +28,8 @@
 #define SEND_TIMEOUT_S 2
 #define MAX_BACKOFF_NS (10 * 1000000000LL)
 #define CG_NAME_MAX    80
+/* Workers each zygote in use keeps started ahead of demand (spares.c).  */
+#define DAEMON_SPARES 1
 
 struct conn;
 
@@ -39,7 +41,17 @@ struct child {
   int uid_slot;
   char cg[CG_NAME_MAX];
   bool cg_made;
+  bool spare; /* kept by its zygote for the next front (struct spare) */
   struct child *next;
+};
+
+/* A spare worker: its SPAWNED frame as the zygote sent it, and the four
+   descriptors that came with it, until a front takes it.  */
+struct spare {
+  struct child *ch;
+  struct buf raw;
+  int fds[4];
+  char *packages; /* its packages directory, renamed to its session's */
 };
 
 /* A spawn request the zygote has not answered yet.  */
@@ -49,6 +61,7 @@ struct pending {
   char *packages; /* the session's installed packages, or NULL */
   int uid_slot;
   bool cg_made;
+  bool spare; /* asked for no front: kept as a spare */
 };
 
 /* A compile helper shared by the fronts of one configuration
@@ -88,6 +101,8 @@ struct zygote {
   int64_t restart_at;
   int64_t unused_since; /* when its last front went; 0 while one uses it */
   struct dmn_compiler comp;
+  struct spare *spares; /* ready, oldest first */
+  size_t nspares, spares_asked;
   struct zygote *next;
 };
 
@@ -117,6 +132,16 @@ struct daemon {
 };
 
 /* zygotes.c */
+/* Queues a spawn request of Z for C (NULL: a spare) with the cgroup
+   name NAME and the packages directory PACKAGES (taken; NULL for none),
+   holding a uid slot and the session's cgroups.  */
+struct pending *dmn_pending_push(struct zygote *z, struct conn *c, const char *name,
+                                 char *packages);
+/* Sends CH's worker to its front: RAW (its SPAWNED frame) with the four
+   descriptors FOUR, a pidfd of its init unless GONE, and its cgroups'
+   counter files.  A front that cannot take it loses it.  */
+void dmn_hand_over(struct daemon *d, struct child *ch, const uint8_t *raw, size_t rawlen,
+                   const int *four, bool gone);
 /* Gives back what a spawn request holds: its uid slot and cgroups.  */
 void dmn_pending_release(struct daemon *d, struct pending *p);
 /* Sends Z the spawn requests it has not had yet, once it is ready.  */
@@ -131,6 +156,22 @@ void dmn_zygote_lost(struct zygote *z, const char *why);
 struct zygote *dmn_zygote_for(struct daemon *d, const struct frame *fr, kiln_error_t *err);
 /* Stops Z and forgets it.  */
 void dmn_zygote_free(struct zygote *z);
+
+/* spares.c */
+/* Asks Z for the spares it lacks, when a front uses it.  */
+void dmn_spares_refill(struct zygote *z);
+/* Keeps CH, just spawned as a spare, with its frame and descriptors,
+   and PACKAGES (taken), its packages directory.  */
+void dmn_spare_keep(struct zygote *z, struct child *ch, const uint8_t *raw, size_t rawlen,
+                    const int *four, char *packages);
+/* Hands C a spare of Z for a session whose packages directory is
+   PACKAGES (empty: nothing installed yet); false when there is none it
+   may take now.  */
+bool dmn_spare_take(struct zygote *z, struct conn *c, const char *packages);
+/* CH's init was reaped: if it was a spare, it is forgotten.  */
+void dmn_spare_reaped(struct daemon *d, const struct child *ch);
+/* Kills Z's spares and forgets them.  */
+void dmn_spares_free(struct zygote *z);
 
 /* compilers.c */
 /* C, a front's compile link to Z's configuration: told when the helper

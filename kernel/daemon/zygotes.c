@@ -26,8 +26,38 @@ dmn_pending_release(struct daemon *d, struct pending *p)
   if (p->cg_made)
     cg_forget(&d->cg, &d->cg_dead, p->cg);
   p->cg_made = false;
+  /* A spare's packages directory is the daemon's own.  */
+  if (p->spare && p->packages)
+    rmdir(p->packages);
   free(p->packages);
   p->packages = NULL;
+}
+
+struct pending *
+dmn_pending_push(struct zygote *z, struct conn *c, const char *name, char *packages)
+{
+  struct daemon *d = z->d;
+  if (z->nq == z->qcap) {
+    z->qcap = z->qcap ? z->qcap * 2 : 8;
+    z->q = xrealloc(z->q, z->qcap * sizeof *z->q);
+  }
+  struct pending *p = &z->q[z->nq++];
+  memset(p, 0, sizeof *p);
+  p->conn = c;
+  snprintf(p->cg, sizeof p->cg, "%s", name);
+  p->packages = packages;
+  p->uid_slot = -1;
+  const struct sbx_config *sbx = &z->sbx;
+  if (sbx->jail && sbx->cg.version) {
+    kiln_error_t err = NULL;
+    if (cg_session_create(&sbx->cg, p->cg, &sbx->cg_limits, &err) < 0)
+      log_error(LOG_WARN, &err, "cgroups for a session");
+    else
+      p->cg_made = true;
+  }
+  /* Unique across every front: two sessions never share a uid.  */
+  p->uid_slot = id_slot_take(&d->uids);
+  return p;
 }
 
 /* ---- zygotes ------------------------------------------------------ */
@@ -79,6 +109,8 @@ spawned(struct zygote *z, const struct frame *fr, const uint8_t *raw, size_t raw
     return;
   }
   struct pending p = zygote_pop(z);
+  if (p.spare)
+    z->spares_asked--;
   if (!ok) {
     for (size_t i = 0; i < fr->nfds; i++)
       close(fr->fds[i]);
@@ -87,7 +119,6 @@ spawned(struct zygote *z, const struct frame *fr, const uint8_t *raw, size_t raw
       dmn_conn_drop(p.conn);
     return;
   }
-  free(p.packages);
   struct child *ch = xzalloc(sizeof *ch);
   ch->pid = (pid_t)pid;
   ch->conn = p.conn;
@@ -105,9 +136,25 @@ spawned(struct zygote *z, const struct frame *fr, const uint8_t *raw, size_t raw
       d->early[i] = d->early[--d->nearly];
       gone = true;
     }
+  if (p.spare && !gone) {
+    ch->spare = true;
+    dmn_spare_keep(z, ch, raw, rawlen, fr->fds, p.packages);
+    return;
+  }
+  if (p.spare)
+    rmdir(p.packages);
+  free(p.packages);
+  dmn_hand_over(d, ch, raw, rawlen, fr->fds, gone);
+  dmn_spares_refill(z);
+}
+
+void
+dmn_hand_over(struct daemon *d, struct child *ch, const uint8_t *raw, size_t rawlen,
+              const int *four, bool gone)
+{
   int fds[FRAME_MAX_FDS];
   size_t nfds = 4;
-  memcpy(fds, fr->fds, 4 * sizeof *fds);
+  memcpy(fds, four, 4 * sizeof *fds);
   /* The front signals its worker through a pidfd: it is not the init's
      parent, so a bare pid could name another process by then.  */
   int pidfd = gone ? -1 : (int)syscall(SYS_pidfd_open, ch->pid, 0);
@@ -148,6 +195,7 @@ zygote_frame(struct zygote *z, struct frame *fr, const uint8_t *raw, size_t rawl
       }
     }
     dmn_zygote_send_spawns(z);
+    dmn_spares_refill(z);
     break;
   case FRAME_SPAWNED:
   case FRAME_SPAWN_FAILED:
@@ -262,6 +310,7 @@ dmn_zygote_lost(struct zygote *z, const char *why)
       dmn_pending_release(d, &z->q[i]);
     }
     z->nq = 0;
+    z->spares_asked = 0;
     for (struct conn *c = d->conns; c; c = c->next)
       if (c->z == z) {
         dmn_send_message(c, FRAME_ZYGOTE_FAILED, why);
@@ -356,6 +405,7 @@ dmn_zygote_for(struct daemon *d, const struct frame *fr, kiln_error_t *err)
         z->failures = 0;
         dmn_zygote_start(z);
       }
+      dmn_spares_refill(z);
       return z;
     }
   struct zygote *z = xzalloc(sizeof *z);
@@ -389,6 +439,7 @@ dmn_zygote_free(struct zygote *z)
   if (z->pid > 0)
     kill(z->pid, SIGKILL);
   dmn_compiler_free(z);
+  dmn_spares_free(z);
   for (size_t i = 0; i < z->nq; i++)
     dmn_pending_release(d, &z->q[i]);
   free(z->q);

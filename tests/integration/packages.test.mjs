@@ -12,7 +12,11 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { useServer, withServer, run, callTool, resultText, dump, pollUntil, TEST_TIMEOUT, HOOK_TIMEOUT } from './helpers.mjs';
+import {
+  useServer, withServer, run, callTool, resultText, dump, pollUntil, childrenOf, commOf, hostPidsWithArg, sessionPid,
+  TEST_TIMEOUT,
+  HOOK_TIMEOUT,
+} from './helpers.mjs';
 import { shell } from './shell-helpers.mjs';
 import { startHttp, raw } from './http-helpers.mjs';
 
@@ -352,6 +356,41 @@ describe('install_packages limits', () => {
       assert.equal(readdirSync(cache).length, 1);
       assert.ok(statSync(join(cache, readdirSync(cache)[0], 'kilntest_pure')).isDirectory());
     });
+  });
+});
+
+describe('install_packages on the daemon', () => {
+  test('a session that took the daemon\'s spare worker sees its packages at once', opts, async () => {
+    // The spare was jailed with a packages directory of its own, renamed
+    // to the session's when the session took it: what is installed for
+    // the session must appear in that worker.
+    const xdg = mkdtempSync(join(tmpdir(), 'kiln-xdg-'));
+    const env = { XDG_RUNTIME_DIR: xdg, KILN_DAEMON_IDLE: '30' };
+    try {
+      await withServer({ args: serverArgs(['--daemon', '--spares', '0']), env }, async (kiln) => {
+        const first = await sessionPid(kiln.client, await newSession(kiln.client));
+        const daemon = hostPidsWithArg(`${xdg}/kiln/daemon-`)[0];
+        assert.ok(daemon, 'no daemon was started');
+        const spares = () => childrenOf(daemon).filter((p) => commOf(p) === 'kiln-init' && p !== first);
+        assert.ok(await pollUntil(() => spares().length === 1, 10_000), `no spare: ${spares()}`);
+        const [spare] = spares();
+        const sid = await newSession(kiln.client);
+        // No worker was forked for it: it has the spare.
+        assert.equal(await sessionPid(kiln.client, sid), spare);
+        const r = await install(kiln.client, sid, ['kilntest-pure==1.0']);
+        assert.equal(r.isError, false, resultText(r));
+        const sc = await run(kiln.client, 'import kilntest_pure\n(kilntest_pure.VALUE, kept)', { session_id: sid });
+        assert.equal(sc.status, 'ok', dump(sc));
+        assert.equal(sc.result, "(42, 'still here')");
+        assert.equal(sc.state_lost, false);
+        assert.equal(readdirSync(join(kiln.home, 'packages', 'sessions')).filter((d) => d.startsWith('spare-')).length,
+          1, 'the next spare has its own directory');
+      });
+    } finally {
+      const pid = hostPidsWithArg(`${xdg}/kiln/daemon-`)[0];
+      if (pid) process.kill(pid, 'SIGKILL');
+      rmSync(xdg, { recursive: true, force: true });
+    }
   });
 });
 

@@ -8,6 +8,7 @@ a daemon no other test uses.
 
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -140,10 +141,12 @@ def test_a_killed_kernels_workers_end_with_it_and_others_run_on(kdir, xdg):
     b = kernel(kdir, "b", xdg)
     try:
         daemon = daemon_of(xdg)
-        before_a = set(children(daemon, "kiln-init"))
         c = kernel(kdir, "c", xdg)
         c.run("import time")
-        mine = wait_for(lambda: set(children(daemon, "kiln-init")) - before_a, what="c's workers")
+        # c's worker: the init it holds a pidfd of (not the daemon's spare).
+        mine = pidfd_targets(c.proc.pid) & set(children(daemon, "kiln-init"))
+        assert len(mine) == 1
+        others = pidfd_targets(a.proc.pid) | pidfd_targets(b.proc.pid)
         c.client.execute("while True: pass")
         time.sleep(0.5)
         c.proc.kill()
@@ -152,7 +155,7 @@ def test_a_killed_kernels_workers_end_with_it_and_others_run_on(kdir, xdg):
         c.stop()
         reply, _ = b.run("2 + 2")
         assert reply["content"]["status"] == "ok"
-        assert set(children(daemon, "kiln-init")) >= before_a
+        assert set(children(daemon, "kiln-init")) >= others
     finally:
         b.stop()
         a.stop()
@@ -353,6 +356,45 @@ def test_a_kernel_on_the_daemon_says_its_session_ran_out_of_memory(kdir, xdg):
         assert "256 MiB" in errors[0]["evalue"]
         reply, _ = a.run("1 + 1")
         assert reply["content"]["status"] == "ok"
+    finally:
+        a.stop()
+
+
+def pidfd_targets(pid):
+    """The pids that process PID holds pidfds of (a kernel on the daemon
+    holds one of its worker's init)."""
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                m = re.search(r"^Pid:\s+(\d+)", f.read(), re.M)
+        except OSError:
+            continue
+        if m:
+            out.add(int(m.group(1)))
+    return out
+
+
+def test_the_daemon_keeps_a_spare_worker_and_the_next_kernel_takes_it(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        a.run("1")
+        daemon = daemon_of(xdg)
+        mine = pidfd_targets(a.proc.pid)
+        assert len(mine & set(children(daemon, "kiln-init"))) == 1
+        spare = wait_for(lambda: [p for p in children(daemon, "kiln-init") if p not in mine],
+                         what="a spare worker")
+        assert len(spare) == 1
+        b = kernel(kdir, "b", xdg)
+        try:
+            reply, _ = b.run("x = 1; x")
+            assert reply["content"]["status"] == "ok"
+            # The second kernel's worker is the spare; another is made.
+            assert spare[0] in pidfd_targets(b.proc.pid)
+            taken = mine | pidfd_targets(b.proc.pid)
+            wait_for(lambda: [p for p in children(daemon, "kiln-init") if p not in taken], what="a new spare")
+        finally:
+            b.stop()
     finally:
         a.stop()
 
