@@ -158,6 +158,9 @@ struct zygote *dmn_zygote_for(struct daemon *d, const struct frame *fr, kiln_err
 void dmn_zygote_free(struct zygote *z);
 
 /* spares.c */
+/* Removes the packages directories of spares whose daemon is gone
+   (killed before it could remove them).  */
+void dmn_spares_reap_stale(const struct zygote *z);
 /* Asks Z for the spares it lacks, when a front uses it.  */
 void dmn_spares_refill(struct zygote *z);
 /* Keeps CH, just spawned as a spare, with its frame and descriptors,

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,24 @@ static char *
 packages_root(const struct zygote *z)
 {
   return xasprintf("%s/packages/sessions/", z->cfg.home);
+}
+
+void
+dmn_spares_reap_stale(const struct zygote *z)
+{
+  cleanup_free char *root = packages_root(z);
+  DIR *d = opendir(root);
+  if (d == NULL)
+    return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    int pid = 0;
+    if (sscanf(e->d_name, "spare-%d-", &pid) != 1 || pid <= 0 || pid == (int)getpid()
+        || kill(pid, 0) == 0 || errno != ESRCH)
+      continue;
+    cleanup_free char *dir = xasprintf("%s%s", root, e->d_name);
+    rmdir(dir);
+  }
+  closedir(d);
 }
 
 void

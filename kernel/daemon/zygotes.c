@@ -418,6 +418,7 @@ dmn_zygote_for(struct daemon *d, const struct frame *fr, kiln_error_t *err)
   z->comp.fd = -1;
   z->next = d->zygotes;
   d->zygotes = z;
+  dmn_spares_reap_stale(z);
   dmn_zygote_start(z);
   return z;
 }

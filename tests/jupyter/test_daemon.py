@@ -399,6 +399,23 @@ def test_the_daemon_keeps_a_spare_worker_and_the_next_kernel_takes_it(kdir, xdg)
         a.stop()
 
 
+def test_spare_directories_of_a_daemon_that_is_gone_are_removed(kdir, xdg):
+    sessions = kdir / "home" / "packages" / "sessions"
+    sessions.mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = sessions / f"spare-{gone.pid}-0"
+    live = sessions / f"spare-{os.getpid()}-0"
+    stale.mkdir()
+    live.mkdir()
+    a = kernel(kdir, "a", xdg)
+    try:
+        wait_for(lambda: not stale.exists(), what="the stale spare's directory to go")
+        assert live.exists(), "a live process's directory was removed"
+    finally:
+        a.stop()
+
+
 def cache_stats(home):
     p = subprocess.run([KILN_BIN, "cache", "stats", "--home", str(home)], capture_output=True, text=True,
                        timeout=30)
