@@ -76,20 +76,11 @@ helper_start(struct zygote *z)
   struct dmn_compiler *h = &z->comp;
   kiln_error_t err = NULL;
   h->restart_at = 0;
-  if (link_spawn_self("compiler", COMPILER_COMMAND, COMPILER_FD, &h->pid, &h->fd, &err) < 0) {
+  if (dmn_helper_spawn(z, "compiler", COMPILER_COMMAND, COMPILER_FD, &h->pid, &h->fd, &h->outq,
+                       on_helper, &err)
+      < 0) {
     log_error(LOG_ERROR, &err, "the compile helper");
-    h->pid = 0;
-    h->fd = -1;
-    h->restart_at = now_ns() + MAX_BACKOFF_NS;
-    return;
-  }
-  struct fbuf fb;
-  hof_encode(&z->cfg, &fb);
-  buf_append(&h->outq, fb.data, fb.len);
-  fbuf_free(&fb);
-  if (loop_add(z->d->loop, h->fd, EPOLLIN | EPOLLOUT, on_helper, z, &err) < 0) {
-    log_error(LOG_ERROR, &err, "watch the compile helper");
-    helper_lost(z, "could not be watched");
+    helper_lost(z, "could not be started");
   }
 }
 

@@ -146,6 +146,12 @@ void dmn_hand_over(struct daemon *d, struct child *ch, const uint8_t *raw, size_
 void dmn_pending_release(struct daemon *d, struct pending *p);
 /* Sends Z the spawn requests it has not had yet, once it is ready.  */
 void dmn_zygote_send_spawns(struct zygote *z);
+/* Starts kiln's NAME helper process (COMMAND, its socket on CHILD_FD in
+   it) for Z's configuration, queued first in OUTQ, its socket *SOCK
+   watched by CB.  0, or -1 with ERR (*SOCK -1; *PID, if not 0, is
+   killed and reaped as any child).  */
+int dmn_helper_spawn(struct zygote *z, const char *name, const char *command, int child_fd,
+                     pid_t *pid, int *sock, struct buf *outq, loop_fd_cb cb, kiln_error_t *err);
 /* Starts Z's zygote process and sends it its configuration.  */
 void dmn_zygote_start(struct zygote *z);
 /* Z's link is gone (WHY, for the log): restarted after a back-off if it

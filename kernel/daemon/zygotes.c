@@ -259,25 +259,38 @@ on_zygote(struct loop *loop, int fd, uint32_t events, void *data)
   buf_free(&raw);
 }
 
+int
+dmn_helper_spawn(struct zygote *z, const char *name, const char *command, int child_fd, pid_t *pid,
+                 int *sock, struct buf *outq, loop_fd_cb cb, kiln_error_t *err)
+{
+  if (link_spawn_self(name, command, child_fd, pid, sock, err) < 0) {
+    *pid = 0;
+    *sock = -1;
+    return -1;
+  }
+  struct fbuf fb;
+  hof_encode(&z->cfg, &fb);
+  buf_append(outq, fb.data, fb.len);
+  fbuf_free(&fb);
+  if (loop_add(z->d->loop, *sock, EPOLLIN | EPOLLOUT, cb, z, err) < 0) {
+    /* Reaped as any child is.  */
+    kill(*pid, SIGKILL);
+    close(*sock);
+    *sock = -1;
+    buf_free(outq);
+    return -1;
+  }
+  return 0;
+}
+
 void
 dmn_zygote_start(struct zygote *z)
 {
   kiln_error_t err = NULL;
-  if (link_spawn_self("zygote", ZYGOTE_COMMAND, ZYGOTE_FD, &z->pid, &z->sock, &err) < 0) {
+  if (dmn_helper_spawn(z, "zygote", ZYGOTE_COMMAND, ZYGOTE_FD, &z->pid, &z->sock, &z->outq,
+                       on_zygote, &err)
+      < 0) {
     log_error(LOG_ERROR, &err, "the zygote");
-    z->sock = -1;
-    z->restart_at = now_ns() + MAX_BACKOFF_NS;
-    return;
-  }
-  struct fbuf fb;
-  hof_encode(&z->cfg, &fb);
-  buf_append(&z->outq, fb.data, fb.len);
-  fbuf_free(&fb);
-  if (loop_add(z->d->loop, z->sock, EPOLLIN | EPOLLOUT, on_zygote, z, &err) < 0) {
-    log_error(LOG_ERROR, &err, "watch the zygote");
-    kill(z->pid, SIGKILL);
-    close(z->sock);
-    z->sock = -1;
     z->restart_at = now_ns() + MAX_BACKOFF_NS;
   }
 }
