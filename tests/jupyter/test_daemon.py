@@ -399,6 +399,48 @@ def test_the_daemon_keeps_a_spare_worker_and_the_next_kernel_takes_it(kdir, xdg)
         a.stop()
 
 
+def test_a_spare_that_dies_is_forgotten_and_the_next_kernel_gets_a_worker(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        a.run("1")
+        daemon = daemon_of(xdg)
+        mine = pidfd_targets(a.proc.pid)
+        (spare,) = wait_for(lambda: [p for p in children(daemon, "kiln-init") if p not in mine],
+                            what="a spare worker")
+        os.kill(spare, signal.SIGKILL)
+        wait_for(lambda: not running(spare), what="the spare to end")
+        b = kernel(kdir, "b", xdg)
+        try:
+            _, msgs = b.run("6 * 7")
+            assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["42"]
+            assert spare not in pidfd_targets(b.proc.pid)
+        finally:
+            b.stop()
+        reply, _ = a.run("2")
+        assert reply["content"]["status"] == "ok"
+    finally:
+        a.stop()
+
+
+def test_the_daemons_compile_helper_is_started_again_when_it_dies(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        a.run("def first_cached():\n    return 1")
+        wait_for(lambda: cache_stats(kdir / "home")["entries"] >= 1, what="the first cell in the cache")
+        (helper,) = children(daemon_of(xdg), "kiln-compiler")
+        os.kill(helper, signal.SIGKILL)
+        wait_for(lambda: not running(helper), what="the helper to end")
+        # The kernel reconnects after its wait; the daemon starts a new
+        # helper, and later cells fill the cache again.
+        def cached_again():
+            a.run("def second_cached():\n    return 2")
+            return cache_stats(kdir / "home")["entries"] >= 2
+        wait_for(cached_again, timeout=30, what="a cell cached by a new helper")
+        assert [p for p in children(daemon_of(xdg), "kiln-compiler") if p != helper]
+    finally:
+        a.stop()
+
+
 def test_spare_directories_of_a_daemon_that_is_gone_are_removed(kdir, xdg):
     sessions = kdir / "home" / "packages" / "sessions"
     sessions.mkdir(parents=True)
