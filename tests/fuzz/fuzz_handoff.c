@@ -2,7 +2,8 @@
    (handoff.h), on hostile bytes: the input is a whole frame.
 
    Oracles, beside the sanitizers: hof_decode accepts the frame only when
-   it is a FRAME_CONFIG whose structs have this build's sizes and whose
+   it is a FRAME_CONFIG (or a FRAME_COMPILER_CONFIG, the same for the
+   daemon's compile link) whose structs have this build's sizes and whose
    strings a walk written here reads to the end; then CFG points at SBX,
    the front's allocations are forgotten, at most eight paths are exposed,
    and every string is NULL or a NUL-terminated copy of its bytes in the
@@ -79,8 +80,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
   const struct field *c = frame_get(&f, TAG_CONFIG), *x = frame_get(&f, TAG_SANDBOX),
                      *s = frame_get(&f, TAG_STRINGS);
-  bool shaped = f.type == FRAME_CONFIG && c && x && s && c->len == sizeof(struct kiln_config)
-                && x->len == sizeof(struct sbx_config);
+  bool shaped = (f.type == FRAME_CONFIG || f.type == FRAME_COMPILER_CONFIG) && c && x && s
+                && c->len == sizeof(struct kiln_config) && x->len == sizeof(struct sbx_config);
   bool exact = false;
   size_t made = shaped ? walk(s, &exact) : 0;
   size_t nexpose = 0;

@@ -253,6 +253,10 @@ handoff(void)
   hof_encode(&cfg, &fb);
   write_seed("handoff", "jailed", fb.data, fb.len);
   fbuf_free(&fb);
+  /* The same on a front's compile link to the daemon.  */
+  hof_encode_as(&cfg, FRAME_COMPILER_CONFIG, &fb);
+  write_seed("handoff", "compile-link", fb.data, fb.len);
+  fbuf_free(&fb);
 
   /* No jail, no cgroups: the strings the front leaves NULL.  */
   struct sbx_config bare = { .cg = { .why = "no cgroup2 mount" } };
