@@ -43,6 +43,11 @@ def procs():
     return out
 
 
+def results(msgs):
+    """The text/plain of each execute_result among iopub messages MSGS."""
+    return [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"]
+
+
 def children(pid, comm):
     return sorted(p for p, (c, pp, _) in procs().items() if pp == pid and c == comm)
 
@@ -100,7 +105,7 @@ def test_kernels_with_the_same_options_share_one_zygote_of_the_daemon(kdir, xdg)
         assert ra["content"]["status"] == rb["content"]["status"] == "ok"
         # Sessions of their own: each kernel sees its own x.
         _, msgs = a.run("x")
-        assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["'a'"]
+        assert results(msgs) == ["'a'"]
         # Workers are the daemon's children (their inits), none the kernels'.
         assert children(a.proc.pid, "kiln-init") == []
         assert len(children(daemon, "kiln-init")) >= 2
@@ -285,7 +290,7 @@ def test_a_cell_cannot_reach_the_daemon(kdir, xdg):
             "r"
         )
         _, msgs = a.run(code)
-        assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == [
+        assert results(msgs) == [
             "'ENOENT'"
         ]
     finally:
@@ -322,7 +327,7 @@ def test_standalone_starts_a_zygote_of_the_kernels_own(kdir, xdg):
         assert len(children(a.proc.pid, "kiln-zygote")) == 1
         assert daemon_of(xdg) is None
         _, msgs = a.run("6 * 7")
-        assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["42"]
+        assert results(msgs) == ["42"]
     finally:
         a.stop()
 
@@ -412,7 +417,7 @@ def test_a_spare_that_dies_is_forgotten_and_the_next_kernel_gets_a_worker(kdir, 
         b = kernel(kdir, "b", xdg)
         try:
             _, msgs = b.run("6 * 7")
-            assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["42"]
+            assert results(msgs) == ["42"]
             assert spare not in pidfd_targets(b.proc.pid)
         finally:
             b.stop()
@@ -482,7 +487,7 @@ def test_kernels_on_the_daemon_share_its_compile_helper_and_hit_the_code_cache(k
         try:
             before = cache_stats(kdir / "home")
             _, msgs = b.run(cell)
-            assert [m["content"]["data"]["text/plain"] for m in msgs if m["msg_type"] == "execute_result"] == ["285"]
+            assert results(msgs) == ["285"]
             after = wait_for(lambda: (s := cache_stats(kdir / "home"))["hits"] > before["hits"] and s,
                              what="a cache hit")
             assert after["hits"] == before["hits"] + 1 and after["misses"] == before["misses"]
