@@ -258,6 +258,12 @@ covered(const char *path, const char *const *trees, size_t n)
   return false;
 }
 
+bool
+mnt_system_path(const char *path)
+{
+  return covered(path, system_trees, sizeof system_trees / sizeof system_trees[0]);
+}
+
 int
 mnt_build_root(const struct mnt_plan *p, kiln_error_t *err)
 {
@@ -340,8 +346,7 @@ mnt_build_root(const struct mnt_plan *p, kiln_error_t *err)
   /* Python's prefix, the venv and kiln's runtime, at the paths the zygote
      imported them from.  */
   for (size_t i = 0; i < p->nexpose; i++)
-    if (!covered(p->expose[i], system_trees, sizeof system_trees / sizeof system_trees[0])
-        && bind_ro(root, p->expose[i], err) < 0)
+    if (!mnt_system_path(p->expose[i]) && bind_ro(root, p->expose[i], err) < 0)
       return -1;
 
   if (p->packages_dir && bind_packages(root, p->packages_dir, p->packages_rw, err) < 0)

@@ -28,6 +28,9 @@ struct mnt_plan {
 /* Where a session sees the packages installed for it.  */
 #define PACKAGES_PATH "/opt/packages"
 
+/* Whether PATH is in one of the system trees every jail shows (/usr...).  */
+bool mnt_system_path(const char *path);
+
 /* Builds the new root from PLAN and pivots into it; the old root is
    detached.  Afterwards the cwd is /work.  Runs in the worker's own mount
    namespace with privileges (root, or a user namespace's).  */

@@ -58,15 +58,21 @@ ns_unshare(bool userns, uid_t host_uid, gid_t host_gid, kiln_error_t *err)
   }
   if (!userns)
     return 0;
+  return ns_map_ids(host_uid, host_gid, err);
+}
+
+int
+ns_map_ids(uid_t uid, gid_t gid, kiln_error_t *err)
+{
   /* An unprivileged process may map only its own ids, and only after
      giving up setgroups in the namespace.  */
   char map[64];
   if (write_proc("/proc/self/setgroups", "deny", err) < 0)
     return -1;
-  snprintf(map, sizeof map, "%u %u 1\n", (unsigned)host_uid, (unsigned)host_uid);
+  snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
   if (write_proc("/proc/self/uid_map", map, err) < 0)
     return -1;
-  snprintf(map, sizeof map, "%u %u 1\n", (unsigned)host_gid, (unsigned)host_gid);
+  snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
   return write_proc("/proc/self/gid_map", map, err);
 }
 

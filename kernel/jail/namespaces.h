@@ -15,6 +15,8 @@
    first, mapping HOST_UID/HOST_GID to themselves, which is how an
    unprivileged kiln gets the others.  */
 int ns_unshare(bool userns, uid_t host_uid, gid_t host_gid, kiln_error_t *err);
+/* In a user namespace just made: maps UID and GID to themselves.  */
+int ns_map_ids(uid_t uid, gid_t gid, kiln_error_t *err);
 
 /* This process's seccomp mode from /proc/self/status: 0 none, 2 a
    filter, -1 when it cannot be read.  kiln loads its own filters only in

@@ -27,6 +27,10 @@ struct sbx_config {
   const char *expose[8];
   char *owned[2]; /* real paths among EXPOSE, freed with the config */
   size_t nexpose;
+  /* Set in a zygote whose trees are at neutral paths (neutral.h): the
+     Python prefix is at NEUTRAL_PYTHON, and its Pythons find libpython
+     there only by LD_LIBRARY_PATH.  */
+  bool python_neutral;
   size_t work_size, tmp_size;
   struct id_limits limits;
   struct cg_limits cg_limits;

@@ -32,12 +32,34 @@ append_path(PyConfig *config, const char *path, kiln_error_t *err)
   return 0;
 }
 
+/* The prefix the interpreter is found at: the build's, unless the
+   zygote shows it elsewhere (neutral.h).  */
+static const char *python_home = KILN_PYTHON_HOME;
+
+void
+emb_python_home(const char *home)
+{
+  python_home = home;
+}
+
+/* PATH, a directory under the build's prefix, under PYTHON_HOME.  */
+static char *
+under_home(const char *path)
+{
+  size_t l = strlen(KILN_PYTHON_HOME);
+  if (strncmp(path, KILN_PYTHON_HOME, l) == 0 && (path[l] == '/' || path[l] == '\0'))
+    return xasprintf("%s%s", python_home, path + l);
+  return xstrdup(path);
+}
+
 int
 emb_init(const struct kiln_config *cfg, kiln_error_t *err)
 {
   PyConfig config;
   PyStatus st;
   cleanup_free char *python = xasprintf("%s/bin/python3", cfg->venv);
+  cleanup_free char *stdlib = under_home(KILN_PYTHON_STDLIB);
+  cleanup_free char *platstdlib = under_home(KILN_PYTHON_PLATSTDLIB);
 
   /* UTF-8 mode: the isolated pre-configuration leaves the locale alone,
      which would make text files and pipes ASCII in every cell.  */
@@ -60,7 +82,7 @@ emb_init(const struct kiln_config *cfg, kiln_error_t *err)
      wanted (SIGINT in workers); SIGPIPE and SIGXFSZ are ignored there.  */
   config.install_signal_handlers = 0;
 
-  st = PyConfig_SetBytesString(&config, &config.home, KILN_PYTHON_HOME);
+  st = PyConfig_SetBytesString(&config, &config.home, python_home);
   if (PyStatus_Exception(st))
     goto fail;
   /* sys.executable must name a Python, not kiln, so that user code that
@@ -71,8 +93,7 @@ emb_init(const struct kiln_config *cfg, kiln_error_t *err)
   st = PyConfig_SetBytesString(&config, &config.program_name, python);
   if (PyStatus_Exception(st))
     goto fail;
-  if (append_path(&config, KILN_PYTHON_STDLIB, err) < 0
-      || append_path(&config, KILN_PYTHON_PLATSTDLIB, err) < 0
+  if (append_path(&config, stdlib, err) < 0 || append_path(&config, platstdlib, err) < 0
       || append_path(&config, cfg->runtime_dir, err) < 0) {
     PyConfig_Clear(&config);
     return -1;

@@ -11,6 +11,9 @@
    the venv's site-packages is added by the runtime), then imports
    kiln_runtime.  Returns -1 with ERR on failure.  */
 int emb_init(const struct kiln_config *cfg, kiln_error_t *err);
+/* Makes emb_init find the build's Python prefix at HOME (a static
+   string) instead.  */
+void emb_python_home(const char *home);
 
 /* Fetches the current Python exception, formats it ("Type: message") into
    a new error in ERR, and clears it.  Returns -1.  */

@@ -9,6 +9,7 @@
 #include "mark.h"
 #include "log.h"
 #include "records.h"
+#include "neutral.h"
 #include "sandbox.h"
 #include "shell.h"
 #include "util.h"
@@ -360,6 +361,14 @@ wrk_main(const struct wrk_params *p)
     if (k == NULL || v == NULL || PyDict_SetItem(env, k, v) < 0)
       Py_CLEAR(env);
     Py_XDECREF(k);
+    Py_XDECREF(v);
+  }
+  /* The session's Pythons find libpython at the prefix's neutral path
+     only this way: their own search path names the host's.  */
+  if (env && p->sbx->python_neutral) {
+    PyObject *v = PyUnicode_FromString(NEUTRAL_PYTHON "/lib");
+    if (v == NULL || PyDict_SetItemString(env, "LD_LIBRARY_PATH", v) < 0)
+      Py_CLEAR(env);
     Py_XDECREF(v);
   }
   PyObject *rt = env ? PyImport_ImportModule("kiln_runtime") : NULL;

@@ -8,6 +8,9 @@
 #include "log.h"
 #include "util.h"
 #include "init.h"
+#include "mounts.h"
+#include "neutral.h"
+#include "paths.h"
 #include "sandbox.h"
 #include "worker.h"
 #include "zygote.h"
@@ -24,6 +27,11 @@
 #include <sys/wait.h>
 
 #define ZYG_FD ZYGOTE_FD
+/* The zygote exec'd again from its neutral layout reads the
+   configuration it was handed from here, and knows its front's pid from
+   the environment (its parent may have died in between).  */
+#define AGAIN_FD  (ZYGOTE_FD + 1)
+#define AGAIN_ENV "KILN_ZYGOTE_FRONT"
 
 static _Noreturn void
 fail(kiln_error_t *err)
@@ -287,6 +295,80 @@ out:
 
 static void serve(const struct kiln_config *cfg) __attribute__((noreturn));
 
+static bool
+python_moves(void)
+{
+  return !mnt_system_path(KILN_PYTHON_HOME);
+}
+
+/* Execs this zygote again from the neutral layout of CFG's trees, with
+   its configuration on AGAIN_FD.  Returns when this host cannot have the
+   layout: the trees are then shown at their host paths.  */
+static void
+exec_neutral(const struct kiln_config *cfg, pid_t front)
+{
+  kiln_error_t err = NULL;
+  const char *keep[] = { cfg->sbx->root_dir, cfg->home };
+  struct neutral_trees t = { .python_home = python_moves() ? KILN_PYTHON_HOME : NULL,
+                             .venv = cfg->venv,
+                             .runtime = cfg->runtime_dir,
+                             .keep = keep,
+                             .nkeep = 2 };
+  const char *why = neutral_unavailable(&t);
+  if (why) {
+    log_msg(LOG_WARN, "the jail shows kiln's Python, venv and runtime at their host paths: %s",
+            why);
+    return;
+  }
+  if (neutral_enter(&t, cfg->sbx->userns, &err) < 0)
+    fail(&err);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
+    kiln_error_make(&err, errno, "socketpair");
+    fail(&err);
+  }
+  struct fbuf fb;
+  hof_encode(cfg, &fb);
+  int rc = frame_send(sv[0], &fb, NULL, 0, &err);
+  fbuf_free(&fb);
+  close(sv[0]);
+  if (rc < 0 || dup2(sv[1], AGAIN_FD) < 0) {
+    if (rc == 0)
+      kiln_error_make(&err, errno, "dup2");
+    fail(&err);
+  }
+  char pid[24];
+  snprintf(pid, sizeof pid, "%d", (int)front);
+  setenv(AGAIN_ENV, pid, 1);
+  if (t.python_home) {
+    const char *old = getenv("LD_LIBRARY_PATH");
+    cleanup_free char *path
+        = old && *old ? xasprintf(NEUTRAL_PYTHON "/lib:%s", old) : xstrdup(NEUTRAL_PYTHON "/lib");
+    setenv("LD_LIBRARY_PATH", path, 1);
+  }
+  set_cloexec(ZYG_FD, false);
+  char *argv[] = { "kiln-zygote", ZYGOTE_COMMAND, NULL };
+  execv(NEUTRAL_EXE, argv);
+  kiln_error_make(&err, errno, "exec %s", NEUTRAL_EXE);
+  fail(&err);
+}
+
+/* In the zygote exec'd by exec_neutral: CFG's trees as they are seen.  */
+static void
+use_neutral(struct kiln_config *cfg, struct sbx_config *sbx)
+{
+  cfg->venv = (char *)NEUTRAL_VENV;
+  cfg->runtime_dir = (char *)NEUTRAL_RUNTIME;
+  sbx->nexpose = 0;
+  if (python_moves()) {
+    sbx->expose[sbx->nexpose++] = NEUTRAL_PYTHON;
+    sbx->python_neutral = true;
+    emb_python_home(NEUTRAL_PYTHON);
+  }
+  sbx->expose[sbx->nexpose++] = NEUTRAL_VENV;
+  sbx->expose[sbx->nexpose++] = NEUTRAL_RUNTIME;
+}
+
 void
 zyg_exec_main(void)
 {
@@ -294,7 +376,8 @@ zyg_exec_main(void)
 
   /* The zygote must not outlive the front; arm the signal, then check
      the front did not exit before it was armed.  */
-  pid_t front = getppid();
+  const char *again = getenv(AGAIN_ENV);
+  pid_t front = again ? (pid_t)atoi(again) : getppid();
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (getppid() != front)
     _exit(1);
@@ -303,7 +386,7 @@ zyg_exec_main(void)
   /* The front set up fds 0-2 and ZYG_FD; anything else inherited is
      not the zygote's.  */
   set_cloexec(ZYG_FD, true);
-  int keep[] = { 0, 1, 2, ZYG_FD };
+  int keep[] = { 0, 1, 2, ZYG_FD, again ? AGAIN_FD : ZYG_FD };
   close_fds_except(0, keep, sizeof keep / sizeof keep[0]);
   signal(SIGPIPE, SIG_IGN);
 
@@ -311,10 +394,17 @@ zyg_exec_main(void)
   uint8_t *payload = NULL;
   static struct kiln_config cfg;
   static struct sbx_config sbx;
-  if (frame_recv(ZYG_FD, &f, &payload, 1 << 20, &err) < 0 || hof_decode(&f, &cfg, &sbx, &err) < 0)
+  if (frame_recv(again ? AGAIN_FD : ZYG_FD, &f, &payload, 1 << 20, &err) < 0
+      || hof_decode(&f, &cfg, &sbx, &err) < 0)
     fail(&err);
   free(payload);
   log_setup(cfg.log_level, cfg.log_format);
+  if (again) {
+    close(AGAIN_FD);
+    unsetenv(AGAIN_ENV);
+    use_neutral(&cfg, &sbx);
+  } else if (sbx.jail)
+    exec_neutral(&cfg, front);
   limits_derive(&cfg, &limits);
   front_pidfd = (int)syscall(SYS_pidfd_open, front, 0);
   serve(&cfg);
