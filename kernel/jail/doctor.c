@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "mounts.h"
 #include "namespaces.h"
+#include "neutral.h"
 #include "sandbox.h"
 #include "util.h"
 
@@ -178,7 +179,11 @@ sbx_doctor(const struct sbx_config *c, FILE *out)
            abi);
   row(out, "landlock", abi > 0 ? "not used" : "unavailable", detail);
   kiln_error_t e = NULL;
-  int r = sbx_in_child(probe_jail, c, &e);
+  int r = sbx_in_child(neutral_check, c, &e);
+  row(out, "kiln's trees at " NEUTRAL_DIR, r == 0 ? "active" : "unavailable",
+      r ? e->msg : "no host path of kiln's Python, venv or runtime in the jail");
+  kiln_error_release(&e);
+  r = sbx_in_child(probe_jail, c, &e);
   line(out, "complete jail (read-only root, ...)", r == 0,
        r ? e->msg : "a test process was jailed and checked");
   bad |= r != 0;

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "neutral.h"
+#include "mounts.h"
 #include "namespaces.h"
+#include "sandbox.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -31,16 +33,23 @@ under(const char *path, const char *dir)
   return strncmp(path, dir, l) == 0 && (path[l] == '/' || path[l] == '\0');
 }
 
-const char *
-neutral_unavailable(const struct neutral_trees *t)
+void
+neutral_trees_of(const struct sbx_config *c, struct neutral_trees *t)
 {
-  struct stat st;
-  if (stat("/opt", &st) < 0 || !S_ISDIR(st.st_mode))
-    return "this host has no /opt directory to show kiln's trees under";
-  for (size_t i = 0; i < t->nkeep; i++)
-    if (under(t->keep[i], "/opt"))
-      return "KILN_HOME is under /opt, which the layout covers";
-  return NULL;
+  *t = (struct neutral_trees){
+    .python_home = mnt_system_path(c->expose[0]) ? NULL : c->expose[0],
+    .venv = c->expose[1],
+    .runtime = c->expose[2],
+    .state_dir = c->root_dir,
+  };
+}
+
+int
+neutral_check(const struct sbx_config *c, kiln_error_t *err)
+{
+  struct neutral_trees t;
+  neutral_trees_of(c, &t);
+  return neutral_enter(&t, c->userns, err);
 }
 
 static int
@@ -245,9 +254,11 @@ overlay(const char *dst, const char *upper, const char *lower, kiln_error_t *err
 int
 neutral_enter(const struct neutral_trees *t, bool userns, kiln_error_t *err)
 {
-  const char *why = neutral_unavailable(t);
-  if (why)
-    return kiln_error_make(err, 0, "%s", why);
+  struct stat st;
+  if (stat("/opt", &st) < 0 || !S_ISDIR(st.st_mode))
+    return kiln_error_make(err, 0, "this host has no /opt directory to show them under");
+  if (under(t->state_dir, "/opt"))
+    return kiln_error_make(err, 0, "KILN_HOME is under /opt, which the layout covers");
   uid_t uid = getuid();
   gid_t gid = getgid();
   if (unshare(CLONE_NEWNS | (userns ? CLONE_NEWUSER : 0)) < 0)

@@ -19,6 +19,8 @@
 #define NEUTRAL_RUNTIME NEUTRAL_DIR "/runtime"
 #define NEUTRAL_EXE     NEUTRAL_DIR "/bin/kiln"
 
+struct sbx_config;
+
 /* The host trees to show there.  */
 struct neutral_trees {
   /* The Python prefix, or NULL when it is a system tree (/usr) that the
@@ -26,24 +28,30 @@ struct neutral_trees {
   const char *python_home;
   const char *venv;
   const char *runtime;
-  /* Host paths that must stay reachable in the namespace (KILN_HOME's
-     jail and packages directories): none may be under /opt, which the
-     layout covers.  */
-  const char *const *keep;
-  size_t nkeep;
+  /* KILN_HOME's jail directory, where workers build their roots: it
+     must stay reachable, so it cannot be under /opt, which the layout
+     covers.  */
+  const char *state_dir;
 };
 
-/* Whether T can be laid out on this host: NULL, or why not (static).  */
-const char *neutral_unavailable(const struct neutral_trees *t);
+/* The trees of the jail configuration C: its first three exposed trees
+   are the prefix, the venv and the runtime (sbx_probe_begin).  */
+void neutral_trees_of(const struct sbx_config *c, struct neutral_trees *t);
 
 /* Moves this process into a new mount namespace (into a new user
    namespace first when USERNS, with this process's uid and gid mapped to
    themselves, as ns_unshare maps a worker's) in which /opt is a tmpfs
-   holding T's trees at NEUTRAL_PYTHON, NEUTRAL_VENV and NEUTRAL_RUNTIME,
-   this executable at NEUTRAL_EXE, and nothing else.  The venv's bin/
-   and pyvenv.cfg are shown rewritten: their links and scripts name the
-   neutral paths of the venv and the prefix instead of the host's.  The
-   process must be single-threaded.  Returns 0, or -1 with ERR.  */
+   holding T's trees as read-only overlays at NEUTRAL_PYTHON,
+   NEUTRAL_VENV and NEUTRAL_RUNTIME, and this executable at NEUTRAL_EXE.
+   The venv's bin/ and pyvenv.cfg are shown rewritten: their links and
+   scripts name the neutral paths of the venv and the prefix instead of
+   the host's.  The process must be single-threaded.  Returns 0, or -1
+   with ERR, the process's namespaces then in any state.  */
 int neutral_enter(const struct neutral_trees *t, bool userns, kiln_error_t *err);
+
+/* neutral_enter of C's trees in a child process that then exits: 0 when
+   this host can have the layout, else -1 with ERR saying why not.  For
+   sbx_in_child; the caller is untouched.  */
+int neutral_check(const struct sbx_config *c, kiln_error_t *err);
 
 #endif

@@ -24,6 +24,9 @@ struct sbx_config {
   gid_t host_gid;
   uid_t uid_base; /* root: session uids are uid_base + slot, slot < ID_SLOTS */
   char *root_dir; /* $KILN_HOME/jail: where each worker builds its root */
+  /* Host trees shown read-only at their own paths: the Python prefix,
+     the venv and the runtime (in that order), then their real paths
+     when they differ.  */
   const char *expose[8];
   char *owned[2]; /* real paths among EXPOSE, freed with the config */
   size_t nexpose;

@@ -8,7 +8,6 @@
 #include "log.h"
 #include "util.h"
 #include "init.h"
-#include "mounts.h"
 #include "neutral.h"
 #include "paths.h"
 #include "sandbox.h"
@@ -295,12 +294,6 @@ out:
 
 static void serve(const struct kiln_config *cfg) __attribute__((noreturn));
 
-static bool
-python_moves(void)
-{
-  return !mnt_system_path(KILN_PYTHON_HOME);
-}
-
 /* Execs this zygote again from the neutral layout of CFG's trees, with
    its configuration on AGAIN_FD.  Returns when this host cannot have the
    layout: the trees are then shown at their host paths.  */
@@ -308,16 +301,14 @@ static void
 exec_neutral(const struct kiln_config *cfg, pid_t front)
 {
   kiln_error_t err = NULL;
-  const char *keep[] = { cfg->sbx->root_dir, cfg->home };
-  struct neutral_trees t = { .python_home = python_moves() ? KILN_PYTHON_HOME : NULL,
-                             .venv = cfg->venv,
-                             .runtime = cfg->runtime_dir,
-                             .keep = keep,
-                             .nkeep = 2 };
-  const char *why = neutral_unavailable(&t);
-  if (why) {
+  struct neutral_trees t;
+  neutral_trees_of(cfg->sbx, &t);
+  /* Tried in a child first: a failure half-way would leave this
+     process's mounts in no state to go on from.  */
+  if (sbx_in_child(neutral_check, cfg->sbx, &err) < 0) {
     log_msg(LOG_WARN, "the jail shows kiln's Python, venv and runtime at their host paths: %s",
-            why);
+            err->msg);
+    kiln_error_release(&err);
     return;
   }
   if (neutral_enter(&t, cfg->sbx->userns, &err) < 0)
@@ -359,8 +350,10 @@ use_neutral(struct kiln_config *cfg, struct sbx_config *sbx)
 {
   cfg->venv = (char *)NEUTRAL_VENV;
   cfg->runtime_dir = (char *)NEUTRAL_RUNTIME;
+  struct neutral_trees t;
+  neutral_trees_of(sbx, &t);
   sbx->nexpose = 0;
-  if (python_moves()) {
+  if (t.python_home) {
     sbx->expose[sbx->nexpose++] = NEUTRAL_PYTHON;
     sbx->python_neutral = true;
     emb_python_home(NEUTRAL_PYTHON);

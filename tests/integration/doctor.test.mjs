@@ -39,3 +39,27 @@ test('unprivileged, kiln doctor states the worst case memory per session as a nu
   const r = doctor(['--memory', '256M', '--max-procs', '64'], asNobody);
   assert.match(r.stdout, /memory is limited per process, not per session: 1024 MiB of address space each, up to 64 processes, so at worst 64 GiB per session/);
 });
+
+test("kiln doctor says the jail shows kiln's trees at /opt/kiln", opts, () => {
+  const r = doctor([], false);
+  assert.match(r.stdout, /kiln's trees at \/opt\/kiln\s+active\s+no host path of kiln's Python/, r.stdout + r.stderr);
+});
+
+test('with KILN_HOME under /opt, which the layout covers, kiln says so and runs with the host paths', opts, (t) => {
+  if (process.getuid() !== 0) return t.skip('not root: cannot make a directory under /opt');
+  const home = mkdtempSync('/opt/kiln-home-');
+  try {
+    const env = { ...process.env, KILN_HOME: home };
+    const d = spawnSync(KILN_BIN, ['doctor'], { encoding: 'utf8', env });
+    assert.match(d.stdout, /kiln's trees at \/opt\/kiln\s+unavailable\s+KILN_HOME is under \/opt, which the layout covers/);
+    const r = spawnSync(KILN_BIN, ['run', '-'], {
+      encoding: 'utf8', env, input: 'import sys, numpy\nprint(sys.prefix, numpy.__file__)\n', timeout: 50_000,
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /the jail shows kiln's Python, venv and runtime at their host paths: KILN_HOME is under \/opt/);
+    assert.doesNotMatch(r.stdout, /\/opt\/kiln\//, r.stdout);
+    assert.match(r.stdout, /numpy\/__init__\.py/, r.stdout);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+});
