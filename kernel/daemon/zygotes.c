@@ -188,7 +188,7 @@ zygote_frame(struct zygote *z, struct frame *fr, const uint8_t *raw, size_t rawl
     buf_append(&z->ready_frame, raw, rawlen);
     for (struct conn *c = z->d->conns, *next; c; c = next) {
       next = c->next;
-      if (c->z == z && !c->told_ready) {
+      if (c->z == z && !c->compiling && !c->told_ready) {
         c->told_ready = true;
         if (dmn_send_raw(c->fd, raw, rawlen, NULL, 0) < 0)
           dmn_conn_drop(c);
@@ -324,8 +324,9 @@ dmn_zygote_lost(struct zygote *z, const char *why)
     }
     z->nq = 0;
     z->spares_asked = 0;
+    /* A compile link's helper is not the zygote: it goes on.  */
     for (struct conn *c = d->conns; c; c = c->next)
-      if (c->z == z) {
+      if (c->z == z && !c->compiling) {
         dmn_send_message(c, FRAME_ZYGOTE_FAILED, why);
         c->z = NULL;
       }

@@ -131,12 +131,14 @@ rewrite(const char *text, size_t len, const struct subst *s, struct buf *out)
 
 /* Reads DIRFD/NAME whole when it is a text file of at most REWRITE_MAX
    bytes: returns 1 with its bytes in OUT and its mode in *MODE; 0 when
-   it is not; -1 with ERR.  */
+   it is not, or is not there; -1 with ERR.  */
 static int
 read_text(int dirfd, const char *name, struct buf *out, mode_t *mode, kiln_error_t *err)
 {
   cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   struct stat st;
+  if (fd < 0 && (errno == ENOENT || errno == ELOOP))
+    return 0;
   if (fd < 0 || fstat(fd, &st) < 0)
     return kiln_error_make(err, errno, "open %s", name);
   if (!S_ISREG(st.st_mode) || st.st_size > REWRITE_MAX)
@@ -199,7 +201,7 @@ stage_entry(int bin, const char *name, const char *dst, const struct subst *s, k
 }
 
 /* The venv's bin/ and pyvenv.cfg, rewritten by S, into STAGE/venv: the
-   upper layer of the venv's overlay.  VENV is the venv's tree.  */
+   top layer of the venv's overlay.  VENV is the venv's tree.  */
 static int
 stage_venv(int venv, const struct subst *s, kiln_error_t *err)
 {
@@ -226,7 +228,7 @@ stage_venv(int venv, const struct subst *s, kiln_error_t *err)
   }
   struct buf cfg = { 0 }, b = { 0 };
   mode_t mode = 0;
-  int r = read_text(venv, "pyvenv.cfg", &cfg, &mode, NULL);
+  int r = read_text(venv, "pyvenv.cfg", &cfg, &mode, err);
   if (r == 1) {
     rewrite((const char *)cfg.data, cfg.len, s, &b);
     r = write_new(STAGE "/venv/pyvenv.cfg", &b, 0444, err);
@@ -236,16 +238,16 @@ stage_venv(int venv, const struct subst *s, kiln_error_t *err)
   return r < 0 ? -1 : 0;
 }
 
-/* Shows LOWER (and UPPER over it, when not NULL) at DST, read-only, as
-   an overlay: a mount whose mountinfo names no host path, where a bind
+/* Shows LOWER (and TOP over it, when not NULL) at DST, read-only, as an
+   overlay: a mount whose mountinfo names no host path, where a bind
    mount would name its source's path in the host's filesystem.  */
 static int
-overlay(const char *dst, const char *upper, const char *lower, kiln_error_t *err)
+overlay(const char *dst, const char *top, const char *lower, kiln_error_t *err)
 {
   if (mkdir_p(dst, 0755) < 0)
     return kiln_error_make(err, errno, "mkdir %s", dst);
-  /* An overlay without an upper directory needs two lower ones.  */
-  cleanup_free char *opts = xasprintf("lowerdir=%s:%s", upper ? upper : SRC "/empty", lower);
+  /* A read-only overlay (no upper directory) needs two lower ones.  */
+  cleanup_free char *opts = xasprintf("lowerdir=%s:%s", top ? top : SRC "/empty", lower);
   if (mount("overlay", dst, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) < 0)
     return kiln_error_make(err, errno, "mount an overlay of %s on %s", lower, dst);
   return 0;
