@@ -463,7 +463,6 @@ class IPyKernel:
     label = IPY
 
     def __init__(self, env, log_path=os.devnull, kernel_name="python3", kernel_dirs=None):
-        import zmq
         from jupyter_client.kernelspec import KernelSpecManager
         from jupyter_client.manager import KernelManager
 
@@ -474,6 +473,12 @@ class IPyKernel:
         # From here on the time is the kernel's: start_kernel() has written
         # the connection file and started the process.
         self.started_at = time.perf_counter()
+        self.connect()
+
+    def connect(self):
+        """A new client for the kernel, its channels started."""
+        import zmq
+
         self.kc = self.km.client()
         # The client retries its connections every millisecond, not
         # ZeroMQ's default 100 ms: a kernel binds its ports only some time
