@@ -369,7 +369,8 @@ zyg_exec_main(void)
 
   /* The zygote must not outlive the front; arm the signal, then check
      the front did not exit before it was armed.  */
-  const char *again = getenv(AGAIN_ENV);
+  /* Exec'd by exec_neutral: only then is AGAIN_FD open.  */
+  const char *again = fcntl(AGAIN_FD, F_GETFD) >= 0 ? getenv(AGAIN_ENV) : NULL;
   pid_t front = again ? (pid_t)atoi(again) : getppid();
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (getppid() != front)
