@@ -86,7 +86,7 @@ attach(int fd, const char *dst, bool file, kiln_error_t *err)
 /* The host paths a venv's files name, and what they become.  The longer
    first: a venv may lie inside the prefix (pyenv's virtualenvs do).  */
 struct subst {
-  const char *from[3], *to[3];
+  const char *from[4], *to[4];
   size_t n;
 };
 
@@ -276,6 +276,9 @@ neutral_enter(const struct neutral_trees *t, bool userns, kiln_error_t *err)
   cleanup_free char *self = realpath("/proc/self/exe", NULL);
   if (self == NULL)
     return kiln_error_make(err, errno, "find this executable");
+  /* The venv's files may name the trees by their real paths too.  */
+  cleanup_free char *real_venv = realpath(t->venv, NULL);
+  cleanup_free char *real_python = t->python_home ? realpath(t->python_home, NULL) : NULL;
   cleanup_close int python = -1, venv = -1, runtime = -1, exe = -1;
   if ((t->python_home && clone_tree(t->python_home, &python, err) < 0)
       || clone_tree(t->venv, &venv, err) < 0 || clone_tree(t->runtime, &runtime, err) < 0
@@ -292,10 +295,11 @@ neutral_enter(const struct neutral_trees *t, bool userns, kiln_error_t *err)
 
   struct subst s = { .n = 0 };
   subst_add(&s, t->venv, NEUTRAL_VENV);
-  cleanup_free char *real = realpath(t->venv, NULL);
-  subst_add(&s, real, NEUTRAL_VENV);
-  if (t->python_home)
+  subst_add(&s, real_venv, NEUTRAL_VENV);
+  if (t->python_home) {
     subst_add(&s, t->python_home, NEUTRAL_PYTHON);
+    subst_add(&s, real_python, NEUTRAL_PYTHON);
+  }
   if (stage_venv(venv, &s, err) < 0)
     return -1;
   if ((python >= 0 && overlay(NEUTRAL_PYTHON, NULL, SRC "/python", err) < 0)
