@@ -49,9 +49,9 @@ void neutral_trees_of(const struct sbx_config *c, struct neutral_trees *t);
    with ERR, the process's namespaces then in any state.  */
 int neutral_enter(const struct neutral_trees *t, bool userns, kiln_error_t *err);
 
-/* neutral_enter of C's trees in a child process that then exits: 0 when
-   this host can have the layout, else -1 with ERR saying why not.  For
-   sbx_in_child; the caller is untouched.  */
+/* neutral_enter of C's trees, for sbx_in_child: run in a child process
+   that then exits, it says whether this host can have the layout (0) or
+   why not (-1 with ERR), and leaves the caller as it was.  */
 int neutral_check(const struct sbx_config *c, kiln_error_t *err);
 
 #endif
