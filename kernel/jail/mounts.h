@@ -13,7 +13,7 @@
 
 struct mnt_plan {
   const char *root_dir;      /* an empty host directory to build the root on */
-  const char *const *expose; /* host trees shown read-only at the same path */
+  const char *const *expose; /* trees shown read-only at the same path (neutral.h) */
   size_t nexpose;
   size_t work_size, tmp_size; /* bytes */
   uid_t uid;                  /* owner of /work */
