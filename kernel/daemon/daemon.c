@@ -254,6 +254,7 @@ daemon_free(struct daemon *d)
     dmn_conn_drop(d->conns);
   while (d->zygotes)
     dmn_zygote_free(d->zygotes);
+  dmn_stores_free(d);
   /* Everything it started is gone once its inits are: wait for them,
      so that their cgroups can go too.  */
   for (int i = 0; i < 100 && (d->children || d->cg_dead.n); i++) {
@@ -287,7 +288,7 @@ daemon_main(const char *socket_path, double idle_s)
   }
   if (serving(socket_path))
     return 0;
-  struct daemon d = { .listen_fd = -1, .idle_s = idle_s };
+  struct daemon d = { .listen_fd = -1, .idle_s = idle_s, .synced = { -1, -1 } };
   kiln_error_t err = NULL;
   /* Workers are double-forked from the zygotes so that their inits end
      up as the daemon's children, reaped here.  */
@@ -312,7 +313,8 @@ daemon_main(const char *socket_path, double idle_s)
   d.loop = loop_new(&err);
   if (sigfd < 0 || d.loop == NULL || loop_add(d.loop, sigfd, EPOLLIN, on_signal, &d, &err) < 0
       || (d.listen_fd = listen_at(socket_path, &err)) < 0
-      || loop_add(d.loop, d.listen_fd, EPOLLIN, dmn_on_listen, &d, &err) < 0) {
+      || loop_add(d.loop, d.listen_fd, EPOLLIN, dmn_on_listen, &d, &err) < 0
+      || dmn_stores_init(&d, &err) < 0) {
     log_msg(LOG_ERROR, "kiln daemon: %s", err ? err->msg : strerror(errno));
     kiln_error_release(&err);
     if (d.loop)

@@ -75,6 +75,21 @@ conn_spawn(struct conn *c, const struct frame *fr)
 static void
 conn_frame(struct conn *c, const struct frame *fr)
 {
+  if (fr->type == FRAME_STORE_OPEN) {
+    if (c->z || c->store)
+      dmn_conn_drop(c);
+    else
+      dmn_store_open(c, fr);
+    return;
+  }
+  if (c->store) {
+    /* A store link carries the store's frames only.  */
+    if (fr->type == FRAME_STORE_WRITE || fr->type == FRAME_STORE_SYNC)
+      dmn_store_frame(c, fr);
+    else
+      dmn_conn_drop(c);
+    return;
+  }
   if (fr->type == FRAME_CONFIG || fr->type == FRAME_COMPILER_CONFIG) {
     if (c->z) {
       dmn_conn_drop(c);
@@ -136,8 +151,8 @@ on_conn(struct loop *loop, int fd, uint32_t events, void *data)
     struct frame fr;
     uint8_t *payload = NULL;
     kiln_error_t err = NULL;
-    int n = link_next_frame(&c->in, c->compiling ? COMPILE_MAX_FRAME : CONN_MAX_FRAME, &fr,
-                            &payload, &err);
+    int n = link_next_frame(&c->in, c->compiling || c->store ? COMPILE_MAX_FRAME : CONN_MAX_FRAME,
+                            &fr, &payload, &err);
     if (n < 0) {
       log_error(LOG_WARN, &err, "a front broke the protocol");
       free(payload);
@@ -185,6 +200,7 @@ dmn_conn_drop(struct conn *c)
     dmn_compiler_forget(z, c);
   }
   struct zygote *z = c->z;
+  dmn_store_release(c);
   buf_free(&c->in);
   free(c);
   if (z) {
@@ -222,6 +238,7 @@ dmn_on_listen(struct loop *loop, int fd, uint32_t events, void *data)
     struct conn *c = xzalloc(sizeof *c);
     c->d = d;
     c->fd = s;
+    c->id = ++d->next_conn_id;
     kiln_error_t err = NULL;
     if (loop_add(loop, s, EPOLLIN, on_conn, c, &err) < 0) {
       log_error(LOG_ERROR, &err, "watch a front");

@@ -106,10 +106,20 @@ struct zygote {
   struct zygote *next;
 };
 
+/* A store the daemon owns for the fronts of one KILN_HOME (stores.c).  */
+struct dmn_store {
+  char *home; /* its real path */
+  struct store *st;
+  size_t links;
+  struct dmn_store *next;
+};
+
 struct conn {
   struct daemon *d;
   int fd;
-  struct zygote *z; /* once its configuration has come */
+  uint64_t id;
+  struct zygote *z;        /* once its configuration has come */
+  struct dmn_store *store; /* a store link's, once it is open */
   struct buf in;
   bool told_ready;
   bool compiling; /* a front's compile link, not its zygote link */
@@ -127,6 +137,9 @@ struct daemon {
   pid_t early[16]; /* inits reaped before their zygote reported them */
   size_t nearly;
   struct cg_graveyard cg_dead; /* sessions' groups that still had tasks */
+  struct dmn_store *stores;
+  int synced[2]; /* ids of store links whose sync is committed (stores.c) */
+  uint64_t next_conn_id;
   double idle_s;
   int64_t idle_since; /* 0 while a front is connected */
 };
@@ -196,6 +209,19 @@ bool dmn_compiler_reaped(struct zygote *z, pid_t pid);
 int64_t dmn_compiler_deadline(const struct zygote *z);
 void dmn_compiler_tick(struct zygote *z, int64_t now);
 void dmn_compiler_free(struct zygote *z);
+
+/* stores.c */
+/* The pipe through which stores' writers say a sync is committed.  */
+int dmn_stores_init(struct daemon *d, kiln_error_t *err);
+void dmn_stores_free(struct daemon *d);
+/* C's FRAME_STORE_OPEN FR: C becomes a link to the store of the
+   KILN_HOME it names, opened now if no front uses it yet; or it is told
+   why not and dropped.  */
+void dmn_store_open(struct conn *c, const struct frame *fr);
+/* A FRAME_STORE_WRITE or FRAME_STORE_SYNC FR on C's store link.  */
+void dmn_store_frame(struct conn *c, const struct frame *fr);
+/* C is gone: its store is closed when no other front uses it.  */
+void dmn_store_release(struct conn *c);
 
 /* fronts.c */
 /* Sends the LEN bytes of one frame at DATA to FD with NFDS descriptors;

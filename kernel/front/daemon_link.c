@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How often a front asks a daemon that does not answer yet, and for how
@@ -101,4 +102,29 @@ daemon_link_start(struct front *f)
   f->zygote = s;
   f->zygote_pid = 0;
   return 1;
+}
+
+struct store *
+front_store_open(const struct kiln_config *cfg)
+{
+  if (cfg->daemon_socket == NULL)
+    return NULL;
+  kiln_error_t err = NULL;
+  struct store *st = NULL;
+  /* A daemon this front has just started (daemon_link_start) answers
+     within milliseconds; the front has nothing to run before it does.  */
+  int s;
+  int64_t give_up = now_ns() + DAEMON_GIVE_UP_NS;
+  while ((s = daemon_link_connect(cfg->daemon_socket)) < 0
+         && (errno == ENOENT || errno == ECONNREFUSED) && now_ns() < give_up) {
+    struct timespec ts = { 0, 5000000 };
+    nanosleep(&ts, NULL);
+  }
+  if (s < 0)
+    kiln_error_make(&err, errno, "connect to %s", cfg->daemon_socket);
+  else
+    st = store_open_linked(cfg->home, s, &err);
+  if (st == NULL)
+    log_error(LOG_WARN, &err, "the daemon does not keep the store; this kiln writes it itself");
+  return st;
 }

@@ -346,8 +346,11 @@ front_new(const struct kiln_config *cfg, struct loop *loop, front_ready_cb ready
     return NULL;
   }
   /* After the zygote exists (it is exec'd, so nothing would cross a fork
-     anyway): the writer thread starts here.  */
-  f->store = store_open(cfg->home, STORE_THREADED, err);
+     anyway): the writer thread starts here.  A front on the daemon
+     leaves the writing to it.  */
+  f->store = front_store_open(cfg);
+  if (f->store == NULL)
+    f->store = store_open(cfg->home, STORE_THREADED, err);
   if (f->store == NULL) {
     kiln_error_wrap(err, "the database");
     front_free(f);

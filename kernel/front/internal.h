@@ -353,6 +353,9 @@ struct front {
 /* A new connection to the daemon at PATH (blocking), or -1 with errno.  */
 int daemon_link_connect(const char *path);
 int daemon_link_start(struct front *f);
+/* The store as the daemon at CFG's socket owns it (store_open_linked),
+   or NULL with the reason logged: not on a daemon, or it refused.  */
+struct store *front_store_open(const struct kiln_config *cfg);
 
 /* worker_link.c */
 /* Sends SIG to W's init (relayed to the worker), with VALUE as its

@@ -31,6 +31,19 @@ enum frame_type {
   /* front -> daemon: as CONFIG, the first frame of a compile link: the
      daemon's helper for that configuration answers it */
   FRAME_COMPILER_CONFIG = 4,
+  /* front -> daemon: the first frame of a store link (store.h,
+     STORE_LINKED); fields: PATH (KILN_HOME).  Answered by STORE_READY or
+     STORE_FAILED (MESSAGE) */
+  FRAME_STORE_OPEN = 5,
+  /* front -> daemon: one write to the store; fields: KIND (enum
+     store_op) and the write's own (store/link.c) */
+  FRAME_STORE_WRITE = 6,
+  /* front -> daemon: no fields; answered by STORE_SYNCED once every
+     write sent before it is committed */
+  FRAME_STORE_SYNC = 7,
+  FRAME_STORE_READY = 8,
+  FRAME_STORE_FAILED = 9,
+  FRAME_STORE_SYNCED = 18,
   /* zygote -> front */
   FRAME_ZYGOTE_READY = 10,  /* fields: PYTHON_VERSION, PRELOADED, PRELOAD_FAILED, PACKAGES */
   FRAME_SPAWNED = 11,       /* fields: PID; fds: control socket, stdout, stderr */
@@ -136,6 +149,19 @@ enum frame_tag {
   TAG_DISPLAY_ID = 45,  /* a display's id, as display(display_id=...) names it */
   TAG_WAIT = 46,        /* present: clear_output(wait=True) */
   TAG_PROTECTIONS = 47, /* what the zygote's workers are jailed by (sbx_describe) */
+  /* A store write's (FRAME_STORE_WRITE).  */
+  TAG_TIME_MS = 48,      /* u64: Unix ms (a history row's start, a cache entry's use) */
+  TAG_DURATION = 49,     /* u64: the bits of an IEEE double, milliseconds */
+  TAG_STDOUT_BYTES = 50, /* u64 */
+  TAG_STDERR_BYTES = 51, /* u64 */
+  TAG_ARTIFACTS = 52,    /* comma-separated names */
+  TAG_KEY = 53,          /* a code cache key */
+  TAG_LIVE = 54,         /* NUL-separated session ids */
+  TAG_NOTE = 55,
+  TAG_DIR = 56,
+  TAG_TIMES = 57,       /* three u64 Unix ms: created, last used, hibernated */
+  TAG_CELL_KIND = 58,   /* "python" or "shell" */
+  TAG_CELL_STATUS = 59, /* how a recorded cell ended, as a word */
 };
 
 /* How a cell ended, as the worker reports it.  */

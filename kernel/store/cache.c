@@ -51,6 +51,26 @@ touch_run(sqlite3 *db, void *arg)
   store_counter_add(db, "cache_hits", 1);
 }
 
+static void
+touch_encode(struct fbuf *fb, const void *arg)
+{
+  const struct touch *t = arg;
+  fbuf_put_u64(fb, TAG_KIND, STORE_OP_CACHE_TOUCH);
+  fbuf_put(fb, TAG_KEY, t->key, STORE_KEY_BYTES);
+}
+
+static const struct store_job_type touch_job
+    = { .run = touch_run, .free = free, .encode = touch_encode };
+
+void
+cache_touch(struct store *st, const uint8_t key[STORE_KEY_BYTES])
+{
+  struct touch *t = xmalloc(sizeof *t);
+  memcpy(t->key, key, STORE_KEY_BYTES);
+  t->when = wall_ms();
+  store_queue(st, &touch_job, t);
+}
+
 uint8_t *
 cache_get(struct store *st, const uint8_t key[STORE_KEY_BYTES], size_t *len)
 {
@@ -71,26 +91,32 @@ cache_get(struct store *st, const uint8_t key[STORE_KEY_BYTES], size_t *len)
     }
   }
   sqlite3_finalize(q);
-  if (out) {
-    struct touch *t = xmalloc(sizeof *t);
-    memcpy(t->key, key, STORE_KEY_BYTES);
-    t->when = wall_ms();
-    store_queue(st, touch_run, free, t);
-  }
+  if (out)
+    cache_touch(st, key);
   return out;
 }
 
 static void
 miss_run(sqlite3 *db, void *arg)
 {
+  (void)arg;
   store_counter_add(db, "cache_misses", 1);
 }
+
+static void
+miss_encode(struct fbuf *fb, const void *arg)
+{
+  (void)arg;
+  fbuf_put_u64(fb, TAG_KIND, STORE_OP_CACHE_MISS);
+}
+
+static const struct store_job_type miss_job = { .run = miss_run, .encode = miss_encode };
 
 void
 cache_count_miss(struct store *st)
 {
   if (st)
-    store_queue(st, miss_run, NULL, NULL);
+    store_queue(st, &miss_job, NULL);
 }
 
 struct put {
@@ -184,6 +210,21 @@ put_run(sqlite3 *db, void *arg)
   evict(db, p->max_bytes);
 }
 
+static void
+put_encode(struct fbuf *fb, const void *arg)
+{
+  const struct put *p = arg;
+  fbuf_put_u64(fb, TAG_KIND, STORE_OP_CACHE_PUT);
+  fbuf_put(fb, TAG_KEY, p->key, STORE_KEY_BYTES);
+  fbuf_put(fb, TAG_MAGIC, p->magic, p->magic_len);
+  fbuf_put_str(fb, TAG_RUNTIME, p->runtime);
+  fbuf_put(fb, TAG_DATA, p->data, p->len);
+  fbuf_put_u64(fb, TAG_MAX_BYTES, p->max_bytes);
+}
+
+static const struct store_job_type put_job
+    = { .run = put_run, .free = put_free, .encode = put_encode };
+
 void
 cache_put(struct store *st, const uint8_t key[STORE_KEY_BYTES], const struct cache_salt *salt,
           const uint8_t *data, size_t len, uint64_t max_bytes)
@@ -200,7 +241,7 @@ cache_put(struct store *st, const uint8_t key[STORE_KEY_BYTES], const struct cac
   p->len = len;
   p->max_bytes = max_bytes;
   p->when = wall_ms();
-  store_queue(st, put_run, put_free, p);
+  store_queue(st, &put_job, p);
 }
 
 static uint64_t

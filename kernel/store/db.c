@@ -219,8 +219,53 @@ after_commit_run(bool committed)
   nafter_commit = 0;
 }
 
-/* The writer's turn: every queued job in one transaction.  A job that
+static void
+jobs_free(struct store_job *jobs)
+{
+  while (jobs) {
+    struct store_job *next = jobs->next;
+    if (jobs->type && jobs->type->free)
+      jobs->type->free(jobs->arg);
+    free(jobs);
+    jobs = next;
+  }
+}
+
+sqlite3 *
+store_writer_db(struct store *st)
+{
+  if (st->wr == NULL && st->mode == STORE_LINKED) {
+    kiln_error_t err = NULL;
+    if (db_connect(st->path, false, &st->wr, &err) < 0 || migrate(st->wr, st->path, &err) < 0) {
+      log_error(LOG_ERROR, &err, "store: its daemon is gone and kiln.db cannot be written here");
+      sqlite3_close(st->wr);
+      st->wr = NULL;
+    }
+  }
+  return st->wr;
+}
+
+/* Runs JOBS on the writer's connection in one transaction.  A job that
    fails logs and is skipped; the others still commit.  */
+static void
+run_jobs(struct store *st, struct store_job *jobs)
+{
+  sqlite3 *db = store_writer_db(st);
+  if (db == NULL)
+    return;
+  bool in_tx = store_exec(db, "BEGIN IMMEDIATE") == 0;
+  for (struct store_job *j = jobs; j; j = j->next)
+    if (j->type)
+      j->type->run(db, j->arg);
+  bool committed = in_tx && store_exec(db, "COMMIT") == 0;
+  if (in_tx && !committed)
+    store_exec(db, "ROLLBACK");
+  after_commit_run(committed);
+}
+
+/* The writer's turn: every job queued since the last, in one
+   transaction here, or sent to the daemon (a linked store's, until its
+   link fails: the rest are then run here).  */
 static void *
 writer_main(void *arg)
 {
@@ -236,22 +281,14 @@ writer_main(void *arg)
     pthread_mutex_unlock(&st->mu);
 
     uint64_t n = 0;
-    bool in_tx = store_exec(st->wr, "BEGIN IMMEDIATE") == 0;
-    for (struct store_job *j = jobs; j; j = j->next) {
-      j->run(st->wr, j->arg);
+    for (struct store_job *j = jobs; j; j = j->next)
       n++;
-    }
-    bool committed = in_tx && store_exec(st->wr, "COMMIT") == 0;
-    if (in_tx && !committed)
-      store_exec(st->wr, "ROLLBACK");
-    after_commit_run(committed);
-    while (jobs) {
-      struct store_job *next = jobs->next;
-      if (jobs->free)
-        jobs->free(jobs->arg);
-      free(jobs);
-      jobs = next;
-    }
+    struct store_job *rest = jobs;
+    if (st->mode == STORE_LINKED && st->link >= 0)
+      rest = store_link_send(st, jobs);
+    if (rest)
+      run_jobs(st, rest);
+    jobs_free(jobs);
 
     pthread_mutex_lock(&st->mu);
     st->done += n;
@@ -261,23 +298,11 @@ writer_main(void *arg)
   return NULL;
 }
 
-void
-store_queue(struct store *st, void (*run)(sqlite3 *db, void *arg), void (*free_arg)(void *arg),
-            void *arg)
+static void
+enqueue(struct store *st, const struct store_job_type *type, void *arg)
 {
-  if (st->mode != STORE_THREADED) {
-    if (st->mode == STORE_DIRECT) {
-      /* Outside a transaction each statement commits by itself.  */
-      run(st->wr, arg);
-      after_commit_run(true);
-    }
-    if (free_arg)
-      free_arg(arg);
-    return;
-  }
   struct store_job *j = xzalloc(sizeof *j);
-  j->run = run;
-  j->free = free_arg;
+  j->type = type;
   j->arg = arg;
   pthread_mutex_lock(&st->mu);
   if (st->tail)
@@ -291,10 +316,30 @@ store_queue(struct store *st, void (*run)(sqlite3 *db, void *arg), void (*free_a
 }
 
 void
+store_queue(struct store *st, const struct store_job_type *type, void *arg)
+{
+  if (st->mode == STORE_DIRECT || st->mode == STORE_READ) {
+    if (st->mode == STORE_DIRECT) {
+      /* Outside a transaction each statement commits by itself.  */
+      type->run(st->wr, arg);
+      after_commit_run(true);
+    }
+    if (type->free)
+      type->free(arg);
+    return;
+  }
+  enqueue(st, type, arg);
+}
+
+void
 store_sync(struct store *st)
 {
-  if (st == NULL || st->mode != STORE_THREADED)
+  if (st == NULL || (st->mode != STORE_THREADED && st->mode != STORE_LINKED))
     return;
+  /* A linked store's writes are committed when its daemon says so: a
+     sync point asks it.  */
+  if (st->mode == STORE_LINKED)
+    enqueue(st, NULL, NULL);
   pthread_mutex_lock(&st->mu);
   uint64_t want = st->queued;
   while (st->done < want)
@@ -302,12 +347,45 @@ store_sync(struct store *st)
   pthread_mutex_unlock(&st->mu);
 }
 
-struct store *
-store_open(const char *dir, enum store_mode mode, kiln_error_t *err)
+struct notify {
+  void (*fn)(void *ctx);
+  void *ctx;
+};
+
+static void
+notify_run(sqlite3 *db, void *arg)
 {
-  bool read_only = mode == STORE_READ;
+  (void)db;
+  (void)arg;
+}
+
+/* After the turn that holds it commits: called from jobs_free.  */
+static void
+notify_free(void *arg)
+{
+  struct notify *n = arg;
+  n->fn(n->ctx);
+  free(n);
+}
+
+static const struct store_job_type notify_job = { .run = notify_run, .free = notify_free };
+
+void
+store_notify(struct store *st, void (*fn)(void *ctx), void *ctx)
+{
+  struct notify *n = xmalloc(sizeof *n);
+  n->fn = fn;
+  n->ctx = ctx;
+  store_queue(st, &notify_job, n);
+}
+
+struct store *
+store_open_mode(const char *dir, enum store_mode mode, int link, kiln_error_t *err)
+{
+  /* A linked store reads what its daemon writes.  */
+  bool read_only = mode == STORE_READ || mode == STORE_LINKED;
   cleanup_free char *path = xasprintf("%s/%s", dir, STORE_FILE);
-  if (read_only && access(path, F_OK) < 0) {
+  if (mode == STORE_READ && access(path, F_OK) < 0) {
     kiln_error_make(err, 0, "there is no %s: kiln serve has not run with KILN_HOME %s", path, dir);
     return NULL;
   }
@@ -322,32 +400,37 @@ store_open(const char *dir, enum store_mode mode, kiln_error_t *err)
   }
   struct store *st = xzalloc(sizeof *st);
   st->mode = mode;
+  st->path = steal_pointer(&path);
+  st->link = -1;
   pthread_mutex_init(&st->mu, NULL);
   pthread_cond_init(&st->cv, NULL);
   pthread_cond_init(&st->idle, NULL);
-  if (!read_only && (db_connect(path, false, &st->wr, err) < 0 || migrate(st->wr, path, err) < 0))
+  if (!read_only
+      && (db_connect(st->path, false, &st->wr, err) < 0 || migrate(st->wr, st->path, err) < 0))
     goto fail;
   if (mode == STORE_DIRECT)
     st->rd = st->wr;
-  else if (db_connect(path, read_only, &st->rd, err) < 0)
+  else if (db_connect(st->path, read_only, &st->rd, err) < 0)
     goto fail;
   if (read_only) {
     int v = user_version(st->rd);
     /* A file SQLite cannot read (not a database, or damaged) is not one
        that a migration would mend: say what SQLite says.  */
     if (v < 0) {
-      kiln_error_make(err, 0, "%s: %s", path, sqlite3_errmsg(st->rd));
+      kiln_error_make(err, 0, "%s: %s", st->path, sqlite3_errmsg(st->rd));
       goto fail;
     }
     if (v != STORE_SCHEMA_VERSION) {
       kiln_error_make(err, 0,
                       "%s has schema version %d and this kiln reads %d: start `kiln serve` once"
                       " to migrate it",
-                      path, v, STORE_SCHEMA_VERSION);
+                      st->path, v, STORE_SCHEMA_VERSION);
       goto fail;
     }
   }
-  if (mode == STORE_THREADED) {
+  if (mode == STORE_THREADED || mode == STORE_LINKED) {
+    st->link = link;
+    link = -1;
     int rc = pthread_create(&st->thread, NULL, writer_main, st);
     if (rc != 0) {
       kiln_error_make(err, rc, "start the store's writer");
@@ -357,11 +440,26 @@ store_open(const char *dir, enum store_mode mode, kiln_error_t *err)
   }
   return st;
 fail:
+  if (link >= 0)
+    close(link);
+  if (st->link >= 0)
+    close(st->link);
   if (st->rd != st->wr)
     sqlite3_close(st->rd);
   sqlite3_close(st->wr);
+  free(st->path);
   free(st);
   return NULL;
+}
+
+struct store *
+store_open(const char *dir, enum store_mode mode, kiln_error_t *err)
+{
+  if (mode == STORE_LINKED) {
+    kiln_error_make(err, 0, "a linked store is opened with its daemon's link");
+    return NULL;
+  }
+  return store_open_mode(dir, mode, -1, err);
 }
 
 void
@@ -370,6 +468,8 @@ store_close(struct store *st)
   if (st == NULL)
     return;
   if (st->thread_started) {
+    /* What the daemon has is committed before the link closes.  */
+    store_sync(st);
     pthread_mutex_lock(&st->mu);
     st->stop = true;
     pthread_cond_signal(&st->cv);
@@ -382,6 +482,9 @@ store_close(struct store *st)
   pthread_mutex_destroy(&st->mu);
   pthread_cond_destroy(&st->cv);
   pthread_cond_destroy(&st->idle);
+  if (st->link >= 0)
+    close(st->link);
+  free(st->path);
   free(st);
 }
 

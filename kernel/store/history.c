@@ -63,6 +63,31 @@ history_insert(sqlite3 *db, void *arg)
   sqlite3_finalize(st);
 }
 
+static void
+history_encode(struct fbuf *fb, const void *arg)
+{
+  const struct history_job *j = arg;
+  const struct history_row *r = &j->row;
+  uint64_t duration;
+  memcpy(&duration, &r->duration_ms, sizeof duration);
+  fbuf_put_u64(fb, TAG_KIND, STORE_OP_HISTORY_ADD);
+  fbuf_put_str(fb, TAG_SESSION_ID, r->session_id);
+  fbuf_put_u64(fb, TAG_CELL_NO, r->execution_count);
+  fbuf_put_str(fb, TAG_CELL_KIND, r->kind);
+  fbuf_put(fb, TAG_CODE, r->code, r->code_len);
+  fbuf_put_u64(fb, TAG_TIME_MS, (uint64_t)r->started_ms);
+  fbuf_put_u64(fb, TAG_DURATION, duration);
+  fbuf_put_str(fb, TAG_CELL_STATUS, r->status);
+  if (r->error_type)
+    fbuf_put_str(fb, TAG_ERR_TYPE, r->error_type);
+  fbuf_put_u64(fb, TAG_STDOUT_BYTES, r->stdout_bytes);
+  fbuf_put_u64(fb, TAG_STDERR_BYTES, r->stderr_bytes);
+  fbuf_put_str(fb, TAG_ARTIFACTS, r->artifacts);
+}
+
+static const struct store_job_type history_add_job
+    = { .run = history_insert, .free = history_job_free, .encode = history_encode };
+
 void
 store_history_add(struct store *st, const struct history_row *row)
 {
@@ -83,7 +108,7 @@ store_history_add(struct store *st, const struct history_row *row)
      cache's key adds the compiler's salt.  */
   crypto_generichash(j->hash, sizeof j->hash, (const unsigned char *)row->code, row->code_len, NULL,
                      0);
-  store_queue(st, history_insert, history_job_free, j);
+  store_queue(st, &history_add_job, j);
 }
 
 int64_t
@@ -152,11 +177,21 @@ history_delete(sqlite3 *db, void *arg)
   sqlite3_finalize(st);
 }
 
+static void
+history_forget_encode(struct fbuf *fb, const void *arg)
+{
+  fbuf_put_u64(fb, TAG_KIND, STORE_OP_HISTORY_FORGET);
+  fbuf_put_str(fb, TAG_SESSION_ID, arg);
+}
+
+static const struct store_job_type history_forget_job
+    = { .run = history_delete, .free = free, .encode = history_forget_encode };
+
 void
 store_history_forget(struct store *st, const char *session_id)
 {
   if (st)
-    store_queue(st, history_delete, free, xstrdup(session_id));
+    store_queue(st, &history_forget_job, xstrdup(session_id));
 }
 
 struct expire {
@@ -208,6 +243,23 @@ expire_run(sqlite3 *db, void *arg)
   sqlite3_finalize(st);
 }
 
+/* The live ids, NUL-separated.  */
+static void
+expire_encode(struct fbuf *fb, const void *arg)
+{
+  const struct expire *e = arg;
+  struct buf live = { 0 };
+  for (size_t i = 0; i < e->n; i++)
+    buf_append(&live, e->live[i], strlen(e->live[i]) + 1);
+  fbuf_put_u64(fb, TAG_KIND, STORE_OP_HISTORY_EXPIRE);
+  fbuf_put_u64(fb, TAG_TIME_MS, (uint64_t)e->before);
+  fbuf_put(fb, TAG_LIVE, live.data, live.len);
+  buf_free(&live);
+}
+
+static const struct store_job_type expire_job
+    = { .run = expire_run, .free = expire_free, .encode = expire_encode };
+
 void
 store_history_expire(struct store *st, int64_t before_ms, const char *const *live, size_t n)
 {
@@ -219,5 +271,5 @@ store_history_expire(struct store *st, int64_t before_ms, const char *const *liv
   for (size_t i = 0; i < n; i++)
     e->live[i] = xstrdup(live[i]);
   e->n = n;
-  store_queue(st, expire_run, expire_free, e);
+  store_queue(st, &expire_job, e);
 }

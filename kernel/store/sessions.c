@@ -151,6 +151,42 @@ hib_run(sqlite3 *db, void *arg)
     store_unlink_after_commit(previous);
 }
 
+static void
+hib_encode(struct fbuf *fb, const void *arg)
+{
+  const struct hib_job *j = arg;
+  const struct session_row *r = &j->row;
+  uint64_t times[3]
+      = { (uint64_t)r->created_ms, (uint64_t)r->last_used_ms, (uint64_t)r->hibernated_ms };
+  fbuf_put_u64(fb, TAG_KIND, STORE_OP_SESSION_HIBERNATED);
+  fbuf_put_str(fb, TAG_SESSION_ID, r->id);
+  fbuf_put(fb, TAG_TIMES, times, sizeof times);
+  fbuf_put_u64(fb, TAG_CELL_NO, r->execution_count);
+  if (r->has_snapshot) {
+    fbuf_put_u64(fb, TAG_SIZE, r->snapshot_size);
+    fbuf_put(fb, TAG_HASH, r->snapshot_hash, STORE_KEY_BYTES);
+  }
+  fbuf_put_str(fb, TAG_LOST, r->lost);
+  fbuf_put_str(fb, TAG_DROPPED, r->dropped);
+  fbuf_put_str(fb, TAG_NOTE, r->note);
+  fbuf_put_str(fb, TAG_ARTIFACTS, r->artifacts);
+  if (j->tmp_path)
+    fbuf_put_str(fb, TAG_PATH, j->tmp_path);
+  fbuf_put_str(fb, TAG_DIR, j->dir);
+}
+
+/* The daemon has the snapshot file now: it is not removed here.  */
+static void
+hib_sent(void *arg)
+{
+  struct hib_job *j = arg;
+  free(j->tmp_path);
+  j->tmp_path = NULL;
+}
+
+static const struct store_job_type hib_job_type
+    = { .run = hib_run, .free = hib_free, .encode = hib_encode, .sent = hib_sent };
+
 void
 store_session_hibernated(struct store *st, const struct session_row *row, const char *tmp_path,
                          const char *dir)
@@ -169,7 +205,7 @@ store_session_hibernated(struct store *st, const struct session_row *row, const 
   j->row.artifacts = j->artifacts = xstrdup(row->artifacts ? row->artifacts : "");
   j->tmp_path = tmp_path ? xstrdup(tmp_path) : NULL;
   j->dir = xstrdup(dir);
-  store_queue(st, hib_run, hib_free, j);
+  store_queue(st, &hib_job_type, j);
 }
 
 static void
@@ -300,6 +336,18 @@ forget_run(sqlite3 *db, void *arg)
     store_unlink_after_commit(file);
 }
 
+static void
+forget_encode(struct fbuf *fb, const void *arg)
+{
+  const struct forget *f = arg;
+  fbuf_put_u64(fb, TAG_KIND, STORE_OP_SESSION_FORGET);
+  fbuf_put_str(fb, TAG_SESSION_ID, f->id);
+  fbuf_put_u64(fb, TAG_STATUS, f->history);
+}
+
+static const struct store_job_type forget_job
+    = { .run = forget_run, .free = forget_free, .encode = forget_encode };
+
 void
 store_session_forget(struct store *st, const char *id, bool history)
 {
@@ -308,5 +356,5 @@ store_session_forget(struct store *st, const char *id, bool history)
   struct forget *f = xzalloc(sizeof *f);
   f->id = xstrdup(id);
   f->history = history;
-  store_queue(st, forget_run, forget_free, f);
+  store_queue(st, &forget_job, f);
 }

@@ -1,6 +1,7 @@
 /* kiln's one database, $KILN_HOME/kiln.db (SQLite, WAL): the execution
-   history and the code cache.  Opened only by the front, after the
-   zygote exists; no handle ever crosses a fork.
+   history, the code cache and hibernated sessions.  Opened by the front
+   after the zygote exists, or by the daemon for the fronts it serves;
+   no handle ever crosses a fork.
 
    Two connections.  Writes go to one writer thread, which runs every
    job queued since its last turn in a single transaction: the loop never
@@ -8,7 +9,12 @@
    cells costs one commit, not one each.  Reads (a cache lookup, a page
    of history) run on the caller's thread through a connection of their
    own: in WAL mode a reader never waits for the writer, and each read is
-   one indexed lookup bounded by its LIMIT.  */
+   one indexed lookup bounded by its LIMIT.
+
+   A front on the daemon (STORE_LINKED) reads the same way, but its
+   writer thread sends its writes to the daemon (link.c), which owns the
+   database: one writer for every kernel of a KILN_HOME, so no kernel
+   waits for another's lock, and one place that migrates and evicts.  */
 #ifndef KILN_STORE_H
 #define KILN_STORE_H
 
@@ -31,17 +37,41 @@ enum store_mode {
   STORE_THREADED, /* a server's: writes queued for the writer thread */
   STORE_DIRECT,   /* the command line's: each write runs at once, on the caller's thread */
   STORE_READ,     /* read only: writes are dropped, and no migration is made */
+  STORE_LINKED,   /* read here, writes sent to the daemon that owns it (store_open_linked) */
 };
 
 /* Opens DIR/kiln.db in MODE, creating or migrating it (except to read:
    a database of another version is then refused).  NULL with ERR.  */
 struct store *store_open(const char *dir, enum store_mode mode, kiln_error_t *err);
 
+/* Opens DIR/kiln.db as the daemon's at FD (a connected socket, taken:
+   closed on failure too) owns it: the daemon is asked to open it for
+   writing, and once it has, it is opened here to read.  Writes go to
+   the daemon in order; should its link fail, the rest are written here,
+   and nothing queued is lost.  NULL with ERR when the daemon refuses or
+   does not answer within STORE_LINK_TIMEOUT_MS.  */
+#define STORE_LINK_TIMEOUT_MS 10000
+struct store *store_open_linked(const char *dir, int fd, kiln_error_t *err);
+
+/* The daemon's side of a store link.  FR is a front's FRAME_STORE_WRITE:
+   the write it carries is queued on ST.  Returns 0, or -1 with ERR when
+   FR is malformed (nothing is queued then).  Paths a write names must
+   be under HOME (ST's KILN_HOME).  */
+struct frame;
+int store_apply(struct store *st, const char *home, const struct frame *fr, kiln_error_t *err);
+
+/* Calls FN(CTX) on the writer thread once every write queued on ST
+   before it is committed (or given up): how the daemon answers a
+   FRAME_STORE_SYNC without waiting.  At once on a store without a
+   writer thread.  */
+void store_notify(struct store *st, void (*fn)(void *ctx), void *ctx);
+
 /* Runs the queued writes, stops the writer thread and closes both
    connections.  Safe on NULL.  */
 void store_close(struct store *st);
 
-/* Waits until every write queued before the call is committed.  */
+/* Waits until every write queued before the call is committed (by the
+   daemon, for a linked store).  */
 void store_sync(struct store *st);
 
 /* The schema version of an open database (PRAGMA user_version).  */

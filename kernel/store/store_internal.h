@@ -4,23 +4,51 @@
 
 #include "store.h"
 
+#include "frame.h"
+
 #include <pthread.h>
 #include <sqlite3.h>
 
-/* A write, run by the writer thread inside its turn's transaction.  RUN
-   gets the writer's connection; FREE (may be NULL) releases ARG after
-   it ran, or when the store closes without running it.  */
-struct store_job {
-  struct store_job *next;
+/* What a linked store sends its daemon for each kind of write (the KIND
+   field of a FRAME_STORE_WRITE).  Never renumber one: a front and its
+   daemon are one build, but a log may quote them.  */
+enum store_op {
+  STORE_OP_HISTORY_ADD = 1,
+  STORE_OP_HISTORY_FORGET = 2,
+  STORE_OP_HISTORY_EXPIRE = 3,
+  STORE_OP_CACHE_TOUCH = 4,
+  STORE_OP_CACHE_MISS = 5,
+  STORE_OP_CACHE_PUT = 6,
+  STORE_OP_SESSION_HIBERNATED = 7,
+  STORE_OP_SESSION_FORGET = 8,
+};
+
+/* A kind of write.  RUN does it on the writer's connection, inside its
+   turn's transaction; FREE (may be NULL) releases its argument after it
+   ran, was sent, or was dropped.  A linked store instead puts the
+   argument into a FRAME_STORE_WRITE with ENCODE (its KIND field
+   included), and calls SENT (may be NULL) once the daemon has it: what
+   the write hands over (a snapshot file) is then the daemon's.  */
+struct store_job_type {
   void (*run)(sqlite3 *db, void *arg);
   void (*free)(void *arg);
+  void (*encode)(struct fbuf *fb, const void *arg);
+  void (*sent)(void *arg);
+};
+
+struct store_job {
+  struct store_job *next;
+  const struct store_job_type *type; /* NULL: a linked store's sync point */
   void *arg;
 };
 
 struct store {
   sqlite3 *rd; /* the caller's thread: reads */
-  sqlite3 *wr; /* the writer's: the thread's, or RD itself (direct); NULL to read */
+  sqlite3 *wr; /* the writer's: the thread's, or RD itself (direct); NULL to read, or while
+                  a linked store's daemon has its writes */
   enum store_mode mode;
+  char *path; /* the database's */
+  int link;   /* a linked store's socket to its daemon; -1 once it is gone */
   pthread_t thread;
   bool thread_started;
   pthread_mutex_t mu;
@@ -31,10 +59,27 @@ struct store {
   bool stop;
 };
 
-/* Queues RUN(ARG) for the writer thread, or runs it at once (direct), or
-   drops it (read); ARG is freed after.  */
-void store_queue(struct store *st, void (*run)(sqlite3 *db, void *arg), void (*free_arg)(void *arg),
-                 void *arg);
+/* store_open, and a linked store's writer thread sending on LINK
+   (taken; -1 for none).  */
+struct store *store_open_mode(const char *dir, enum store_mode mode, int link, kiln_error_t *err);
+
+/* Queues a write of TYPE with ARG (taken) for the writer thread, or
+   runs it at once (direct), or drops it (read).  */
+void store_queue(struct store *st, const struct store_job_type *type, void *arg);
+
+/* The writer's connection of ST, opened and migrated now if it has none
+   (a linked store whose daemon is gone): NULL when it cannot be.  */
+sqlite3 *store_writer_db(struct store *st);
+
+/* link.c: a linked store's writer turn.  Sends the jobs from JOB on, up
+   to a sync point (answered before it returns) or the end; returns the
+   first job not sent (NULL: all were), and leaves ST->link -1 when the
+   link failed.  */
+struct store_job *store_link_send(struct store *st, struct store_job *job);
+
+/* Counts a hit of KEY and moves its last use forward (queued), as
+   cache_get does: how a daemon takes a linked store's hit.  */
+void cache_touch(struct store *st, const uint8_t key[STORE_KEY_BYTES]);
 
 /* Removes PATH once the transaction of the job that asks commits, and
    not at all if it rolls back: a file a committed row may still name is

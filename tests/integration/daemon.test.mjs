@@ -1,15 +1,17 @@
 // kiln serve --daemon: the MCP server's sessions on the user's kiln daemon
 // (kernel/daemon), as a Jupyter kernel's are (tests/jupyter/test_daemon.py
 // covers the daemon itself).  Two servers with the same options share the
-// daemon's one zygote and start none of their own.
+// daemon's one zygote and start none of their own, and the daemon owns
+// their store: it writes kiln.db, they only read it.
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 
-import { withServer, runFull, dump, TEST_TIMEOUT } from './helpers.mjs';
+import { withServer, runFull, run, callTool, pollUntil, dump, TEST_TIMEOUT } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
@@ -46,6 +48,29 @@ function daemonOf(xdg) {
   return null;
 }
 
+/** How PID has FILE open: the access mode ('r', 'w' or 'rw') of each of
+    its descriptors on it. */
+function openModes(pid, file) {
+  const modes = [];
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    let target;
+    try {
+      target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target !== file) continue;
+    const flags = parseInt(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').match(/^flags:\s+(\d+)/m)[1], 8);
+    modes.push(['r', 'w', 'rw'][flags & 3]);
+  }
+  return modes;
+}
+
+async function stateOf(client, id) {
+  const r = await callTool(client, 'list_sessions', {});
+  return r.structuredContent.sessions.find((s) => s.session_id === id);
+}
+
 describe('kiln serve --daemon', () => {
   test('two servers share the daemon’s zygote and start none of their own', opts, async () => {
     const xdg = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-xdg-'));
@@ -69,6 +94,49 @@ describe('kiln serve --daemon', () => {
           assert.ok(children(daemon, 'kiln-init').length >= 2);
         });
       });
+    } finally {
+      const pid = daemonOf(xdg);
+      if (pid) process.kill(pid, 'SIGKILL');
+      fs.rmSync(xdg, { recursive: true, force: true });
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  test('the daemon owns the store: servers only read kiln.db, and their history and hibernated sessions are kept through it', { timeout: 2 * TEST_TIMEOUT }, async () => {
+    const xdg = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-xdg-'));
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-home-'));
+    const env = { XDG_RUNTIME_DIR: xdg, KILN_HOME: home, KILN_DAEMON_IDLE: '30' };
+    const db = path.join(home, 'kiln.db');
+    try {
+      // A snapshot of 8 MB is kept in a file beside the database, which
+      // the daemon takes over from the server.
+      const id = await withServer({ args: ['--daemon', '--idle-hibernate', '1'], env }, async (a) => {
+        const sc = await run(a.client, 'import numpy as np\nbig = np.arange(1_000_000)\nx = 41\nx + 1');
+        assert.equal(sc.result, '42', dump(sc));
+        const daemon = daemonOf(xdg);
+        assert.ok(daemon, 'no daemon was started');
+        assert.deepEqual(openModes(a.pid, db).filter((m) => m !== 'r'), [], `the server opened kiln.db to write: ${a.stderr()}`);
+        assert.ok(openModes(a.pid, db).length >= 1, 'the server does not read kiln.db');
+        assert.ok(openModes(daemon, db).includes('rw'), 'the daemon does not write kiln.db');
+        // Hibernated through the daemon, restored from what it stored.
+        assert.ok(await pollUntil(async () => (await stateOf(a.client, sc.session_id))?.state === 'hibernated', 30_000, 100),
+          'the session was not hibernated');
+        const back = await run(a.client, 'x + int(big[-1] == 999_999)', { session_id: sc.session_id });
+        assert.equal(back.result, '42', dump(back));
+        assert.match(back.notice, /restored from its snapshot/, dump(back));
+        return sc.session_id;
+      });
+      // The server hibernated the session again as it stopped; the next
+      // server, on the same daemon, restores it.
+      await withServer({ args: ['--daemon'], env }, async (b) => {
+        const back = await run(b.client, 'x + 1', { session_id: id });
+        assert.equal(back.result, '42', dump(back));
+        assert.match(back.notice, /restored from its snapshot/, dump(back));
+        assert.deepEqual(openModes(b.pid, db).filter((m) => m !== 'r'), [], 'the server opened kiln.db to write');
+      });
+      // Every cell is in the history the daemon wrote.
+      const history = execFileSync(process.env.KILN_BIN, ['history', '--home', home, id], { encoding: 'utf8' });
+      for (const code of ['big = np.arange', 'x + int(big', 'x + 1']) assert.ok(history.includes(code), `${code} is not in the history:\n${history}`);
     } finally {
       const pid = daemonOf(xdg);
       if (pid) process.kill(pid, 'SIGKILL');

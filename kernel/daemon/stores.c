@@ -1,0 +1,166 @@
+/* The stores the daemon owns: one per KILN_HOME its fronts name, opened
+   when the first front links to it and closed when the last goes.  A
+   front's writes are queued on it as they come (store_apply); a front's
+   sync is answered once its writer has committed every write before it,
+   told through a pipe, so the loop never waits for a commit.  */
+#define _GNU_SOURCE
+#include "internal.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+/* Told on the writer thread once a sync point is committed.  */
+struct synced {
+  int fd;
+  uint64_t conn_id;
+};
+
+static void
+on_committed(void *ctx)
+{
+  struct synced *s = ctx;
+  /* Eight bytes to a pipe go whole; the loop reads them.  */
+  ssize_t r;
+  do
+    r = write(s->fd, &s->conn_id, sizeof s->conn_id);
+  while (r < 0 && errno == EINTR);
+  free(s);
+}
+
+static struct conn *
+conn_by_id(struct daemon *d, uint64_t id)
+{
+  for (struct conn *c = d->conns; c; c = c->next)
+    if (c->id == id)
+      return c;
+  return NULL;
+}
+
+static void
+on_synced(struct loop *loop, int fd, uint32_t events, void *data)
+{
+  (void)loop;
+  (void)events;
+  struct daemon *d = data;
+  uint64_t ids[64];
+  ssize_t r;
+  while ((r = read(fd, ids, sizeof ids)) > 0) {
+    for (size_t i = 0; i < (size_t)r / sizeof ids[0]; i++) {
+      struct conn *c = conn_by_id(d, ids[i]);
+      if (c == NULL)
+        continue; /* gone since it asked */
+      struct fbuf fb;
+      fbuf_init(&fb, FRAME_STORE_SYNCED);
+      fbuf_finish(&fb);
+      int rc = dmn_send_raw(c->fd, fb.data, fb.len, NULL, 0);
+      fbuf_free(&fb);
+      if (rc < 0)
+        dmn_conn_drop(c);
+    }
+  }
+}
+
+int
+dmn_stores_init(struct daemon *d, kiln_error_t *err)
+{
+  if (pipe2(d->synced, O_CLOEXEC) < 0)
+    return kiln_error_make(err, errno, "a pipe for the store's writers");
+  /* The reading end only: a writer thread waits rather than lose an
+     answer.  */
+  fcntl(d->synced[0], F_SETFL, O_NONBLOCK);
+  return loop_add(d->loop, d->synced[0], EPOLLIN, on_synced, d, err);
+}
+
+void
+dmn_stores_free(struct daemon *d)
+{
+  if (d->synced[0] >= 0) {
+    loop_del(d->loop, d->synced[0]);
+    close(d->synced[0]);
+    close(d->synced[1]);
+    d->synced[0] = d->synced[1] = -1;
+  }
+}
+
+void
+dmn_store_open(struct conn *c, const struct frame *fr)
+{
+  struct daemon *d = c->d;
+  cleanup_free char *home = NULL;
+  char real[PATH_MAX];
+  if (frame_get_str(fr, TAG_PATH, false, &home, NULL, NULL) < 0 || home[0] != '/'
+      || realpath(home, real) == NULL) {
+    dmn_send_message(c, FRAME_STORE_FAILED, "the store's KILN_HOME is not a directory here");
+    dmn_conn_drop(c);
+    return;
+  }
+  struct dmn_store *ds = d->stores;
+  while (ds && strcmp(ds->home, real) != 0)
+    ds = ds->next;
+  if (ds == NULL) {
+    kiln_error_t err = NULL;
+    struct store *st = store_open(real, STORE_THREADED, &err);
+    if (st == NULL) {
+      log_msg(LOG_ERROR, "open the store of %s: %s", real, err->msg);
+      dmn_send_message(c, FRAME_STORE_FAILED, err->msg);
+      kiln_error_release(&err);
+      dmn_conn_drop(c);
+      return;
+    }
+    ds = xzalloc(sizeof *ds);
+    ds->home = xstrdup(real);
+    ds->st = st;
+    ds->next = d->stores;
+    d->stores = ds;
+    log_msg(LOG_INFO, "the store of %s is open", real);
+  }
+  ds->links++;
+  c->store = ds;
+  struct fbuf fb;
+  fbuf_init(&fb, FRAME_STORE_READY);
+  fbuf_finish(&fb);
+  if (dmn_send_raw(c->fd, fb.data, fb.len, NULL, 0) < 0)
+    dmn_conn_drop(c);
+  fbuf_free(&fb);
+}
+
+void
+dmn_store_frame(struct conn *c, const struct frame *fr)
+{
+  struct dmn_store *ds = c->store;
+  if (fr->type == FRAME_STORE_SYNC) {
+    struct synced *s = xmalloc(sizeof *s);
+    s->fd = c->d->synced[1];
+    s->conn_id = c->id;
+    store_notify(ds->st, on_committed, s);
+    return;
+  }
+  kiln_error_t err = NULL;
+  if (store_apply(ds->st, ds->home, fr, &err) < 0)
+    log_error(LOG_WARN, &err, "a front's store write was malformed; dropped");
+}
+
+void
+dmn_store_release(struct conn *c)
+{
+  struct dmn_store *ds = c->store;
+  if (ds == NULL || --ds->links > 0)
+    return;
+  struct dmn_store **pp = &c->d->stores;
+  while (*pp != ds)
+    pp = &(*pp)->next;
+  *pp = ds->next;
+  /* Its queued writes are committed first.  */
+  store_close(ds->st);
+  log_msg(LOG_INFO, "the store of %s is closed: no front uses it", ds->home);
+  free(ds->home);
+  free(ds);
+}
