@@ -5,6 +5,7 @@
    works in a directory of its own under $TMPDIR.  */
 #include "check.h"
 #include "store.h"
+#include "store_dir.h"
 #include "util.h"
 
 #include <fcntl.h>
@@ -32,34 +33,6 @@ static const char schema_v1[] = "CREATE TABLE history ("
                                 "  stderr_bytes INTEGER NOT NULL,"
                                 "  artifacts TEXT NOT NULL);"
                                 "CREATE INDEX history_by_session ON history (session_id, id);";
-
-/* A new empty directory (allocated; the caller frees it, after
-   remove_dir).  */
-static char *
-make_dir(void)
-{
-  const char *tmp = getenv("TMPDIR");
-  char *dir = xasprintf("%s/kiln-test-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (mkdtemp(dir) == NULL) {
-    perror("mkdtemp");
-    exit(2);
-  }
-  return dir;
-}
-
-static void
-remove_dir(char *dir)
-{
-  static const char *const files[]
-      = { STORE_FILE, STORE_FILE "-wal", STORE_FILE "-shm", STORE_FILE "-journal" };
-  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-    char *p = xasprintf("%s/%s", dir, files[i]);
-    unlink(p);
-    free(p);
-  }
-  rmdir(dir);
-  free(dir);
-}
 
 static char *
 db_path(const char *dir)
