@@ -13,7 +13,10 @@
    own, plus a pidfd of each worker's init.  Fronts with the same
    configuration share one zygote.  The daemon owns what must be unique
    across fronts: the session uids, the cgroups and the reaping of the
-   inits; a front sees its workers end through their status pipes.  When
+   inits; a front sees its workers end through their status pipes.  It
+   owns the store of each KILN_HOME its fronts use too: a front's store
+   link (FRAME_STORE_OPEN) carries its writes, and it reads kiln.db
+   itself (store.h).  When
    a front goes, its workers are killed; when the daemon has had no front
    for its idle time, it exits.  */
 

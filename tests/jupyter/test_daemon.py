@@ -321,6 +321,50 @@ def test_a_kernel_whose_daemon_died_gets_a_new_one_and_says_its_state_was_lost(k
         a.stop()
 
 
+def open_modes(pid, path):
+    """The access mode ("r", "w", "rw") of each descriptor PID holds on PATH."""
+    modes = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != str(path):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = int(re.search(r"^flags:\s+(\d+)", f.read(), re.M).group(1), 8)
+        except OSError:
+            continue
+        modes.append(("r", "w", "rw")[flags & 3])
+    return modes
+
+
+def history(home):
+    p = subprocess.run([KILN_BIN, "history", "--home", str(home)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_the_daemon_writes_the_store_and_a_kernel_whose_daemon_died_writes_it_itself(kdir, xdg):
+    db = kdir / "home" / "kiln.db"
+    a = kernel(kdir, "a", xdg)
+    try:
+        a.run("hist_one = 1")
+        old = daemon_of(xdg)
+        # The kernel reads kiln.db; only the daemon writes it.
+        assert open_modes(a.proc.pid, db) and set(open_modes(a.proc.pid, db)) == {"r"}, a.logs()
+        assert "rw" in open_modes(old, db)
+        wait_for(lambda: "hist_one = 1" in history(kdir / "home"), what="the daemon to commit the row")
+        inits = children(old, "kiln-init")
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: not any(running(p) for p in inits), what="the workers to end")
+        a.run("hist_two = 2", timeout=60)
+        a.run("hist_three = 3", timeout=60)
+        # Nothing is lost: the kernel writes the rows itself from then on.
+        wait_for(lambda: "hist_three = 3" in history(kdir / "home"), what="the rows after the daemon died")
+        assert "hist_two = 2" in history(kdir / "home")
+        assert "writes" in a.logs() and "itself from now on" in a.logs(), a.logs()
+    finally:
+        a.stop()
+
+
 def test_standalone_starts_a_zygote_of_the_kernels_own(kdir, xdg):
     a = kernel(kdir, "a", xdg, "--standalone")
     try:
