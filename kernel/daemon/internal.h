@@ -120,6 +120,8 @@ struct conn {
   uint64_t id;
   struct zygote *z;        /* once its configuration has come */
   struct dmn_store *store; /* a store link's, once it is open */
+  char **live;             /* the sessions its front had open when it last expired history */
+  size_t nlive;
   struct buf in;
   bool told_ready;
   bool compiling; /* a front's compile link, not its zygote link */

@@ -132,6 +132,41 @@ dmn_store_open(struct conn *c, const struct frame *fr)
   fbuf_free(&fb);
 }
 
+static void
+forget_live(struct conn *c)
+{
+  for (size_t i = 0; i < c->nlive; i++)
+    free(c->live[i]);
+  free(c->live);
+  c->live = NULL;
+  c->nlive = 0;
+}
+
+/* C's front expires the history older than BEFORE of sessions other
+   than its N LIVE ones.  Every front on the store says which sessions it
+   has open when it expires history; none of them loses its history to
+   another's expiry.  */
+static void
+expire_history(struct conn *c, int64_t before, const char *const *live, size_t n)
+{
+  forget_live(c);
+  c->live = xmalloc((n ? n : 1) * sizeof *c->live);
+  for (size_t i = 0; i < n; i++)
+    c->live[i] = xstrdup(live[i]);
+  c->nlive = n;
+  size_t all = 0;
+  for (struct conn *k = c->d->conns; k; k = k->next)
+    if (k->store == c->store)
+      all += k->nlive;
+  cleanup_free const char **ids = xmalloc((all ? all : 1) * sizeof *ids);
+  size_t m = 0;
+  for (struct conn *k = c->d->conns; k; k = k->next)
+    if (k->store == c->store)
+      for (size_t i = 0; i < k->nlive; i++)
+        ids[m++] = k->live[i];
+  store_history_expire(c->store->st, before, ids, m);
+}
+
 void
 dmn_store_frame(struct conn *c, const struct frame *fr)
 {
@@ -144,7 +179,15 @@ dmn_store_frame(struct conn *c, const struct frame *fr)
     return;
   }
   kiln_error_t err = NULL;
-  if (store_apply(ds->st, ds->home, fr, &err) < 0)
+  int64_t before;
+  cleanup_free const char **live = NULL;
+  size_t n = 0;
+  int expire = store_expire_parse(fr, &before, &live, &n, &err);
+  if (expire == 1) {
+    expire_history(c, before, live, n);
+    return;
+  }
+  if (expire < 0 || store_apply(ds->st, ds->home, fr, &err) < 0)
     log_error(LOG_WARN, &err, "a front's store write was malformed; dropped");
 }
 
@@ -152,6 +195,7 @@ void
 dmn_store_release(struct conn *c)
 {
   struct dmn_store *ds = c->store;
+  forget_live(c);
   if (ds == NULL || --ds->links > 0)
     return;
   struct dmn_store **pp = &c->d->stores;

@@ -175,23 +175,41 @@ apply_history_add(struct store *st, const struct frame *fr, kiln_error_t *err)
   return 0;
 }
 
+int
+store_expire_parse(const struct frame *fr, int64_t *before_ms, const char ***live, size_t *n,
+                   kiln_error_t *err)
+{
+  uint64_t op, before;
+  if (fr->type != FRAME_STORE_WRITE || frame_get_u64(fr, TAG_KIND, true, &op, NULL) < 0
+      || op != STORE_OP_HISTORY_EXPIRE)
+    return 0;
+  const struct field *ids = frame_get(fr, TAG_LIVE);
+  if (frame_get_u64(fr, TAG_TIME_MS, false, &before, err) < 0)
+    return -1;
+  if (ids == NULL || (ids->len && ids->data[ids->len - 1] != '\0'))
+    return kiln_error_make(err, 0, "the live sessions are not a list of strings");
+  size_t count = 0;
+  for (uint32_t i = 0; i < ids->len; i++)
+    count += ids->data[i] == '\0';
+  const char **out = xmalloc((count ? count : 1) * sizeof *out);
+  const char *p = (const char *)ids->data;
+  for (size_t i = 0; i < count; i++, p += strlen(p) + 1)
+    out[i] = p;
+  *before_ms = (int64_t)before;
+  *live = out;
+  *n = count;
+  return 1;
+}
+
 static int
 apply_history_expire(struct store *st, const struct frame *fr, kiln_error_t *err)
 {
-  uint64_t before;
-  const struct field *live = frame_get(fr, TAG_LIVE);
-  if (frame_get_u64(fr, TAG_TIME_MS, false, &before, err) < 0)
-    return -1;
-  if (live == NULL || (live->len && live->data[live->len - 1] != '\0'))
-    return kiln_error_make(err, 0, "the live sessions are not a list of strings");
+  int64_t before;
+  cleanup_free const char **ids = NULL;
   size_t n = 0;
-  for (uint32_t i = 0; i < live->len; i++)
-    n += live->data[i] == '\0';
-  cleanup_free const char **ids = xmalloc((n ? n : 1) * sizeof *ids);
-  const char *p = (const char *)live->data;
-  for (size_t i = 0; i < n; i++, p += strlen(p) + 1)
-    ids[i] = p;
-  store_history_expire(st, (int64_t)before, ids, n);
+  if (store_expire_parse(fr, &before, &ids, &n, err) < 0)
+    return -1;
+  store_history_expire(st, before, ids, n);
   return 0;
 }
 

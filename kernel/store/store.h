@@ -60,6 +60,15 @@ struct store *store_open_linked(const char *dir, int fd, kiln_error_t *err);
 struct frame;
 int store_apply(struct store *st, const char *home, const struct frame *fr, kiln_error_t *err);
 
+/* Whether FR is a FRAME_STORE_WRITE that expires history (1), or
+   another (0), or a malformed one (-1 with ERR).  For 1: its cut-off in
+   *BEFORE_MS and the live sessions of the front that sent it in *LIVE
+   (N of them; the array allocated, the strings FR's).  The daemon adds
+   the live sessions of its other fronts on the same store before it
+   expires anything: history expires for sessions no front has open.  */
+int store_expire_parse(const struct frame *fr, int64_t *before_ms, const char ***live, size_t *n,
+                       kiln_error_t *err);
+
 /* Calls FN(CTX) on the writer thread once every write queued on ST
    before it is committed (or given up): how the daemon answers a
    FRAME_STORE_SYNC without waiting.  At once on a store without a

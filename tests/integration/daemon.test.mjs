@@ -144,4 +144,38 @@ describe('kiln serve --daemon', () => {
       fs.rmSync(home, { recursive: true, force: true });
     }
   });
+
+  test('history expires only for sessions no server on the daemon has open', opts, async () => {
+    const xdg = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-xdg-'));
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-home-'));
+    // Each server expires the history older than 2 s of sessions it does
+    // not have open, every half second.
+    const env = { XDG_RUNTIME_DIR: xdg, KILN_HOME: home, KILN_DAEMON_IDLE: '30' };
+    const args = ['--daemon', '--session-ttl', '2'];
+    const historyOf = () => execFileSync(process.env.KILN_BIN, ['history', '--home', home], { encoding: 'utf8' });
+    try {
+      await withServer({ args, env }, async (a) => {
+        const keptA = await run(a.client, 'kept_a = 1');
+        const gone = await run(a.client, 'closed_c = 1');
+        assert.equal(keptA.status, 'ok', dump(keptA));
+        await callTool(a.client, 'close_session', { session_id: gone.session_id });
+        await withServer({ args, env }, async (b) => {
+          const keptB = await run(b.client, 'kept_b = 1');
+          assert.equal(keptB.status, 'ok', dump(keptB));
+          // The closed session's history goes; each open one's stays,
+          // though the other server does not have it open.
+          assert.ok(await pollUntil(() => !historyOf().includes('closed_c = 1'), 20_000, 200),
+            `the closed session's history did not expire:\n${historyOf()}`);
+          await new Promise((r) => setTimeout(r, 3000));
+          const h = historyOf();
+          assert.ok(h.includes('kept_a = 1') && h.includes('kept_b = 1'), `an open session's history expired:\n${h}`);
+        });
+      });
+    } finally {
+      const pid = daemonOf(xdg);
+      if (pid) process.kill(pid, 'SIGKILL');
+      fs.rmSync(xdg, { recursive: true, force: true });
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
 });
