@@ -104,6 +104,12 @@ daemon_link_start(struct front *f)
   return 1;
 }
 
+static int
+store_reconnect(void *ctx)
+{
+  return daemon_link_connect(ctx);
+}
+
 struct store *
 front_store_open(const struct kiln_config *cfg)
 {
@@ -123,7 +129,7 @@ front_store_open(const struct kiln_config *cfg)
   if (s < 0)
     kiln_error_make(&err, errno, "connect to %s", cfg->daemon_socket);
   else
-    st = store_open_linked(cfg->home, s, &err);
+    st = store_open_linked(cfg->home, s, store_reconnect, cfg->daemon_socket, &err);
   if (st == NULL)
     log_error(LOG_WARN, &err, "the daemon does not keep the store; this kiln writes it itself");
   return st;

@@ -284,6 +284,8 @@ writer_main(void *arg)
     for (struct store_job *j = jobs; j; j = j->next)
       n++;
     struct store_job *rest = jobs;
+    if (st->mode == STORE_LINKED && st->link < 0)
+      store_relink(st);
     if (st->mode == STORE_LINKED && st->link >= 0)
       rest = store_link_send(st, jobs);
     if (rest)

@@ -46,8 +46,9 @@ ask(int fd, const struct fbuf *fb, uint16_t want, kiln_error_t *err)
   return kiln_error_make(err, 0, "the daemon answered with a frame of type %u", f.type);
 }
 
-struct store *
-store_open_linked(const char *dir, int fd, kiln_error_t *err)
+/* Asks the daemon at FD to open the store of DIR.  0, or -1 with ERR.  */
+static int
+open_at_daemon(int fd, const char *dir, kiln_error_t *err)
 {
   set_timeouts(fd, STORE_LINK_TIMEOUT_MS);
   struct fbuf fb;
@@ -56,12 +57,55 @@ store_open_linked(const char *dir, int fd, kiln_error_t *err)
   fbuf_finish(&fb);
   int rc = ask(fd, &fb, FRAME_STORE_READY, err);
   fbuf_free(&fb);
-  if (rc < 0) {
+  return rc;
+}
+
+struct store *
+store_open_linked(const char *dir, int fd, int (*reconnect)(void *ctx), void *ctx,
+                  kiln_error_t *err)
+{
+  if (open_at_daemon(fd, dir, err) < 0) {
     close(fd);
     kiln_error_wrap(err, "the daemon's store");
     return NULL;
   }
-  return store_open_mode(dir, STORE_LINKED, fd, err);
+  struct store *st = store_open_mode(dir, STORE_LINKED, fd, err);
+  if (st) {
+    /* Before any write is queued: the writer thread reads these only
+       under the queue's lock.  */
+    pthread_mutex_lock(&st->mu);
+    st->reconnect = reconnect;
+    st->reconnect_ctx = ctx;
+    pthread_mutex_unlock(&st->mu);
+  }
+  return st;
+}
+
+void
+store_relink(struct store *st)
+{
+  int64_t now = now_ns();
+  if (st->reconnect == NULL || now < st->relink_at)
+    return;
+  st->relink_at = now + (int64_t)STORE_RELINK_MS * 1000000;
+  int fd = st->reconnect(st->reconnect_ctx);
+  if (fd < 0)
+    return;
+  cleanup_free char *dir = xstrdup(st->path);
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = '\0';
+  kiln_error_t err = NULL;
+  if (open_at_daemon(fd, dir, &err) < 0) {
+    log_error(LOG_WARN, &err, "store: the daemon does not take the store back yet");
+    close(fd);
+    return;
+  }
+  /* What was written here is committed: the daemon's writes follow it.  */
+  sqlite3_close(st->wr);
+  st->wr = NULL;
+  st->link = fd;
+  log_msg(LOG_INFO, "store: the daemon writes %s again", st->path);
 }
 
 /* The link failed (ERR): the rest is written here.  */
@@ -69,12 +113,13 @@ static void
 link_lost(struct store *st, kiln_error_t *err)
 {
   cleanup_free char *why
-      = xasprintf("store: the daemon's link failed; this kiln writes %s itself from now on"
-                  " (writes the daemon had not committed may be lost)",
+      = xasprintf("store: the daemon's link failed; this kiln writes %s itself until a"
+                  " daemon takes it back (writes the daemon had not committed may be lost)",
                   st->path);
   log_error(LOG_WARN, err, why);
   close(st->link);
   st->link = -1;
+  st->relink_at = now_ns() + (int64_t)STORE_RELINK_MS * 1000000;
 }
 
 struct store_job *

@@ -47,11 +47,15 @@ struct store *store_open(const char *dir, enum store_mode mode, kiln_error_t *er
 /* Opens DIR/kiln.db as the daemon's at FD (a connected socket, taken:
    closed on failure too) owns it: the daemon is asked to open it for
    writing, and once it has, it is opened here to read.  Writes go to
-   the daemon in order; should its link fail, the rest are written here,
-   and nothing queued is lost.  NULL with ERR when the daemon refuses or
-   does not answer within STORE_LINK_TIMEOUT_MS.  */
+   the daemon in order.  Should its link fail, they are written here,
+   and nothing queued is lost; RECONNECT(CTX) (may be NULL) is then
+   asked for a new socket, at most every STORE_RELINK_MS, and the writes
+   go to the daemon on it again once it answers.  NULL with ERR when the
+   daemon refuses or does not answer within STORE_LINK_TIMEOUT_MS.  */
 #define STORE_LINK_TIMEOUT_MS 10000
-struct store *store_open_linked(const char *dir, int fd, kiln_error_t *err);
+#define STORE_RELINK_MS       1000
+struct store *store_open_linked(const char *dir, int fd, int (*reconnect)(void *ctx), void *ctx,
+                                kiln_error_t *err);
 
 /* The daemon's side of a store link.  FR is a front's FRAME_STORE_WRITE:
    the write it carries is queued on ST.  Returns 0, or -1 with ERR when

@@ -47,8 +47,11 @@ struct store {
   sqlite3 *wr; /* the writer's: the thread's, or RD itself (direct); NULL to read, or while
                   a linked store's daemon has its writes */
   enum store_mode mode;
-  char *path; /* the database's */
-  int link;   /* a linked store's socket to its daemon; -1 once it is gone */
+  char *path;                  /* the database's */
+  int link;                    /* a linked store's socket to its daemon; -1 once it is gone */
+  int (*reconnect)(void *ctx); /* a new socket to the daemon, or -1 */
+  void *reconnect_ctx;
+  int64_t relink_at; /* not asked again before this (now_ns) */
   pthread_t thread;
   bool thread_started;
   pthread_mutex_t mu;
@@ -76,6 +79,11 @@ sqlite3 *store_writer_db(struct store *st);
    first job not sent (NULL: all were), and leaves ST->link -1 when the
    link failed.  */
 struct store_job *store_link_send(struct store *st, struct store_job *job);
+
+/* A linked store whose link failed links to its daemon again when
+   RECONNECT gives a socket and the daemon answers on it (on the writer
+   thread, between turns).  */
+void store_relink(struct store *st);
 
 /* Counts a hit of KEY and moves its last use forward (queued), as
    cache_get does: how a daemon takes a linked store's hit.  */

@@ -342,7 +342,7 @@ def history(home):
     return p.stdout
 
 
-def test_the_daemon_writes_the_store_and_a_kernel_whose_daemon_died_writes_it_itself(kdir, xdg):
+def test_the_daemon_writes_the_store_and_a_kernel_whose_daemon_died_writes_it_until_the_next_takes_it(kdir, xdg):
     db = kdir / "home" / "kiln.db"
     a = kernel(kdir, "a", xdg)
     try:
@@ -357,10 +357,18 @@ def test_the_daemon_writes_the_store_and_a_kernel_whose_daemon_died_writes_it_it
         wait_for(lambda: not any(running(p) for p in inits), what="the workers to end")
         a.run("hist_two = 2", timeout=60)
         a.run("hist_three = 3", timeout=60)
-        # Nothing is lost: the kernel writes the rows itself from then on.
+        # Nothing is lost: the kernel writes the rows itself meanwhile...
         wait_for(lambda: "hist_three = 3" in history(kdir / "home"), what="the rows after the daemon died")
         assert "hist_two = 2" in history(kdir / "home")
-        assert "writes" in a.logs() and "itself from now on" in a.logs(), a.logs()
+        assert "itself until a daemon takes it back" in a.logs(), a.logs()
+        # ... and the new daemon takes the store back.
+        new = daemon_of(xdg)
+        assert new and new != old
+        time.sleep(1.2)
+        a.run("hist_four = 4", timeout=60)
+        wait_for(lambda: "hist_four = 4" in history(kdir / "home"), what="the row the new daemon writes")
+        assert re.search(r"store: the daemon writes \S+kiln\.db again", a.logs()), a.logs()
+        assert "rw" in open_modes(new, db)
     finally:
         a.stop()
 

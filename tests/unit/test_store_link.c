@@ -42,7 +42,7 @@ linked(const char *dir, int *peer)
     return NULL;
   answer(sv[1], FRAME_STORE_READY, NULL);
   kiln_error_t err = NULL;
-  struct store *st = store_open_linked(dir, sv[0], &err);
+  struct store *st = store_open_linked(dir, sv[0], NULL, NULL, &err);
   if (st == NULL) {
     fprintf(stderr, "store_open_linked: %s\n", err->msg);
     kiln_error_release(&err);
@@ -375,6 +375,73 @@ when_the_link_fails_the_writes_are_made_here_and_none_is_lost(void)
   remove_dir(dir);
 }
 
+/* A new daemon's end of a socket pair, its open and the next sync
+   answered, for a linked store to reconnect to; the test's end in
+   *CTX.  */
+static int
+reconnect(void *ctx)
+{
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    return -1;
+  answer(sv[1], FRAME_STORE_READY, NULL);
+  answer(sv[1], FRAME_STORE_SYNCED, NULL);
+  *(int *)ctx = sv[1];
+  return sv[0];
+}
+
+static void
+a_store_whose_daemon_came_back_sends_it_its_writes_again(void)
+{
+  char *dir = make_dir();
+  kiln_error_t err = NULL;
+  struct store *daemon = store_open(dir, STORE_DIRECT, &err);
+  CHECK(daemon != NULL);
+  int sv[2], peer = -1;
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  answer(sv[1], FRAME_STORE_READY, NULL);
+  struct store *st = daemon ? store_open_linked(dir, sv[0], reconnect, &peer, &err) : NULL;
+  CHECK(st != NULL);
+  if (st == NULL) {
+    kiln_error_release(&err);
+    store_close(daemon);
+    remove_dir(dir);
+    return;
+  }
+  close(sv[1]); /* the first daemon is gone */
+  struct history_row row = { .session_id = "sess-c",
+                             .execution_count = 1,
+                             .code = "1",
+                             .code_len = 1,
+                             .status = "ok",
+                             .artifacts = "" };
+  store_history_add(st, &row);
+  store_sync(st);
+  CHECK(history_of(daemon, "sess-c").n == 1);
+  CHECK(peer < 0); /* not asked at once */
+  usleep((STORE_RELINK_MS + 100) * 1000);
+  /* The next turn links again; the write goes to the new daemon.  */
+  row.execution_count = 2;
+  store_history_add(st, &row);
+  store_sync(st);
+  CHECK(peer >= 0);
+  if (peer >= 0) {
+    struct frame f;
+    uint8_t *payload = NULL;
+    CHECK(frame_recv(peer, &f, &payload, 1 << 20, NULL) == 0 && f.type == FRAME_STORE_OPEN);
+    free(payload);
+    CHECK(history_of(daemon, "sess-c").n == 1);
+    CHECK(serve_until_sync(peer, daemon, dir) == 1);
+    CHECK(history_of(daemon, "sess-c").n == 2);
+    answer(peer, FRAME_STORE_SYNCED, NULL);
+  }
+  store_close(st);
+  if (peer >= 0)
+    close(peer);
+  store_close(daemon);
+  remove_dir(dir);
+}
+
 static void
 a_daemon_that_cannot_open_the_store_says_why(void)
 {
@@ -383,7 +450,7 @@ a_daemon_that_cannot_open_the_store_says_why(void)
   CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
   answer(sv[1], FRAME_STORE_FAILED, "kiln.db: disk I/O error");
   kiln_error_t err = NULL;
-  struct store *st = store_open_linked(dir, sv[0], &err);
+  struct store *st = store_open_linked(dir, sv[0], NULL, NULL, &err);
   CHECK(st == NULL);
   CHECK(err && strstr(err->msg, "disk I/O error") != NULL);
   /* It asked for the store of DIR.  */
@@ -407,6 +474,8 @@ static const struct test_case cases[] = {
     a_malformed_write_or_one_outside_kiln_home_is_refused },
   { "when the link fails, the writes are made here and none is lost",
     when_the_link_fails_the_writes_are_made_here_and_none_is_lost },
+  { "a store whose daemon came back sends it its writes again",
+    a_store_whose_daemon_came_back_sends_it_its_writes_again },
   { "a daemon that cannot open the store says why", a_daemon_that_cannot_open_the_store_says_why },
 };
 
