@@ -242,8 +242,27 @@ reap_stale_sessions(struct front *f)
       reaped++;
   }
   closedir(d);
+  /* A session's installed packages go with its directory: one with
+     none (its front died; the sweep above removed it) is nobody's.  A
+     session's directory is made before its packages'; a hibernated
+     session's stays; a daemon's spares' are the daemon's.  */
+  cleanup_free char *packages = xasprintf("%s/packages/sessions", f->cfg->home);
+  d = opendir(packages);
+  while (d && (de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.' || strncmp(de->d_name, "spare-", 6) == 0
+        || session_find(f, de->d_name))
+      continue;
+    cleanup_free char *dir = xasprintf("%s/%s", sessions, de->d_name);
+    if (access(dir, F_OK) == 0 || errno != ENOENT)
+      continue;
+    install_session_forget(f, de->d_name);
+    reaped++;
+  }
+  if (d)
+    closedir(d);
   if (reaped)
-    log_msg(LOG_INFO, "removed %zu session directories left by kiln processes that are gone",
+    log_msg(LOG_INFO,
+            "removed %zu session and packages directories left by kiln processes that are gone",
             reaped);
 }
 

@@ -102,7 +102,7 @@ describe('cgroups are released on every terminal path', { skip: why }, () => {
     assert.ok(gone, `left behind: ${groupsOf(pid).filter((d) => existsSync(d))}`);
   });
 
-  test('a kiln killed with SIGKILL leaves groups and session directories that the next kiln removes', opts, async () => {
+  test('a kiln killed with SIGKILL leaves groups, session and packages directories that the next kiln removes', opts, async () => {
     const home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
     try {
       const a = await startServer({ env: { KILN_HOME: home } });
@@ -113,6 +113,9 @@ describe('cgroups are released on every terminal path', { skip: why }, () => {
       const pid = a.pid;
       const dirs = readdirSync(join(home, 'sessions'));
       assert.ok(dirs.includes(r.session_id));
+      // Its packages directory, which a package installed into it fills.
+      const packages = join(home, 'packages', 'sessions', r.session_id);
+      assert.ok(existsSync(packages), `${packages} was not made`);
       process.kill(pid, 'SIGKILL');
       await pollUntil(() => !existsSync(`/proc/${pid}`) || commOf(pid) === null);
       assert.ok(groupsOf(pid).some((d) => existsSync(d)), 'SIGKILL left the groups behind');
@@ -121,6 +124,7 @@ describe('cgroups are released on every terminal path', { skip: why }, () => {
         assert.ok(groupsOf(pid).every((d) => !existsSync(d)), `left: ${groupsOf(pid).filter((d) => existsSync(d))}`);
         const left = readdirSync(join(home, 'sessions'));
         for (const d of dirs) assert.ok(!left.includes(d), `session directory ${d} of the dead kiln is still there`);
+        assert.ok(!existsSync(packages), `the packages directory of the dead kiln's session is still there`);
         // The new kiln's own sessions are untouched by the sweep.
         const mine = await run(b.client, '1 + 1');
         assert.equal(mine.result, '2');
