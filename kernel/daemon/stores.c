@@ -32,6 +32,8 @@ on_committed(void *ctx)
   do
     r = write(s->fd, &s->conn_id, sizeof s->conn_id);
   while (r < 0 && errno == EINTR);
+  if (r < 0)
+    log_msg(LOG_WARN, "store: a front's sync could not be answered: %s", strerror(errno));
   free(s);
 }
 
@@ -73,9 +75,13 @@ dmn_stores_init(struct daemon *d, kiln_error_t *err)
 {
   if (pipe2(d->synced, O_CLOEXEC) < 0)
     return kiln_error_make(err, errno, "a pipe for the store's writers");
-  /* The reading end only: a writer thread waits rather than lose an
-     answer.  */
+  /* Neither end blocks: the loop may be joining a writer thread (the
+     last front of its store gone) while that thread tells it of a sync.
+     An answer the pipe has no room for (8,192 unread) is lost, and its
+     front gives up on the link after its timeout and writes the store
+     itself.  */
   fcntl(d->synced[0], F_SETFL, O_NONBLOCK);
+  fcntl(d->synced[1], F_SETFL, O_NONBLOCK);
   return loop_add(d->loop, d->synced[0], EPOLLIN, on_synced, d, err);
 }
 

@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -166,19 +167,24 @@ get_bytes(const struct frame *fr, enum frame_tag tag, size_t len, void *out, kil
   return 0;
 }
 
-/* Whether PATH is HOME or below it, with no "." or ".." component.  */
+/* Whether PATH (a FILE's, or a directory's) is in HOME (a real path) or
+   below it, once its symbolic links and ".." are resolved: a front may
+   name its KILN_HOME differently.  */
 static bool
-under_home(const char *path, const char *home)
+under_home(const char *path, bool file, const char *home)
 {
-  size_t n = strlen(home);
-  while (n > 1 && home[n - 1] == '/')
-    n--;
-  if (strncmp(path, home, n) != 0 || (path[n] != '/' && path[n] != '\0'))
-    return false;
-  for (const char *p = path; (p = strstr(p, "/.")) != NULL; p++)
-    if (p[2] == '/' || p[2] == '\0' || (p[2] == '.' && (p[3] == '/' || p[3] == '\0')))
+  cleanup_free char *dir = xstrdup(path);
+  if (file) {
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir || slash[1] == '\0')
       return false;
-  return true;
+    *slash = '\0';
+  }
+  char real[PATH_MAX];
+  if (realpath(dir, real) == NULL)
+    return false;
+  size_t n = strlen(home);
+  return strncmp(real, home, n) == 0 && (real[n] == '/' || real[n] == '\0');
 }
 
 static int
@@ -300,7 +306,7 @@ apply_session_hibernated(struct store *st, const char *home, const struct frame 
   row.has_snapshot = frame_get(fr, TAG_SIZE) != NULL;
   if (row.has_snapshot && get_bytes(fr, TAG_HASH, STORE_KEY_BYTES, row.snapshot_hash, err) < 0)
     return -1;
-  if ((tmp && !under_home(tmp, home)) || !under_home(dir, home))
+  if ((tmp && !under_home(tmp, true, home)) || !under_home(dir, false, home))
     return kiln_error_make(err, 0, "a snapshot outside KILN_HOME %s", home);
   row.id = id;
   row.created_ms = (int64_t)times[0];

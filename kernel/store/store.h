@@ -60,7 +60,7 @@ struct store *store_open_linked(const char *dir, int fd, int (*reconnect)(void *
 /* The daemon's side of a store link.  FR is a front's FRAME_STORE_WRITE:
    the write it carries is queued on ST.  Returns 0, or -1 with ERR when
    FR is malformed (nothing is queued then).  Paths a write names must
-   be under HOME (ST's KILN_HOME).  */
+   be under HOME (ST's KILN_HOME, a real path) once resolved.  */
 struct frame;
 int store_apply(struct store *st, const char *home, const struct frame *fr, kiln_error_t *err);
 

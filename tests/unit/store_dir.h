@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* A new empty directory (allocated; the caller frees it, after
-   remove_dir).  */
+/* A new empty directory, by its real path (allocated; the caller frees
+   it, after remove_dir).  */
 static inline char *
 make_dir(void)
 {
@@ -20,7 +20,14 @@ make_dir(void)
     perror("mkdtemp");
     exit(2);
   }
-  return dir;
+  /* Its real path: the daemon's side of a store compares paths so.  */
+  char *real = realpath(dir, NULL);
+  if (real == NULL) {
+    perror("realpath");
+    exit(2);
+  }
+  free(dir);
+  return real;
 }
 
 static inline void

@@ -296,7 +296,10 @@ a_malformed_write_or_one_outside_kiln_home_is_refused(void)
     fbuf_free(&fb);
     free(tmp);
   }
-  /* The same write inside KILN_HOME, without a snapshot, is taken.  */
+  /* The same write inside KILN_HOME, without a snapshot, is taken, also
+     when the front names KILN_HOME through a symbolic link.  */
+  char *alias = xasprintf("%s-alias", dir);
+  CHECK(symlink(dir, alias) == 0);
   fbuf_init(&fb, FRAME_STORE_WRITE);
   fbuf_put_u64(&fb, TAG_KIND, 7);
   fbuf_put_str(&fb, TAG_SESSION_ID, "s");
@@ -306,10 +309,12 @@ a_malformed_write_or_one_outside_kiln_home_is_refused(void)
   fbuf_put_str(&fb, TAG_DROPPED, "");
   fbuf_put_str(&fb, TAG_NOTE, "none taken");
   fbuf_put_str(&fb, TAG_ARTIFACTS, "");
-  fbuf_put_str(&fb, TAG_DIR, dir);
+  fbuf_put_str(&fb, TAG_DIR, alias);
   fbuf_finish(&fb);
   CHECK(apply_one(daemon, dir, &fb) == 0);
   fbuf_free(&fb);
+  unlink(alias);
+  free(alias);
 
   /* An unknown write, one without its fields, a history row without
      its code, a cache entry without code.  */
