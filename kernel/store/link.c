@@ -123,34 +123,60 @@ link_lost(struct store *st, kiln_error_t *err)
   st->relink_at = now_ns() + (int64_t)STORE_RELINK_MS * 1000000;
 }
 
+/* Sends the writes from FIRST up to (not including) END as one batch:
+   one system call for a turn's writes.  0, or -1 (the link lost).  */
+static int
+send_batch(struct store *st, struct store_job *first, struct store_job *end)
+{
+  if (first == end)
+    return 0;
+  struct buf bytes = { 0 };
+  for (struct store_job *j = first; j != end; j = j->next) {
+    struct fbuf fb;
+    fbuf_init(&fb, FRAME_STORE_WRITE);
+    j->type->encode(&fb, j->arg);
+    fbuf_finish(&fb);
+    buf_append(&bytes, fb.data, fb.len);
+    fbuf_free(&fb);
+  }
+  const struct fbuf batch = { .data = bytes.data, .len = bytes.len };
+  kiln_error_t err = NULL;
+  int rc = frame_send(st->link, &batch, NULL, 0, &err);
+  buf_free(&bytes);
+  if (rc < 0) {
+    link_lost(st, &err);
+    return -1;
+  }
+  for (struct store_job *j = first; j != end; j = j->next)
+    if (j->type->sent)
+      j->type->sent(j->arg);
+  return 0;
+}
+
 struct store_job *
 store_link_send(struct store *st, struct store_job *job)
 {
-  kiln_error_t err = NULL;
-  for (; job; job = job->next) {
+  /* A batch ends at a sync point, which is asked once the writes
+     before it are sent.  */
+  while (job) {
+    struct store_job *end = job;
+    while (end && end->type)
+      end = end->next;
+    if (send_batch(st, job, end) < 0)
+      return job;
+    if (end == NULL)
+      return NULL;
+    kiln_error_t err = NULL;
     struct fbuf fb;
-    if (job->type == NULL) {
-      fbuf_init(&fb, FRAME_STORE_SYNC);
-      fbuf_finish(&fb);
-      int rc = ask(st->link, &fb, FRAME_STORE_SYNCED, &err);
-      fbuf_free(&fb);
-      if (rc < 0) {
-        link_lost(st, &err);
-        return job;
-      }
-      continue;
-    }
-    fbuf_init(&fb, FRAME_STORE_WRITE);
-    job->type->encode(&fb, job->arg);
+    fbuf_init(&fb, FRAME_STORE_SYNC);
     fbuf_finish(&fb);
-    int rc = frame_send(st->link, &fb, NULL, 0, &err);
+    int rc = ask(st->link, &fb, FRAME_STORE_SYNCED, &err);
     fbuf_free(&fb);
     if (rc < 0) {
       link_lost(st, &err);
-      return job;
+      return end;
     }
-    if (job->type->sent)
-      job->type->sent(job->arg);
+    job = end->next;
   }
   return NULL;
 }
