@@ -127,6 +127,27 @@ history_of(struct store *st, const char *session)
   return g;
 }
 
+/* The test's daemon store on a new directory, and a store linked to it
+   (the test's end of the link in *PEER).  False, with nothing left
+   open, when either cannot be made.  */
+static bool
+open_pair(char **dir, struct store **daemon, struct store **st, int *peer)
+{
+  *dir = make_dir();
+  kiln_error_t err = NULL;
+  *daemon = store_open(*dir, STORE_DIRECT, &err);
+  CHECK(*daemon != NULL);
+  *st = *daemon ? linked(*dir, peer) : NULL;
+  CHECK(*st != NULL);
+  if (*st == NULL) {
+    kiln_error_release(&err);
+    store_close(*daemon);
+    remove_dir(*dir);
+    return false;
+  }
+  return true;
+}
+
 static const struct cache_salt salt = { .magic = { 0xcb, 0x0d, 0x0d, 0x0a },
                                         .magic_len = 4,
                                         .runtime = "kiln-test",
@@ -136,19 +157,11 @@ static const struct cache_salt salt = { .magic = { 0xcb, 0x0d, 0x0d, 0x0a },
 static void
 every_write_reaches_the_daemons_store_as_it_was_made(void)
 {
-  char *dir = make_dir();
-  kiln_error_t err = NULL;
-  struct store *daemon = store_open(dir, STORE_DIRECT, &err);
-  CHECK(daemon != NULL);
+  char *dir;
+  struct store *daemon, *st;
   int peer = -1;
-  struct store *st = daemon ? linked(dir, &peer) : NULL;
-  CHECK(st != NULL);
-  if (st == NULL) {
-    kiln_error_release(&err);
-    store_close(daemon);
-    remove_dir(dir);
+  if (!open_pair(&dir, &daemon, &st, &peer))
     return;
-  }
 
   /* A cell whose source holds a NUL is recorded whole.  */
   const char code[] = "x = 1\0y";
@@ -346,19 +359,11 @@ a_malformed_write_or_one_outside_kiln_home_is_refused(void)
 static void
 when_the_link_fails_the_writes_are_made_here_and_none_is_lost(void)
 {
-  char *dir = make_dir();
-  kiln_error_t err = NULL;
-  struct store *daemon = store_open(dir, STORE_DIRECT, &err);
-  CHECK(daemon != NULL);
+  char *dir;
+  struct store *daemon, *st;
   int peer = -1;
-  struct store *st = daemon ? linked(dir, &peer) : NULL;
-  CHECK(st != NULL);
-  if (st == NULL) {
-    kiln_error_release(&err);
-    store_close(daemon);
-    remove_dir(dir);
+  if (!open_pair(&dir, &daemon, &st, &peer))
     return;
-  }
   close(peer); /* the daemon is gone */
   struct history_row row = { .session_id = "sess-b",
                              .execution_count = 1,
