@@ -82,9 +82,10 @@ conn_frame(struct conn *c, const struct frame *fr)
       dmn_store_open(c, fr);
     return;
   }
-  if (c->store) {
-    /* A store link carries the store's frames only.  */
-    if (fr->type == FRAME_STORE_WRITE || fr->type == FRAME_STORE_SYNC)
+  bool store_frame = fr->type == FRAME_STORE_WRITE || fr->type == FRAME_STORE_SYNC;
+  if (c->store || store_frame) {
+    /* A store link carries the store's frames only, once it is open.  */
+    if (c->store && store_frame)
       dmn_store_frame(c, fr);
     else
       dmn_conn_drop(c);

@@ -276,6 +276,52 @@ def test_garbage_from_a_peer_closes_its_connection_and_the_daemon_serves_on(kdir
         a.stop()
 
 
+def frame(ftype, *fields):
+    """A frame of FTYPE with FIELDS, (tag, bytes) each."""
+    body = b"".join(struct.pack("<HI", tag, len(data)) + data for tag, data in fields)
+    return struct.pack("<IHH", len(body), ftype, 0) + body
+
+
+STORE_OPEN, STORE_WRITE, STORE_SYNC, STORE_READY, STORE_FAILED, STORE_SYNCED = 5, 6, 7, 8, 9, 18
+TAG_PATH, TAG_KIND = 21, 44
+
+
+def test_malformed_store_links_are_refused_and_the_store_serves_on(kdir, xdg):
+    a = kernel(kdir, "a", xdg)
+    try:
+        (sock,) = glob.glob(f"{xdg}/kiln/daemon-*.sock")
+        # A write before any store is open.
+        assert talk(sock, frame(STORE_WRITE, (TAG_KIND, struct.pack("<Q", 1)))) == b"eof:"
+        # A KILN_HOME that is not an absolute path to a directory.
+        answer = talk(sock, frame(STORE_OPEN, (TAG_PATH, b"home")))
+        assert struct.unpack("<H", answer[8:10]) == (STORE_FAILED,), answer
+        assert b"not a directory" in answer
+        # A store opened twice on one link.
+        home = str(kdir / "home").encode()
+        answer = talk(sock, frame(STORE_OPEN, (TAG_PATH, home)) + frame(STORE_OPEN, (TAG_PATH, home)))
+        assert answer == b"eof:" + frame(STORE_READY)
+        # A write the daemon does not know is dropped, and the link still
+        # answers a sync.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(sock)
+        s.sendall(frame(STORE_OPEN, (TAG_PATH, home)) + frame(STORE_WRITE, (TAG_KIND, struct.pack("<Q", 99)))
+                  + frame(STORE_SYNC))
+        want = frame(STORE_READY) + frame(STORE_SYNCED)
+        got = b""
+        while len(got) < len(want) and (chunk := s.recv(4096)):
+            got += chunk
+        s.close()
+        assert got == want
+        log = open(glob.glob(f"{xdg}/kiln/daemon-*.sock.log")[0]).read()
+        assert "an unknown store write 99" in log, log
+        reply, _ = a.run("after_garbage = 1")
+        assert reply["content"]["status"] == "ok"
+        wait_for(lambda: "after_garbage = 1" in history(kdir / "home"), what="the kernel's row")
+    finally:
+        a.stop()
+
+
 def test_a_cell_cannot_reach_the_daemon(kdir, xdg):
     a = kernel(kdir, "a", xdg)
     try:
