@@ -27,4 +27,8 @@ fuzz_within(const void *p, size_t pn, const void *base, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The KILN_HOME of the store harness and of its seeds: the paths a
+   seed's writes name are under it.  */
+#define FUZZ_STORE_HOME "/tmp/kiln-fuzz-store"
+
 #endif
