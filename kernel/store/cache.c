@@ -76,11 +76,15 @@ cache_get(struct store *st, const uint8_t key[STORE_KEY_BYTES], size_t *len)
 {
   if (st == NULL)
     return NULL;
-  sqlite3_stmt *q = NULL;
   uint8_t *out = NULL;
-  if (sqlite3_prepare_v2(st->rd, "SELECT code FROM code_cache WHERE key = ?", -1, &q, NULL)
-      != SQLITE_OK)
+  /* Every cell asks: the statement is prepared once, on the reading
+     connection, whose thread alone uses it.  */
+  if (st->get_code == NULL
+      && sqlite3_prepare_v3(st->rd, "SELECT code FROM code_cache WHERE key = ?", -1,
+                            SQLITE_PREPARE_PERSISTENT, &st->get_code, NULL)
+             != SQLITE_OK)
     return NULL;
+  sqlite3_stmt *q = st->get_code;
   sqlite3_bind_blob(q, 1, key, STORE_KEY_BYTES, SQLITE_STATIC);
   if (sqlite3_step(q) == SQLITE_ROW) {
     const void *b = sqlite3_column_blob(q, 0);
@@ -90,7 +94,8 @@ cache_get(struct store *st, const uint8_t key[STORE_KEY_BYTES], size_t *len)
       memcpy(out, b, *len);
     }
   }
-  sqlite3_finalize(q);
+  sqlite3_reset(q);
+  sqlite3_clear_bindings(q);
   if (out)
     cache_touch(st, key);
   return out;

@@ -478,6 +478,7 @@ store_close(struct store *st)
     pthread_mutex_unlock(&st->mu);
     pthread_join(st->thread, NULL);
   }
+  sqlite3_finalize(st->get_code);
   if (st->rd != st->wr)
     sqlite3_close(st->rd);
   sqlite3_close(st->wr);

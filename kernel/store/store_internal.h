@@ -43,7 +43,8 @@ struct store_job {
 };
 
 struct store {
-  sqlite3 *rd; /* the caller's thread: reads */
+  sqlite3 *rd;            /* the caller's thread: reads */
+  sqlite3_stmt *get_code; /* RD's cache lookup, prepared at its first use */
   sqlite3 *wr; /* the writer's: the thread's, or RD itself (direct); NULL to read, or while
                   a linked store's daemon has its writes */
   enum store_mode mode;
