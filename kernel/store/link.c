@@ -72,8 +72,8 @@ store_open_linked(const char *dir, int fd, int (*reconnect)(void *ctx), void *ct
   }
   struct store *st = store_open_mode(dir, STORE_LINKED, fd, err);
   if (st) {
-    /* Before any write is queued: the writer thread reads these only
-       under the queue's lock.  */
+    /* Before any write is queued: the writer thread takes the queue's
+       lock before it looks at them.  */
     pthread_mutex_lock(&st->mu);
     st->reconnect = reconnect;
     st->reconnect_ctx = ctx;
