@@ -2,7 +2,9 @@
    zygote of its own.  The daemon speaks the zygote's protocol, so once
    connected the link is the zygote link (zygote_link.c); what differs is
    getting there: a daemon that does not answer yet is started, detached
-   from this process, and asked again until it answers.  */
+   from this process, and asked again until it answers.  A second link
+   carries the front's store writes to the daemon, which owns the store
+   (front_store_open, kernel/store/link.c).  */
 #define _GNU_SOURCE
 #include "internal.h"
 #include "log.h"
