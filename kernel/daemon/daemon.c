@@ -154,6 +154,9 @@ next_deadline(void *data)
     if (compiled >= 0 && (t < 0 || compiled < t))
       t = compiled;
   }
+  int64_t stores = dmn_stores_deadline(d);
+  if (stores >= 0 && (t < 0 || stores < t))
+    t = stores;
   if (d->cg_dead.n) {
     int64_t soon = now_ns() + 20 * 1000000;
     if (t < 0 || soon < t)
@@ -184,6 +187,7 @@ tick(int64_t now, void *data)
     }
     dmn_compiler_tick(z, now);
   }
+  dmn_stores_tick(d, now);
   if (d->conns == NULL && d->idle_since && now - d->idle_since >= (int64_t)(d->idle_s * 1e9)) {
     log_msg(LOG_INFO, "no front for %.0f s: the daemon exits", d->idle_s);
     loop_stop(d->loop);

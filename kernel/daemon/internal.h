@@ -111,6 +111,7 @@ struct dmn_store {
   char *home; /* its real path */
   struct store *st;
   size_t links;
+  int64_t unused_since; /* when its last front went; 0 while one uses it */
   struct dmn_store *next;
 };
 
@@ -213,7 +214,8 @@ void dmn_compiler_tick(struct zygote *z, int64_t now);
 void dmn_compiler_free(struct zygote *z);
 
 /* stores.c */
-/* The pipe through which stores' writers say a sync is committed.  */
+/* The pipe through which stores' writers say a sync is committed; the
+   stores, closed (their writes committed) with the pipe.  */
 int dmn_stores_init(struct daemon *d, kiln_error_t *err);
 void dmn_stores_free(struct daemon *d);
 /* C's FRAME_STORE_OPEN FR: C becomes a link to the store of the
@@ -222,8 +224,12 @@ void dmn_stores_free(struct daemon *d);
 void dmn_store_open(struct conn *c, const struct frame *fr);
 /* A FRAME_STORE_WRITE or FRAME_STORE_SYNC FR on C's store link.  */
 void dmn_store_frame(struct conn *c, const struct frame *fr);
-/* C is gone: its store is closed when no other front uses it.  */
+/* C is gone: its store is kept for the daemon's idle time once no
+   other front uses it.  */
 void dmn_store_release(struct conn *c);
+/* When the next unused store must be closed, or -1; closes those due.  */
+int64_t dmn_stores_deadline(const struct daemon *d);
+void dmn_stores_tick(struct daemon *d, int64_t now);
 
 /* fronts.c */
 /* Sends the LEN bytes of one frame at DATA to FD with NFDS descriptors;

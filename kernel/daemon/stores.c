@@ -1,5 +1,6 @@
 /* The stores the daemon owns: one per KILN_HOME its fronts name, opened
-   when the first front links to it and closed when the last goes.  A
+   when the first front links to it and closed once no front has used it
+   for the daemon's idle time.  A
    front's writes are queued on it as they come (store_apply); a front's
    sync is answered once its writer has committed every write before it,
    told through a pipe, so the loop never waits for a commit.  */
@@ -70,6 +71,19 @@ on_synced(struct loop *loop, int fd, uint32_t events, void *data)
   }
 }
 
+/* Closes DS: its queued writes are committed first.  */
+static void
+store_free(struct daemon *d, struct dmn_store *ds)
+{
+  struct dmn_store **pp = &d->stores;
+  while (*pp != ds)
+    pp = &(*pp)->next;
+  *pp = ds->next;
+  store_close(ds->st);
+  free(ds->home);
+  free(ds);
+}
+
 int
 dmn_stores_init(struct daemon *d, kiln_error_t *err)
 {
@@ -88,6 +102,8 @@ dmn_stores_init(struct daemon *d, kiln_error_t *err)
 void
 dmn_stores_free(struct daemon *d)
 {
+  while (d->stores)
+    store_free(d, d->stores);
   if (d->synced[0] >= 0) {
     loop_del(d->loop, d->synced[0]);
     close(d->synced[0]);
@@ -111,7 +127,9 @@ dmn_store_open(struct conn *c, const struct frame *fr)
   struct dmn_store *ds = d->stores;
   while (ds && strcmp(ds->home, real) != 0)
     ds = ds->next;
-  if (ds == NULL) {
+  if (ds)
+    ds->unused_since = 0;
+  else {
     kiln_error_t err = NULL;
     struct store *st = store_open(real, STORE_THREADED, &err);
     if (st == NULL) {
@@ -202,15 +220,32 @@ dmn_store_release(struct conn *c)
 {
   struct dmn_store *ds = c->store;
   forget_live(c);
-  if (ds == NULL || --ds->links > 0)
-    return;
-  struct dmn_store **pp = &c->d->stores;
-  while (*pp != ds)
-    pp = &(*pp)->next;
-  *pp = ds->next;
-  /* Its queued writes are committed first.  */
-  store_close(ds->st);
-  log_msg(LOG_INFO, "the store of %s is closed: no front uses it", ds->home);
-  free(ds->home);
-  free(ds);
+  /* Kept open for the next front on the same KILN_HOME (a kernel's
+     restart, the next kernel), as a zygote is kept warm.  */
+  if (ds && --ds->links == 0)
+    ds->unused_since = now_ns();
+}
+
+int64_t
+dmn_stores_deadline(const struct daemon *d)
+{
+  int64_t t = -1;
+  for (const struct dmn_store *ds = d->stores; ds; ds = ds->next) {
+    int64_t expiry = ds->unused_since + (int64_t)(d->idle_s * 1e9);
+    if (ds->unused_since && (t < 0 || expiry < t))
+      t = expiry;
+  }
+  return t;
+}
+
+void
+dmn_stores_tick(struct daemon *d, int64_t now)
+{
+  for (struct dmn_store *ds = d->stores, *next; ds; ds = next) {
+    next = ds->next;
+    if (ds->unused_since && now - ds->unused_since >= (int64_t)(d->idle_s * 1e9)) {
+      log_msg(LOG_INFO, "the store of %s, unused for %.0f s, is closed", ds->home, d->idle_s);
+      store_free(d, ds);
+    }
+  }
 }

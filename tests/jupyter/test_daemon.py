@@ -276,6 +276,29 @@ def test_garbage_from_a_peer_closes_its_connection_and_the_daemon_serves_on(kdir
         a.stop()
 
 
+def test_a_store_no_kernel_uses_is_kept_for_the_idle_time_then_closed(kdir, xdg):
+    # The next kernel on a KILN_HOME (a restart, another notebook) finds
+    # its store open; one nobody comes back to is closed.
+    h1, h2 = kdir / "h1", kdir / "h2"
+    b = kernel(kdir, "b", xdg, home=h2, idle="3")
+    try:
+        daemon = daemon_of(xdg)
+        a = kernel(kdir, "a", xdg, home=h1, idle="3")
+        a.run("1")
+        assert "rw" in open_modes(daemon, h1 / "kiln.db")
+        a.stop()
+        time.sleep(1)
+        assert "rw" in open_modes(daemon, h1 / "kiln.db"), "closed at once"
+        wait_for(lambda: not open_modes(daemon, h1 / "kiln.db"), timeout=15, what="the unused store to close")
+        assert daemon_of(xdg) == daemon
+        assert "rw" in open_modes(daemon, h2 / "kiln.db")
+        assert "is closed" in open(glob.glob(f"{xdg}/kiln/daemon-*.sock.log")[0]).read()
+        reply, _ = b.run("2")
+        assert reply["content"]["status"] == "ok"
+    finally:
+        b.stop()
+
+
 def frame(ftype, *fields):
     """A frame of FTYPE with FIELDS, (tag, bytes) each."""
     body = b"".join(struct.pack("<HI", tag, len(data)) + data for tag, data in fields)
