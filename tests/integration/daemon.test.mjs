@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 
-import { withServer, runFull, run, callTool, pollUntil, dump, TEST_TIMEOUT } from './helpers.mjs';
+import { withServer, startServer, runFull, run, callTool, pollUntil, dump, TEST_TIMEOUT } from './helpers.mjs';
 
 const opts = { timeout: TEST_TIMEOUT };
 
@@ -172,6 +172,37 @@ describe('kiln serve --daemon', () => {
         });
       });
     } finally {
+      const pid = daemonOf(xdg);
+      if (pid) process.kill(pid, 'SIGKILL');
+      fs.rmSync(xdg, { recursive: true, force: true });
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  test('three servers writing at once through the daemon lose no history row', opts, async () => {
+    const xdg = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-xdg-'));
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-home-'));
+    const env = { XDG_RUNTIME_DIR: xdg, KILN_HOME: home, KILN_DAEMON_IDLE: '30' };
+    const servers = [];
+    try {
+      for (let i = 0; i < 3; i++) servers.push(await startServer({ args: ['--daemon'], env }));
+      const CELLS = 40;
+      await Promise.all(servers.map(async (s, i) => {
+        let sid;
+        for (let n = 0; n < CELLS; n++) {
+          const sc = await run(s.client, `mark = "m-${i}-${n}"`, sid ? { session_id: sid } : {});
+          assert.equal(sc.status, 'ok', dump(sc));
+          sid = sc.session_id;
+        }
+      }));
+      for (const s of servers) await s.close();
+      servers.length = 0;
+      const history = execFileSync(process.env.KILN_BIN, ['history', '--home', home], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      const missing = [];
+      for (let i = 0; i < 3; i++) for (let n = 0; n < CELLS; n++) if (!history.includes(`"m-${i}-${n}"`)) missing.push(`m-${i}-${n}`);
+      assert.deepEqual(missing, [], `rows missing from the history:\n${history.slice(0, 2000)}`);
+    } finally {
+      for (const s of servers) await s.close().catch(() => {});
       const pid = daemonOf(xdg);
       if (pid) process.kill(pid, 'SIGKILL');
       fs.rmSync(xdg, { recursive: true, force: true });
